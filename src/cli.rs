@@ -1,0 +1,45 @@
+//! Command-line arguments (clap). Raw arguments only; `main` turns them into work.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Keeps a local SQLite replica of what KOMBIT's Beskedfordeler says about a municipality's
+/// letters (print status) and citizens (Digital Post and NemSMS registrations).
+#[derive(Debug, Parser)]
+#[command(name = "beskedhent", version, about, long_about = None)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "BESKEDHENT_CONFIG",
+        default_value = "config.toml",
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database, or bring its schema up to date.
+    Init,
+    /// Import envelopes from files and directories (recursively, in sorted order).
+    Import {
+        /// Files (one envelope each) and directories.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// The name the files are recorded under in `message.source` and `cursor`.
+        #[arg(long, default_value = "import")]
+        source: String,
+    },
+    /// Show each source's position, counts and last run.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,25 @@
+//! beskedhent keeps a local SQLite replica of the messages KOMBIT's Beskedfordeler publishes
+//! for SF1600 "Print på serviceplatformen": print status (PKO_PostStatus) and Digital Post and
+//! NemSMS registrations.
+//!
+//! The pipeline, in reading order:
+//! - [`config`]: the configuration file, validated;
+//! - [`xml`]: bytes to a namespace-resolved element tree, refusing DTDs and entities;
+//! - [`envelope`]: the `Haendelsesbesked` envelope;
+//! - [`payload`]: typed payloads (print status, registrations);
+//! - [`message`]: one received message decoded, or refused with a reason;
+//! - [`store`]: the replica, the only module with SQL;
+//! - [`import`]: envelopes from files;
+//! - [`status`]: the `status` report.
+
+pub mod cli;
+pub mod config;
+pub mod envelope;
+pub mod import;
+pub mod mask;
+pub mod message;
+pub mod payload;
+pub mod status;
+pub mod store;
+pub mod time;
+pub mod xml;

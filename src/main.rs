@@ -1,0 +1,80 @@
+//! The `beskedhent` binary: parses arguments, sets up logging, runs a command, and maps the
+//! result to an exit code. See the README for the codes.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+use beskedhent::cli::{Cli, Command};
+use beskedhent::config::Config;
+use beskedhent::store::Store;
+use beskedhent::{import, status};
+
+/// Exit codes, documented in the README.
+mod exit {
+    /// Everything asked for was done.
+    pub const OK: u8 = 0;
+    /// The command could not do its job (configuration, database, unreadable input, ...).
+    pub const ERROR: u8 = 1;
+    /// The command completed, but some messages were refused and kept in `rejected`.
+    pub const REJECTED: u8 = 3;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BESKEDHENT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {}", beskedhent::mask::mask_cpr_in(&format!("{error:#}")));
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    let config = Config::load(&cli.config)?;
+    match cli.command {
+        Command::Init => {
+            let existed = config.database.exists();
+            let store = Store::open(&config.database)?;
+            println!(
+                "{} database {} (schema {})",
+                if existed { "up to date:" } else { "created" },
+                config.database.display(),
+                store.schema_version()?
+            );
+            Ok(exit::OK)
+        }
+        Command::Import { paths, source } => {
+            let mut store = Store::open(&config.database)?;
+            let summary = import::import(&mut store, &config.decoder(), &paths, &source)?;
+            println!("{}", summary.line());
+            Ok(if summary.unreadable > 0 {
+                exit::ERROR
+            } else if summary.counts.rejected > 0 {
+                exit::REJECTED
+            } else {
+                exit::OK
+            })
+        }
+        Command::Status { json } => {
+            let store = Store::open(&config.database)?;
+            let report = status::report(&store)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(exit::OK)
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! One received message, decoded: bytes in, a [`Message`] ready for the store or a
+//! [`Rejection`] saying why not. No I/O.
+
+use crate::envelope::{self, EnvelopeError};
+use crate::payload::post_status::{self, PostStatus};
+use crate::payload::registration::{self, Channel, Registration, RegistrationType};
+use crate::store::Rejection;
+
+/// What kind of message a beskedtype is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    PostStatus,
+    Registration(Channel),
+    /// A beskedtype nobody configured: kept as a message, nothing derived.
+    Other,
+}
+
+impl Kind {
+    /// The value stored in `message.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::PostStatus => "post_status",
+            Kind::Registration(Channel::DigitalPost) => "digitalpost_registration",
+            Kind::Registration(Channel::NemSms) => "nemsms_registration",
+            Kind::Other => "other",
+        }
+    }
+}
+
+/// What is derived from a message, by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detail {
+    None,
+    PostStatus(PostStatus),
+    Registration(Registration),
+}
+
+/// A decoded message: the envelope fields the `message` table keeps, and its derived detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub besked_id: String,
+    pub beskedtype: Option<String>,
+    pub kind: Kind,
+    pub created_at: Option<String>,
+    pub transaktions_id: Option<String>,
+    pub producer_uuid: Option<String>,
+    pub detail: Detail,
+}
+
+/// What decoding needs to know: the size limit and the configured registration types.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pub max_message_bytes: usize,
+    pub registrations: Vec<RegistrationType>,
+}
+
+impl Decoder {
+    /// Decodes one message; a refusal carries a reason for a person and the besked id if it
+    /// could be read.
+    pub fn decode(&self, raw: &[u8]) -> Result<Message, Rejection> {
+        if raw.len() > self.max_message_bytes {
+            return Err(Rejection {
+                reason: too_large(raw.len() as u64, self.max_message_bytes),
+                besked_id: None,
+            });
+        }
+        let envelope = envelope::parse_envelope(raw).map_err(|error| Rejection {
+            besked_id: match error {
+                EnvelopeError::BadBase64(_)
+                | EnvelopeError::BadPayload(_)
+                | EnvelopeError::BadTimestamp { .. } => envelope::peek_besked_id(raw),
+                _ => None,
+            },
+            reason: error.to_string(),
+        })?;
+        let kind = self.kind_of(envelope.beskedtype.as_deref());
+        let refuse = |reason: String| Rejection {
+            reason,
+            besked_id: Some(envelope.besked_id.clone()),
+        };
+        let detail = match kind {
+            Kind::PostStatus => {
+                Detail::PostStatus(post_status::parse_post_status(&envelope).map_err(refuse)?)
+            }
+            Kind::Registration(channel) => {
+                let config = self
+                    .registrations
+                    .iter()
+                    .find(|r| r.channel == channel)
+                    .expect("kind_of only returns configured channels");
+                Detail::Registration(
+                    registration::parse_registration(&envelope, config).map_err(refuse)?,
+                )
+            }
+            Kind::Other => Detail::None,
+        };
+        Ok(Message {
+            besked_id: envelope.besked_id,
+            beskedtype: envelope.beskedtype,
+            kind,
+            created_at: envelope.dannelsestidspunkt,
+            transaktions_id: envelope.transaktions_id,
+            producer_uuid: envelope.ansvarlig_aktoer,
+            detail,
+        })
+    }
+
+    fn kind_of(&self, beskedtype: Option<&str>) -> Kind {
+        let Some(beskedtype) = beskedtype else {
+            return Kind::Other;
+        };
+        if beskedtype.eq_ignore_ascii_case(post_status::BESKEDTYPE) {
+            return Kind::PostStatus;
+        }
+        self.registrations
+            .iter()
+            .find(|r| r.beskedtype.eq_ignore_ascii_case(beskedtype))
+            .map_or(Kind::Other, |r| Kind::Registration(r.channel))
+    }
+}
+
+/// The reason given for a message over the size limit.
+pub fn too_large(len: u64, limit: usize) -> String {
+    format!(
+        "message of {len} bytes is larger than max_message_bytes ({limit}); raise max_message_bytes in the configuration and run `beskedhent reprocess` to take it in"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoder() -> Decoder {
+        Decoder {
+            max_message_bytes: 4096,
+            registrations: vec![RegistrationType {
+                channel: Channel::NemSms,
+                beskedtype: "6c2f5b43-8e1d-4b69-8c1f-2d3e4f5a6b7c".into(),
+                registered: vec!["r".into()],
+                deregistered: vec!["d".into()],
+            }],
+        }
+    }
+
+    fn envelope(beskedtype: &str, handling: &str, party: &str) -> Vec<u8> {
+        format!(
+            r#"<Haendelsesbesked xmlns="urn:oio:besked:kuvert:1.0" xmlns:o="urn:oio:sagdok:3.0.0"><BeskedId><o:UUIDIdentifikator>id-1</o:UUIDIdentifikator></BeskedId><Beskedkuvert><Filtreringsdata><Beskedtype><o:UUIDIdentifikator>{beskedtype}</o:UUIDIdentifikator></Beskedtype><ObjektRegistrering><Registreringstidspunkt><o:TidsstempelDatoTid>2026-03-01T10:00:00Z</o:TidsstempelDatoTid></Registreringstidspunkt><ObjektId><o:URNIdentifikator>{party}</o:URNIdentifikator></ObjektId><ObjektHandling><o:UUIDIdentifikator>{handling}</o:UUIDIdentifikator></ObjektHandling></ObjektRegistrering></Filtreringsdata></Beskedkuvert></Haendelsesbesked>"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn kinds_follow_the_beskedtype() {
+        let cases = [
+            (post_status::BESKEDTYPE, Kind::PostStatus),
+            ("6C2F5B43-8E1D-4B69-8C1F-2D3E4F5A6B7C", Kind::Registration(Channel::NemSms)),
+            ("00000000-0000-0000-0000-000000000000", Kind::Other),
+        ];
+        for (beskedtype, kind) in cases {
+            let message = decoder()
+                .decode(&envelope(beskedtype, "r", "urn:oio:cvr:12345678"))
+                .expect(beskedtype);
+            assert_eq!(message.kind, kind);
+            assert_eq!(message.besked_id, "id-1");
+        }
+    }
+
+    #[test]
+    fn refusals_keep_the_besked_id_when_known() {
+        let rejection = decoder()
+            .decode(&envelope("6c2f5b43-8e1d-4b69-8c1f-2d3e4f5a6b7c", "?", "urn:oio:cvr:12345678"))
+            .expect_err("unknown handling");
+        assert_eq!(rejection.besked_id.as_deref(), Some("id-1"));
+        assert!(rejection.reason.contains("types.nemsms_registration"), "{}", rejection.reason);
+    }
+
+    #[test]
+    fn oversized_messages_are_refused_before_parsing() {
+        let rejection = decoder().decode(&vec![b' '; 4097]).expect_err("too large");
+        assert!(rejection.reason.starts_with("message of 4097 bytes is larger than max_message_bytes (4096)"));
+    }
+}

@@ -1,0 +1,583 @@
+//! The SQLite replica: the only module with SQL.
+//!
+//! The schema is `schema.sql` (version 1) followed by an append-only list of migrations, tracked
+//! with `PRAGMA user_version` and applied in one exclusive transaction. Every batch of incoming
+//! messages is one transaction that also moves its source's `cursor` row, so a run killed at any
+//! point leaves either the whole batch or none of it.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+
+use crate::message::{Detail, Message};
+
+/// Schema versions: index `i` holds the SQL that takes a database from version `i` to `i + 1`.
+/// Append only; never edit a released entry.
+const MIGRATIONS: &[&str] = &[include_str!("../schema.sql")];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// The bytes of something received.
+#[derive(Debug)]
+pub enum Raw {
+    Bytes(Vec<u8>),
+    /// A file too large to hold in memory: streamed into its `rejected` row.
+    File { path: PathBuf, len: u64 },
+}
+
+/// One thing received, already decoded: the unit a batch is made of.
+#[derive(Debug)]
+pub struct Incoming {
+    pub raw: Raw,
+    /// Where it came from: a file path, or AMQP queue and message-id.
+    pub origin: String,
+    pub decoded: std::result::Result<Message, Rejection>,
+}
+
+/// Why something received was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: String,
+    pub besked_id: Option<String>,
+}
+
+/// What became of one [`Incoming`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    New,
+    Duplicate,
+    Rejected,
+}
+
+/// Counts of one batch or run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub new: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: Counts) {
+        self.new += other.new;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.new + self.duplicates + self.rejected
+    }
+}
+
+/// How a run ended, as written to `cursor.run_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Ok,
+    Failed,
+    Interrupted,
+}
+
+impl RunStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// One `cursor` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CursorRow {
+    pub source: String,
+    pub last_seq: Option<i64>,
+    pub last_besked_id: Option<String>,
+    pub last_received_at: Option<String>,
+    pub messages: i64,
+    pub duplicates: i64,
+    pub rejected: i64,
+    pub run_started_at: Option<String>,
+    pub run_ended_at: Option<String>,
+    pub run_status: Option<String>,
+    pub run_error: Option<String>,
+}
+
+/// An open replica.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating it private, mode 0600, if missing) and migrates the database.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                bail!(
+                    "the directory `{}` of the database does not exist; create it or change `database` in the configuration",
+                    parent.display()
+                );
+            }
+        }
+        create_private(path)?;
+        let conn = Connection::open(path)
+            .with_context(|| format!("failed to open database `{}`", path.display()))?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store
+            .configure()
+            .with_context(|| format!("failed to set up database `{}`", path.display()))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an in-memory database, for tests.
+    pub fn open_in_memory() -> Result<Store> {
+        let mut store = Store {
+            conn: Connection::open_in_memory()?,
+            path: PathBuf::from(":memory:"),
+        };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn configure(&self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // WAL: readers (people running sqlite3) never block the writer. synchronous=NORMAL
+        // in WAL mode keeps every committed transaction across a killed process; only a power
+        // loss can take back the last commits, and it never corrupts the file.
+        self.conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(())
+    }
+
+    /// Brings the schema up to [`SCHEMA_VERSION`]. Running it again changes nothing.
+    pub fn migrate(&mut self) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > MIGRATIONS.len() {
+            bail!(
+                "database `{}` has a schema version newer than this beskedhent knows ({}); upgrade beskedhent",
+                self.path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.execute_batch(sql)
+                .with_context(|| format!("failed to apply schema migration {}", index + 1))?;
+        }
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+        tx.commit()?;
+        Ok(version)
+    }
+
+    /// Marks the start of a run of `source`.
+    pub fn begin_run(&mut self, source: &str, started_at: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO cursor (source, run_started_at, run_ended_at, run_status, run_error)
+             VALUES (?1, ?2, NULL, 'running', NULL)
+             ON CONFLICT (source) DO UPDATE SET run_started_at = ?2, run_ended_at = NULL,
+                 run_status = 'running', run_error = NULL",
+            params![source, started_at],
+        )?;
+        Ok(())
+    }
+
+    /// Marks the end of a run of `source`.
+    pub fn end_run(
+        &mut self,
+        source: &str,
+        ended_at: &str,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE cursor SET run_ended_at = ?2, run_status = ?3, run_error = ?4 WHERE source = ?1",
+            params![source, ended_at, status.as_str(), error],
+        )?;
+        Ok(())
+    }
+
+    /// Writes a batch in one transaction: new messages with their derived rows, duplicates
+    /// counted, rejections with their raw bytes, and the source's cursor. Returns what became of
+    /// each item, in order. Nothing is written if it fails.
+    pub fn write_batch(
+        &mut self,
+        source: &str,
+        received_at: &str,
+        batch: &[Incoming],
+    ) -> Result<(Vec<Outcome>, Counts)> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut counts = Counts::default();
+        let mut last: Option<(i64, &str)> = None;
+        {
+            let mut insert_message = tx.prepare_cached(
+                "INSERT INTO message (besked_id, beskedtype, kind, source, received_at, created_at,
+                     transaktions_id, producer_uuid, origin, envelope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (besked_id) DO NOTHING",
+            )?;
+            for item in batch {
+                let outcome = match &item.decoded {
+                    Ok(message) => {
+                        let Raw::Bytes(bytes) = &item.raw else {
+                            bail!("a decoded message must arrive as bytes");
+                        };
+                        let inserted = insert_message.execute(params![
+                            message.besked_id,
+                            message.beskedtype,
+                            message.kind.as_str(),
+                            source,
+                            received_at,
+                            message.created_at,
+                            message.transaktions_id,
+                            message.producer_uuid,
+                            item.origin,
+                            bytes,
+                        ])?;
+                        if inserted == 1 {
+                            let seq = tx.last_insert_rowid();
+                            insert_detail(&tx, seq, message)?;
+                            last = Some((seq, &message.besked_id));
+                            Outcome::New
+                        } else {
+                            Outcome::Duplicate
+                        }
+                    }
+                    Err(rejection) => {
+                        insert_rejected(&tx, source, received_at, item, rejection)?;
+                        Outcome::Rejected
+                    }
+                };
+                match outcome {
+                    Outcome::New => counts.new += 1,
+                    Outcome::Duplicate => counts.duplicates += 1,
+                    Outcome::Rejected => counts.rejected += 1,
+                }
+                outcomes.push(outcome);
+            }
+        }
+        tx.execute(
+            "INSERT INTO cursor (source, last_seq, last_besked_id, last_received_at, messages,
+                 duplicates, rejected)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (source) DO UPDATE SET
+                 last_seq = coalesce(?2, last_seq),
+                 last_besked_id = coalesce(?3, last_besked_id),
+                 last_received_at = ?4,
+                 messages = messages + ?5,
+                 duplicates = duplicates + ?6,
+                 rejected = rejected + ?7",
+            params![
+                source,
+                last.map(|(seq, _)| seq),
+                last.map(|(_, id)| id),
+                received_at,
+                counts.new as i64,
+                counts.duplicates as i64,
+                counts.rejected as i64
+            ],
+        )?;
+        tx.commit()?;
+        Ok((outcomes, counts))
+    }
+
+    /// All cursor rows, by source.
+    pub fn cursors(&self) -> Result<Vec<CursorRow>> {
+        let mut statement = self.conn.prepare(
+            "SELECT source, last_seq, last_besked_id, last_received_at, messages, duplicates,
+                 rejected, run_started_at, run_ended_at, run_status, run_error
+             FROM cursor ORDER BY source",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(CursorRow {
+                source: row.get(0)?,
+                last_seq: row.get(1)?,
+                last_besked_id: row.get(2)?,
+                last_received_at: row.get(3)?,
+                messages: row.get(4)?,
+                duplicates: row.get(5)?,
+                rejected: row.get(6)?,
+                run_started_at: row.get(7)?,
+                run_ended_at: row.get(8)?,
+                run_status: row.get(9)?,
+                run_error: row.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Row counts of the main tables, for `status`.
+    pub fn table_counts(&self) -> Result<TableCounts> {
+        let count = |table: &str| -> Result<i64> {
+            Ok(self
+                .conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))?)
+        };
+        Ok(TableCounts {
+            message: count("message")?,
+            rejected: count("rejected")?,
+            print_status: count("print_status")?,
+            registration: count("registration")?,
+        })
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))?)
+    }
+
+    /// The connection, for tests and read-only queries.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The cursor row of one source.
+    pub fn cursor(&self, source: &str) -> Result<Option<CursorRow>> {
+        Ok(self.cursors()?.into_iter().find(|row| row.source == source))
+    }
+
+    /// The seq of a stored besked id.
+    pub fn seq_of(&self, besked_id: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq FROM message WHERE besked_id = ?1",
+                [besked_id],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+}
+
+/// Row counts of the main tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TableCounts {
+    pub message: i64,
+    pub rejected: i64,
+    pub print_status: i64,
+    pub registration: i64,
+}
+
+fn insert_detail(tx: &rusqlite::Transaction<'_>, seq: i64, message: &Message) -> Result<()> {
+    match &message.detail {
+        Detail::None => {}
+        Detail::PostStatus(status) => {
+            tx.prepare_cached(
+                "INSERT INTO print_status (seq, besked_id, message_uuid, transmission_id,
+                     message_id, kanal, status, event, event_uuid, final, outcome, occurred_at,
+                     fejl_kode, fejl_tekst, afsendelse_id, forsendelse_id, forsendelse_type_id,
+                     bruger_navn, enhed_tekst, afsender_system_id, correlation_id, producer,
+                     producer_uuid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+            )?
+            .execute(params![
+                seq,
+                message.besked_id,
+                status.message_uuid,
+                status.transmission_id,
+                status.message_id,
+                status.kanal,
+                status.status,
+                status.event,
+                status.event_uuid,
+                status.is_final,
+                status.outcome,
+                status.occurred_at,
+                status.fejl_kode,
+                status.fejl_tekst,
+                status.afsendelse_id,
+                status.forsendelse_id,
+                status.forsendelse_type_id,
+                status.bruger_navn,
+                status.enhed_tekst,
+                status.afsender_system_id,
+                status.correlation_id,
+                status.producer,
+                status.producer_uuid,
+            ])?;
+            for event in &status.postal_events {
+                tx.prepare_cached(
+                    "INSERT INTO print_status_postal_event (seq, besked_id, type_kode,
+                         occurred_at, beloeb) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    seq,
+                    message.besked_id,
+                    event.type_kode,
+                    event.occurred_at,
+                    event.beloeb
+                ])?;
+            }
+        }
+        Detail::Registration(registration) => {
+            tx.prepare_cached(
+                "INSERT INTO registration (seq, besked_id, party, party_type, channel, registered,
+                     changed_at, handling) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                seq,
+                message.besked_id,
+                registration.party,
+                registration.party_type,
+                registration.channel.as_str(),
+                registration.registered,
+                registration.changed_at,
+                registration.handling,
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_rejected(
+    tx: &rusqlite::Transaction<'_>,
+    source: &str,
+    received_at: &str,
+    item: &Incoming,
+    rejection: &Rejection,
+) -> Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO rejected (source, received_at, reason, raw, besked_id, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    match &item.raw {
+        Raw::Bytes(bytes) => {
+            insert.execute(params![
+                source,
+                received_at,
+                rejection.reason,
+                bytes,
+                rejection.besked_id,
+                item.origin
+            ])?;
+        }
+        Raw::File { path, len } => {
+            // Stream the file into the row so memory stays flat whatever its size.
+            let len = *len;
+            if len > i32::MAX as u64 {
+                bail!("`{}` is larger than 2 GiB and cannot be kept in the database", path.display());
+            }
+            insert.execute(params![
+                source,
+                received_at,
+                rejection.reason,
+                rusqlite::blob::ZeroBlob(len as _),
+                rejection.besked_id,
+                item.origin
+            ])?;
+            let rowid = tx.last_insert_rowid();
+            let mut blob = tx.blob_open("main", "rejected", "raw", rowid, false)?;
+            let mut file = File::open(path)
+                .with_context(|| format!("failed to read `{}`", path.display()))?;
+            let copied = std::io::copy(&mut (&mut file).take(len), &mut blob)
+                .with_context(|| format!("failed to copy `{}` into the database", path.display()))?;
+            if copied != len {
+                bail!(
+                    "`{}` shrank while being read ({copied} of {len} bytes)",
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the database file with mode 0600 if it does not exist, and refuses a file that other
+/// users can read.
+fn create_private(path: &Path) -> Result<()> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path)
+                .with_context(|| format!("failed to read `{}`", path.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    database = %path.display(),
+                    "the database can be read by other users (mode {:o}); it holds CPR numbers: chmod 600 it",
+                    mode & 0o777
+                );
+            }
+            Ok(())
+        }
+        Err(error) => Err(error).with_context(|| format!("failed to create database `{}`", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_changes_nothing() {
+        let mut store = Store::open_in_memory().expect("open");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION as i64);
+        assert_eq!(store.migrate().expect("again"), SCHEMA_VERSION);
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION as i64);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let mut store = Store::open_in_memory().expect("open");
+        store
+            .connection()
+            .pragma_update(None, "user_version", 99)
+            .expect("set");
+        let error = store.migrate().expect_err("newer");
+        assert!(error.to_string().contains("newer than this beskedhent knows"), "{error}");
+    }
+
+    #[test]
+    fn file_is_created_private_in_wal_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("replica.db");
+        let store = Store::open(&path).expect("open");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let journal: String = store
+            .connection()
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .expect("journal");
+        assert_eq!(journal, "wal");
+    }
+
+    #[test]
+    fn missing_directory_is_named() {
+        let error = Store::open(Path::new("/nonexistent-dir/replica.db"))
+            .err()
+            .expect("fails");
+        assert!(error.to_string().contains("`/nonexistent-dir`"), "{error}");
+    }
+}

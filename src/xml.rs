@@ -1,0 +1,358 @@
+//! A small, safe XML document model: bytes in, a flat tree of namespace-resolved elements out.
+//!
+//! This is the only module that talks to the XML parser. It refuses what could make a parser do
+//! more than read: a `DOCTYPE` (and with it every entity declaration) is an error, and so is any
+//! entity reference other than the five predefined ones and character references, so no entity is
+//! ever expanded or fetched. Input must be UTF-8 (a UTF-8 byte order mark is allowed).
+//!
+//! Elements are kept in document order. Each node knows the index just past its last
+//! descendant, so walking children needs no extra allocation.
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
+use thiserror::Error;
+
+/// The kuvert namespace of `Haendelsesbesked` and its structure.
+pub const NS_KUVERT: &str = "urn:oio:besked:kuvert:1.0";
+/// The sagdok namespace of identifiers and timestamps.
+pub const NS_SAGDOK: &str = "urn:oio:sagdok:3.0.0";
+/// The namespace of the `Base64` payload wrapper (no `oio`).
+pub const NS_BASE64: &str = "urn:besked:kuvert:1.0";
+/// The namespace of `ModtagBeskedInput`, the wrapper push receivers store.
+pub const NS_STS: &str = "urn:oio:sts:1.0.0";
+/// The namespace of the PKO_PostStatus payload.
+pub const NS_POST_STATUS: &str = "http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/types";
+
+/// Deepest element nesting accepted; real envelopes nest about ten levels.
+const MAX_DEPTH: usize = 256;
+
+/// Why a document was refused. The message is meant for a person reading the `rejected` table.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum XmlError {
+    #[error("not UTF-8: {0}")]
+    Encoding(String),
+    #[error("refused: the document contains a DOCTYPE declaration (DTDs and entities are never processed)")]
+    Doctype,
+    #[error("refused: undefined entity reference `&{0};` (only the predefined XML entities are allowed)")]
+    Entity(String),
+    #[error("malformed XML at byte {position}: {message}")]
+    Malformed { position: u64, message: String },
+}
+
+/// One element: its namespace URI (empty when unbound), local name and direct text content.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub ns: Box<str>,
+    pub name: Box<str>,
+    /// Concatenated character data directly inside this element, entities resolved.
+    pub text: String,
+    /// Index one past the last descendant of this node.
+    end: usize,
+}
+
+impl Node {
+    /// True when this element has the given namespace and local name.
+    pub fn is(&self, ns: &str, name: &str) -> bool {
+        &*self.name == name && &*self.ns == ns
+    }
+}
+
+/// A parsed document; node 0 is the root element.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    nodes: Vec<Node>,
+}
+
+impl Tree {
+    /// The root element's index.
+    pub const ROOT: usize = 0;
+
+    pub fn node(&self, index: usize) -> &Node {
+        &self.nodes[index]
+    }
+
+    /// Direct element children of `parent`, in document order.
+    pub fn children(&self, parent: usize) -> impl Iterator<Item = usize> + '_ {
+        let end = self.nodes[parent].end;
+        let mut next = parent + 1;
+        std::iter::from_fn(move || {
+            if next >= end {
+                return None;
+            }
+            let current = next;
+            next = self.nodes[current].end;
+            Some(current)
+        })
+    }
+
+    /// Every element below `parent`, in document order.
+    pub fn descendants(&self, parent: usize) -> std::ops::Range<usize> {
+        parent + 1..self.nodes[parent].end
+    }
+
+    /// Direct children of `parent` with the given namespace and local name.
+    pub fn children_named<'a>(
+        &'a self,
+        parent: usize,
+        ns: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = usize> + 'a {
+        self.children(parent)
+            .filter(move |&child| self.nodes[child].is(ns, name))
+    }
+
+    /// The first direct child of `parent` with the given namespace and local name.
+    pub fn child(&self, parent: usize, ns: &str, name: &str) -> Option<usize> {
+        self.children_named(parent, ns, name).next()
+    }
+
+    /// Follows a path of local names in one namespace from `start`, taking the first match at
+    /// every step.
+    pub fn path(&self, start: usize, ns: &str, names: &[&str]) -> Option<usize> {
+        names
+            .iter()
+            .try_fold(start, |node, name| self.child(node, ns, name))
+    }
+
+    /// The trimmed text of an element, or `None` when it is empty.
+    pub fn text(&self, index: usize) -> Option<&str> {
+        let text = self.nodes[index].text.trim();
+        (!text.is_empty()).then_some(text)
+    }
+}
+
+/// Parses a complete document. `bytes` may start with a UTF-8 byte order mark.
+pub fn parse(bytes: &[u8]) -> Result<Tree, XmlError> {
+    let text = decode_utf8(bytes)?;
+    let mut reader = NsReader::from_str(text);
+    let config = reader.config_mut();
+    config.check_end_names = true;
+    config.expand_empty_elements = false;
+
+    let mut nodes: Vec<Node> = Vec::with_capacity(64);
+    let mut open: Vec<usize> = Vec::with_capacity(16);
+    let mut seen_root = false;
+    let malformed = |reader: &NsReader<&[u8]>, message: String| XmlError::Malformed {
+        position: reader.buffer_position(),
+        message,
+    };
+
+    loop {
+        let (resolved, event) = match reader.read_resolved_event() {
+            Ok(pair) => pair,
+            Err(error) => return Err(malformed(&reader, error.to_string())),
+        };
+        match event {
+            Event::Start(_) | Event::Empty(_) => {
+                if open.is_empty() && seen_root {
+                    return Err(malformed(&reader, "more than one root element".into()));
+                }
+                if open.len() >= MAX_DEPTH {
+                    return Err(malformed(
+                        &reader,
+                        format!("elements nested deeper than {MAX_DEPTH} levels"),
+                    ));
+                }
+                let ns: Box<str> = match resolved {
+                    ResolveResult::Bound(ns) => ns.into_inner().into(),
+                    ResolveResult::Unbound => "".into(),
+                    ResolveResult::Unknown(prefix) => {
+                        return Err(malformed(
+                            &reader,
+                            format!("namespace prefix `{prefix}` is not declared"),
+                        ));
+                    }
+                };
+                let (name, is_empty) = match &event {
+                    Event::Start(start) => (start.local_name(), false),
+                    Event::Empty(start) => (start.local_name(), true),
+                    _ => unreachable!("matched above"),
+                };
+                let name: Box<str> = name.into_inner().into();
+                seen_root = true;
+                let index = nodes.len();
+                nodes.push(Node {
+                    ns,
+                    name,
+                    text: String::new(),
+                    end: index + 1,
+                });
+                if !is_empty {
+                    open.push(index);
+                }
+            }
+            Event::End(_) => {
+                let index = open
+                    .pop()
+                    .ok_or_else(|| malformed(&reader, "closing tag without opening tag".into()))?;
+                nodes[index].end = nodes.len();
+            }
+            Event::Text(text) => {
+                let content = text.xml10_content();
+                match open.last() {
+                    Some(&index) => nodes[index].text.push_str(&content),
+                    None if content.trim().is_empty() => {}
+                    None => return Err(malformed(&reader, "text outside the root element".into())),
+                }
+            }
+            Event::CData(cdata) => {
+                let content = cdata.xml10_content();
+                match open.last() {
+                    Some(&index) => nodes[index].text.push_str(&content),
+                    None => return Err(malformed(&reader, "CDATA outside the root element".into())),
+                }
+            }
+            Event::GeneralRef(reference) => {
+                let resolved = match reference.resolve_char_ref() {
+                    Ok(Some(ch)) => ch,
+                    Ok(None) => match &*reference.into_inner() {
+                        "lt" => '<',
+                        "gt" => '>',
+                        "amp" => '&',
+                        "apos" => '\'',
+                        "quot" => '"',
+                        other => return Err(XmlError::Entity(other.to_string())),
+                    },
+                    Err(error) => return Err(malformed(&reader, error.to_string())),
+                };
+                match open.last() {
+                    Some(&index) => nodes[index].text.push(resolved),
+                    None => {
+                        return Err(malformed(&reader, "reference outside the root element".into()));
+                    }
+                }
+            }
+            Event::DocType(_) => return Err(XmlError::Doctype),
+            Event::Decl(decl) => {
+                if let Some(Ok(encoding)) = decl.encoding() {
+                    let encoding = encoding.trim().to_ascii_lowercase();
+                    if !matches!(encoding.as_str(), "utf-8" | "utf8" | "us-ascii" | "ascii") {
+                        return Err(XmlError::Encoding(format!(
+                            "the XML declaration says encoding=\"{encoding}\"; Beskedfordeler messages are UTF-8"
+                        )));
+                    }
+                }
+            }
+            Event::Comment(_) | Event::PI(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !open.is_empty() {
+        return Err(malformed(
+            &reader,
+            format!(
+                "document ends inside element `{}`",
+                nodes[*open.last().expect("not empty")].name
+            ),
+        ));
+    }
+    if nodes.is_empty() {
+        return Err(malformed(&reader, "no root element".into()));
+    }
+    Ok(Tree { nodes })
+}
+
+/// Checks the encoding and strips a UTF-8 byte order mark.
+fn decode_utf8(bytes: &[u8]) -> Result<&str, XmlError> {
+    if bytes.starts_with(&[0xFE, 0xFF]) || bytes.starts_with(&[0xFF, 0xFE]) {
+        return Err(XmlError::Encoding(
+            "the document starts with a UTF-16 byte order mark".into(),
+        ));
+    }
+    let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
+    std::str::from_utf8(bytes).map_err(|error| {
+        XmlError::Encoding(format!(
+            "invalid UTF-8 byte sequence at byte {}",
+            error.valid_up_to()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(tree: &Tree, parent: usize) -> Vec<String> {
+        tree.children(parent)
+            .map(|child| tree.node(child).name.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn resolves_namespaces_not_prefixes() {
+        let tree = parse(
+            br#"<a:root xmlns:a="urn:x" xmlns:b="urn:y"><b:one>1</b:one><a:two xmlns:a="urn:y">2</a:two><three/></a:root>"#,
+        )
+        .expect("valid");
+        assert!(tree.node(Tree::ROOT).is("urn:x", "root"));
+        let children: Vec<usize> = tree.children(Tree::ROOT).collect();
+        assert_eq!(names(&tree, Tree::ROOT), ["one", "two", "three"]);
+        assert!(tree.node(children[0]).is("urn:y", "one"));
+        // The prefix `a` is rebound on `two`.
+        assert!(tree.node(children[1]).is("urn:y", "two"));
+        assert_eq!(&*tree.node(children[2]).ns, "");
+        assert_eq!(tree.text(children[1]), Some("2"));
+    }
+
+    #[test]
+    fn children_skip_grandchildren() {
+        let tree = parse(b"<r><a><x/><y><z/></y></a><b/></r>").expect("valid");
+        assert_eq!(names(&tree, Tree::ROOT), ["a", "b"]);
+        let a = tree.child(Tree::ROOT, "", "a").expect("a");
+        assert_eq!(names(&tree, a), ["x", "y"]);
+        assert_eq!(tree.path(Tree::ROOT, "", &["a", "y", "z"]), Some(4));
+    }
+
+    #[test]
+    fn predefined_and_character_references_are_resolved() {
+        let tree = parse(b"<r>a &amp; b &lt;c&gt; &#x41;&#66; &quot;&apos;</r>").expect("valid");
+        assert_eq!(tree.text(Tree::ROOT), Some("a & b <c> AB \"'"));
+    }
+
+    #[test]
+    fn cdata_and_crlf_are_text() {
+        let tree = parse(b"<r>x\r\ny<![CDATA[<z>]]></r>").expect("valid");
+        assert_eq!(tree.text(Tree::ROOT), Some("x\ny<z>"));
+    }
+
+    #[test]
+    fn refuses_hostile_and_broken_input() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"<!DOCTYPE r [<!ENTITY x \"y\">]><r>&x;</r>", "DOCTYPE"),
+            (b"<!DOCTYPE r SYSTEM \"http://example.invalid/r.dtd\"><r/>", "DOCTYPE"),
+            (b"<r>&x;</r>", "undefined entity reference `&x;`"),
+            (b"<r><a></r>", "malformed XML"),
+            (b"<r>", "document ends inside element `r`"),
+            (b"", "no root element"),
+            (b"<r/><r/>", "more than one root element"),
+            (b"<p:r/>", "prefix `p` is not declared"),
+            (b"<r>\xff</r>", "invalid UTF-8 byte sequence at byte 3"),
+            (b"\xff\xfe<\x00r\x00/\x00>\x00", "UTF-16 byte order mark"),
+            (b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><r/>", "encoding=\"iso-8859-1\""),
+            (b"text<r/>", "text outside the root element"),
+        ];
+        for (input, expected) in cases {
+            let error = parse(input).expect_err(&String::from_utf8_lossy(input));
+            assert!(
+                error.to_string().contains(expected),
+                "{:?}: got `{error}`, want `{expected}`",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn accepts_bom_and_declaration() {
+        let tree = parse(b"\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<r>ok</r>\r\n")
+            .expect("valid");
+        assert_eq!(tree.text(Tree::ROOT), Some("ok"));
+    }
+
+    #[test]
+    fn refuses_absurd_nesting() {
+        let deep = format!("{}{}", "<a>".repeat(MAX_DEPTH + 1), "</a>".repeat(MAX_DEPTH + 1));
+        let error = parse(deep.as_bytes()).expect_err("too deep");
+        assert!(error.to_string().contains("nested deeper"), "{error}");
+    }
+}
