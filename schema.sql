@@ -20,16 +20,20 @@ CREATE TABLE message (
     envelope        BLOB NOT NULL                      -- the exact bytes received
 );
 
--- Everything refused, with its exact bytes and a reason a person understands.
+-- Everything refused, with its exact bytes and a reason a person understands. The same bytes
+-- received again are counted as a duplicate, not stored twice.
 CREATE TABLE rejected (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    source      TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    reason      TEXT NOT NULL,
-    raw         BLOB NOT NULL,
-    besked_id   TEXT,                                  -- when it could be read
-    origin      TEXT
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    source       TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    raw          BLOB NOT NULL,
+    raw_sha256   TEXT NOT NULL,                        -- hex SHA-256 of raw
+    besked_id    TEXT,                                 -- when it could be read
+    origin       TEXT,                                 -- file path, or AMQP queue and message-id
+    resolved_seq INTEGER REFERENCES message (seq)      -- set by `reprocess` once it was taken in
 );
+CREATE INDEX rejected_by_sha256 ON rejected (raw_sha256);
 CREATE INDEX rejected_by_time ON rejected (received_at);
 
 -- One row per PKO_PostStatus message (DigitalPost_StatusPrint).

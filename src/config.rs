@@ -72,16 +72,17 @@ impl Config {
 
     /// Parses configuration text; `path` is where it lives, for relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|error| {
-            anyhow::anyhow!("{}", error.to_string().trim_end())
-        })?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|error| anyhow::anyhow!("{}", error.to_string().trim_end()))?;
         let base = path.parent().unwrap_or(Path::new(""));
         let max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if max_message_bytes == 0 {
             bail!("`max_message_bytes` must be at least 1");
         }
         if raw.database.as_os_str().is_empty() {
-            bail!("`database` is empty; give the path of the replica, e.g. database = \"replica.db\"");
+            bail!(
+                "`database` is empty; give the path of the replica, e.g. database = \"replica.db\""
+            );
         }
         let mut registrations = Vec::new();
         for (channel, raw_type) in [
@@ -92,10 +93,12 @@ impl Config {
                 registrations.push(registration_type(channel, raw_type)?);
             }
         }
-        if let [first, second] = registrations.as_slice() {
-            if first.beskedtype.eq_ignore_ascii_case(&second.beskedtype) {
-                bail!("`types.digitalpost_registration.beskedtype` and `types.nemsms_registration.beskedtype` are the same");
-            }
+        if let [first, second] = registrations.as_slice()
+            && first.beskedtype.eq_ignore_ascii_case(&second.beskedtype)
+        {
+            bail!(
+                "`types.digitalpost_registration.beskedtype` and `types.nemsms_registration.beskedtype` are the same"
+            );
         }
         Ok(Config {
             path: path.to_path_buf(),
@@ -121,7 +124,9 @@ fn registration_type(channel: Channel, raw: RawType) -> Result<RegistrationType>
     };
     let beskedtype = raw.beskedtype.trim().to_owned();
     if beskedtype.is_empty() {
-        bail!("`types.{key}.beskedtype` is empty; give the beskedtype UUID from the Beskedfordeler");
+        bail!(
+            "`types.{key}.beskedtype` is empty; give the beskedtype UUID from the Beskedfordeler"
+        );
     }
     if beskedtype.eq_ignore_ascii_case(post_status::BESKEDTYPE) {
         bail!("`types.{key}.beskedtype` is the PKO_PostStatus beskedtype, which is built in");
@@ -191,20 +196,44 @@ deregistered = ["d1"]
     fn errors_name_the_key() {
         let cases = [
             ("database = \"r.db\"\ncolour = 1", "unknown field `colour`"),
-            ("database = \"r.db\"\n[types.fax]\nbeskedtype = \"x\"", "unknown field `fax`"),
-            ("database = \"r.db\"\n[types.nemsms_registration]\nbeskedtype = \"x\"\nregisterd = []", "unknown field `registerd`"),
+            (
+                "database = \"r.db\"\n[types.fax]\nbeskedtype = \"x\"",
+                "unknown field `fax`",
+            ),
+            (
+                "database = \"r.db\"\n[types.nemsms_registration]\nbeskedtype = \"x\"\nregisterd = []",
+                "unknown field `registerd`",
+            ),
             ("max_message_bytes = 5", "missing field `database`"),
-            ("database = \"r.db\"\nmax_message_bytes = 0", "`max_message_bytes` must be at least 1"),
-            ("database = \"r.db\"\nmax_message_bytes = \"big\"", "max_message_bytes"),
+            (
+                "database = \"r.db\"\nmax_message_bytes = 0",
+                "`max_message_bytes` must be at least 1",
+            ),
+            (
+                "database = \"r.db\"\nmax_message_bytes = \"big\"",
+                "max_message_bytes",
+            ),
             ("database = \"\"", "`database` is empty"),
-            ("database = \"r.db\"\n[types.nemsms_registration]\nbeskedtype = \"d2bed63c-4853-4008-b6e0-a74c15b15fbf\"", "built in"),
-            ("database = \"r.db\"\n[types.nemsms_registration]\nbeskedtype = \"x\"\nregistered = [\"a\"]\nderegistered = [\"A\"]", "in both"),
-            ("database = \"r.db\"\n[types.nemsms_registration]\nbeskedtype = \"x\"\n[types.digitalpost_registration]\nbeskedtype = \"X\"", "are the same"),
+            (
+                "database = \"r.db\"\n[types.nemsms_registration]\nbeskedtype = \"d2bed63c-4853-4008-b6e0-a74c15b15fbf\"",
+                "built in",
+            ),
+            (
+                "database = \"r.db\"\n[types.nemsms_registration]\nbeskedtype = \"x\"\nregistered = [\"a\"]\nderegistered = [\"A\"]",
+                "in both",
+            ),
+            (
+                "database = \"r.db\"\n[types.nemsms_registration]\nbeskedtype = \"x\"\n[types.digitalpost_registration]\nbeskedtype = \"X\"",
+                "are the same",
+            ),
             ("database = ", "line 1"),
         ];
         for (text, expected) in cases {
             let error = format!("{:#}", check(text).expect_err(text));
-            assert!(error.contains(expected), "{text:?}: got `{error}`, want `{expected}`");
+            assert!(
+                error.contains(expected),
+                "{text:?}: got `{error}`, want `{expected}`"
+            );
         }
     }
 

@@ -20,10 +20,13 @@ pub enum EnvelopeError {
     #[error("missing BeskedId (Haendelsesbesked/BeskedId/UUIDIdentifikator or URNIdentifikator)")]
     MissingBeskedId,
     #[error("{element} holds `{value}`, which is not a timestamp")]
-    BadTimestamp { element: &'static str, value: String },
+    BadTimestamp {
+        element: &'static str,
+        value: String,
+    },
     #[error("Beskeddata/Base64 is not valid base64: {0}")]
     BadBase64(String),
-    #[error("the payload in Beskeddata/Base64 is refused: {0}")]
+    #[error("the payload in Beskeddata/Base64: {0}")]
     BadPayload(XmlError),
 }
 
@@ -86,11 +89,22 @@ impl Envelope {
     }
 }
 
-/// Reads the besked id of a document that may be refused later, for the `rejected` table.
-pub fn peek_besked_id(bytes: &[u8]) -> Option<String> {
-    let tree = xml::parse(bytes).ok()?;
-    let root = find_envelope(&tree).ok()?;
-    identifier(&tree, tree.child(root, NS_KUVERT, "BeskedId")?)
+/// Finds the besked id of a refused document, for the `rejected` table and logs. It looks at the
+/// bytes only (no XML parsing, so it also works on malformed or hostile input): the text of the
+/// first `...Identifikator>` element after the first `BeskedId`.
+pub fn sniff_besked_id(bytes: &[u8]) -> Option<String> {
+    let find = |haystack: &[u8], needle: &[u8]| {
+        haystack
+            .windows(needle.len())
+            .position(|window| window == needle)
+    };
+    let after_tag = &bytes[find(bytes, b"BeskedId")? + 8..];
+    let after_identifier = &after_tag[find(after_tag, b"Identifikator>")? + 14..];
+    let end = after_identifier.iter().position(|&byte| byte == b'<')?;
+    let id = std::str::from_utf8(&after_identifier[..end]).ok()?.trim();
+    let plausible =
+        !id.is_empty() && id.len() <= 200 && id.chars().all(|ch| !ch.is_control() && ch != '&');
+    plausible.then(|| id.to_owned())
 }
 
 /// Parses one envelope.
@@ -162,10 +176,10 @@ fn find_envelope(tree: &Tree) -> Result<usize, EnvelopeError> {
     if root.is(NS_KUVERT, "Haendelsesbesked") {
         return Ok(Tree::ROOT);
     }
-    if root.is(NS_STS, "ModtagBeskedInput") {
-        if let Some(inner) = tree.child(Tree::ROOT, NS_KUVERT, "Haendelsesbesked") {
-            return Ok(inner);
-        }
+    if root.is(NS_STS, "ModtagBeskedInput")
+        && let Some(inner) = tree.child(Tree::ROOT, NS_KUVERT, "Haendelsesbesked")
+    {
+        return Ok(inner);
     }
     let shown = if root.ns.is_empty() {
         root.name.to_string()
@@ -290,7 +304,9 @@ mod tests {
         // Same local names, wrong namespace: a prefix-based parser would accept this.
         let input = r#"<k:Haendelsesbesked xmlns:k="urn:oio:besked:kuvert:1.0" xmlns:w="urn:wrong"><w:BeskedId><w:UUIDIdentifikator>x</w:UUIDIdentifikator></w:BeskedId></k:Haendelsesbesked>"#;
         assert_eq!(
-            parse_envelope(input.as_bytes()).expect_err("no id").to_string(),
+            parse_envelope(input.as_bytes())
+                .expect_err("no id")
+                .to_string(),
             EnvelopeError::MissingBeskedId.to_string()
         );
     }
@@ -310,7 +326,7 @@ mod tests {
             (
                 // base64 of "<!DOCTYPE x><x/>"
                 r#"<Haendelsesbesked xmlns="urn:oio:besked:kuvert:1.0" xmlns:s="urn:oio:sagdok:3.0.0"><BeskedId><s:UUIDIdentifikator>a</s:UUIDIdentifikator></BeskedId><Beskeddata><Base64 xmlns="urn:besked:kuvert:1.0">PCFET0NUWVBFIHg+PHgvPg==</Base64></Beskeddata></Haendelsesbesked>"#,
-                "payload in Beskeddata/Base64 is refused: refused: the document contains a DOCTYPE",
+                "the payload in Beskeddata/Base64: refused: the document contains a DOCTYPE",
             ),
             (
                 r#"<Haendelsesbesked xmlns="urn:oio:besked:kuvert:1.0" xmlns:s="urn:oio:sagdok:3.0.0"><BeskedId><s:UUIDIdentifikator>a</s:UUIDIdentifikator></BeskedId><Beskedkuvert><Leveranceinformation><Dannelsestidspunkt><s:TidsstempelDatoTid>soon</s:TidsstempelDatoTid></Dannelsestidspunkt></Leveranceinformation></Beskedkuvert></Haendelsesbesked>"#,
@@ -334,9 +350,21 @@ mod tests {
     }
 
     #[test]
-    fn peeks_the_id_of_a_refused_message() {
-        let input = r#"<Haendelsesbesked xmlns="urn:oio:besked:kuvert:1.0" xmlns:s="urn:oio:sagdok:3.0.0"><BeskedId><s:UUIDIdentifikator>abc</s:UUIDIdentifikator></BeskedId><Beskeddata><Base64 xmlns="urn:besked:kuvert:1.0">!!</Base64></Beskeddata></Haendelsesbesked>"#;
-        assert_eq!(peek_besked_id(input.as_bytes()).as_deref(), Some("abc"));
-        assert_eq!(peek_besked_id(b"<x"), None);
+    fn sniffs_the_id_of_a_refused_message() {
+        let cases: &[(&[u8], Option<&str>)] = &[
+            (b"<!DOCTYPE x><k:Haendelsesbesked><k:BeskedId><s:UUIDIdentifikator> abc </s:UUIDIdentifikator></k:BeskedId><truncat", Some("abc")),
+            (b"<BeskedId><URNIdentifikator>urn:x</URNIdentifikator>", Some("urn:x")),
+            (b"<BeskedId><UUIDIdentifikator>&xxe;</UUIDIdentifikator>", None),
+            (b"<BeskedId><UUIDIdentifikator></UUIDIdentifikator>", None),
+            (b"<x", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                sniff_besked_id(input).as_deref(),
+                *expected,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
     }
 }

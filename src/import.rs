@@ -6,16 +6,21 @@
 //! memory stays flat however many files there are.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::envelope;
 use crate::mask::mask_cpr_in;
 use crate::message::{self, Decoder};
 use crate::store::{Counts, Incoming, Outcome, Raw, Rejection, RunStatus, Store};
 use crate::time;
+
+/// How much of an oversized file is searched for its besked id.
+const SNIFF_BYTES: usize = 64 * 1024;
 
 /// Messages per transaction.
 pub const BATCH_SIZE: usize = 500;
@@ -190,6 +195,12 @@ impl Walk<'_> {
     fn read(&mut self, path: &Path, len: u64) -> Option<Incoming> {
         let origin = path.display().to_string();
         if len > self.decoder.max_message_bytes as u64 {
+            // Look for the besked id near the start only: the file is never read whole.
+            let mut head = Vec::with_capacity(SNIFF_BYTES);
+            let besked_id = fs::File::open(path)
+                .and_then(|file| file.take(SNIFF_BYTES as u64).read_to_end(&mut head))
+                .ok()
+                .and_then(|_| envelope::sniff_besked_id(&head));
             return Some(Incoming {
                 raw: Raw::File {
                     path: path.to_path_buf(),
@@ -198,7 +209,7 @@ impl Walk<'_> {
                 origin,
                 decoded: Err(Rejection {
                     reason: message::too_large(len, self.decoder.max_message_bytes),
-                    besked_id: None,
+                    besked_id,
                 }),
             });
         }

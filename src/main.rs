@@ -29,12 +29,16 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("error: {}", beskedhent::mask::mask_cpr_in(&format!("{error:#}")));
+            eprintln!(
+                "error: {}",
+                beskedhent::mask::mask_cpr_in(&format!("{error:#}"))
+            );
             ExitCode::from(exit::ERROR)
         }
     }

@@ -1,7 +1,7 @@
 //! Masking of CPR numbers in text that may reach a log or a terminal.
 
-/// Replaces every CPR-like number in `text` (a run of ten or more digits, or six digits, a dash
-/// and four digits) with its first six digits followed by asterisks: `0101701234` becomes
+/// Replaces every CPR-like number in `text` (a run of nine or more digits, so a CPR number with a
+/// digit missing is caught too, or six digits, a dash and four digits) with its first six digits followed by asterisks: `0101701234` becomes
 /// `010170****`, `010170-1234` becomes `010170-****`.
 pub fn mask_cpr_in(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -24,7 +24,7 @@ pub fn mask_cpr_in(text: &str) -> String {
             out.push_str(&text[i..i + 7]);
             out.push_str("****");
             i += 11;
-        } else if run >= 10 {
+        } else if run >= 9 {
             out.push_str(&text[i..i + 6]);
             out.extend(std::iter::repeat_n('*', run - 6));
             i += run;
@@ -44,9 +44,16 @@ mod tests {
     fn masks_cpr_numbers_only() {
         let cases = [
             ("urn:oio:cpr-nr:0101701234", "urn:oio:cpr-nr:010170****"),
-            ("cpr 010170-1234 and 010170-12345", "cpr 010170-**** and 010170-12345"),
+            (
+                "cpr 010170-1234 and 010170-12345",
+                "cpr 010170-**** and 010170-12345",
+            ),
             ("01017012345", "010170*****"),
-            ("cvr 12345678, 2026-03-01T10:00:00Z", "cvr 12345678, 2026-03-01T10:00:00Z"),
+            ("urn:oio:cpr-nr:010170123", "urn:oio:cpr-nr:010170***"),
+            (
+                "cvr 12345678, 2026-03-01T10:00:00Z",
+                "cvr 12345678, 2026-03-01T10:00:00Z",
+            ),
             ("æø 0101701234!", "æø 010170****!"),
             ("", ""),
         ];

@@ -1,7 +1,7 @@
 //! One received message, decoded: bytes in, a [`Message`] ready for the store or a
 //! [`Rejection`] saying why not. No I/O.
 
-use crate::envelope::{self, EnvelopeError};
+use crate::envelope;
 use crate::payload::post_status::{self, PostStatus};
 use crate::payload::registration::{self, Channel, Registration, RegistrationType};
 use crate::store::Rejection;
@@ -31,7 +31,7 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Detail {
     None,
-    PostStatus(PostStatus),
+    PostStatus(Box<PostStatus>),
     Registration(Registration),
 }
 
@@ -61,16 +61,11 @@ impl Decoder {
         if raw.len() > self.max_message_bytes {
             return Err(Rejection {
                 reason: too_large(raw.len() as u64, self.max_message_bytes),
-                besked_id: None,
+                besked_id: envelope::sniff_besked_id(raw),
             });
         }
         let envelope = envelope::parse_envelope(raw).map_err(|error| Rejection {
-            besked_id: match error {
-                EnvelopeError::BadBase64(_)
-                | EnvelopeError::BadPayload(_)
-                | EnvelopeError::BadTimestamp { .. } => envelope::peek_besked_id(raw),
-                _ => None,
-            },
+            besked_id: envelope::sniff_besked_id(raw),
             reason: error.to_string(),
         })?;
         let kind = self.kind_of(envelope.beskedtype.as_deref());
@@ -79,9 +74,9 @@ impl Decoder {
             besked_id: Some(envelope.besked_id.clone()),
         };
         let detail = match kind {
-            Kind::PostStatus => {
-                Detail::PostStatus(post_status::parse_post_status(&envelope).map_err(refuse)?)
-            }
+            Kind::PostStatus => Detail::PostStatus(Box::new(
+                post_status::parse_post_status(&envelope).map_err(refuse)?,
+            )),
             Kind::Registration(channel) => {
                 let config = self
                     .registrations
@@ -153,7 +148,10 @@ mod tests {
     fn kinds_follow_the_beskedtype() {
         let cases = [
             (post_status::BESKEDTYPE, Kind::PostStatus),
-            ("6C2F5B43-8E1D-4B69-8C1F-2D3E4F5A6B7C", Kind::Registration(Channel::NemSms)),
+            (
+                "6C2F5B43-8E1D-4B69-8C1F-2D3E4F5A6B7C",
+                Kind::Registration(Channel::NemSms),
+            ),
             ("00000000-0000-0000-0000-000000000000", Kind::Other),
         ];
         for (beskedtype, kind) in cases {
@@ -168,15 +166,27 @@ mod tests {
     #[test]
     fn refusals_keep_the_besked_id_when_known() {
         let rejection = decoder()
-            .decode(&envelope("6c2f5b43-8e1d-4b69-8c1f-2d3e4f5a6b7c", "?", "urn:oio:cvr:12345678"))
+            .decode(&envelope(
+                "6c2f5b43-8e1d-4b69-8c1f-2d3e4f5a6b7c",
+                "?",
+                "urn:oio:cvr:12345678",
+            ))
             .expect_err("unknown handling");
         assert_eq!(rejection.besked_id.as_deref(), Some("id-1"));
-        assert!(rejection.reason.contains("types.nemsms_registration"), "{}", rejection.reason);
+        assert!(
+            rejection.reason.contains("types.nemsms_registration"),
+            "{}",
+            rejection.reason
+        );
     }
 
     #[test]
     fn oversized_messages_are_refused_before_parsing() {
         let rejection = decoder().decode(&vec![b' '; 4097]).expect_err("too large");
-        assert!(rejection.reason.starts_with("message of 4097 bytes is larger than max_message_bytes (4096)"));
+        assert!(
+            rejection
+                .reason
+                .starts_with("message of 4097 bytes is larger than max_message_bytes (4096)")
+        );
     }
 }

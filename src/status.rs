@@ -62,7 +62,13 @@ impl Report {
             return out;
         }
         let header = [
-            "SOURCE", "LAST SEQ", "LAST RECEIVED", "MESSAGES", "DUPLICATES", "REJECTED", "LAST RUN",
+            "SOURCE",
+            "LAST SEQ",
+            "LAST RECEIVED",
+            "MESSAGES",
+            "DUPLICATES",
+            "REJECTED",
+            "LAST RUN",
         ];
         let mut rows: Vec<[String; 7]> = self
             .sources

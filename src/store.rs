@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::message::{Detail, Message};
 
@@ -28,7 +29,10 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 pub enum Raw {
     Bytes(Vec<u8>),
     /// A file too large to hold in memory: streamed into its `rejected` row.
-    File { path: PathBuf, len: u64 },
+    File {
+        path: PathBuf,
+        len: u64,
+    },
 }
 
 /// One thing received, already decoded: the unit a batch is made of.
@@ -118,13 +122,13 @@ pub struct Store {
 impl Store {
     /// Opens (creating it private, mode 0600, if missing) and migrates the database.
     pub fn open(path: &Path) -> Result<Store> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                bail!(
-                    "the directory `{}` of the database does not exist; create it or change `database` in the configuration",
-                    parent.display()
-                );
-            }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            bail!(
+                "the directory `{}` of the database does not exist; create it or change `database` in the configuration",
+                parent.display()
+            );
         }
         create_private(path)?;
         let conn = Connection::open(path)
@@ -266,10 +270,7 @@ impl Store {
                             Outcome::Duplicate
                         }
                     }
-                    Err(rejection) => {
-                        insert_rejected(&tx, source, received_at, item, rejection)?;
-                        Outcome::Rejected
-                    }
+                    Err(rejection) => insert_rejected(&tx, source, received_at, item, rejection)?,
                 };
                 match outcome {
                     Outcome::New => counts.new += 1,
@@ -334,7 +335,9 @@ impl Store {
         let count = |table: &str| -> Result<i64> {
             Ok(self
                 .conn
-                .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))?)
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                    row.get(0)
+                })?)
         };
         Ok(TableCounts {
             message: count("message")?,
@@ -455,16 +458,34 @@ fn insert_detail(tx: &rusqlite::Transaction<'_>, seq: i64, message: &Message) ->
     Ok(())
 }
 
+/// Stores a rejection with its raw bytes; bytes already rejected before count as a duplicate.
 fn insert_rejected(
     tx: &rusqlite::Transaction<'_>,
     source: &str,
     received_at: &str,
     item: &Incoming,
     rejection: &Rejection,
-) -> Result<()> {
+) -> Result<Outcome> {
+    let sha256 = match &item.raw {
+        Raw::Bytes(bytes) => hex(&Sha256::digest(bytes)),
+        Raw::File { path, .. } => {
+            let mut hasher = Sha256::new();
+            let mut file =
+                File::open(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+            std::io::copy(&mut file, &mut hasher)
+                .with_context(|| format!("failed to read `{}`", path.display()))?;
+            hex(&hasher.finalize())
+        }
+    };
+    let seen = tx
+        .prepare_cached("SELECT 1 FROM rejected WHERE raw_sha256 = ?1 LIMIT 1")?
+        .exists([&sha256])?;
+    if seen {
+        return Ok(Outcome::Duplicate);
+    }
     let mut insert = tx.prepare_cached(
-        "INSERT INTO rejected (source, received_at, reason, raw, besked_id, origin)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO rejected (source, received_at, reason, raw, raw_sha256, besked_id, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     match &item.raw {
         Raw::Bytes(bytes) => {
@@ -473,6 +494,7 @@ fn insert_rejected(
                 received_at,
                 rejection.reason,
                 bytes,
+                sha256,
                 rejection.besked_id,
                 item.origin
             ])?;
@@ -481,22 +503,28 @@ fn insert_rejected(
             // Stream the file into the row so memory stays flat whatever its size.
             let len = *len;
             if len > i32::MAX as u64 {
-                bail!("`{}` is larger than 2 GiB and cannot be kept in the database", path.display());
+                bail!(
+                    "`{}` is larger than 2 GiB and cannot be kept in the database",
+                    path.display()
+                );
             }
             insert.execute(params![
                 source,
                 received_at,
                 rejection.reason,
                 rusqlite::blob::ZeroBlob(len as _),
+                sha256,
                 rejection.besked_id,
                 item.origin
             ])?;
             let rowid = tx.last_insert_rowid();
             let mut blob = tx.blob_open("main", "rejected", "raw", rowid, false)?;
-            let mut file = File::open(path)
-                .with_context(|| format!("failed to read `{}`", path.display()))?;
-            let copied = std::io::copy(&mut (&mut file).take(len), &mut blob)
-                .with_context(|| format!("failed to copy `{}` into the database", path.display()))?;
+            let mut file =
+                File::open(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+            let copied =
+                std::io::copy(&mut (&mut file).take(len), &mut blob).with_context(|| {
+                    format!("failed to copy `{}` into the database", path.display())
+                })?;
             if copied != len {
                 bail!(
                     "`{}` shrank while being read ({copied} of {len} bytes)",
@@ -505,7 +533,11 @@ fn insert_rejected(
             }
         }
     }
-    Ok(())
+    Ok(Outcome::Rejected)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Creates the database file with mode 0600 if it does not exist, and refuses a file that other
@@ -532,7 +564,9 @@ fn create_private(path: &Path) -> Result<()> {
             }
             Ok(())
         }
-        Err(error) => Err(error).with_context(|| format!("failed to create database `{}`", path.display())),
+        Err(error) => {
+            Err(error).with_context(|| format!("failed to create database `{}`", path.display()))
+        }
     }
 }
 
@@ -543,9 +577,15 @@ mod tests {
     #[test]
     fn migrating_twice_changes_nothing() {
         let mut store = Store::open_in_memory().expect("open");
-        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION as i64);
+        assert_eq!(
+            store.schema_version().expect("version"),
+            SCHEMA_VERSION as i64
+        );
         assert_eq!(store.migrate().expect("again"), SCHEMA_VERSION);
-        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION as i64);
+        assert_eq!(
+            store.schema_version().expect("version"),
+            SCHEMA_VERSION as i64
+        );
     }
 
     #[test]
@@ -556,7 +596,12 @@ mod tests {
             .pragma_update(None, "user_version", 99)
             .expect("set");
         let error = store.migrate().expect_err("newer");
-        assert!(error.to_string().contains("newer than this beskedhent knows"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("newer than this beskedhent knows"),
+            "{error}"
+        );
     }
 
     #[test]

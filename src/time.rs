@@ -75,7 +75,13 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_timestamp() {
-        for input in ["", "yesterday", "2023-02-30T10:00:00Z", "2023-02-13", "2023-02-13T25:00:00"] {
+        for input in [
+            "",
+            "yesterday",
+            "2023-02-30T10:00:00Z",
+            "2023-02-13",
+            "2023-02-13T25:00:00",
+        ] {
             assert_eq!(normalize(input), None, "{input}");
         }
     }

@@ -32,9 +32,13 @@ const MAX_DEPTH: usize = 256;
 pub enum XmlError {
     #[error("not UTF-8: {0}")]
     Encoding(String),
-    #[error("refused: the document contains a DOCTYPE declaration (DTDs and entities are never processed)")]
+    #[error(
+        "refused: the document contains a DOCTYPE declaration (DTDs and entities are never processed)"
+    )]
     Doctype,
-    #[error("refused: undefined entity reference `&{0};` (only the predefined XML entities are allowed)")]
+    #[error(
+        "refused: undefined entity reference `&{0};` (only the predefined XML entities are allowed)"
+    )]
     Entity(String),
     #[error("malformed XML at byte {position}: {message}")]
     Malformed { position: u64, message: String },
@@ -200,7 +204,9 @@ pub fn parse(bytes: &[u8]) -> Result<Tree, XmlError> {
                 let content = cdata.xml10_content();
                 match open.last() {
                     Some(&index) => nodes[index].text.push_str(&content),
-                    None => return Err(malformed(&reader, "CDATA outside the root element".into())),
+                    None => {
+                        return Err(malformed(&reader, "CDATA outside the root element".into()));
+                    }
                 }
             }
             Event::GeneralRef(reference) => {
@@ -219,7 +225,10 @@ pub fn parse(bytes: &[u8]) -> Result<Tree, XmlError> {
                 match open.last() {
                     Some(&index) => nodes[index].text.push(resolved),
                     None => {
-                        return Err(malformed(&reader, "reference outside the root element".into()));
+                        return Err(malformed(
+                            &reader,
+                            "reference outside the root element".into(),
+                        ));
                     }
                 }
             }
@@ -320,7 +329,10 @@ mod tests {
     fn refuses_hostile_and_broken_input() {
         let cases: &[(&[u8], &str)] = &[
             (b"<!DOCTYPE r [<!ENTITY x \"y\">]><r>&x;</r>", "DOCTYPE"),
-            (b"<!DOCTYPE r SYSTEM \"http://example.invalid/r.dtd\"><r/>", "DOCTYPE"),
+            (
+                b"<!DOCTYPE r SYSTEM \"http://example.invalid/r.dtd\"><r/>",
+                "DOCTYPE",
+            ),
             (b"<r>&x;</r>", "undefined entity reference `&x;`"),
             (b"<r><a></r>", "malformed XML"),
             (b"<r>", "document ends inside element `r`"),
@@ -329,7 +341,10 @@ mod tests {
             (b"<p:r/>", "prefix `p` is not declared"),
             (b"<r>\xff</r>", "invalid UTF-8 byte sequence at byte 3"),
             (b"\xff\xfe<\x00r\x00/\x00>\x00", "UTF-16 byte order mark"),
-            (b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><r/>", "encoding=\"iso-8859-1\""),
+            (
+                b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><r/>",
+                "encoding=\"iso-8859-1\"",
+            ),
             (b"text<r/>", "text outside the root element"),
         ];
         for (input, expected) in cases {
@@ -344,14 +359,19 @@ mod tests {
 
     #[test]
     fn accepts_bom_and_declaration() {
-        let tree = parse(b"\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<r>ok</r>\r\n")
-            .expect("valid");
+        let tree =
+            parse(b"\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<r>ok</r>\r\n")
+                .expect("valid");
         assert_eq!(tree.text(Tree::ROOT), Some("ok"));
     }
 
     #[test]
     fn refuses_absurd_nesting() {
-        let deep = format!("{}{}", "<a>".repeat(MAX_DEPTH + 1), "</a>".repeat(MAX_DEPTH + 1));
+        let deep = format!(
+            "{}{}",
+            "<a>".repeat(MAX_DEPTH + 1),
+            "</a>".repeat(MAX_DEPTH + 1)
+        );
         let error = parse(deep.as_bytes()).expect_err("too deep");
         assert!(error.to_string().contains("nested deeper"), "{error}");
     }

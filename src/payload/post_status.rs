@@ -20,16 +20,56 @@ struct Event {
 }
 
 const EVENTS: &[Event] = &[
-    Event { uuid: "e225a75c-4b63-46c4-9423-77f5c8762445", name: "Fejlet", outcome: Some("failed") },
-    Event { uuid: "eb866ca2-b871-4387-b501-12cde577bd58", name: "Modtaget Digital Post", outcome: None },
-    Event { uuid: "f7161a89-5068-4023-bc80-d7f4daad2a2e", name: "Afleveret Digital Post", outcome: Some("delivered") },
-    Event { uuid: "db5a6025-caa3-45c3-8e02-4e6fa8142ade", name: "Afsendt", outcome: None },
-    Event { uuid: "dd98e71c-41ac-4305-a47b-8f86b00e639b", name: "Modtaget Fjernprint", outcome: None },
-    Event { uuid: "e2b30d57-504a-4e2e-ae2d-a1394a9cb0b8", name: "Klar", outcome: None },
-    Event { uuid: "e3c0a021-2070-40d4-b7b7-754aeba762e9", name: "Afleveret til print og kuvertering", outcome: None },
-    Event { uuid: "e94a0a8b-60a0-42ad-8b83-52c9e15d0fb3", name: "Modtaget Post Danmark", outcome: Some("delivered") },
-    Event { uuid: "f03904aa-df6e-417f-bd74-6a01a61adbcf", name: "Tilbagekaldt", outcome: Some("recalled") },
-    Event { uuid: "f4e6eb11-0261-4198-8b5d-be92a9b1a35d", name: "Opdatering fra Post Danmark", outcome: None },
+    Event {
+        uuid: "e225a75c-4b63-46c4-9423-77f5c8762445",
+        name: "Fejlet",
+        outcome: Some("failed"),
+    },
+    Event {
+        uuid: "eb866ca2-b871-4387-b501-12cde577bd58",
+        name: "Modtaget Digital Post",
+        outcome: None,
+    },
+    Event {
+        uuid: "f7161a89-5068-4023-bc80-d7f4daad2a2e",
+        name: "Afleveret Digital Post",
+        outcome: Some("delivered"),
+    },
+    Event {
+        uuid: "db5a6025-caa3-45c3-8e02-4e6fa8142ade",
+        name: "Afsendt",
+        outcome: None,
+    },
+    Event {
+        uuid: "dd98e71c-41ac-4305-a47b-8f86b00e639b",
+        name: "Modtaget Fjernprint",
+        outcome: None,
+    },
+    Event {
+        uuid: "e2b30d57-504a-4e2e-ae2d-a1394a9cb0b8",
+        name: "Klar",
+        outcome: None,
+    },
+    Event {
+        uuid: "e3c0a021-2070-40d4-b7b7-754aeba762e9",
+        name: "Afleveret til print og kuvertering",
+        outcome: None,
+    },
+    Event {
+        uuid: "e94a0a8b-60a0-42ad-8b83-52c9e15d0fb3",
+        name: "Modtaget Post Danmark",
+        outcome: Some("delivered"),
+    },
+    Event {
+        uuid: "f03904aa-df6e-417f-bd74-6a01a61adbcf",
+        name: "Tilbagekaldt",
+        outcome: Some("recalled"),
+    },
+    Event {
+        uuid: "f4e6eb11-0261-4198-8b5d-be92a9b1a35d",
+        name: "Opdatering fra Post Danmark",
+        outcome: None,
+    },
 ];
 
 const PRODUCERS: &[(&str, &str)] = &[
@@ -102,10 +142,10 @@ pub fn parse_post_status(envelope: &Envelope) -> Result<PostStatus, String> {
     };
     status.producer = status.producer_uuid.as_deref().and_then(producer_name);
 
-    if let Some((tree, root)) = envelope.payload() {
-        if tree.node(root).is(NS_POST_STATUS, "PKO_PostStatus") {
-            read_payload(tree, root, &mut status)?;
-        }
+    if let Some((tree, root)) = envelope.payload()
+        && tree.node(root).is(NS_POST_STATUS, "PKO_PostStatus")
+    {
+        read_payload(tree, root, &mut status)?;
     }
 
     let known = status
@@ -234,7 +274,10 @@ mod tests {
         let status = status_of("eb866ca2-b871-4387-b501-12cde577bd58", "<other/>").expect("valid");
         assert_eq!(status.message_uuid.as_deref(), Some("letter-from-envelope"));
         assert_eq!(status.transmission_id.as_deref(), Some("reg"));
-        assert_eq!(status.occurred_at.as_deref(), Some("2026-03-01T10:00:00.000Z"));
+        assert_eq!(
+            status.occurred_at.as_deref(),
+            Some("2026-03-01T10:00:00.000Z")
+        );
         assert_eq!(status.event.as_deref(), Some("Modtaget Digital Post"));
         assert!(!status.is_final);
     }
@@ -254,6 +297,9 @@ mod tests {
     fn bad_event_time_is_refused() {
         let payload = r#"<PKO_PostStatus xmlns="http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/types"><TransaktionsDatoTid>i går</TransaktionsDatoTid></PKO_PostStatus>"#;
         let error = status_of("x", payload).expect_err("bad time");
-        assert!(error.contains("TransaktionsDatoTid holds `i går`"), "{error}");
+        assert!(
+            error.contains("TransaktionsDatoTid holds `i går`"),
+            "{error}"
+        );
     }
 }

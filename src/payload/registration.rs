@@ -94,12 +94,15 @@ pub fn parse_registration(
         .ok_or("no Registreringstidspunkt (nor Dannelsestidspunkt) to date the change")?;
     let handling = registrering.and_then(|r| r.handling.clone());
 
-    let explicit = envelope.payload().and_then(|(tree, root)| explicit_state(tree, root));
+    let explicit = envelope
+        .payload()
+        .and_then(|(tree, root)| explicit_state(tree, root));
     let registered = match explicit {
         Some(state) => state,
         None => {
             let handling_id = handling.as_deref().unwrap_or("");
-            let is_in = |list: &[String]| list.iter().any(|id| id.eq_ignore_ascii_case(handling_id));
+            let is_in =
+                |list: &[String]| list.iter().any(|id| id.eq_ignore_ascii_case(handling_id));
             if is_in(&kind.registered) {
                 true
             } else if is_in(&kind.deregistered) {
@@ -194,9 +197,24 @@ mod tests {
     #[test]
     fn derives_party_state_and_time() {
         let cases = [
-            ("urn:oio:cpr-nr:0101701234", REGISTERED, "", ("cpr", "0101701234", true)),
-            ("urn:oio:cvr-nr:12345678", DEREGISTERED, "", ("cvr", "12345678", false)),
-            ("urn:oio:cvr:55133018", REGISTERED, "", ("cvr", "55133018", true)),
+            (
+                "urn:oio:cpr-nr:0101701234",
+                REGISTERED,
+                "",
+                ("cpr", "0101701234", true),
+            ),
+            (
+                "urn:oio:cvr-nr:12345678",
+                DEREGISTERED,
+                "",
+                ("cvr", "12345678", false),
+            ),
+            (
+                "urn:oio:cvr:55133018",
+                REGISTERED,
+                "",
+                ("cvr", "55133018", true),
+            ),
             (
                 "URN:OIO:CPR-NR:0101701234",
                 REGISTERED,
@@ -224,9 +242,17 @@ mod tests {
     #[test]
     fn says_why_it_cannot() {
         let cases = [
-            ("urn:oio:cpr-nr:12345", REGISTERED, "does not end in a 10-digit CPR number"),
+            (
+                "urn:oio:cpr-nr:12345",
+                REGISTERED,
+                "does not end in a 10-digit CPR number",
+            ),
             ("urn:uuid:x", REGISTERED, "no CPR or CVR number"),
-            ("urn:oio:cvr:12345678", "nope", "ObjektHandling `nope` is in neither types.digitalpost_registration.registered"),
+            (
+                "urn:oio:cvr:12345678",
+                "nope",
+                "ObjektHandling `nope` is in neither types.digitalpost_registration.registered",
+            ),
         ];
         for (party, handling, expected) in cases {
             let error = check(party, handling, "").expect_err(party);

@@ -1,0 +1,561 @@
+//! `init`, `import` and `status` end to end, over the fixtures and generated envelopes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use crate::support::{Install, TYPES, fixtures, outcome, rows, status_envelope, test_uuid, value};
+
+#[test]
+fn fixtures_build_a_correct_replica() {
+    let install = Install::new(TYPES);
+    let output = install.run(&["import", fixtures().join("good").to_str().expect("utf-8")]);
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("imported 21 files: 20 new, 1 duplicates, 0 rejected in "),
+        "{stdout}"
+    );
+    let db = install.db();
+
+    // One row per BeskedId; the duplicate file is counted, not stored.
+    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 20);
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT kind, count(*) FROM message GROUP BY kind ORDER BY kind"
+        ),
+        [
+            "digitalpost_registration|4",
+            "nemsms_registration|2",
+            "other|1",
+            "post_status|13"
+        ]
+    );
+
+    // The real captured messages (ModtagBeskedInput wrapper, rebound ns4 prefix).
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT message_uuid, transmission_id, message_id, kanal, status, event, final, outcome,
+                    occurred_at, fejl_kode, producer
+             FROM print_status WHERE besked_id IN ('bd12c645-de98-453a-ac80-f58a76942eda',
+                 'dac92c8b-a6ff-4f04-aab3-15be45576887') ORDER BY seq"
+        ),
+        [
+            "8853363b-43ec-4d0a-a54d-65447f9447ed|1ab6eb87-a457-4ad3-8952-ed8f18a1676a|0d7a7d95-0c4a-4f86-bd98-c599d0b81128|Digital Post|Afleveret Digital Post|Afleveret Digital Post|1|delivered|2023-02-13T11:22:05.154Z|-|Digital Post",
+            "33ca98c5-d2ce-43e7-be3a-d5cfde9f6394|317720e2-052b-450b-b510-2a0a3ab35d38|ed28b9d0-5d3c-4897-ae18-46c61b829009|Digital Post|Fejlet|Fejlet|1|failed|2023-02-13T12:04:12.845Z|memo.invalid|Digital Post",
+        ]
+    );
+    let fejl_tekst: String = value(
+        &db,
+        "SELECT fejl_tekst FROM print_status WHERE message_uuid = '33ca98c5-d2ce-43e7-be3a-d5cfde9f6394'",
+    );
+    assert!(
+        fejl_tekst.starts_with("javax.xml.stream.XMLStreamException: com.fasterxml.jackson.core.JsonParseException: tag name \"mandatory\" is not allowed. Possible tag names are: <label>,<messageCode>"),
+        "{fejl_tekst}"
+    );
+    assert_eq!(
+        value::<String>(
+            &db,
+            "SELECT created_at FROM message WHERE besked_id = 'bd12c645-de98-453a-ac80-f58a76942eda'"
+        ),
+        "2023-02-13T11:22:05.570Z"
+    );
+
+    // A physical letter: other prefixes, +01:00 offset, base64 wrapped at 76 columns.
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT kanal, event, final, occurred_at, afsendelse_id, producer
+             FROM print_status WHERE message_uuid = '587fd280-3bab-4c39-8d88-348a7eed8d14'"
+        ),
+        ["Fysisk Post|Klar|0|2026-03-01T09:10:18.470Z|AF000123456|Strålfors"]
+    );
+    // Inline payload with a summer-time offset; empty Beskeddata read from the envelope in
+    // Danish local time without offset.
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT message_uuid, kanal, event, occurred_at FROM print_status
+             WHERE besked_id IN ('a0000000-0000-4000-8000-000000000002',
+                                 'a0000000-0000-4000-8000-000000000003') ORDER BY besked_id"
+        ),
+        [
+            "c0000000-0000-4000-8000-00000000000b|Fysisk Post|Afsendt|2026-07-02T09:00:00.000Z",
+            "c0000000-0000-4000-8000-00000000000c|-|Klar|2026-07-02T09:00:00.000Z",
+        ]
+    );
+
+    // Latest status per letter: by event time, and a final status is never replaced.
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT message_uuid, event FROM print_status_latest
+             WHERE message_uuid IN ('cd613e30-d8f1-4adf-91b7-584a2265b1f5',
+                 'c0000000-0000-4000-8000-00000000000d', 'c0000000-0000-4000-8000-00000000000e')
+             ORDER BY message_uuid"
+        ),
+        [
+            "c0000000-0000-4000-8000-00000000000d|Afleveret Digital Post",
+            "c0000000-0000-4000-8000-00000000000e|Fejlet",
+            "cd613e30-d8f1-4adf-91b7-584a2265b1f5|Afleveret Digital Post",
+        ]
+    );
+    assert_eq!(
+        value::<i64>(&db, "SELECT count(*) FROM print_status_latest"),
+        value::<i64>(&db, "SELECT count(DISTINCT message_uuid) FROM print_status")
+    );
+
+    // Registrations: current state by change time, whatever the arrival order.
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT party, party_type, channel, registered, changed_at FROM registration_current
+             ORDER BY party, channel"
+        ),
+        [
+            "0101701234|cpr|digitalpost|0|2026-03-01T11:40:53.519Z",
+            "0202802345|cpr|digitalpost|0|2026-03-04T11:00:00.000Z",
+            "0202802345|cpr|nemsms|1|2026-03-04T10:00:00.000Z",
+            "12345678|cvr|nemsms|1|2026-03-01T13:20:37.402Z",
+        ]
+    );
+
+    // Exact bytes are kept, BOM and CRLF included.
+    let bom_file = std::fs::read(fixtures().join("good/20-bom-crlf.xml")).expect("fixture");
+    let stored: Vec<u8> = value(
+        &db,
+        "SELECT envelope FROM message WHERE besked_id = 'a0000000-0000-4000-8000-000000000001'",
+    );
+    assert_eq!(stored, bom_file);
+    assert!(stored.starts_with(b"\xEF\xBB\xBF") && stored.windows(2).any(|w| w == b"\r\n"));
+
+    // The cursor moved with the messages.
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT source, last_seq = (SELECT max(seq) FROM message), messages, duplicates, rejected, run_status
+             FROM cursor"
+        ),
+        ["import|1|20|1|0|ok"]
+    );
+}
+
+/// Every kind of bad input: refused with a reason, raw bytes kept, the rest still imported.
+#[test]
+fn bad_input_is_rejected_with_reason_and_raw_bytes() {
+    let install = Install::new(TYPES);
+    let bad = fixtures().join("bad");
+    let good = fixtures().join("good/10-status-digital-received.xml");
+    let output = install.run(&[
+        "import",
+        bad.to_str().expect("utf-8"),
+        good.to_str().expect("utf-8"),
+    ]);
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("imported 18 files: 1 new, 0 duplicates, 17 rejected"),
+        "{stdout}"
+    );
+
+    let expected = [
+        (
+            "bad-timestamp.xml",
+            "Registreringstidspunkt holds `01-03-2026 10:00`, which is not a timestamp",
+            Some("b0000000-0000-4000-8000-00000000000c"),
+        ),
+        (
+            "base64-payload-with-doctype.xml",
+            "the payload in Beskeddata/Base64: refused: the document contains a DOCTYPE",
+            Some("b0000000-0000-4000-8000-00000000000b"),
+        ),
+        (
+            "binary.xml",
+            "not UTF-8: invalid UTF-8 byte sequence at byte 128",
+            None,
+        ),
+        (
+            "broken-base64.xml",
+            "Beskeddata/Base64 is not valid base64",
+            Some("b0000000-0000-4000-8000-00000000000a"),
+        ),
+        (
+            "declared-latin1.xml",
+            "encoding=\"iso-8859-1\"; Beskedfordeler messages are UTF-8",
+            Some("b0000000-0000-4000-8000-000000000008"),
+        ),
+        (
+            "doctype-entity-expansion.xml",
+            "DOCTYPE declaration (DTDs and entities are never processed)",
+            Some("b0000000-0000-4000-8000-000000000001"),
+        ),
+        ("doctype-external.xml", "DOCTYPE declaration", None),
+        (
+            "empty.xml",
+            "malformed XML at byte 0: no root element",
+            None,
+        ),
+        (
+            "malformed-mismatched.xml",
+            "expected `</ns2:BeskedId>`, but `</ns2:BeskedID>` was found",
+            Some("b0000000-0000-4000-8000-000000000005"),
+        ),
+        (
+            "malformed-truncated.xml",
+            "malformed XML at byte 900",
+            Some("b0000000-0000-4000-8000-000000000004"),
+        ),
+        ("missing-beskedid.xml", "missing BeskedId", None),
+        (
+            "not-an-envelope.xml",
+            "root element is `{urn:example:invoice}Invoice`",
+            None,
+        ),
+        (
+            "not-utf8-latin1.xml",
+            "not UTF-8: invalid UTF-8 byte sequence",
+            Some("b0000000-0000-4000-8000-000000000006"),
+        ),
+        (
+            "registration-bad-cpr.xml",
+            "party URN `urn:oio:cpr-nr:030390***` does not end in a 10-digit CPR number",
+            Some("b0000000-0000-4000-8000-000000000014"),
+        ),
+        (
+            "registration-unknown-handling.xml",
+            "ObjektHandling `0f0e7a1c-9999-4a2b-9c3d-4e5f6a7b8c9d` is in neither",
+            Some("b0000000-0000-4000-8000-000000000013"),
+        ),
+        (
+            "undefined-entity.xml",
+            "undefined entity reference `&xxe;`",
+            Some("b0000000-0000-4000-8000-000000000003"),
+        ),
+        ("utf16.xml", "UTF-16 byte order mark", None),
+    ];
+    let db = install.db();
+    for (file, reason, besked_id) in expected {
+        let path = bad.join(file);
+        let (stored_reason, raw, stored_id): (String, Vec<u8>, Option<String>) = db
+            .query_row(
+                "SELECT reason, raw, besked_id FROM rejected WHERE origin = ?1",
+                [path.to_str().expect("utf-8")],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap_or_else(|error| panic!("{file}: {error}"));
+        assert!(stored_reason.contains(reason), "{file}: `{stored_reason}`");
+        assert_eq!(
+            raw,
+            std::fs::read(&path).expect("fixture"),
+            "{file}: raw bytes"
+        );
+        assert_eq!(stored_id.as_deref(), besked_id, "{file}: besked_id");
+        // Every rejection is also in the log, naming the file.
+        assert!(stderr.contains(file), "{file} not in log:\n{stderr}");
+    }
+    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM rejected"), 17);
+    // The entity was never expanded anywhere.
+    assert_eq!(
+        value::<i64>(
+            &db,
+            "SELECT count(*) FROM message WHERE CAST(envelope AS TEXT) LIKE '%lollol%'"
+        ),
+        0
+    );
+    // A CPR number in a reason is stored (the database is private) but masked in the log.
+    assert!(!stderr.contains("030390345"), "{stderr}");
+    assert!(stderr.contains("030390***"), "{stderr}");
+}
+
+#[test]
+fn importing_twice_changes_only_duplicate_counts() {
+    let install = Install::new(TYPES);
+    let all = fixtures();
+    let all = all.to_str().expect("utf-8");
+    assert_eq!(outcome(&install.run(&["import", all])).0, 3);
+    let snapshot = |db: &rusqlite::Connection| {
+        [
+            rows(
+                db,
+                "SELECT seq, besked_id, source, received_at, length(envelope) FROM message ORDER BY seq",
+            ),
+            rows(db, "SELECT * FROM print_status ORDER BY seq"),
+            rows(db, "SELECT * FROM registration ORDER BY seq"),
+            rows(
+                db,
+                "SELECT id, received_at, reason, raw_sha256 FROM rejected ORDER BY id",
+            ),
+        ]
+    };
+    let before = snapshot(&install.db());
+    let counts =
+        |db: &rusqlite::Connection| rows(db, "SELECT messages, duplicates, rejected FROM cursor");
+    assert_eq!(counts(&install.db()), ["20|1|17"]);
+
+    let output = install.run(&["import", all]);
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 0, "nothing new was refused: {stdout}{stderr}");
+    assert!(
+        stdout.starts_with("imported 38 files: 0 new, 38 duplicates, 0 rejected"),
+        "{stdout}"
+    );
+    assert_eq!(snapshot(&install.db()), before);
+    assert_eq!(counts(&install.db()), ["20|39|17"]);
+}
+
+#[test]
+fn oversized_message_is_kept_raw_and_the_rest_goes_on() {
+    let install = Install::new("max_message_bytes = 4000\n");
+    let input = install.path("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    let big = status_envelope(&test_uuid(1, 1), &test_uuid(2, 1), 0).replace(
+        "<ns2:BeskedVersion>1.0</ns2:BeskedVersion>",
+        &format!(
+            "<ns2:BeskedVersion>1.0</ns2:BeskedVersion><!--{}-->",
+            "x".repeat(200_000)
+        ),
+    );
+    std::fs::write(input.join("a-big.xml"), &big).expect("write");
+    std::fs::write(
+        input.join("b-normal.xml"),
+        status_envelope(&test_uuid(1, 2), &test_uuid(2, 2), 1),
+    )
+    .expect("write");
+    let (code, stdout, stderr) = outcome(&install.run(&["import", input.to_str().expect("utf-8")]));
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    let db = install.db();
+    let (reason, raw, besked_id): (String, Vec<u8>, String) = db
+        .query_row("SELECT reason, raw, besked_id FROM rejected", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .expect("one rejected row");
+    assert!(
+        reason.starts_with(&format!(
+            "message of {} bytes is larger than max_message_bytes (4000)",
+            big.len()
+        )),
+        "{reason}"
+    );
+    assert_eq!(raw, big.as_bytes());
+    assert_eq!(besked_id, test_uuid(1, 1));
+    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 1);
+}
+
+#[test]
+fn init_creates_a_private_database_and_is_idempotent() {
+    let install = Install::new("");
+    let (code, stdout, _) = outcome(&install.run(&["init"]));
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("created database"), "{stdout}");
+    let mode = std::fs::metadata(install.db_path())
+        .expect("db")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (code, stdout, _) = outcome(&install.run(&["init"]));
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("up to date: database"), "{stdout}");
+    assert_eq!(value::<i64>(&install.db(), "PRAGMA user_version"), 1);
+}
+
+#[test]
+fn status_reports_sources_and_totals() {
+    let install = Install::new(TYPES);
+    let good = fixtures().join("good");
+    install.run(&[
+        "import",
+        "--source",
+        "backfill",
+        good.to_str().expect("utf-8"),
+    ]);
+    install.run(&["import", fixtures().join("bad").to_str().expect("utf-8")]);
+
+    let (code, stdout, _) = outcome(&install.run(&["status"]));
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0]
+            .contains("(schema 1): 20 messages, 13 print statuses, 6 registrations, 17 rejected"),
+        "{stdout}"
+    );
+    assert!(lines[1].starts_with("SOURCE"), "{stdout}");
+    assert!(
+        lines[2].starts_with("backfill") && lines[2].contains(" ok "),
+        "{stdout}"
+    );
+    assert!(lines[3].starts_with("import"), "{stdout}");
+    let total: Vec<&str> = lines[4].split_whitespace().collect();
+    assert_eq!(total, ["total", "20", "1", "17"], "{stdout}");
+
+    let (code, stdout, _) = outcome(&install.run(&["status", "--json"]));
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(report["totals"]["messages"], 20);
+    assert_eq!(report["totals"]["rejected"], 17);
+    assert_eq!(report["sources"][0]["source"], "backfill");
+    assert_eq!(report["sources"][0]["run_status"], "ok");
+    assert_eq!(report["sources"][1]["messages"], 0);
+    assert_eq!(report["tables"]["print_status"], 13);
+}
+
+#[test]
+fn config_errors_name_the_file_and_key() {
+    let install = Install::new("retries = 3\n");
+    let (code, _, stderr) = outcome(&install.run(&["status"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!(
+            "invalid configuration `{}`",
+            install.config().display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown field `retries`"), "{stderr}");
+
+    let missing = Install::new("");
+    std::fs::remove_file(missing.config()).expect("rm");
+    let (code, _, stderr) = outcome(&missing.run(&["status"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("not found; pass --config PATH or set BESKEDHENT_CONFIG"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_path_comes_from_the_environment() {
+    let install = Install::new("");
+    let output = std::process::Command::new(crate::support::BIN)
+        .args(["init"])
+        .env("BESKEDHENT_CONFIG", install.config())
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(install.db_path().exists());
+}
+
+#[test]
+fn unreadable_and_missing_paths_are_reported() {
+    let install = Install::new("");
+    let (code, _, stderr) = outcome(&install.run(&["import", "/nonexistent/envelopes"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("cannot import `/nonexistent/envelopes`"),
+        "{stderr}"
+    );
+
+    // A dangling link is logged and counted; the other files still go in. Hidden files are skipped.
+    let input = install.path("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    std::os::unix::fs::symlink("/nonexistent/file.xml", input.join("dangling.xml")).expect("link");
+    std::fs::write(input.join(".hidden.xml"), "not xml").expect("write");
+    std::fs::write(
+        input.join("ok.xml"),
+        status_envelope(&test_uuid(1, 1), &test_uuid(2, 1), 0),
+    )
+    .expect("write");
+    let (code, stdout, stderr) = outcome(&install.run(&["import", input.to_str().expect("utf-8")]));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("imported 1 files: 1 new, 0 duplicates, 0 rejected, 1 unreadable"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("dangling.xml") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
+    assert_eq!(
+        value::<i64>(&install.db(), "SELECT count(*) FROM rejected"),
+        0
+    );
+}
+
+/// `kill -9` in the middle of an import: the database is intact, holds whole batches only with
+/// a matching cursor, and the next import completes the set with every BeskedId exactly once.
+#[test]
+fn import_killed_mid_run_resumes_without_loss_or_duplicates() {
+    const FILES: u64 = 6000;
+    let install = Install::new("");
+    let input = install.path("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    for n in 0..FILES {
+        let envelope = status_envelope(&test_uuid(7, n), &test_uuid(8, n), (n % 60) as u32);
+        std::fs::write(input.join(format!("{n:06}.xml")), envelope).expect("write");
+    }
+    let mut child = std::process::Command::new(crate::support::BIN)
+        .arg("--config")
+        .arg(install.config())
+        .args(["import", input.to_str().expect("utf-8")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait for the first committed batch, then kill without warning.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let committed = install.db_path().exists()
+            && rusqlite::Connection::open(install.db_path())
+                .and_then(|db| {
+                    db.query_row("SELECT coalesce(sum(messages), 0) FROM cursor", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                })
+                .unwrap_or(0)
+                > 0;
+        if committed || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+
+    let db = install.db();
+    assert_eq!(value::<String>(&db, "PRAGMA integrity_check"), "ok");
+    let stored: i64 = value(&db, "SELECT count(*) FROM message");
+    assert!(
+        stored > 0 && (stored as u64) < FILES,
+        "killed too late to test anything: {stored}"
+    );
+    assert_eq!(stored % 500, 0, "only whole batches are committed");
+    assert_eq!(value::<i64>(&db, "SELECT messages FROM cursor"), stored);
+    assert_eq!(
+        value::<i64>(&db, "SELECT count(*) FROM print_status"),
+        stored
+    );
+    assert_eq!(
+        value::<String>(&db, "SELECT run_status FROM cursor"),
+        "running"
+    );
+    drop(db);
+
+    let (code, stdout, stderr) = outcome(&install.run(&["import", input.to_str().expect("utf-8")]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!(
+            "imported {FILES} files: {} new, {stored} duplicates, 0 rejected",
+            FILES as i64 - stored
+        )),
+        "{stdout}"
+    );
+    let db = install.db();
+    assert_eq!(
+        value::<i64>(&db, "SELECT count(DISTINCT besked_id) FROM message"),
+        FILES as i64
+    );
+    assert_eq!(
+        value::<i64>(&db, "SELECT count(*) FROM message"),
+        FILES as i64
+    );
+    assert_eq!(
+        rows(&db, "SELECT messages, duplicates, run_status FROM cursor"),
+        [format!("{FILES}|{stored}|ok")]
+    );
+}
