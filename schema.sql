@@ -62,8 +62,8 @@ CREATE TABLE print_status (
     producer            TEXT,                          -- Digital Post | Strålfors | Edora | KMD Charlie Tango
     producer_uuid       TEXT
 );
-CREATE INDEX print_status_by_letter ON print_status (message_uuid, final, occurred_at, seq);
-CREATE INDEX print_status_by_time ON print_status (occurred_at);
+CREATE INDEX print_status_by_letter ON print_status (message_uuid);
+
 
 -- Postal events of physical letters (ForsendelseHaendelseSamling).
 CREATE TABLE print_status_postal_event (

@@ -232,12 +232,9 @@ fn payload(tree: &Tree, root: usize) -> Result<Payload, EnvelopeError> {
     if !tree.node(first).is(NS_BASE64, "Base64") {
         return Ok(Payload::Inline(first));
     }
-    let encoded: Vec<u8> = tree
-        .node(first)
-        .text
-        .bytes()
-        .filter(|byte| !byte.is_ascii_whitespace())
-        .collect();
+    let text = tree.raw_text(first);
+    let mut encoded = Vec::with_capacity(text.len());
+    encoded.extend(text.bytes().filter(|byte| !byte.is_ascii_whitespace()));
     if encoded.is_empty() {
         return Ok(Payload::None);
     }

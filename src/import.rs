@@ -1,14 +1,17 @@
 //! `import PATH...`: envelopes from files into the replica.
 //!
 //! Each file is one envelope. Directories are walked recursively in sorted order; hidden entries
-//! (names starting with `.`) are skipped. One thread reads and decodes while the calling thread
-//! writes batches, so parsing overlaps with storing; the channel between them is bounded, so
-//! memory stays flat however many files there are.
+//! (names starting with `.`) are skipped.
+//!
+//! Three stages run at once: a walker lists files in order and deals them out in chunks,
+//! round-robin, to one reader per core, which read and decode them; the calling thread takes the
+//! readers' results round-robin too (so the sorted order is kept) and writes them in batches.
+//! Every channel is bounded, so memory stays flat however many files there are.
 
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -16,14 +19,17 @@ use anyhow::{Context, Result};
 use crate::envelope;
 use crate::mask::mask_cpr_in;
 use crate::message::{self, Decoder};
-use crate::store::{Counts, Incoming, Outcome, Raw, Rejection, RunStatus, Store};
+use crate::store::{Counts, Durability, Incoming, Outcome, Raw, Rejection, RunStatus, Store};
 use crate::time;
 
 /// How much of an oversized file is searched for its besked id.
 const SNIFF_BYTES: usize = 64 * 1024;
 
 /// Messages per transaction.
-pub const BATCH_SIZE: usize = 500;
+pub const BATCH_SIZE: usize = 2000;
+
+/// Files per chunk handed to a reader.
+const CHUNK: usize = 50;
 
 /// What an import did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,6 +73,7 @@ pub fn import(
         fs::metadata(path).with_context(|| format!("cannot import `{}`", path.display()))?;
     }
     let started = Instant::now();
+    store.set_durability(Durability::Normal)?;
     store.begin_run(source, &time::now_utc())?;
     let result = run(store, decoder, paths, source);
     let (status, error) = match &result {
@@ -85,13 +92,23 @@ fn run(
     paths: &[PathBuf],
     source: &str,
 ) -> Result<ImportSummary> {
-    let (sender, receiver) = sync_channel::<Vec<Incoming>>(4);
+    let readers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
     std::thread::scope(|scope| {
-        let reader = scope.spawn(move || {
+        let mut inputs = Vec::with_capacity(readers);
+        let mut outputs: Vec<Receiver<Vec<Incoming>>> = Vec::with_capacity(readers);
+        let mut handles = Vec::with_capacity(readers);
+        for _ in 0..readers {
+            let (to_reader, chunks) = sync_channel::<Vec<PathBuf>>(4);
+            let (results, from_reader) = sync_channel::<Vec<Incoming>>(16);
+            inputs.push(to_reader);
+            outputs.push(from_reader);
+            handles.push(scope.spawn(move || read_chunks(decoder, chunks, results)));
+        }
+        let walker = scope.spawn(move || {
             let mut walk = Walk {
-                decoder,
-                sender,
-                batch: Vec::with_capacity(BATCH_SIZE),
+                readers: inputs,
+                next: 0,
+                chunk: Vec::with_capacity(CHUNK),
                 unreadable: 0,
             };
             for path in paths {
@@ -102,24 +119,45 @@ fn run(
             walk.flush();
             walk.unreadable
         });
+
         let mut summary = ImportSummary::default();
         let mut failure = None;
-        for batch in receiver {
-            let received_at = time::now_utc();
-            match store.write_batch(source, &received_at, &batch) {
-                Ok((outcomes, counts)) => {
-                    report_rejections(&batch, &outcomes);
-                    summary.files += batch.len() as u64;
-                    summary.counts.add(counts);
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
+        let mut batch: Vec<Incoming> = Vec::with_capacity(BATCH_SIZE + CHUNK);
+        let mut write = |batch: &mut Vec<Incoming>, summary: &mut ImportSummary| -> Result<()> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let (outcomes, counts) = store.write_batch(source, &time::now_utc(), batch)?;
+            report_rejections(batch, &outcomes);
+            summary.files += batch.len() as u64;
+            summary.counts.add(counts);
+            batch.clear();
+            Ok(())
+        };
+        // Chunks come back in the order they were dealt: reader 0, 1, ..., 0, 1, ...
+        for from_reader in outputs.iter().cycle() {
+            let Ok(chunk) = from_reader.recv() else {
+                break;
+            };
+            batch.extend(chunk);
+            if batch.len() >= BATCH_SIZE
+                && let Err(error) = write(&mut batch, &mut summary)
+            {
+                failure = Some(error);
+                break;
             }
         }
-        // Dropping the receiver (end of the loop) stops the reader at its next send.
-        summary.unreadable = reader.join().expect("the reader thread does not panic");
+        if failure.is_none()
+            && let Err(error) = write(&mut batch, &mut summary)
+        {
+            failure = Some(error);
+        }
+        // Dropping the receivers stops the readers and the walker at their next send.
+        drop(outputs);
+        summary.unreadable = walker.join().expect("the walker does not panic");
+        for handle in handles {
+            summary.unreadable += handle.join().expect("a reader does not panic");
+        }
         match failure {
             Some(error) => Err(error.context(format!(
                 "failed to write to database `{}`",
@@ -143,15 +181,74 @@ fn report_rejections(batch: &[Incoming], outcomes: &[Outcome]) {
     }
 }
 
-/// The reading side: walks paths, reads and decodes files, sends batches.
-struct Walk<'a> {
-    decoder: &'a Decoder,
-    sender: SyncSender<Vec<Incoming>>,
-    batch: Vec<Incoming>,
+/// A reader: reads and decodes each chunk of files, answering every chunk (even with nothing)
+/// so the writer's round-robin stays in step. Returns how many files it could not read.
+fn read_chunks(
+    decoder: &Decoder,
+    chunks: Receiver<Vec<PathBuf>>,
+    results: SyncSender<Vec<Incoming>>,
+) -> u64 {
+    let mut unreadable = 0;
+    let mut buffer = Vec::new();
+    for chunk in chunks {
+        let mut decoded = Vec::with_capacity(chunk.len());
+        for path in chunk {
+            match read_file(decoder, &path, &mut buffer) {
+                Ok(item) => decoded.push(item),
+                Err(error) => {
+                    tracing::error!(file = %path.display(), "cannot read: {error}; fix it and import it again");
+                    unreadable += 1;
+                }
+            }
+        }
+        if results.send(decoded).is_err() {
+            break;
+        }
+    }
+    unreadable
+}
+
+/// Reads and decodes one file. A file over the size limit is not read whole: only its start is
+/// searched for the besked id, and the store streams it into its `rejected` row.
+fn read_file(decoder: &Decoder, path: &Path, buffer: &mut Vec<u8>) -> std::io::Result<Incoming> {
+    let limit = decoder.max_message_bytes as u64;
+    let origin = path.display().to_string();
+    let mut file = fs::File::open(path)?;
+    buffer.clear();
+    (&mut file).take(limit + 1).read_to_end(buffer)?;
+    if buffer.len() as u64 > limit {
+        let len = file.metadata()?.len();
+        let head = &buffer[..buffer.len().min(SNIFF_BYTES)];
+        return Ok(Incoming {
+            raw: Raw::File {
+                path: path.to_path_buf(),
+                len,
+            },
+            origin,
+            decoded: Err(Rejection {
+                reason: message::too_large(len, decoder.max_message_bytes),
+                besked_id: envelope::sniff_besked_id(head),
+            }),
+        });
+    }
+    let bytes = buffer.clone();
+    let decoded = decoder.decode(&bytes);
+    Ok(Incoming {
+        raw: Raw::Bytes(bytes),
+        origin,
+        decoded,
+    })
+}
+
+/// The walker: lists files in sorted order and deals them out in chunks.
+struct Walk {
+    readers: Vec<SyncSender<Vec<PathBuf>>>,
+    next: usize,
+    chunk: Vec<PathBuf>,
     unreadable: u64,
 }
 
-impl Walk<'_> {
+impl Walk {
     /// Visits a file or directory; false when the writer has gone away.
     fn visit(&mut self, path: &Path) -> bool {
         let metadata = match fs::metadata(path) {
@@ -159,94 +256,69 @@ impl Walk<'_> {
             Err(error) => return self.unreadable(path, &error),
         };
         if metadata.is_dir() {
-            let mut entries = match fs::read_dir(path).and_then(|dir| {
-                dir.map(|entry| entry.map(|e| e.path()))
-                    .collect::<std::io::Result<Vec<PathBuf>>>()
-            }) {
-                Ok(entries) => entries,
-                Err(error) => return self.unreadable(path, &error),
-            };
-            entries.sort();
-            for entry in entries {
-                let hidden = entry
-                    .file_name()
-                    .is_some_and(|name| name.to_string_lossy().starts_with('.'));
-                // Directories reached through a symlink are not followed (no loops).
-                let is_linked_dir = fs::symlink_metadata(&entry)
-                    .is_ok_and(|m| m.file_type().is_symlink())
-                    && entry.is_dir();
-                if hidden || is_linked_dir {
-                    continue;
-                }
-                if !self.visit(&entry) {
-                    return false;
-                }
-            }
-            true
+            self.visit_dir(path)
         } else {
-            let item = self.read(path, metadata.len());
-            match item {
-                Some(item) => self.push(item),
-                None => true,
-            }
+            self.push(path.to_path_buf())
         }
     }
 
-    fn read(&mut self, path: &Path, len: u64) -> Option<Incoming> {
-        let origin = path.display().to_string();
-        if len > self.decoder.max_message_bytes as u64 {
-            // Look for the besked id near the start only: the file is never read whole.
-            let mut head = Vec::with_capacity(SNIFF_BYTES);
-            let besked_id = fs::File::open(path)
-                .and_then(|file| file.take(SNIFF_BYTES as u64).read_to_end(&mut head))
-                .ok()
-                .and_then(|_| envelope::sniff_besked_id(&head));
-            return Some(Incoming {
-                raw: Raw::File {
-                    path: path.to_path_buf(),
-                    len,
-                },
-                origin,
-                decoded: Err(Rejection {
-                    reason: message::too_large(len, self.decoder.max_message_bytes),
-                    besked_id,
-                }),
-            });
-        }
-        match fs::read(path) {
-            Ok(bytes) => {
-                let decoded = self.decoder.decode(&bytes);
-                Some(Incoming {
-                    raw: Raw::Bytes(bytes),
-                    origin,
-                    decoded,
-                })
+    fn visit_dir(&mut self, dir: &Path) -> bool {
+        let mut entries = match fs::read_dir(dir).and_then(|entries| {
+            entries
+                .map(|entry| entry.and_then(|e| Ok((e.path(), e.file_type()?))))
+                .collect::<std::io::Result<Vec<_>>>()
+        }) {
+            Ok(entries) => entries,
+            Err(error) => return self.unreadable(dir, &error),
+        };
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (path, file_type) in entries {
+            let hidden = path
+                .file_name()
+                .is_some_and(|name| name.as_encoded_bytes().starts_with(b"."));
+            if hidden {
+                continue;
             }
-            Err(error) => {
-                self.unreadable(path, &error);
-                None
+            let keep_going = if file_type.is_dir() {
+                self.visit_dir(&path)
+            } else if file_type.is_symlink() {
+                // A link to a file is followed; a link to a directory is not (no loops).
+                match fs::metadata(&path) {
+                    Ok(target) if target.is_dir() => true,
+                    Ok(_) => self.push(path),
+                    Err(error) => self.unreadable(&path, &error),
+                }
+            } else {
+                self.push(path)
+            };
+            if !keep_going {
+                return false;
             }
         }
+        true
     }
 
-    fn push(&mut self, item: Incoming) -> bool {
-        self.batch.push(item);
-        if self.batch.len() >= BATCH_SIZE {
+    fn push(&mut self, path: PathBuf) -> bool {
+        self.chunk.push(path);
+        if self.chunk.len() >= CHUNK {
             return self.flush();
         }
         true
     }
 
+    /// Sends the current chunk to the next reader; false when the readers have gone away.
     fn flush(&mut self) -> bool {
-        if self.batch.is_empty() {
+        if self.chunk.is_empty() {
             return true;
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_SIZE));
-        self.sender.send(batch).is_ok()
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        let reader = &self.readers[self.next % self.readers.len()];
+        self.next += 1;
+        reader.send(chunk).is_ok()
     }
 
     fn unreadable(&mut self, path: &Path, error: &std::io::Error) -> bool {
-        tracing::error!(file = %path.display(), "cannot read: {error}; fix its permissions and import it again");
+        tracing::error!(file = %path.display(), "cannot read: {error}; fix it and import it again");
         self.unreadable += 1;
         true
     }

@@ -10,7 +10,8 @@
 //! - [`message`]: one received message decoded, or refused with a reason;
 //! - [`store`]: the replica, the only module with SQL;
 //! - [`import`]: envelopes from files;
-//! - [`status`]: the `status` report.
+//! - [`status`]: the `status` report;
+//! - [`sample`]: realistic generated envelopes for benchmarks and tests.
 
 pub mod cli;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod import;
 pub mod mask;
 pub mod message;
 pub mod payload;
+pub mod sample;
 pub mod status;
 pub mod store;
 pub mod time;

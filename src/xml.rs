@@ -8,6 +8,8 @@
 //! Elements are kept in document order. Each node knows the index just past its last
 //! descendant, so walking children needs no extra allocation.
 
+use std::borrow::Cow;
+
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
@@ -44,27 +46,45 @@ pub enum XmlError {
     Malformed { position: u64, message: String },
 }
 
-/// One element: its namespace URI (empty when unbound), local name and direct text content.
-#[derive(Debug, Clone)]
-pub struct Node {
-    pub ns: Box<str>,
-    pub name: Box<str>,
-    /// Concatenated character data directly inside this element, entities resolved.
-    pub text: String,
-    /// Index one past the last descendant of this node.
-    end: usize,
+/// Where an element's text is: nowhere, a slice of the source, or an owned string (when it
+/// had to be unescaped, normalised or joined from several pieces).
+#[derive(Debug, Clone, Copy)]
+enum Text {
+    None,
+    Source(u32, u32),
+    Owned(u32),
 }
 
-impl Node {
+/// One element, as offsets into its [`Tree`] (no allocation per element).
+#[derive(Debug, Clone)]
+struct Node {
+    ns: u16,
+    name: (u32, u32),
+    text: Text,
+    /// Index one past the last descendant of this node.
+    end: u32,
+}
+
+/// One element as seen by callers: namespace URI (empty when unbound) and local name.
+#[derive(Debug, Clone, Copy)]
+pub struct Element<'t> {
+    pub ns: &'t str,
+    pub name: &'t str,
+}
+
+impl Element<'_> {
     /// True when this element has the given namespace and local name.
     pub fn is(&self, ns: &str, name: &str) -> bool {
-        &*self.name == name && &*self.ns == ns
+        self.name == name && self.ns == ns
     }
 }
 
 /// A parsed document; node 0 is the root element.
 #[derive(Debug, Clone)]
 pub struct Tree {
+    source: Box<str>,
+    namespaces: Vec<Box<str>>,
+    owned: Vec<String>,
     nodes: Vec<Node>,
 }
 
@@ -72,27 +92,38 @@ impl Tree {
     /// The root element's index.
     pub const ROOT: usize = 0;
 
-    pub fn node(&self, index: usize) -> &Node {
-        &self.nodes[index]
+    /// The element at `index`.
+    pub fn node(&self, index: usize) -> Element<'_> {
+        let node = &self.nodes[index];
+        Element {
+            ns: &self.namespaces[node.ns as usize],
+            name: &self.source[node.name.0 as usize..node.name.1 as usize],
+        }
+    }
+
+    fn is(&self, index: usize, ns: &str, name: &str) -> bool {
+        let node = &self.nodes[index];
+        &self.source[node.name.0 as usize..node.name.1 as usize] == name
+            && &*self.namespaces[node.ns as usize] == ns
     }
 
     /// Direct element children of `parent`, in document order.
     pub fn children(&self, parent: usize) -> impl Iterator<Item = usize> + '_ {
-        let end = self.nodes[parent].end;
+        let end = self.nodes[parent].end as usize;
         let mut next = parent + 1;
         std::iter::from_fn(move || {
             if next >= end {
                 return None;
             }
             let current = next;
-            next = self.nodes[current].end;
+            next = self.nodes[current].end as usize;
             Some(current)
         })
     }
 
     /// Every element below `parent`, in document order.
     pub fn descendants(&self, parent: usize) -> std::ops::Range<usize> {
-        parent + 1..self.nodes[parent].end
+        parent + 1..self.nodes[parent].end as usize
     }
 
     /// Direct children of `parent` with the given namespace and local name.
@@ -103,7 +134,7 @@ impl Tree {
         name: &'a str,
     ) -> impl Iterator<Item = usize> + 'a {
         self.children(parent)
-            .filter(move |&child| self.nodes[child].is(ns, name))
+            .filter(move |&child| self.is(child, ns, name))
     }
 
     /// The first direct child of `parent` with the given namespace and local name.
@@ -119,9 +150,18 @@ impl Tree {
             .try_fold(start, |node, name| self.child(node, ns, name))
     }
 
+    /// The text directly inside an element, entities resolved, untrimmed.
+    pub fn raw_text(&self, index: usize) -> &str {
+        match self.nodes[index].text {
+            Text::None => "",
+            Text::Source(start, end) => &self.source[start as usize..end as usize],
+            Text::Owned(at) => &self.owned[at as usize],
+        }
+    }
+
     /// The trimmed text of an element, or `None` when it is empty.
     pub fn text(&self, index: usize) -> Option<&str> {
-        let text = self.nodes[index].text.trim();
+        let text = self.raw_text(index).trim();
         (!text.is_empty()).then_some(text)
     }
 }
@@ -129,17 +169,57 @@ impl Tree {
 /// Parses a complete document. `bytes` may start with a UTF-8 byte order mark.
 pub fn parse(bytes: &[u8]) -> Result<Tree, XmlError> {
     let text = decode_utf8(bytes)?;
+    let mut tree = Tree {
+        source: text.into(),
+        namespaces: vec!["".into()],
+        owned: Vec::new(),
+        nodes: Vec::with_capacity(64),
+    };
+    build(&mut tree)?;
+    Ok(tree)
+}
+
+fn build(tree: &mut Tree) -> Result<(), XmlError> {
+    // Names and plain text are kept as offsets into the source the reader reads from.
+    let text: &str = &tree.source;
+    let base = text.as_ptr() as usize;
+    let offset = |piece: &str| (piece.as_ptr() as usize - base) as u32;
     let mut reader = NsReader::from_str(text);
     let config = reader.config_mut();
     config.check_end_names = true;
     config.expand_empty_elements = false;
 
-    let mut nodes: Vec<Node> = Vec::with_capacity(64);
     let mut open: Vec<usize> = Vec::with_capacity(16);
     let mut seen_root = false;
     let malformed = |reader: &NsReader<&[u8]>, message: String| XmlError::Malformed {
         position: reader.buffer_position(),
         message,
+    };
+    let nodes = &mut tree.nodes;
+    let namespaces = &mut tree.namespaces;
+    let owned = &mut tree.owned;
+
+    // Appends a piece of text to the innermost open element.
+    let mut append = |nodes: &mut Vec<Node>, index: usize, piece: &str, borrowed: bool| {
+        let node = &mut nodes[index];
+        node.text = match node.text {
+            Text::None if borrowed => {
+                let start = offset(piece);
+                Text::Source(start, start + piece.len() as u32)
+            }
+            Text::None => {
+                owned.push(piece.to_owned());
+                Text::Owned(owned.len() as u32 - 1)
+            }
+            Text::Source(start, end) => {
+                owned.push(format!("{}{piece}", &text[start as usize..end as usize]));
+                Text::Owned(owned.len() as u32 - 1)
+            }
+            Text::Owned(at) => {
+                owned[at as usize].push_str(piece);
+                Text::Owned(at)
+            }
+        };
     };
 
     loop {
@@ -158,9 +238,9 @@ pub fn parse(bytes: &[u8]) -> Result<Tree, XmlError> {
                         format!("elements nested deeper than {MAX_DEPTH} levels"),
                     ));
                 }
-                let ns: Box<str> = match resolved {
-                    ResolveResult::Bound(ns) => ns.into_inner().into(),
-                    ResolveResult::Unbound => "".into(),
+                let ns_text = match resolved {
+                    ResolveResult::Bound(ns) => ns.into_inner(),
+                    ResolveResult::Unbound => "",
                     ResolveResult::Unknown(prefix) => {
                         return Err(malformed(
                             &reader,
@@ -168,19 +248,27 @@ pub fn parse(bytes: &[u8]) -> Result<Tree, XmlError> {
                         ));
                     }
                 };
+                let ns = match namespaces.iter().position(|known| &**known == ns_text) {
+                    Some(index) => index,
+                    None => {
+                        namespaces.push(ns_text.into());
+                        namespaces.len() - 1
+                    }
+                };
                 let (name, is_empty) = match &event {
-                    Event::Start(start) => (start.local_name(), false),
-                    Event::Empty(start) => (start.local_name(), true),
+                    Event::Start(start) => (start.local_name().into_inner(), false),
+                    Event::Empty(start) => (start.local_name().into_inner(), true),
                     _ => unreachable!("matched above"),
                 };
-                let name: Box<str> = name.into_inner().into();
+                let start = offset(name);
                 seen_root = true;
                 let index = nodes.len();
                 nodes.push(Node {
-                    ns,
-                    name,
-                    text: String::new(),
-                    end: index + 1,
+                    ns: u16::try_from(ns)
+                        .map_err(|_| malformed(&reader, "too many namespaces".into()))?,
+                    name: (start, start + name.len() as u32),
+                    text: Text::None,
+                    end: index as u32 + 1,
                 });
                 if !is_empty {
                     open.push(index);
@@ -190,20 +278,25 @@ pub fn parse(bytes: &[u8]) -> Result<Tree, XmlError> {
                 let index = open
                     .pop()
                     .ok_or_else(|| malformed(&reader, "closing tag without opening tag".into()))?;
-                nodes[index].end = nodes.len();
+                nodes[index].end = nodes.len() as u32;
             }
-            Event::Text(text) => {
-                let content = text.xml10_content();
+            Event::Text(piece) => {
+                let content = piece.into_inner();
                 match open.last() {
-                    Some(&index) => nodes[index].text.push_str(&content),
+                    Some(&index) => match content {
+                        Cow::Borrowed(raw) if !raw.contains('\r') => {
+                            append(nodes, index, raw, true)
+                        }
+                        other => append(nodes, index, &normalize_newlines(&other), false),
+                    },
                     None if content.trim().is_empty() => {}
                     None => return Err(malformed(&reader, "text outside the root element".into())),
                 }
             }
             Event::CData(cdata) => {
-                let content = cdata.xml10_content();
+                let content = cdata.into_inner();
                 match open.last() {
-                    Some(&index) => nodes[index].text.push_str(&content),
+                    Some(&index) => append(nodes, index, &normalize_newlines(&content), false),
                     None => {
                         return Err(malformed(&reader, "CDATA outside the root element".into()));
                     }
@@ -223,7 +316,7 @@ pub fn parse(bytes: &[u8]) -> Result<Tree, XmlError> {
                     Err(error) => return Err(malformed(&reader, error.to_string())),
                 };
                 match open.last() {
-                    Some(&index) => nodes[index].text.push(resolved),
+                    Some(&index) => append(nodes, index, resolved.encode_utf8(&mut [0; 4]), false),
                     None => {
                         return Err(malformed(
                             &reader,
@@ -247,19 +340,29 @@ pub fn parse(bytes: &[u8]) -> Result<Tree, XmlError> {
             Event::Eof => break,
         }
     }
-    if !open.is_empty() {
+    if let Some(&innermost) = open.last() {
+        let node = &nodes[innermost];
         return Err(malformed(
             &reader,
             format!(
                 "document ends inside element `{}`",
-                nodes[*open.last().expect("not empty")].name
+                &text[node.name.0 as usize..node.name.1 as usize]
             ),
         ));
     }
     if nodes.is_empty() {
         return Err(malformed(&reader, "no root element".into()));
     }
-    Ok(Tree { nodes })
+    Ok(())
+}
+
+/// XML end-of-line handling: `\r\n` and a lone `\r` become `\n`.
+fn normalize_newlines(text: &str) -> Cow<'_, str> {
+    if text.contains('\r') {
+        Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 /// Checks the encoding and strips a UTF-8 byte order mark.
@@ -270,6 +373,10 @@ fn decode_utf8(bytes: &[u8]) -> Result<&str, XmlError> {
         ));
     }
     let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
+    // The SIMD check is the fast path; the standard one only runs to say where it went wrong.
+    if let Ok(text) = simdutf8::basic::from_utf8(bytes) {
+        return Ok(text);
+    }
     std::str::from_utf8(bytes).map_err(|error| {
         XmlError::Encoding(format!(
             "invalid UTF-8 byte sequence at byte {}",
@@ -300,7 +407,7 @@ mod tests {
         assert!(tree.node(children[0]).is("urn:y", "one"));
         // The prefix `a` is rebound on `two`.
         assert!(tree.node(children[1]).is("urn:y", "two"));
-        assert_eq!(&*tree.node(children[2]).ns, "");
+        assert_eq!(tree.node(children[2]).ns, "");
         assert_eq!(tree.text(children[1]), Some("2"));
     }
 

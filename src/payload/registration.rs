@@ -156,7 +156,7 @@ fn parse_party(urn: &str) -> Result<Option<(&'static str, String)>, String> {
 fn explicit_state(tree: &Tree, root: usize) -> Option<bool> {
     std::iter::once(root)
         .chain(tree.descendants(root))
-        .filter(|&i| &*tree.node(i).name == "Tilmeldt")
+        .filter(|&i| tree.node(i).name == "Tilmeldt")
         .find_map(|i| match tree.text(i)?.to_ascii_lowercase().as_str() {
             "true" | "1" => Some(true),
             "false" | "0" => Some(false),

@@ -481,7 +481,7 @@ fn unreadable_and_missing_paths_are_reported() {
 /// a matching cursor, and the next import completes the set with every BeskedId exactly once.
 #[test]
 fn import_killed_mid_run_resumes_without_loss_or_duplicates() {
-    const FILES: u64 = 6000;
+    const FILES: u64 = 10_000;
     let install = Install::new("");
     let input = install.path("in");
     std::fs::create_dir(&input).expect("mkdir");
@@ -524,7 +524,11 @@ fn import_killed_mid_run_resumes_without_loss_or_duplicates() {
         stored > 0 && (stored as u64) < FILES,
         "killed too late to test anything: {stored}"
     );
-    assert_eq!(stored % 500, 0, "only whole batches are committed");
+    assert_eq!(
+        stored % beskedhent::import::BATCH_SIZE as i64,
+        0,
+        "only whole batches are committed"
+    );
     assert_eq!(value::<i64>(&db, "SELECT messages FROM cursor"), stored);
     assert_eq!(
         value::<i64>(&db, "SELECT count(*) FROM print_status"),

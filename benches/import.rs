@@ -1,0 +1,140 @@
+//! Import benchmark: `cargo bench --bench import` (set BENCH_N to change the count, default
+//! 100000).
+//!
+//! Generates N realistic status envelopes (about 3.3 KB, random UUIDs) as files, then in the
+//! same run measures:
+//! - baseline: the bare minimum, one thread reading each file and inserting its bytes keyed by
+//!   its BeskedId into a fresh WAL database, 500 per transaction, no parsing;
+//! - beskedhent: `beskedhent import DIR` into a fresh database, as a child process, with its
+//!   wall time and peak resident memory (from `wait4`).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use beskedhent::sample::{UuidGenerator, status_envelope};
+
+fn main() {
+    let count: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("envelopes");
+    std::fs::create_dir(&input).expect("mkdir");
+
+    let mut ids = UuidGenerator::new(0x5eed);
+    let mut bytes = 0usize;
+    let mut besked_ids = Vec::with_capacity(count);
+    for n in 0..count {
+        let besked_id = ids.next_uuid();
+        let envelope = status_envelope(&besked_id, &ids.next_uuid(), (n % 60) as u32);
+        bytes += envelope.len();
+        std::fs::write(input.join(format!("{n:07}.xml")), envelope).expect("write");
+        besked_ids.push(besked_id);
+    }
+    println!("machine: {}", machine());
+    println!(
+        "{count} envelopes, {:.0} bytes each on average, {:.1} MiB in all",
+        bytes as f64 / count as f64,
+        bytes as f64 / 1048576.0
+    );
+
+    let baseline = baseline(&input, &besked_ids, &dir.path().join("baseline.db"));
+    println!(
+        "baseline   (read + bare insert, no parsing): {:>8.0} envelopes/s  ({:.2} s)",
+        count as f64 / baseline,
+        baseline
+    );
+
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "database = \"replica.db\"\n",
+    )
+    .expect("config");
+    let started = Instant::now();
+    let (status, peak_kib) = run_measured(
+        Command::new(env!("CARGO_BIN_EXE_beskedhent"))
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .arg("import")
+            .arg(&input),
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        status == 0,
+        "beskedhent import failed with exit code {status}"
+    );
+    let db = rusqlite::Connection::open(dir.path().join("replica.db")).expect("open");
+    let stored: i64 = db
+        .query_row("SELECT count(*) FROM print_status", [], |row| row.get(0))
+        .expect("count");
+    assert_eq!(
+        stored as usize, count,
+        "every envelope is a print_status row"
+    );
+    println!(
+        "beskedhent (parse + store + derive):         {:>8.0} envelopes/s  ({elapsed:.2} s), peak RSS {:.1} MiB",
+        count as f64 / elapsed,
+        peak_kib as f64 / 1024.0
+    );
+    println!(
+        "beskedhent runs at {:.0}% of the baseline",
+        100.0 * baseline / elapsed
+    );
+}
+
+/// Reads every file and inserts its bytes under its BeskedId, 500 per transaction, in WAL mode.
+fn baseline(input: &Path, besked_ids: &[String], db_path: &Path) -> f64 {
+    let started = Instant::now();
+    let mut db = rusqlite::Connection::open(db_path).expect("open");
+    db.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
+        .expect("wal");
+    db.pragma_update(None, "synchronous", "NORMAL")
+        .expect("sync");
+    db.execute_batch(
+        "CREATE TABLE m (seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, body BLOB NOT NULL)",
+    )
+    .expect("schema");
+    for (chunk_index, chunk) in besked_ids.chunks(500).enumerate() {
+        let tx = db.transaction().expect("begin");
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO m (id, body) VALUES (?1, ?2)")
+                .expect("prepare");
+            for (offset, id) in chunk.iter().enumerate() {
+                let n = chunk_index * 500 + offset;
+                let body = std::fs::read(input.join(format!("{n:07}.xml"))).expect("read");
+                insert.execute(rusqlite::params![id, body]).expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// Runs a command to completion; returns its exit code and peak RSS in KiB.
+fn run_measured(command: &mut Command) -> (i32, i64) {
+    let child = command.spawn().expect("spawn");
+    let mut status = 0;
+    // SAFETY: rusage is plain data, fully written by wait4 on success.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; pointers are valid for the call.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(pid > 0, "wait4 failed");
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|name| name.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}

@@ -1,0 +1,79 @@
+//! Realistic envelopes generated on demand, for benchmarks, tests and trying beskedhent out.
+//!
+//! The shape follows real Beskedfordeler traffic: `ns2:` envelope prefix, sagdok as the default
+//! namespace, a base64 PKO_PostStatus payload; about 3.3 KB each.
+
+use base64::Engine;
+
+/// A realistic PKO_PostStatus envelope (about 3.3 KB) with the given ids.
+pub fn status_envelope(besked_id: &str, letter: &str, minute: u32) -> String {
+    let payload = format!(
+        r#"<PKO_PostStatus xmlns="http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/types"><TransmissionId>{letter}</TransmissionId><MessageUUID>{letter}</MessageUUID><MessageId>{besked_id}</MessageId><KanalKode>Digital Post</KanalKode><TransaktionsDatoTid>2026-03-01T10:{minute:02}:00.000Z</TransaktionsDatoTid><TransaktionsStatusKode>Afleveret Digital Post</TransaktionsStatusKode><CorrelationId>{letter}</CorrelationId><FejlDetaljer/></PKO_PostStatus>"#
+    );
+    let encoded = base64::engine::general_purpose::STANDARD.encode(payload);
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<ns2:Haendelsesbesked xmlns="urn:oio:sagdok:3.0.0" xmlns:ns2="urn:oio:besked:kuvert:1.0" xmlns:ns3="http://www.w3.org/2000/09/xmldsig#" xmlns:ns4="urn:oio:sts:1.0.0"><ns2:BeskedId><UUIDIdentifikator>{besked_id}</UUIDIdentifikator></ns2:BeskedId><ns2:BeskedVersion>1.0</ns2:BeskedVersion><ns2:Beskedkuvert><ns2:Filtreringsdata><ns2:Beskedtype><UUIDIdentifikator>d2bed63c-4853-4008-b6e0-a74c15b15fbf</UUIDIdentifikator></ns2:Beskedtype><ns2:BeskedAnsvarligAktoer><UUIDIdentifikator>96514e13-afdd-44d6-95a8-adc2ca19b127</UUIDIdentifikator></ns2:BeskedAnsvarligAktoer><ns2:TilladtModtager><URNIdentifikator>urn:oio:cvr:55133018</URNIdentifikator></ns2:TilladtModtager><ns2:RelateretObjekt><ns2:ObjektId><UUIDIdentifikator>53213778-de6b-42ee-8fbd-8aa73b0d4d85</UUIDIdentifikator></ns2:ObjektId><ns2:ObjektType><UUIDIdentifikator>91aa31b3-c4b3-499e-8689-93b1ef89f319</UUIDIdentifikator></ns2:ObjektType></ns2:RelateretObjekt><ns2:ObjektRegistrering><ns2:ObjektRegistreringId><UUIDIdentifikator>{letter}</UUIDIdentifikator></ns2:ObjektRegistreringId><ns2:RegistreringsAktoer><UUIDIdentifikator>19dc3a1d-c629-4853-b566-7fe49cf674ce</UUIDIdentifikator></ns2:RegistreringsAktoer><ns2:Registreringstidspunkt><TidsstempelDatoTid>2026-03-01T10:{minute:02}:00.000Z</TidsstempelDatoTid></ns2:Registreringstidspunkt><ns2:ObjektAnsvarligMyndighed><URNIdentifikator>urn:oio:cvr:55133018</URNIdentifikator></ns2:ObjektAnsvarligMyndighed><ns2:ObjektId><UUIDIdentifikator>{letter}</UUIDIdentifikator></ns2:ObjektId><ns2:ObjektType><UUIDIdentifikator>9a7be69f-b736-4e0e-9d5b-78d4f43e7ad7</UUIDIdentifikator></ns2:ObjektType><ns2:ObjektHandling><UUIDIdentifikator>f7161a89-5068-4023-bc80-d7f4daad2a2e</UUIDIdentifikator></ns2:ObjektHandling></ns2:ObjektRegistrering></ns2:Filtreringsdata><ns2:Leveranceinformation><ns2:Dannelsestidspunkt><TidsstempelDatoTid>2026-03-01T10:{minute:02}:00.000Z</TidsstempelDatoTid></ns2:Dannelsestidspunkt><ns2:TransaktionsId><UUIDIdentifikator>{besked_id}</UUIDIdentifikator></ns2:TransaktionsId><ns2:Kildesystem><UUIDIdentifikator>19dc3a1d-c629-4853-b566-7fe49cf674ce</UUIDIdentifikator></ns2:Kildesystem><ns2:Sikkerhedsklassificering><UUIDIdentifikator>1d81c472-0808-44cc-963d-f5ef0170ae1d</UUIDIdentifikator></ns2:Sikkerhedsklassificering></ns2:Leveranceinformation></ns2:Beskedkuvert><ns2:Beskeddata><Base64 xmlns="urn:besked:kuvert:1.0" xmlns:ns4="urn:oio:sagdok:3.0.0" content-type="application/xml" encoding="UTF-8" file-type=".xml">{encoded}</Base64></ns2:Beskeddata></ns2:Haendelsesbesked>"#
+    )
+}
+
+/// A small, fast, deterministic generator of UUID-shaped identifiers (xorshift64*), so that
+/// benchmarks insert keys in random order like real traffic does.
+pub struct UuidGenerator(u64);
+
+impl UuidGenerator {
+    pub fn new(seed: u64) -> UuidGenerator {
+        UuidGenerator(seed | 1)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// The next random version-4 UUID.
+    pub fn next_uuid(&mut self) -> String {
+        let (a, b) = (self.next_u64(), self.next_u64());
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            0x8000 | (b >> 48) & 0x3fff,
+            b & 0xffff_ffff_ffff
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn generated_envelopes_decode_as_delivered_statuses() {
+        let mut ids = UuidGenerator::new(7);
+        let (besked_id, letter) = (ids.next_uuid(), ids.next_uuid());
+        assert_ne!(besked_id, letter);
+        assert_eq!(besked_id.len(), 36);
+        let envelope = status_envelope(&besked_id, &letter, 5);
+        assert!((3000..3600).contains(&envelope.len()), "{}", envelope.len());
+        let config =
+            Config::parse("database = \"x\"", std::path::Path::new("c.toml")).expect("config");
+        let message = config
+            .decoder()
+            .decode(envelope.as_bytes())
+            .expect("decodes");
+        assert_eq!(message.besked_id, besked_id);
+        let crate::message::Detail::PostStatus(status) = message.detail else {
+            panic!("not a status");
+        };
+        assert_eq!(status.message_uuid.as_deref(), Some(letter.as_str()));
+        assert_eq!(
+            status.occurred_at.as_deref(),
+            Some("2026-03-01T10:05:00.000Z")
+        );
+    }
+}
