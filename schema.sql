@@ -63,6 +63,7 @@ CREATE TABLE print_status (
     producer_uuid       TEXT
 );
 CREATE INDEX print_status_by_letter ON print_status (message_uuid);
+CREATE INDEX print_status_by_time ON print_status (occurred_at);
 
 
 -- Postal events of physical letters (ForsendelseHaendelseSamling).
