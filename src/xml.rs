@@ -11,8 +11,8 @@
 use std::borrow::Cow;
 
 use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
-use quick_xml::reader::NsReader;
+use quick_xml::name::PrefixDeclaration;
+use quick_xml::reader::Reader;
 use thiserror::Error;
 
 /// The kuvert namespace of `Haendelsesbesked` and its structure.
@@ -25,6 +25,9 @@ pub const NS_BASE64: &str = "urn:besked:kuvert:1.0";
 pub const NS_STS: &str = "urn:oio:sts:1.0.0";
 /// The namespace of the PKO_PostStatus payload.
 pub const NS_POST_STATUS: &str = "http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/types";
+
+/// The namespace bound to the `xml` prefix by definition.
+const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 
 /// Deepest element nesting accepted; real envelopes nest about ten levels.
 const MAX_DEPTH: usize = 256;
@@ -183,21 +186,32 @@ fn build(tree: &mut Tree) -> Result<(), XmlError> {
     // Names and plain text are kept as offsets into the source the reader reads from.
     let text: &str = &tree.source;
     let base = text.as_ptr() as usize;
+    // The reader reads from `text` and hands out slices of it; this turns one back into a
+    // slice with `text`'s lifetime, or into its start offset.
+    let end = base + text.len();
+    let within = |piece: &str| -> Option<&str> {
+        let start = piece.as_ptr() as usize;
+        (start >= base && start + piece.len() <= end)
+            .then(|| &text[start - base..start - base + piece.len()])
+    };
     let offset = |piece: &str| (piece.as_ptr() as usize - base) as u32;
-    let mut reader = NsReader::from_str(text);
+    let mut reader = Reader::from_str(text);
     let config = reader.config_mut();
     config.check_end_names = true;
     config.expand_empty_elements = false;
 
     let mut open: Vec<usize> = Vec::with_capacity(16);
     let mut seen_root = false;
-    let malformed = |reader: &NsReader<&[u8]>, message: String| XmlError::Malformed {
+    let malformed = |reader: &Reader<&[u8]>, message: String| XmlError::Malformed {
         position: reader.buffer_position(),
         message,
     };
     let nodes = &mut tree.nodes;
     let namespaces = &mut tree.namespaces;
     let owned = &mut tree.owned;
+    // Namespace declarations in scope, innermost last: (prefix, index into `namespaces`, the
+    // depth of the element that declared it). The empty prefix is the default namespace.
+    let mut bindings: Vec<(&str, u16, usize)> = Vec::with_capacity(8);
 
     // Appends a piece of text to the innermost open element.
     let mut append = |nodes: &mut Vec<Node>, index: usize, piece: &str, borrowed: bool| {
@@ -223,12 +237,13 @@ fn build(tree: &mut Tree) -> Result<(), XmlError> {
     };
 
     loop {
-        let (resolved, event) = match reader.read_resolved_event() {
-            Ok(pair) => pair,
+        let event = match reader.read_event() {
+            Ok(event) => event,
             Err(error) => return Err(malformed(&reader, error.to_string())),
         };
         match event {
-            Event::Start(_) | Event::Empty(_) => {
+            Event::Start(ref element) | Event::Empty(ref element) => {
+                let is_empty = matches!(event, Event::Empty(_));
                 if open.is_empty() && seen_root {
                     return Err(malformed(&reader, "more than one root element".into()));
                 }
@@ -238,34 +253,73 @@ fn build(tree: &mut Tree) -> Result<(), XmlError> {
                         format!("elements nested deeper than {MAX_DEPTH} levels"),
                     ));
                 }
-                let ns_text = match resolved {
-                    ResolveResult::Bound(ns) => ns.into_inner(),
-                    ResolveResult::Unbound => "",
-                    ResolveResult::Unknown(prefix) => {
+                let depth = open.len();
+                // Most elements have no attributes; only those that do are looked at.
+                if !element.attributes_raw().trim().is_empty() {
+                    for attribute in element.attributes() {
+                        let attribute =
+                            attribute.map_err(|error| malformed(&reader, error.to_string()))?;
+                        let Some(declaration) = attribute.key.as_namespace_binding() else {
+                            continue;
+                        };
+                        let uri = attribute
+                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .map_err(|error| malformed(&reader, error.to_string()))?;
+                        let prefix = match declaration {
+                            PrefixDeclaration::Default => "",
+                            PrefixDeclaration::Named(prefix) if within(prefix).is_none() => {
+                                return Err(malformed(&reader, "unexpected parser state".into()));
+                            }
+                            PrefixDeclaration::Named("") | PrefixDeclaration::Named("xmlns") => {
+                                return Err(malformed(
+                                    &reader,
+                                    "invalid namespace declaration".into(),
+                                ));
+                            }
+                            PrefixDeclaration::Named(prefix) => {
+                                if uri.is_empty() {
+                                    return Err(malformed(
+                                        &reader,
+                                        format!(
+                                            "namespace prefix `{prefix}` is bound to an empty URI"
+                                        ),
+                                    ));
+                                }
+                                within(prefix).expect("checked above")
+                            }
+                        };
+                        let ns = intern(namespaces, &uri)
+                            .ok_or_else(|| malformed(&reader, "too many namespaces".into()))?;
+                        bindings.push((prefix, ns, depth));
+                    }
+                }
+                let qname = element.name().into_inner();
+                let (prefix, name) = match qname.split_once(':') {
+                    Some((prefix, local)) => (prefix, local),
+                    None => ("", qname),
+                };
+                let ns = match bindings.iter().rev().find(|(bound, _, _)| *bound == prefix) {
+                    Some(&(_, ns, _)) => ns,
+                    None if prefix.is_empty() => 0,
+                    None if prefix == "xml" => intern(namespaces, NS_XML)
+                        .ok_or_else(|| malformed(&reader, "too many namespaces".into()))?,
+                    None => {
                         return Err(malformed(
                             &reader,
                             format!("namespace prefix `{prefix}` is not declared"),
                         ));
                     }
                 };
-                let ns = match namespaces.iter().position(|known| &**known == ns_text) {
-                    Some(index) => index,
-                    None => {
-                        namespaces.push(ns_text.into());
-                        namespaces.len() - 1
+                if is_empty {
+                    while bindings.last().is_some_and(|&(_, _, at)| at == depth) {
+                        bindings.pop();
                     }
-                };
-                let (name, is_empty) = match &event {
-                    Event::Start(start) => (start.local_name().into_inner(), false),
-                    Event::Empty(start) => (start.local_name().into_inner(), true),
-                    _ => unreachable!("matched above"),
-                };
+                }
                 let start = offset(name);
                 seen_root = true;
                 let index = nodes.len();
                 nodes.push(Node {
-                    ns: u16::try_from(ns)
-                        .map_err(|_| malformed(&reader, "too many namespaces".into()))?,
+                    ns,
                     name: (start, start + name.len() as u32),
                     text: Text::None,
                     end: index as u32 + 1,
@@ -278,6 +332,9 @@ fn build(tree: &mut Tree) -> Result<(), XmlError> {
                 let index = open
                     .pop()
                     .ok_or_else(|| malformed(&reader, "closing tag without opening tag".into()))?;
+                while bindings.last().is_some_and(|&(_, _, at)| at == open.len()) {
+                    bindings.pop();
+                }
                 nodes[index].end = nodes.len() as u32;
             }
             Event::Text(piece) => {
@@ -356,6 +413,18 @@ fn build(tree: &mut Tree) -> Result<(), XmlError> {
     Ok(())
 }
 
+/// The index of a namespace URI in `namespaces`, adding it if new; `None` past `u16::MAX`.
+fn intern(namespaces: &mut Vec<Box<str>>, uri: &str) -> Option<u16> {
+    let index = match namespaces.iter().position(|known| &**known == uri) {
+        Some(index) => index,
+        None => {
+            namespaces.push(uri.into());
+            namespaces.len() - 1
+        }
+    };
+    u16::try_from(index).ok()
+}
+
 /// XML end-of-line handling: `\r\n` and a lone `\r` become `\n`.
 fn normalize_newlines(text: &str) -> Cow<'_, str> {
     if text.contains('\r') {
@@ -412,6 +481,32 @@ mod tests {
     }
 
     #[test]
+    fn namespace_scopes_end_with_their_element() {
+        let tree = parse(
+            br#"<r xmlns="urn:d" xmlns:p="urn:p1"><p:a xmlns:p="urn:p2"><p:b/></p:a><p:c/><d xmlns=""><e/></d><f xml:lang="da"/><xml:g/></r>"#,
+        )
+        .expect("valid");
+        let seen: Vec<(String, String)> = std::iter::once(Tree::ROOT)
+            .chain(tree.descendants(Tree::ROOT))
+            .map(|i| (tree.node(i).ns.to_string(), tree.node(i).name.to_string()))
+            .collect();
+        let expected = [
+            ("urn:d", "r"),
+            ("urn:p2", "a"),
+            ("urn:p2", "b"),
+            ("urn:p1", "c"),
+            ("", "d"),
+            ("", "e"),
+            ("urn:d", "f"),
+            ("http://www.w3.org/XML/1998/namespace", "g"),
+        ];
+        assert_eq!(
+            seen,
+            expected.map(|(ns, name)| (ns.to_string(), name.to_string()))
+        );
+    }
+
+    #[test]
     fn children_skip_grandchildren() {
         let tree = parse(b"<r><a><x/><y><z/></y></a><b/></r>").expect("valid");
         assert_eq!(names(&tree, Tree::ROOT), ["a", "b"]);
@@ -446,6 +541,12 @@ mod tests {
             (b"", "no root element"),
             (b"<r/><r/>", "more than one root element"),
             (b"<p:r/>", "prefix `p` is not declared"),
+            (
+                b"<r><p:a xmlns:p=\"urn:p\"/><p:b/></r>",
+                "prefix `p` is not declared",
+            ),
+            (b"<r xmlns:p=\"\"/>", "bound to an empty URI"),
+            (b"<r a=\"1\" a=\"2\"/>", "malformed XML"),
             (b"<r>\xff</r>", "invalid UTF-8 byte sequence at byte 3"),
             (b"\xff\xfe<\x00r\x00/\x00>\x00", "UTF-16 byte order mark"),
             (
