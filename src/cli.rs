@@ -36,6 +36,12 @@ pub enum Command {
         #[arg(long, default_value = "import")]
         source: String,
     },
+    /// Pull every feed once, until its queue is empty (for cron).
+    Sync,
+    /// Pull every feed on the `[schedule]` cron expression until stopped.
+    Daemon,
+    /// Check configuration, certificate, token and AMQP login without consuming anything.
+    Check,
     /// Show each source's position, counts and last run.
     Status {
         /// Print JSON instead of a table.

@@ -22,6 +22,173 @@ struct RawConfig {
     max_message_bytes: Option<usize>,
     #[serde(default)]
     types: RawTypes,
+    sts: Option<StsConfig>,
+    amqp: Option<AmqpConfig>,
+    #[serde(default)]
+    feed: Vec<FeedConfig>,
+    schedule: Option<ScheduleConfig>,
+    #[serde(default)]
+    sync: SyncConfig,
+}
+
+/// `[sts]`: where and how to get a token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StsConfig {
+    /// The REST issue endpoint, `https://.../runtime/api/rest/wstrust/v1/issue`.
+    pub url: String,
+    /// The entity id of the Beskedfordeler pull service.
+    pub entity_id: String,
+    /// The municipality's 8-digit CVR number (a feed may override it).
+    pub cvr: String,
+    /// PEM certificate (chain, leaf first).
+    pub certificate: Option<PathBuf>,
+    /// PEM private key of `certificate`.
+    pub private_key: Option<PathBuf>,
+    /// PKCS#12 file holding key and certificate, instead of `certificate` and `private_key`.
+    pub pkcs12: Option<PathBuf>,
+    /// The environment variable holding the PKCS#12 password.
+    #[serde(default = "default_pkcs12_password_env")]
+    pub pkcs12_password_env: String,
+    /// Extra trust roots (PEM) for the STS's server certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Timeout of one token request.
+    #[serde(default = "default_sts_timeout")]
+    pub timeout_seconds: u64,
+    /// A token is renewed when it has less than this left.
+    #[serde(default = "default_refresh_before")]
+    pub refresh_before_seconds: u64,
+}
+
+/// `[amqp]`: the Beskedfordeler's broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// `amqps://host:5671/BF`: the path is the virtual host.
+    pub url: String,
+    /// Extra trust roots (PEM) for the broker's server certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Present the STS certificate in the TLS handshake.
+    #[serde(default = "default_true")]
+    pub client_certificate: bool,
+    /// AMQP heartbeat interval; 0 turns heartbeats off.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_seconds: u16,
+    /// Timeout of connecting and logging in.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_seconds: u64,
+}
+
+/// One `[[feed]]`: a dueslag queue to drain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// The source name in `message.source` and `cursor`.
+    pub name: String,
+    /// The queue: the dueslag UUID.
+    pub dueslag: String,
+    /// The CVR the token is requested for; defaults to `[sts].cvr`.
+    pub cvr: Option<String>,
+}
+
+/// `[schedule]`: when `daemon` runs a pass.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Six-field cron expression with seconds, e.g. `0 */5 * * * *`.
+    pub cron: String,
+}
+
+/// `[sync]`: tuning of a run. Every key has a safe default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Most messages per transaction.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Longest time a received message waits, unacknowledged, for its batch to be committed.
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval_ms: u64,
+    /// Deliveries the broker may send ahead of acknowledgements (the broker may allow fewer).
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+    /// With nothing arriving for this long, beskedhent asks the broker whether the queue is
+    /// empty, and ends the feed's run if it is.
+    #[serde(default = "default_drain_check")]
+    pub drain_check_ms: u64,
+    /// Most messages per feed in one run; 0 means no limit.
+    #[serde(default)]
+    pub max_messages: u64,
+    /// Longest run in seconds; 0 means no limit.
+    #[serde(default)]
+    pub max_seconds: u64,
+    /// Reconnects after a failure (connection lost, broker restarted, token refused) before the
+    /// feed's run gives up.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// First wait before reconnecting; doubles each time, up to 30 s.
+    #[serde(default = "default_retry_backoff")]
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            batch_size: default_batch_size(),
+            flush_interval_ms: default_flush_interval(),
+            prefetch: default_prefetch(),
+            drain_check_ms: default_drain_check(),
+            max_messages: 0,
+            max_seconds: 0,
+            retries: default_retries(),
+            retry_backoff_ms: default_retry_backoff(),
+        }
+    }
+}
+
+fn default_pkcs12_password_env() -> String {
+    "BESKEDHENT_PKCS12_PASSWORD".into()
+}
+fn default_sts_timeout() -> u64 {
+    30
+}
+fn default_refresh_before() -> u64 {
+    120
+}
+fn default_true() -> bool {
+    true
+}
+fn default_heartbeat() -> u16 {
+    30
+}
+fn default_connect_timeout() -> u64 {
+    30
+}
+fn default_batch_size() -> usize {
+    500
+}
+fn default_flush_interval() -> u64 {
+    50
+}
+fn default_prefetch() -> u16 {
+    500
+}
+fn default_drain_check() -> u64 {
+    200
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_retry_backoff() -> u64 {
+    500
+}
+
+/// Everything `sync`, `daemon` and `check` need, validated.
+#[derive(Debug, Clone)]
+pub struct PullConfig {
+    pub sts: StsConfig,
+    pub amqp: AmqpConfig,
+    pub feeds: Vec<FeedConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +217,11 @@ pub struct Config {
     pub database: PathBuf,
     pub max_message_bytes: usize,
     pub registrations: Vec<RegistrationType>,
+    sts: Option<StsConfig>,
+    amqp: Option<AmqpConfig>,
+    feeds: Vec<FeedConfig>,
+    schedule: Option<ScheduleConfig>,
+    pub sync: SyncConfig,
 }
 
 impl Config {
@@ -100,14 +272,160 @@ impl Config {
                 "`types.digitalpost_registration.beskedtype` and `types.nemsms_registration.beskedtype` are the same"
             );
         }
+        let sts = raw.sts.map(|sts| validate_sts(sts, base)).transpose()?;
+        let amqp = raw.amqp.map(|amqp| validate_amqp(amqp, base)).transpose()?;
+        let feeds = validate_feeds(raw.feed)?;
+        validate_sync(&raw.sync)?;
+        if let Some(schedule) = &raw.schedule {
+            crate::schedule::validate_cron(&schedule.cron)
+                .map_err(|error| anyhow::anyhow!("`schedule.cron`: {error}"))?;
+        }
         Ok(Config {
             path: path.to_path_buf(),
             database: base.join(raw.database),
             max_message_bytes,
             registrations,
+            sts,
+            amqp,
+            feeds,
+            schedule: raw.schedule,
+            sync: raw.sync,
         })
     }
 
+    /// The sections pulling needs: `[sts]`, `[amqp]` and at least one `[[feed]]`.
+    pub fn pull(&self) -> Result<PullConfig> {
+        let missing = |what: &str| {
+            anyhow::anyhow!(
+                "`{}` has no {what}; `sync`, `daemon` and `check` need [sts], [amqp] and at least one [[feed]] (see the README)",
+                self.path.display()
+            )
+        };
+        Ok(PullConfig {
+            sts: self.sts.clone().ok_or_else(|| missing("[sts] section"))?,
+            amqp: self.amqp.clone().ok_or_else(|| missing("[amqp] section"))?,
+            feeds: if self.feeds.is_empty() {
+                return Err(missing("[[feed]] section"));
+            } else {
+                self.feeds.clone()
+            },
+        })
+    }
+
+    /// The `[schedule]` section `daemon` needs.
+    pub fn schedule(&self) -> Result<&ScheduleConfig> {
+        self.schedule.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "`{}` has no [schedule] section; `daemon` needs one, e.g. cron = \"0 */5 * * * *\"",
+                self.path.display()
+            )
+        })
+    }
+}
+
+/// The PKCS#12 password, from the environment variable named in the configuration.
+pub fn pkcs12_password(sts: &StsConfig) -> Result<String> {
+    std::env::var(&sts.pkcs12_password_env).with_context(|| {
+        format!(
+            "the PKCS#12 password is read from the environment variable `{}`, which is not set",
+            sts.pkcs12_password_env
+        )
+    })
+}
+
+fn validate_sts(mut sts: StsConfig, base: &Path) -> Result<StsConfig> {
+    if !sts.url.starts_with("https://") {
+        bail!("`sts.url` must be an https:// URL, got `{}`", sts.url);
+    }
+    if sts.entity_id.trim().is_empty() {
+        bail!("`sts.entity_id` is empty; e.g. http://entityid.kombit.dk/service/bfo_modtag/2");
+    }
+    check_cvr("sts.cvr", &sts.cvr)?;
+    match (&sts.certificate, &sts.private_key, &sts.pkcs12) {
+        (Some(_), Some(_), None) | (None, None, Some(_)) => {}
+        _ => bail!(
+            "`[sts]` needs either `certificate` and `private_key` (PEM files) or `pkcs12` (a .p12 file), not both"
+        ),
+    }
+    for path in [&mut sts.certificate, &mut sts.private_key, &mut sts.pkcs12, &mut sts.ca_file]
+        .into_iter()
+        .flatten()
+    {
+        *path = base.join(&*path);
+    }
+    if sts.timeout_seconds == 0 {
+        bail!("`sts.timeout_seconds` must be at least 1");
+    }
+    Ok(sts)
+}
+
+fn validate_amqp(mut amqp: AmqpConfig, base: &Path) -> Result<AmqpConfig> {
+    if !amqp.url.starts_with("amqps://") {
+        bail!(
+            "`amqp.url` must be an amqps:// URL (AMQP over TLS), got `{}`",
+            amqp.url
+        );
+    }
+    if let Some(path) = &mut amqp.ca_file {
+        *path = base.join(&*path);
+    }
+    if amqp.connect_timeout_seconds == 0 {
+        bail!("`amqp.connect_timeout_seconds` must be at least 1");
+    }
+    Ok(amqp)
+}
+
+fn validate_feeds(feeds: Vec<FeedConfig>) -> Result<Vec<FeedConfig>> {
+    let mut seen = std::collections::HashSet::new();
+    for feed in &feeds {
+        let valid_name = !feed.name.is_empty()
+            && feed
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !valid_name {
+            bail!(
+                "`feed.name` `{}` must be letters, digits, `-`, `_` or `.`",
+                feed.name
+            );
+        }
+        if !seen.insert(feed.name.as_str()) {
+            bail!("two [[feed]] sections are named `{}`", feed.name);
+        }
+        if feed.name == "import" {
+            bail!("`feed.name` `import` is the default source of `import`; choose another name");
+        }
+        if feed.dueslag.trim().is_empty() {
+            bail!("`dueslag` of feed `{}` is empty; give the queue's UUID", feed.name);
+        }
+        if let Some(cvr) = &feed.cvr {
+            check_cvr(&format!("cvr of feed `{}`", feed.name), cvr)?;
+        }
+    }
+    Ok(feeds)
+}
+
+fn validate_sync(sync: &SyncConfig) -> Result<()> {
+    if sync.batch_size == 0 {
+        bail!("`sync.batch_size` must be at least 1");
+    }
+    if sync.prefetch == 0 {
+        bail!("`sync.prefetch` must be at least 1");
+    }
+    if sync.flush_interval_ms == 0 || sync.drain_check_ms == 0 {
+        bail!("`sync.flush_interval_ms` and `sync.drain_check_ms` must be at least 1");
+    }
+    Ok(())
+}
+
+fn check_cvr(key: &str, cvr: &str) -> Result<()> {
+    if cvr.len() != 8 || !cvr.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("`{key}` must be an 8-digit CVR number, got `{cvr}`");
+    }
+    Ok(())
+}
+
+impl Config {
     /// The decoder this configuration describes.
     pub fn decoder(&self) -> Decoder {
         Decoder {

@@ -10,18 +10,27 @@
 //! - [`message`]: one received message decoded, or refused with a reason;
 //! - [`store`]: the replica, the only module with SQL;
 //! - [`import`]: envelopes from files;
+//! - [`credentials`], [`sts`], [`amqp`]: the certificate, the token, the broker;
+//! - [`sync`]: pulling feeds (fetch, decode, commit, then acknowledge); [`schedule`]: `daemon`;
+//! - [`check`]: checking a set-up without consuming anything;
 //! - [`status`]: the `status` report;
 //! - [`sample`]: realistic generated envelopes for benchmarks and tests.
 
+pub mod amqp;
+pub mod check;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod envelope;
 pub mod import;
 pub mod mask;
 pub mod message;
 pub mod payload;
 pub mod sample;
+pub mod schedule;
 pub mod status;
 pub mod store;
+pub mod sts;
+pub mod sync;
 pub mod time;
 pub mod xml;

@@ -9,7 +9,7 @@ use clap::Parser;
 use beskedhent::cli::{Cli, Command};
 use beskedhent::config::Config;
 use beskedhent::store::Store;
-use beskedhent::{import, status};
+use beskedhent::{check, import, schedule, status, sync};
 
 /// Exit codes, documented in the README.
 mod exit {
@@ -23,6 +23,8 @@ mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // reqwest and lapin both use rustls; make one crypto provider the process default.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BESKEDHENT_LOG")
@@ -42,6 +44,12 @@ fn main() -> ExitCode {
             ExitCode::from(exit::ERROR)
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn run(cli: Cli) -> Result<u8> {
@@ -69,6 +77,30 @@ fn run(cli: Cli) -> Result<u8> {
             } else {
                 exit::OK
             })
+        }
+        Command::Sync => {
+            let puller = sync::Puller::new(&config)?;
+            runtime()?.block_on(async {
+                let shutdown = sync::shutdown_on_signals();
+                let report = sync::run_once(puller, shutdown).await;
+                for line in report.lines() {
+                    println!("{}", beskedhent::mask::mask_cpr_in(&line));
+                }
+                Ok(report.exit_code())
+            })
+        }
+        Command::Daemon => {
+            let cron = config.schedule()?.cron.clone();
+            let puller = sync::Puller::new(&config)?;
+            runtime()?.block_on(async {
+                let shutdown = sync::shutdown_on_signals();
+                schedule::run(puller, &cron, shutdown).await?;
+                Ok(exit::OK)
+            })
+        }
+        Command::Check => {
+            let passed = runtime()?.block_on(check::check(&config));
+            Ok(if passed { exit::OK } else { exit::ERROR })
         }
         Command::Status { json } => {
             let store = Store::open(&config.database)?;

@@ -89,6 +89,8 @@ pub struct Tree {
     namespaces: Vec<Box<str>>,
     owned: Vec<String>,
     nodes: Vec<Node>,
+    /// (element index, attribute local name, value), kept only by [`parse_with_attributes`].
+    attributes: Vec<(usize, String, String)>,
 }
 
 impl Tree {
@@ -162,6 +164,15 @@ impl Tree {
         }
     }
 
+    /// The value of an attribute (by local name; namespace declarations excluded). Only
+    /// documents read with [`parse_with_attributes`] have them.
+    pub fn attribute(&self, index: usize, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(node, key, _)| *node == index && key == name)
+            .map(|(_, _, value)| value.as_str())
+    }
+
     /// The trimmed text of an element, or `None` when it is empty.
     pub fn text(&self, index: usize) -> Option<&str> {
         let text = self.raw_text(index).trim();
@@ -171,18 +182,28 @@ impl Tree {
 
 /// Parses a complete document. `bytes` may start with a UTF-8 byte order mark.
 pub fn parse(bytes: &[u8]) -> Result<Tree, XmlError> {
+    parse_document(bytes, false)
+}
+
+/// Parses a complete document and keeps its attributes too (slower; for small documents).
+pub fn parse_with_attributes(bytes: &[u8]) -> Result<Tree, XmlError> {
+    parse_document(bytes, true)
+}
+
+fn parse_document(bytes: &[u8], keep_attributes: bool) -> Result<Tree, XmlError> {
     let text = decode_utf8(bytes)?;
     let mut tree = Tree {
         source: text.into(),
         namespaces: vec!["".into()],
         owned: Vec::new(),
-        nodes: Vec::with_capacity(64),
+        nodes: Vec::with_capacity(128),
+        attributes: Vec::new(),
     };
-    build(&mut tree)?;
+    build(&mut tree, keep_attributes)?;
     Ok(tree)
 }
 
-fn build(tree: &mut Tree) -> Result<(), XmlError> {
+fn build(tree: &mut Tree, keep_attributes: bool) -> Result<(), XmlError> {
     // Names and plain text are kept as offsets into the source the reader reads from.
     let text: &str = &tree.source;
     let base = text.as_ptr() as usize;
@@ -209,6 +230,7 @@ fn build(tree: &mut Tree) -> Result<(), XmlError> {
     let nodes = &mut tree.nodes;
     let namespaces = &mut tree.namespaces;
     let owned = &mut tree.owned;
+    let attributes = &mut tree.attributes;
     // Namespace declarations in scope, innermost last: (prefix, index into `namespaces`, the
     // depth of the element that declared it). The empty prefix is the default namespace.
     let mut bindings: Vec<(&str, u16, usize)> = Vec::with_capacity(8);
@@ -260,6 +282,16 @@ fn build(tree: &mut Tree) -> Result<(), XmlError> {
                         let attribute =
                             attribute.map_err(|error| malformed(&reader, error.to_string()))?;
                         let Some(declaration) = attribute.key.as_namespace_binding() else {
+                            if keep_attributes {
+                                let value = attribute
+                                    .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                    .map_err(|error| malformed(&reader, error.to_string()))?;
+                                attributes.push((
+                                    nodes.len(),
+                                    attribute.key.local_name().into_inner().to_owned(),
+                                    value.into_owned(),
+                                ));
+                            }
                             continue;
                         };
                         let uri = attribute
@@ -504,6 +536,17 @@ mod tests {
             seen,
             expected.map(|(ns, name)| (ns.to_string(), name.to_string()))
         );
+    }
+
+    #[test]
+    fn attributes_are_kept_on_request() {
+        let input = br#"<s:A xmlns:s="urn:s"><s:C NotOnOrAfter="2026-01-01T00:00:00Z" x="a&amp;b"/></s:A>"#;
+        let tree = parse_with_attributes(input).expect("valid");
+        let c = tree.child(Tree::ROOT, "urn:s", "C").expect("C");
+        assert_eq!(tree.attribute(c, "NotOnOrAfter"), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(tree.attribute(c, "x"), Some("a&b"));
+        assert_eq!(tree.attribute(Tree::ROOT, "s"), None);
+        assert_eq!(parse(input).expect("valid").attribute(c, "x"), None);
     }
 
     #[test]

@@ -1,4 +1,8 @@
-//! Integration tests: the `beskedhent` binary run end to end in temporary directories.
+//! Integration tests: the `beskedhent` binary run end to end in temporary directories, against
+//! a real RabbitMQ and a fake STS for the pull commands.
 
+mod broker;
+mod fake_sts;
 mod import;
+mod pull;
 mod support;

@@ -1,0 +1,233 @@
+//! The connection to the Beskedfordeler's broker: AMQP 0-9-1 over TLS (verification always on),
+//! logged in with SASL `EXTERNAL` whose response is the STS token, and the queue operations a
+//! run needs. The queue is never declared.
+
+use std::time::Duration;
+
+use lapin::auth::AuthProvider;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::types::{FieldTable, LongString, ShortString};
+use lapin::uri::AMQPUri;
+use lapin::{Channel, Connection, ConnectionProperties, Consumer};
+use thiserror::Error;
+
+use crate::config::AmqpConfig;
+use crate::credentials::Credentials;
+use crate::sts::{Token, error_chain};
+
+/// SASL `EXTERNAL` whose response is the decoded SAML assertion (UTF-8 XML), as the
+/// Beskedfordeler expects. lapin's built-in `EXTERNAL` sends an empty response.
+pub struct AssertionAuth {
+    response: Vec<u8>,
+}
+
+impl AssertionAuth {
+    pub fn new(token: &Token) -> AssertionAuth {
+        AssertionAuth {
+            response: token.assertion().to_vec(),
+        }
+    }
+}
+
+impl AuthProvider for AssertionAuth {
+    fn mechanism(&self) -> ShortString {
+        "EXTERNAL".into()
+    }
+
+    fn auth_starter(&self) -> Result<LongString, String> {
+        Ok(LongString::from(self.response.clone()))
+    }
+
+    fn continue_auth(&self, _challenge: LongString) -> Result<LongString, String> {
+        Err("the broker sent a SASL challenge; EXTERNAL has none".into())
+    }
+}
+
+/// Why talking to the broker failed.
+#[derive(Debug, Error)]
+pub enum AmqpError {
+    /// The broker refused the login: the token (or, for the test broker, the certificate).
+    #[error("the broker refused the login: {0}")]
+    LoginRefused(String),
+    /// The queue does not exist or may not be read.
+    #[error("the broker refused access to queue `{queue}`: {detail}")]
+    QueueRefused { queue: String, detail: String },
+    /// Anything else: network, TLS, broker gone away. Worth a reconnect.
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl AmqpError {
+    fn from_lapin(error: &lapin::Error) -> AmqpError {
+        let text = error_chain(error);
+        if text.contains("ACCESS_REFUSED") || text.contains("access refused") {
+            AmqpError::LoginRefused(text)
+        } else {
+            AmqpError::Transport(text)
+        }
+    }
+
+    fn for_queue(error: &lapin::Error, queue: &str) -> AmqpError {
+        let text = error_chain(error);
+        if text.contains("NOT_FOUND") || text.contains("ACCESS_REFUSED") {
+            AmqpError::QueueRefused {
+                queue: queue.to_owned(),
+                detail: text,
+            }
+        } else {
+            AmqpError::Transport(text)
+        }
+    }
+}
+
+/// An open connection and channel.
+pub struct Session {
+    connection: Connection,
+    pub channel: Channel,
+}
+
+/// Connects and logs in with `token`.
+pub async fn connect(
+    config: &AmqpConfig,
+    credentials: &Credentials,
+    token: &Token,
+    name: &str,
+) -> Result<Session, AmqpError> {
+    let mut uri: AMQPUri = config
+        .url
+        .parse()
+        .map_err(|error: String| AmqpError::Transport(format!("`amqp.url`: {error}")))?;
+    uri.query.heartbeat = Some(config.heartbeat_seconds);
+    let tls = OwnedTLSConfig {
+        identity: config.client_certificate.then(|| OwnedIdentity::PKCS8 {
+            pem: credentials.chain_pem().into_bytes(),
+            key: credentials.key_pem().into_bytes(),
+        }),
+        cert_chain: match &config.ca_file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|error| {
+                AmqpError::Transport(format!(
+                    "cannot read `amqp.ca_file` `{}`: {error}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        },
+    };
+    let properties = ConnectionProperties::default()
+        .with_connection_name(format!("beskedhent {name}").into())
+        .with_auth_provider(AssertionAuth::new(token));
+    let runtime = lapin::runtime::default_runtime().map_err(|e| AmqpError::from_lapin(&e))?;
+    let connecting = Connection::connect_uri_with_config(uri, properties, tls, runtime);
+    let connection = tokio::time::timeout(
+        Duration::from_secs(config.connect_timeout_seconds),
+        connecting,
+    )
+    .await
+    .map_err(|_| {
+        AmqpError::Transport(format!(
+            "no answer from {} within {} s",
+            redact_url(&config.url),
+            config.connect_timeout_seconds
+        ))
+    })?
+    .map_err(|error| AmqpError::from_lapin(&error))?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|error| AmqpError::from_lapin(&error))?;
+    Ok(Session {
+        connection,
+        channel,
+    })
+}
+
+impl Session {
+    /// Starts consuming `queue` with manual acknowledgement and the given prefetch.
+    pub async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, AmqpError> {
+        self.channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|error| AmqpError::from_lapin(&error))?;
+        self.channel
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|error| AmqpError::for_queue(&error, queue))
+    }
+
+    /// One `basic.get`: `None` means the queue is empty.
+    pub async fn get(&self, queue: &str) -> Result<Option<lapin::message::Delivery>, AmqpError> {
+        self.channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .map(|message| message.map(|m| m.delivery))
+            .map_err(|error| AmqpError::for_queue(&error, queue))
+    }
+
+    /// Checks that `queue` exists without declaring or consuming it (a passive declare);
+    /// returns how many messages wait in it.
+    pub async fn queue_exists(&self, queue: &str) -> Result<u32, AmqpError> {
+        let options = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        self.channel
+            .queue_declare(queue.into(), options, FieldTable::default())
+            .await
+            .map(|declared| declared.message_count())
+            .map_err(|error| AmqpError::for_queue(&error, queue))
+    }
+
+    /// Acknowledges every delivery up to and including `delivery_tag`.
+    pub async fn ack_through(&self, delivery_tag: u64) -> Result<(), AmqpError> {
+        self.channel
+            .basic_ack(delivery_tag, BasicAckOptions { multiple: true })
+            .await
+            .map_err(|error| AmqpError::from_lapin(&error))
+    }
+
+    /// Closes politely; deliveries not acknowledged go back to the queue.
+    pub async fn close(self) {
+        let _ = self.channel.close(200, "done".into()).await;
+        let _ = self.connection.close(200, "done".into()).await;
+    }
+}
+
+/// The URL without any user info, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &url[..scheme + 3], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_response_is_the_assertion_bytes() {
+        let token = crate::sts::parse_response(
+            serde_json::json!({"RequestedSecurityToken": {"Assertion": "PHNhbWw6QXNzZXJ0aW9uIHhtbG5zOnNhbWw9InVybjpvYXNpczpuYW1lczp0YzpTQU1MOjIuMDphc3NlcnRpb24iPjxzYW1sOkNvbmRpdGlvbnMgTm90T25PckFmdGVyPSIyMDMwLTAxLTAxVDAwOjAwOjAwWiIvPjwvc2FtbDpBc3NlcnRpb24+"}})
+                .to_string()
+                .as_bytes(),
+        )
+        .expect("token");
+        let auth = AssertionAuth::new(&token);
+        assert_eq!(auth.mechanism().as_str(), "EXTERNAL");
+        let response = auth.auth_starter().expect("response");
+        assert_eq!(response.as_bytes(), token.assertion());
+        assert!(response.as_bytes().starts_with(b"<saml:Assertion"));
+    }
+
+    #[test]
+    fn urls_lose_their_user_info() {
+        assert_eq!(redact_url("amqps://u:p@host:5671/BF"), "amqps://host:5671/BF");
+        assert_eq!(redact_url("amqps://host:5671/BF"), "amqps://host:5671/BF");
+    }
+}

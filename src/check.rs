@@ -1,0 +1,136 @@
+//! `check`: verifies, without consuming anything, that a run could work: the configuration,
+//! the certificate (readable, matches its key, valid, days left), a token from the STS, and the
+//! AMQP login and queue of every feed. Says what is wrong and how to fix it.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+
+use crate::amqp;
+use crate::config::Config;
+use crate::credentials::Credentials;
+use crate::mask::mask_cpr_in;
+use crate::sts::TokenClient;
+use crate::time;
+
+/// Certificates expiring within this many days are reported as a warning.
+const WARN_DAYS: i64 = 30;
+
+/// One finding.
+struct Findings {
+    failed: bool,
+}
+
+impl Findings {
+    fn ok(&self, what: impl AsRef<str>) {
+        println!("ok    {}", what.as_ref());
+    }
+    fn warn(&self, what: impl AsRef<str>) {
+        println!("WARN  {}", mask_cpr_in(what.as_ref()));
+    }
+    fn fail(&mut self, what: impl AsRef<str>) {
+        self.failed = true;
+        println!("FAIL  {}", mask_cpr_in(what.as_ref()));
+    }
+}
+
+/// Runs every check; true when all passed.
+pub async fn check(config: &Config) -> bool {
+    let mut findings = Findings { failed: false };
+    findings.ok(format!("configuration `{}`", config.path.display()));
+    let pull = match config.pull() {
+        Ok(pull) => pull,
+        Err(error) => {
+            findings.fail(format!("{error:#}"));
+            return false;
+        }
+    };
+
+    let credentials = match Credentials::load(&pull.sts) {
+        Ok(credentials) => credentials,
+        Err(error) => {
+            findings.fail(format!("{error:#}"));
+            return false;
+        }
+    };
+    findings.ok(format!("certificate and key {} belong together", credentials.origin));
+    let now = Utc::now();
+    match credentials.check_validity(now) {
+        Ok(info) => {
+            let days = info.days_left(now);
+            let line = format!(
+                "certificate `{}` issued by `{}` valid until {} ({days} days left)",
+                info.subject,
+                info.issuer,
+                time::format_utc(info.not_after)
+            );
+            if days < WARN_DAYS {
+                findings.warn(format!("{line}: renew it soon"));
+            } else {
+                findings.ok(line);
+            }
+        }
+        Err(error) => {
+            findings.fail(format!("{error:#}"));
+            return false;
+        }
+    }
+
+    let sts = match TokenClient::new(&pull.sts, &credentials) {
+        Ok(sts) => sts,
+        Err(error) => {
+            findings.fail(format!("{error:#}"));
+            return false;
+        }
+    };
+    let cvrs: BTreeSet<String> = pull
+        .feeds
+        .iter()
+        .map(|feed| feed.cvr.clone().unwrap_or_else(|| pull.sts.cvr.clone()))
+        .collect();
+    for cvr in &cvrs {
+        match sts.token(cvr).await {
+            Ok(token) => findings.ok(format!(
+                "token from {} for CVR {cvr}, valid until {}",
+                pull.sts.url,
+                time::format_utc(token.not_on_or_after)
+            )),
+            Err(error) => findings.fail(format!(
+                "token for CVR {cvr}: {error}; check `sts.url`, `sts.entity_id`, and that the certificate is registered for this CVR in KOMBIT's administration"
+            )),
+        }
+    }
+
+    for feed in &pull.feeds {
+        let cvr = feed.cvr.clone().unwrap_or_else(|| pull.sts.cvr.clone());
+        let Ok(token) = sts.token(&cvr).await else {
+            continue;
+        };
+        match amqp::connect(&pull.amqp, &credentials, &token, &feed.name).await {
+            Ok(session) => {
+                findings.ok(format!(
+                    "AMQP login to {} for feed `{}`",
+                    amqp::redact_url(&pull.amqp.url),
+                    feed.name
+                ));
+                match session.queue_exists(&feed.dueslag).await {
+                    Ok(count) => findings.ok(format!(
+                        "queue `{}` of feed `{}` exists ({count} messages waiting)",
+                        feed.dueslag, feed.name
+                    )),
+                    Err(error) => findings.warn(format!(
+                        "could not confirm queue `{}` of feed `{}` ({error}); the service may not allow the check, `sync` will tell",
+                        feed.dueslag, feed.name
+                    )),
+                }
+                session.close().await;
+            }
+            Err(error) => findings.fail(format!(
+                "AMQP login to {} for feed `{}`: {error}; check `amqp.url`, `amqp.ca_file` and `amqp.client_certificate`",
+                amqp::redact_url(&pull.amqp.url),
+                feed.name
+            )),
+        }
+    }
+    !findings.failed
+}

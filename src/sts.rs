@@ -1,0 +1,331 @@
+//! Tokens from KOMBIT's STS (REST flavour) over mutual TLS.
+//!
+//! One token per (CVR, entity id), kept in memory only and renewed before it expires or after
+//! the broker refused it. The token is the decoded SAML assertion; its expiry is the
+//! assertion's `Conditions/@NotOnOrAfter`. Tokens are never logged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::config::StsConfig;
+use crate::credentials::Credentials;
+use crate::time;
+use crate::xml;
+
+const SAML_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+
+/// A SAML assertion and when it stops being valid.
+pub struct Token {
+    assertion: Vec<u8>,
+    pub not_on_or_after: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("assertion", &format_args!("<{} bytes>", self.assertion.len()))
+            .field("not_on_or_after", &self.not_on_or_after)
+            .finish()
+    }
+}
+
+impl Token {
+    /// The decoded assertion XML: the SASL EXTERNAL response.
+    pub fn assertion(&self) -> &[u8] {
+        &self.assertion
+    }
+}
+
+/// Why no token could be had.
+#[derive(Debug, Error)]
+pub enum StsError {
+    #[error("the STS refused the token request (HTTP {status}, code {code}): {message}")]
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("cannot reach the STS at {url}: {detail}")]
+    Transport { url: String, detail: String },
+    #[error("the STS answered something unexpected: {0}")]
+    BadResponse(String),
+}
+
+impl StsError {
+    /// Worth retrying later (network trouble, server errors), as opposed to a refusal.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StsError::Transport { .. } => true,
+            StsError::Refused { status, .. } => *status >= 500,
+            StsError::BadResponse(_) => false,
+        }
+    }
+}
+
+/// Requests and caches tokens.
+pub struct TokenClient {
+    http: reqwest::Client,
+    url: String,
+    entity_id: String,
+    use_key: String,
+    refresh_before: chrono::Duration,
+    /// Held across a request, so concurrent feeds of one CVR share one token.
+    cache: tokio::sync::Mutex<HashMap<String, Arc<Token>>>,
+}
+
+impl TokenClient {
+    pub fn new(sts: &StsConfig, credentials: &Credentials) -> anyhow::Result<TokenClient> {
+        use anyhow::Context;
+        let identity_pem = format!("{}{}", credentials.key_pem(), credentials.chain_pem());
+        let identity = reqwest::Identity::from_pem(identity_pem.as_bytes())
+            .context("the certificate and key cannot be used for TLS")?;
+        let mut builder = reqwest::Client::builder()
+            .identity(identity)
+            .https_only(true)
+            .timeout(Duration::from_secs(sts.timeout_seconds))
+            .user_agent(concat!("beskedhent/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca_file) = &sts.ca_file {
+            let pem = std::fs::read(ca_file)
+                .with_context(|| format!("cannot read `sts.ca_file` `{}`", ca_file.display()))?;
+            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("`{}` is not a PEM certificate bundle", ca_file.display()))?
+            {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        Ok(TokenClient {
+            http: builder.build().context("cannot set up the HTTPS client")?,
+            url: sts.url.clone(),
+            entity_id: sts.entity_id.clone(),
+            use_key: credentials.leaf_base64(),
+            refresh_before: chrono::Duration::seconds(sts.refresh_before_seconds as i64),
+            cache: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A token for `cvr` valid for at least the refresh margin: cached, or freshly requested.
+    pub async fn token(&self, cvr: &str) -> Result<Arc<Token>, StsError> {
+        let mut cache = self.cache.lock().await;
+        if let Some(token) = cache.get(cvr)
+            && token.not_on_or_after - self.refresh_before > Utc::now()
+        {
+            return Ok(token.clone());
+        }
+        let token = Arc::new(self.request(cvr).await?);
+        tracing::info!(
+            cvr,
+            expires = %time::format_utc(token.not_on_or_after),
+            "got a token from the STS"
+        );
+        cache.insert(cvr.to_owned(), token.clone());
+        Ok(token)
+    }
+
+    /// Forgets the token of `cvr`, after the broker refused it.
+    pub async fn invalidate(&self, cvr: &str) {
+        self.cache.lock().await.remove(cvr);
+    }
+
+    async fn request(&self, cvr: &str) -> Result<Token, StsError> {
+        let body = request_body(cvr, &self.entity_id, &self.use_key);
+        let transport = |error: reqwest::Error| StsError::Transport {
+            url: self.url.clone(),
+            detail: error_chain(&error),
+        };
+        let response = self
+            .http
+            .post(&self.url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(refusal(status.as_u16(), &bytes));
+        }
+        parse_response(&bytes)
+    }
+}
+
+/// The JSON body of a token request.
+pub fn request_body(cvr: &str, entity_id: &str, use_key: &str) -> Value {
+    json!({
+        "TokenType": "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0",
+        "RequestType": "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue",
+        "KeyType": "http://docs.oasis-open.org/ws-sx/ws-trust/200512/PublicKey",
+        "Anvenderkontekst": { "Cvr": cvr },
+        "UseKey": use_key,
+        "AppliesTo": { "EndpointReference": { "Address": entity_id } },
+    })
+}
+
+/// Reads `{"code": ..., "message": ...}` from an error answer.
+fn refusal(status: u16, body: &[u8]) -> StsError {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|value| get_ci(value, name))
+            .map(|value| match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            })
+    };
+    let message = field("message").unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        if text.is_empty() {
+            "(no message)".into()
+        } else {
+            text.chars().take(300).collect()
+        }
+    });
+    StsError::Refused {
+        status,
+        code: field("code").unwrap_or_else(|| "-".into()),
+        message,
+    }
+}
+
+/// Reads the assertion and its expiry from a successful answer.
+pub fn parse_response(body: &[u8]) -> Result<Token, StsError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| StsError::BadResponse(format!("not JSON ({error})")))?;
+    let encoded = get_ci(&value, "RequestedSecurityToken")
+        .and_then(|token| get_ci(token, "Assertion"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| StsError::BadResponse("no RequestedSecurityToken.Assertion".into()))?;
+    let compact: String = encoded.chars().filter(|c| !c.is_whitespace()).collect();
+    let assertion = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|error| StsError::BadResponse(format!("the assertion is not base64 ({error})")))?;
+    let not_on_or_after = not_on_or_after(&assertion)?;
+    Ok(Token {
+        assertion,
+        not_on_or_after,
+    })
+}
+
+/// `Assertion/Conditions/@NotOnOrAfter`.
+fn not_on_or_after(assertion: &[u8]) -> Result<DateTime<Utc>, StsError> {
+    let tree = xml::parse_with_attributes(assertion)
+        .map_err(|error| StsError::BadResponse(format!("the assertion is not usable XML: {error}")))?;
+    if !tree.node(xml::Tree::ROOT).is(SAML_NS, "Assertion") {
+        return Err(StsError::BadResponse(
+            "the token is not a SAML 2.0 Assertion".into(),
+        ));
+    }
+    let value = tree
+        .child(xml::Tree::ROOT, SAML_NS, "Conditions")
+        .and_then(|conditions| tree.attribute(conditions, "NotOnOrAfter"))
+        .ok_or_else(|| StsError::BadResponse("the assertion has no Conditions/@NotOnOrAfter".into()))?;
+    time::parse_timestamp(value).ok_or_else(|| {
+        StsError::BadResponse(format!("NotOnOrAfter `{value}` is not a timestamp"))
+    })
+}
+
+/// A JSON object member by name, ignoring case.
+fn get_ci<'v>(value: &'v Value, name: &str) -> Option<&'v Value> {
+    value
+        .as_object()?
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
+}
+
+/// An error with its causes, e.g. the TLS reason behind a connection failure.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assertion(not_on_or_after: &str) -> String {
+        format!(
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_1"><saml:Issuer>sts</saml:Issuer><saml:Conditions NotBefore="2026-01-01T00:00:00Z" NotOnOrAfter="{not_on_or_after}"/></saml:Assertion>"#
+        )
+    }
+
+    fn response(assertion: &str) -> Vec<u8> {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(assertion);
+        json!({"RequestedSecurityToken": {"Assertion": encoded}, "Lifetime": "11/27/2026 12:00:00"})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn reads_the_assertion_and_its_expiry() {
+        let xml = assertion("2026-11-27T12:00:00.000Z");
+        let token = parse_response(&response(&xml)).expect("valid");
+        assert_eq!(token.assertion(), xml.as_bytes());
+        assert_eq!(time::format_utc(token.not_on_or_after), "2026-11-27T12:00:00.000Z");
+        assert!(!format!("{token:?}").contains("Assertion"), "{token:?}");
+    }
+
+    #[test]
+    fn bad_answers_say_what_is_wrong() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"<html/>".to_vec(), "not JSON"),
+            (b"{}".to_vec(), "no RequestedSecurityToken.Assertion"),
+            (json!({"RequestedSecurityToken": {"Assertion": "%%"}}).to_string().into_bytes(), "not base64"),
+            (response("<x/>"), "not a SAML 2.0 Assertion"),
+            (response("<!DOCTYPE x><x/>"), "DOCTYPE"),
+            (response(r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"/>"#), "no Conditions/@NotOnOrAfter"),
+            (response(&assertion("soon")), "`soon` is not a timestamp"),
+        ];
+        for (body, expected) in cases {
+            let error = parse_response(&body).expect_err(expected).to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+
+    #[test]
+    fn refusals_carry_code_and_message() {
+        let error = refusal(400, br#"{"code": 3017, "message": "Certifikatet er spaerret"}"#);
+        assert_eq!(
+            error.to_string(),
+            "the STS refused the token request (HTTP 400, code 3017): Certifikatet er spaerret"
+        );
+        assert!(!error.is_transient());
+        let error = refusal(503, b"");
+        assert_eq!(
+            error.to_string(),
+            "the STS refused the token request (HTTP 503, code -): (no message)"
+        );
+        assert!(error.is_transient());
+    }
+
+    #[test]
+    fn request_body_has_the_documented_shape() {
+        let body = request_body("12345678", "http://entityid.kombit.dk/service/bfo_modtag/2", "QUJD");
+        assert_eq!(body["Anvenderkontekst"]["Cvr"], "12345678");
+        assert_eq!(body["UseKey"], "QUJD");
+        assert_eq!(
+            body["AppliesTo"]["EndpointReference"]["Address"],
+            "http://entityid.kombit.dk/service/bfo_modtag/2"
+        );
+        assert_eq!(
+            body["TokenType"],
+            "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0"
+        );
+    }
+}
