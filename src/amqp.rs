@@ -201,7 +201,9 @@ impl Session {
 /// The URL without any user info, for messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &url[..scheme + 3], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -227,7 +229,10 @@ mod tests {
 
     #[test]
     fn urls_lose_their_user_info() {
-        assert_eq!(redact_url("amqps://u:p@host:5671/BF"), "amqps://host:5671/BF");
+        assert_eq!(
+            redact_url("amqps://u:p@host:5671/BF"),
+            "amqps://host:5671/BF"
+        );
         assert_eq!(redact_url("amqps://host:5671/BF"), "amqps://host:5671/BF");
     }
 }

@@ -53,7 +53,10 @@ pub async fn check(config: &Config) -> bool {
             return false;
         }
     };
-    findings.ok(format!("certificate and key {} belong together", credentials.origin));
+    findings.ok(format!(
+        "certificate and key {} belong together",
+        credentials.origin
+    ));
     let now = Utc::now();
     match credentials.check_validity(now) {
         Ok(info) => {

@@ -347,9 +347,14 @@ fn validate_sts(mut sts: StsConfig, base: &Path) -> Result<StsConfig> {
             "`[sts]` needs either `certificate` and `private_key` (PEM files) or `pkcs12` (a .p12 file), not both"
         ),
     }
-    for path in [&mut sts.certificate, &mut sts.private_key, &mut sts.pkcs12, &mut sts.ca_file]
-        .into_iter()
-        .flatten()
+    for path in [
+        &mut sts.certificate,
+        &mut sts.private_key,
+        &mut sts.pkcs12,
+        &mut sts.ca_file,
+    ]
+    .into_iter()
+    .flatten()
     {
         *path = base.join(&*path);
     }
@@ -396,7 +401,10 @@ fn validate_feeds(feeds: Vec<FeedConfig>) -> Result<Vec<FeedConfig>> {
             bail!("`feed.name` `import` is the default source of `import`; choose another name");
         }
         if feed.dueslag.trim().is_empty() {
-            bail!("`dueslag` of feed `{}` is empty; give the queue's UUID", feed.name);
+            bail!(
+                "`dueslag` of feed `{}` is empty; give the queue's UUID",
+                feed.name
+            );
         }
         if let Some(cvr) = &feed.cvr {
             check_cvr(&format!("cvr of feed `{}`", feed.name), cvr)?;

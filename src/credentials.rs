@@ -93,7 +93,12 @@ impl Credentials {
 
     fn from_pkcs12_file(path: &Path, password: &str) -> Result<Credentials> {
         let der = read(path, "PKCS#12 file")?;
-        let store = p12_keystore::KeyStore::from_pkcs12(&der, password, p12_keystore::Pkcs12ImportPolicy::Strict).map_err(|error| {
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            &der,
+            password,
+            p12_keystore::Pkcs12ImportPolicy::Strict,
+        )
+        .map_err(|error| {
             anyhow::anyhow!(
                 "cannot open PKCS#12 file `{}` ({error}); check the password",
                 path.display()
@@ -120,11 +125,15 @@ impl Credentials {
     fn check_key_matches(&self) -> Result<()> {
         let provider = rustls::crypto::aws_lc_rs::default_provider();
         rustls::sign::CertifiedKey::from_der(self.chain.clone(), self.key.clone_key(), &provider)
-            .map_err(|error| {
-                anyhow::anyhow!(
-                    "the private key does not belong to the certificate in {} ({error})",
+            .map_err(|error| match error {
+                rustls::Error::InconsistentKeys(_) => anyhow::anyhow!(
+                    "the private key does not belong to the certificate in {}; use the key that was issued with it",
                     self.origin
-                )
+                ),
+                error => anyhow::anyhow!(
+                    "the certificate and key in {} cannot be used: {error}",
+                    self.origin
+                ),
             })?;
         Ok(())
     }
@@ -159,8 +168,10 @@ impl Credentials {
 
     /// Subject, issuer and validity of the leaf certificate.
     pub fn info(&self) -> Result<CertificateInfo> {
-        let (_, certificate) = x509_parser::parse_x509_certificate(self.leaf_der())
-            .map_err(|error| anyhow::anyhow!("cannot read the certificate in {}: {error}", self.origin))?;
+        let (_, certificate) =
+            x509_parser::parse_x509_certificate(self.leaf_der()).map_err(|error| {
+                anyhow::anyhow!("cannot read the certificate in {}: {error}", self.origin)
+            })?;
         let time = |t: x509_parser::time::ASN1Time| {
             DateTime::<Utc>::from_timestamp(t.timestamp(), 0).unwrap_or_default()
         };

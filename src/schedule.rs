@@ -23,7 +23,9 @@ pub fn validate_cron(expression: &str) -> Result<(), String> {
 /// has committed and acknowledged what it received.
 pub async fn run(puller: Arc<Puller>, cron: &str, shutdown: watch::Receiver<bool>) -> Result<()> {
     let busy = Arc::new(Mutex::new(()));
-    let scheduler = JobScheduler::new().await.context("cannot start the scheduler")?;
+    let scheduler = JobScheduler::new()
+        .await
+        .context("cannot start the scheduler")?;
     let job = {
         let busy = busy.clone();
         let shutdown = shutdown.clone();
@@ -47,8 +49,14 @@ pub async fn run(puller: Arc<Puller>, cron: &str, shutdown: watch::Receiver<bool
         })
         .map_err(|error| anyhow::anyhow!("`schedule.cron`: {error}"))?
     };
-    scheduler.add(job).await.context("cannot schedule the job")?;
-    scheduler.start().await.context("cannot start the scheduler")?;
+    scheduler
+        .add(job)
+        .await
+        .context("cannot schedule the job")?;
+    scheduler
+        .start()
+        .await
+        .context("cannot start the scheduler")?;
     tracing::info!(cron, "daemon started; times are Europe/Copenhagen");
     let mut waiting = shutdown.clone();
     sync::stopped(&mut waiting).await;

@@ -29,7 +29,10 @@ pub struct Token {
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Token")
-            .field("assertion", &format_args!("<{} bytes>", self.assertion.len()))
+            .field(
+                "assertion",
+                &format_args!("<{} bytes>", self.assertion.len()),
+            )
             .field("not_on_or_after", &self.not_on_or_after)
             .finish()
     }
@@ -93,9 +96,9 @@ impl TokenClient {
         if let Some(ca_file) = &sts.ca_file {
             let pem = std::fs::read(ca_file)
                 .with_context(|| format!("cannot read `sts.ca_file` `{}`", ca_file.display()))?;
-            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("`{}` is not a PEM certificate bundle", ca_file.display()))?
-            {
+            for certificate in reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!("`{}` is not a PEM certificate bundle", ca_file.display())
+            })? {
                 builder = builder.add_root_certificate(certificate);
             }
         }
@@ -215,8 +218,9 @@ pub fn parse_response(body: &[u8]) -> Result<Token, StsError> {
 
 /// `Assertion/Conditions/@NotOnOrAfter`.
 fn not_on_or_after(assertion: &[u8]) -> Result<DateTime<Utc>, StsError> {
-    let tree = xml::parse_with_attributes(assertion)
-        .map_err(|error| StsError::BadResponse(format!("the assertion is not usable XML: {error}")))?;
+    let tree = xml::parse_with_attributes(assertion).map_err(|error| {
+        StsError::BadResponse(format!("the assertion is not usable XML: {error}"))
+    })?;
     if !tree.node(xml::Tree::ROOT).is(SAML_NS, "Assertion") {
         return Err(StsError::BadResponse(
             "the token is not a SAML 2.0 Assertion".into(),
@@ -225,10 +229,11 @@ fn not_on_or_after(assertion: &[u8]) -> Result<DateTime<Utc>, StsError> {
     let value = tree
         .child(xml::Tree::ROOT, SAML_NS, "Conditions")
         .and_then(|conditions| tree.attribute(conditions, "NotOnOrAfter"))
-        .ok_or_else(|| StsError::BadResponse("the assertion has no Conditions/@NotOnOrAfter".into()))?;
-    time::parse_timestamp(value).ok_or_else(|| {
-        StsError::BadResponse(format!("NotOnOrAfter `{value}` is not a timestamp"))
-    })
+        .ok_or_else(|| {
+            StsError::BadResponse("the assertion has no Conditions/@NotOnOrAfter".into())
+        })?;
+    time::parse_timestamp(value)
+        .ok_or_else(|| StsError::BadResponse(format!("NotOnOrAfter `{value}` is not a timestamp")))
 }
 
 /// A JSON object member by name, ignoring case.
@@ -277,7 +282,10 @@ mod tests {
         let xml = assertion("2026-11-27T12:00:00.000Z");
         let token = parse_response(&response(&xml)).expect("valid");
         assert_eq!(token.assertion(), xml.as_bytes());
-        assert_eq!(time::format_utc(token.not_on_or_after), "2026-11-27T12:00:00.000Z");
+        assert_eq!(
+            time::format_utc(token.not_on_or_after),
+            "2026-11-27T12:00:00.000Z"
+        );
         assert!(!format!("{token:?}").contains("Assertion"), "{token:?}");
     }
 
@@ -286,10 +294,18 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"<html/>".to_vec(), "not JSON"),
             (b"{}".to_vec(), "no RequestedSecurityToken.Assertion"),
-            (json!({"RequestedSecurityToken": {"Assertion": "%%"}}).to_string().into_bytes(), "not base64"),
+            (
+                json!({"RequestedSecurityToken": {"Assertion": "%%"}})
+                    .to_string()
+                    .into_bytes(),
+                "not base64",
+            ),
             (response("<x/>"), "not a SAML 2.0 Assertion"),
             (response("<!DOCTYPE x><x/>"), "DOCTYPE"),
-            (response(r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"/>"#), "no Conditions/@NotOnOrAfter"),
+            (
+                response(r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"/>"#),
+                "no Conditions/@NotOnOrAfter",
+            ),
             (response(&assertion("soon")), "`soon` is not a timestamp"),
         ];
         for (body, expected) in cases {
@@ -300,7 +316,10 @@ mod tests {
 
     #[test]
     fn refusals_carry_code_and_message() {
-        let error = refusal(400, br#"{"code": 3017, "message": "Certifikatet er spaerret"}"#);
+        let error = refusal(
+            400,
+            br#"{"code": 3017, "message": "Certifikatet er spaerret"}"#,
+        );
         assert_eq!(
             error.to_string(),
             "the STS refused the token request (HTTP 400, code 3017): Certifikatet er spaerret"
@@ -316,7 +335,11 @@ mod tests {
 
     #[test]
     fn request_body_has_the_documented_shape() {
-        let body = request_body("12345678", "http://entityid.kombit.dk/service/bfo_modtag/2", "QUJD");
+        let body = request_body(
+            "12345678",
+            "http://entityid.kombit.dk/service/bfo_modtag/2",
+            "QUJD",
+        );
         assert_eq!(body["Anvenderkontekst"]["Cvr"], "12345678");
         assert_eq!(body["UseKey"], "QUJD");
         assert_eq!(

@@ -210,7 +210,11 @@ struct FeedRun<'a> {
     eager_at: usize,
 }
 
-async fn run_feed(puller: &Puller, feed: FeedConfig, mut shutdown: watch::Receiver<bool>) -> FeedReport {
+async fn run_feed(
+    puller: &Puller,
+    feed: FeedConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> FeedReport {
     let started = Instant::now();
     let name = feed.name.clone();
     let report = |counts, end, reconnects| FeedReport {
@@ -234,7 +238,10 @@ async fn run_feed(puller: &Puller, feed: FeedConfig, mut shutdown: watch::Receiv
     let tuning = &puller.tuning;
     let mut run = FeedRun {
         puller,
-        cvr: feed.cvr.clone().unwrap_or_else(|| puller.pull.sts.cvr.clone()),
+        cvr: feed
+            .cvr
+            .clone()
+            .unwrap_or_else(|| puller.pull.sts.cvr.clone()),
         feed,
         store,
         counts: Counts::default(),
@@ -288,7 +295,9 @@ async fn run_feed(puller: &Puller, feed: FeedConfig, mut shutdown: watch::Receiv
     }
     match &end {
         FeedEnd::Failed(why) => tracing::error!(feed = %name, "{}", mask_cpr_in(why)),
-        other => tracing::info!(feed = %name, new = run.counts.new, duplicates = run.counts.duplicates, rejected = run.counts.rejected, "{other:?}"),
+        other => {
+            tracing::info!(feed = %name, new = run.counts.new, duplicates = run.counts.duplicates, rejected = run.counts.rejected, "{other:?}")
+        }
     }
     report(run.counts, end, reconnects)
 }
@@ -303,14 +312,28 @@ struct Held {
 impl FeedRun<'_> {
     /// One connection: log in, consume, and commit-then-acknowledge until the queue is empty
     /// or the run must stop.
-    async fn session(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<FeedEnd, SessionEnd> {
+    async fn session(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<FeedEnd, SessionEnd> {
         let puller = self.puller;
-        let token = puller.sts.token(&self.cvr).await.map_err(|error| match error {
-            error @ StsError::Transport { .. } => SessionEnd::Retry(error.to_string()),
-            error if error.is_transient() => SessionEnd::Retry(error.to_string()),
-            error => SessionEnd::Fatal(error.to_string()),
-        })?;
-        let session = match amqp::connect(&puller.pull.amqp, &puller.credentials, &token, &self.feed.name).await {
+        let token = puller
+            .sts
+            .token(&self.cvr)
+            .await
+            .map_err(|error| match error {
+                error @ StsError::Transport { .. } => SessionEnd::Retry(error.to_string()),
+                error if error.is_transient() => SessionEnd::Retry(error.to_string()),
+                error => SessionEnd::Fatal(error.to_string()),
+            })?;
+        let session = match amqp::connect(
+            &puller.pull.amqp,
+            &puller.credentials,
+            &token,
+            &self.feed.name,
+        )
+        .await
+        {
             Ok(session) => session,
             Err(AmqpError::LoginRefused(why)) => {
                 // Perhaps the token went stale: try once more with a new one.
@@ -321,7 +344,9 @@ impl FeedRun<'_> {
                     )));
                 }
                 self.refused_fresh_token = true;
-                return Err(SessionEnd::Retry(format!("the broker refused the login: {why}")));
+                return Err(SessionEnd::Retry(format!(
+                    "the broker refused the login: {why}"
+                )));
             }
             Err(error) => return Err(SessionEnd::Retry(error.to_string())),
         };
@@ -339,13 +364,16 @@ impl FeedRun<'_> {
     ) -> Result<FeedEnd, SessionEnd> {
         let tuning = &self.puller.tuning;
         let queue = self.feed.dueslag.clone();
-        let mut consumer = session.consume(&queue, tuning.prefetch).await.map_err(|error| match error {
-            error @ AmqpError::QueueRefused { .. } => SessionEnd::Fatal(format!(
-                "{error}; check `dueslag` of feed `{}`",
-                self.feed.name
-            )),
-            error => SessionEnd::Retry(error.to_string()),
-        })?;
+        let mut consumer = session
+            .consume(&queue, tuning.prefetch)
+            .await
+            .map_err(|error| match error {
+                error @ AmqpError::QueueRefused { .. } => SessionEnd::Fatal(format!(
+                    "{error}; check `dueslag` of feed `{}`",
+                    self.feed.name
+                )),
+                error => SessionEnd::Retry(error.to_string()),
+            })?;
         let flush_interval = Duration::from_millis(tuning.flush_interval_ms);
         let drain_check = Duration::from_millis(tuning.drain_check_ms);
         let renew_at = token.not_on_or_after
@@ -355,7 +383,12 @@ impl FeedRun<'_> {
             last_tag: 0,
             since: None,
         };
-        let lost = |error: lapin::Error| SessionEnd::Retry(format!("lost the broker: {}", crate::sts::error_chain(&error)));
+        let lost = |error: lapin::Error| {
+            SessionEnd::Retry(format!(
+                "lost the broker: {}",
+                crate::sts::error_chain(&error)
+            ))
+        };
 
         loop {
             if *shutdown.borrow() {
@@ -363,7 +396,9 @@ impl FeedRun<'_> {
                 return Ok(FeedEnd::Interrupted);
             }
             let limit_reached = (tuning.max_messages > 0 && self.received >= tuning.max_messages)
-                || self.deadline.is_some_and(|deadline| Instant::now() >= deadline);
+                || self
+                    .deadline
+                    .is_some_and(|deadline| Instant::now() >= deadline);
             if limit_reached {
                 self.flush(session, &mut held).await?;
                 return Ok(FeedEnd::Limit);
@@ -388,7 +423,8 @@ impl FeedRun<'_> {
                     None => return Err(SessionEnd::Retry("the broker ended the consumer".into())),
                 }
             }
-            if held.items.len() >= tuning.batch_size || (!took && held.items.len() >= self.eager_at) {
+            if held.items.len() >= tuning.batch_size || (!took && held.items.len() >= self.eager_at)
+            {
                 self.flush(session, &mut held).await?;
                 continue;
             }
@@ -475,10 +511,9 @@ impl FeedRun<'_> {
                 );
             }
         }
-        session
-            .ack_through(held.last_tag)
-            .await
-            .map_err(|error| SessionEnd::Retry(format!("lost the broker before acknowledging: {error}")))?;
+        session.ack_through(held.last_tag).await.map_err(|error| {
+            SessionEnd::Retry(format!("lost the broker before acknowledging: {error}"))
+        })?;
         self.received += held.items.len() as u64;
         self.counts.add(counts);
         held.items.clear();

@@ -540,10 +540,14 @@ mod tests {
 
     #[test]
     fn attributes_are_kept_on_request() {
-        let input = br#"<s:A xmlns:s="urn:s"><s:C NotOnOrAfter="2026-01-01T00:00:00Z" x="a&amp;b"/></s:A>"#;
+        let input =
+            br#"<s:A xmlns:s="urn:s"><s:C NotOnOrAfter="2026-01-01T00:00:00Z" x="a&amp;b"/></s:A>"#;
         let tree = parse_with_attributes(input).expect("valid");
         let c = tree.child(Tree::ROOT, "urn:s", "C").expect("C");
-        assert_eq!(tree.attribute(c, "NotOnOrAfter"), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(
+            tree.attribute(c, "NotOnOrAfter"),
+            Some("2026-01-01T00:00:00Z")
+        );
         assert_eq!(tree.attribute(c, "x"), Some("a&b"));
         assert_eq!(tree.attribute(Tree::ROOT, "s"), None);
         assert_eq!(parse(input).expect("valid").attribute(c, "x"), None);

@@ -69,7 +69,10 @@ impl Broker {
         let dir = scratch_dir("broker");
         let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
         let (amqp_port, tls_port, dist_port, epmd_port) = (ports[0], ports[1], ports[2], ports[3]);
-        let node = format!("beskedhent-test-{}-{amqp_port}@localhost", std::process::id());
+        let node = format!(
+            "beskedhent-test-{}-{amqp_port}@localhost",
+            std::process::id()
+        );
         std::fs::write(
             dir.join("rabbitmq.conf"),
             format!(
@@ -109,8 +112,11 @@ impl Broker {
             .to_string(),
         )
         .expect("write definitions");
-        std::fs::write(dir.join("enabled_plugins"), "[rabbitmq_auth_mechanism_ssl].\n")
-            .expect("write plugins");
+        std::fs::write(
+            dir.join("enabled_plugins"),
+            "[rabbitmq_auth_mechanism_ssl].\n",
+        )
+        .expect("write plugins");
         let env: Vec<(String, String)> = [
             ("HOME", dir.display().to_string()),
             ("RABBITMQ_NODENAME", node),
@@ -119,12 +125,27 @@ impl Broker {
             ("RABBITMQ_DIST_PORT", dist_port.to_string()),
             ("ERL_EPMD_PORT", epmd_port.to_string()),
             ("ERL_EPMD_ADDRESS", "127.0.0.1".into()),
-            ("RABBITMQ_CONF_ENV_FILE", dir.join("rabbitmq-env.conf").display().to_string()),
-            ("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf").display().to_string()),
-            ("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins").display().to_string()),
-            ("RABBITMQ_MNESIA_BASE", dir.join("mnesia").display().to_string()),
+            (
+                "RABBITMQ_CONF_ENV_FILE",
+                dir.join("rabbitmq-env.conf").display().to_string(),
+            ),
+            (
+                "RABBITMQ_CONFIG_FILE",
+                dir.join("rabbitmq.conf").display().to_string(),
+            ),
+            (
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                dir.join("enabled_plugins").display().to_string(),
+            ),
+            (
+                "RABBITMQ_MNESIA_BASE",
+                dir.join("mnesia").display().to_string(),
+            ),
             ("RABBITMQ_LOG_BASE", dir.join("log").display().to_string()),
-            ("RABBITMQ_PID_FILE", dir.join("rabbitmq.pid").display().to_string()),
+            (
+                "RABBITMQ_PID_FILE",
+                dir.join("rabbitmq.pid").display().to_string(),
+            ),
             (
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
                 "-kernel inet_dist_use_interface {127,0,0,1}".into(),
@@ -159,7 +180,10 @@ impl Broker {
                 &env,
             );
             std::thread::sleep(Duration::from_millis(200));
-            let mut server = spawn_child(&mut Command::new(format!("{RABBITMQ_BIN}/rabbitmq-server")), &env);
+            let mut server = spawn_child(
+                &mut Command::new(format!("{RABBITMQ_BIN}/rabbitmq-server")),
+                &env,
+            );
             let _ = ready_sender.send(());
             let _ = stop_receiver.recv();
             // Graceful: the script stops the node on SIGTERM.
@@ -175,10 +199,20 @@ impl Broker {
         *self.done.lock().expect("lock") = Some(done_receiver);
         let status = self
             .ctl()
-            .args(["-q", "wait", &self.env_var("RABBITMQ_PID_FILE"), "--timeout", "120"])
+            .args([
+                "-q",
+                "wait",
+                &self.env_var("RABBITMQ_PID_FILE"),
+                "--timeout",
+                "120",
+            ])
             .status()
             .expect("rabbitmqctl wait");
-        assert!(status.success(), "the test broker did not start; see {}", self.dir.join("log").display());
+        assert!(
+            status.success(),
+            "the test broker did not start; see {}",
+            self.dir.join("log").display()
+        );
         // The TLS listener may come up a moment after the node reports ready.
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_err() {
@@ -262,7 +296,13 @@ impl Broker {
                     .with_message_id(format!("transaction-{n}").into());
                 pending.push(
                     channel
-                        .basic_publish("".into(), queue.into(), BasicPublishOptions::default(), &body, properties)
+                        .basic_publish(
+                            "".into(),
+                            queue.into(),
+                            BasicPublishOptions::default(),
+                            &body,
+                            properties,
+                        )
                         .await
                         .expect("publish"),
                 );
@@ -339,14 +379,34 @@ fn free_port() -> u16 {
     }
 }
 
+/// Removes the scratch directories of earlier test processes that are gone.
+fn remove_stale_scratch_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("beskedhent-test-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// A fresh directory for this test process, removed and remade.
 pub fn scratch_dir(what: &str) -> PathBuf {
+    static CLEANED: OnceLock<()> = OnceLock::new();
+    CLEANED.get_or_init(remove_stale_scratch_dirs);
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!(
-        "beskedhent-test-{}-{what}-{n}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("beskedhent-test-{}-{what}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
@@ -375,11 +435,63 @@ fn make_certs(dir: &Path) {
     )
     .expect("ext");
     for ca in ["ca", "rogue-ca"] {
-        openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &format!("{ca}.key"), "-out", &format!("{ca}.pem"), "-days", "30", "-subj", &format!("/CN=beskedhent {ca}")]);
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+                "-days",
+                "30",
+                "-subj",
+                &format!("/CN=beskedhent {ca}"),
+            ],
+        );
     }
     let leaf = |name: &str, cn: &str, ca: &str, section: &str| {
-        openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN={cn}/serialNumber=CVR:12345678-FID:1")]);
-        openssl(dir, &["x509", "-req", "-in", &format!("{name}.csr"), "-CA", &format!("{ca}.pem"), "-CAkey", &format!("{ca}.key"), "-CAcreateserial", "-out", &format!("{name}.pem"), "-days", "30", "-extfile", "ext.cnf", "-extensions", section]);
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={cn}/serialNumber=CVR:12345678-FID:1"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                &format!("{ca}.pem"),
+                "-CAkey",
+                &format!("{ca}.key"),
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "30",
+                "-extfile",
+                "ext.cnf",
+                "-extensions",
+                section,
+            ],
+        );
     };
     leaf("server", "localhost", "ca", "server");
     leaf("client", CLIENT_CN, "ca", "client");
@@ -392,11 +504,58 @@ fn make_certs(dir: &Path) {
     std::fs::write(
         dir.join("ca.cnf"),
         "[ca]\ndefault_ca=test\n[test]\ndatabase=ca-db/index.txt\nserial=ca-db/serial\nnew_certs_dir=ca-db\n\
-         certificate=ca.pem\nprivate_key=ca.key\ndefault_md=sha256\npolicy=any\ncopy_extensions=none\n\
-         [any]\ncommonName=supplied\nserialNumber=optional\n",
+         certificate=ca.pem\nprivate_key=ca.key\ndefault_md=sha256\npolicy=any\ncopy_extensions=none\nx509_extensions=client\n\
+         [any]\ncommonName=supplied\nserialNumber=optional\n[client]\nextendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
     )
     .expect("ca.cnf");
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "expired.key", "-out", "expired.csr", "-subj", &format!("/CN={CLIENT_CN}")]);
-    openssl(dir, &["ca", "-batch", "-config", "ca.cnf", "-in", "expired.csr", "-out", "expired.pem", "-startdate", "20200101000000Z", "-enddate", "20210101000000Z", "-notext"]);
-    openssl(dir, &["pkcs12", "-export", "-inkey", "client.key", "-in", "client.pem", "-certfile", "ca.pem", "-out", "client.p12", "-passout", "pass:p12-secret"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "expired.key",
+            "-out",
+            "expired.csr",
+            "-subj",
+            &format!("/CN={CLIENT_CN}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-in",
+            "expired.csr",
+            "-out",
+            "expired.pem",
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20210101000000Z",
+            "-notext",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "pkcs12",
+            "-export",
+            "-inkey",
+            "client.key",
+            "-in",
+            "client.pem",
+            "-certfile",
+            "ca.pem",
+            "-out",
+            "client.p12",
+            "-passout",
+            "pass:p12-secret",
+        ],
+    );
 }

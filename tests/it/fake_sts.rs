@@ -99,7 +99,10 @@ impl FakeSts {
     }
 
     pub fn url(&self) -> String {
-        format!("https://localhost:{}/runtime/api/rest/wstrust/v1/issue", self.port)
+        format!(
+            "https://localhost:{}/runtime/api/rest/wstrust/v1/issue",
+            self.port
+        )
     }
 
     pub fn requests(&self) -> Vec<serde_json::Value> {

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use crate::broker::{self, Broker, certs};
 use crate::fake_sts::FakeSts;
-use crate::support::{BIN, Install, TYPES, fixtures, outcome, rows, status_envelope, test_uuid, value};
+use crate::support::{
+    BIN, Install, TYPES, fixtures, outcome, rows, status_envelope, test_uuid, value,
+};
 
 /// A unique queue name (a dueslag UUID) for one test.
 fn queue_name() -> String {
@@ -19,7 +21,13 @@ fn queue_name() -> String {
 
 /// The config of an installation that pulls `queues` (feed name, queue) from `broker` with
 /// tokens from `sts`, presenting the client certificate `cert` (`client`, `stranger`, ...).
-fn pull_config(broker: &Broker, sts: &FakeSts, queues: &[(&str, &str)], cert: &str, sync: &str) -> String {
+fn pull_config(
+    broker: &Broker,
+    sts: &FakeSts,
+    queues: &[(&str, &str)],
+    cert: &str,
+    sync: &str,
+) -> String {
     let certs = certs();
     let mut text = format!(
         r#"{TYPES}
@@ -36,9 +44,6 @@ url = "{amqp}"
 ca_file = "{ca}"
 
 [sync]
-retries = 2
-retry_backoff_ms = 100
-drain_check_ms = 300
 {sync}
 "#,
         sts = sts.url(),
@@ -46,9 +51,27 @@ drain_check_ms = 300
         cert_key = certs.path(&format!("{cert}.key")).display(),
         ca = certs.path("ca.pem").display(),
         amqp = broker.url(),
+        sync = with_defaults(sync),
     );
     for (name, queue) in queues {
-        text.push_str(&format!("\n[[feed]]\nname = \"{name}\"\ndueslag = \"{queue}\"\n"));
+        text.push_str(&format!(
+            "\n[[feed]]\nname = \"{name}\"\ndueslag = \"{queue}\"\n"
+        ));
+    }
+    text
+}
+
+/// The `[sync]` keys of a test: quick retries and drain checks unless `sync` sets them.
+fn with_defaults(sync: &str) -> String {
+    let mut text = sync.to_string();
+    for (key, value) in [
+        ("retries", "2"),
+        ("retry_backoff_ms", "100"),
+        ("drain_check_ms", "300"),
+    ] {
+        if !sync.contains(&format!("{key} =")) {
+            text.push_str(&format!("{key} = {value}\n"));
+        }
     }
     text
 }
@@ -56,7 +79,14 @@ drain_check_ms = 300
 /// `count` realistic status envelopes with fresh ids.
 fn envelopes(prefix: u32, count: u64) -> Vec<Vec<u8>> {
     (0..count)
-        .map(|n| status_envelope(&test_uuid(prefix, n), &test_uuid(prefix + 1, n), (n % 60) as u32).into_bytes())
+        .map(|n| {
+            status_envelope(
+                &test_uuid(prefix, n),
+                &test_uuid(prefix + 1, n),
+                (n % 60) as u32,
+            )
+            .into_bytes()
+        })
         .collect()
 }
 
@@ -66,7 +96,10 @@ fn files(dir: &str) -> Vec<Vec<u8>> {
         .map(|entry| entry.expect("entry").path())
         .collect();
     paths.sort();
-    paths.into_iter().map(|path| std::fs::read(path).expect("read")).collect()
+    paths
+        .into_iter()
+        .map(|path| std::fs::read(path).expect("read"))
+        .collect()
 }
 
 fn spawn_sync(install: &Install) -> std::process::Child {
@@ -81,16 +114,29 @@ fn spawn_sync(install: &Install) -> std::process::Child {
         .expect("spawn sync")
 }
 
-fn wait_for_commits(install: &Install, at_least: i64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+fn wait_for_commits(install: &Install, at_least: i64, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!(
+                "beskedhent ended ({status}) before {at_least} messages were committed:\n{stderr}"
+            );
+        }
         let committed = rusqlite::Connection::open(install.db_path())
-            .and_then(|db| db.query_row("SELECT coalesce(sum(messages), 0) FROM cursor", [], |r| r.get::<_, i64>(0)))
+            .and_then(|db| {
+                db.query_row("SELECT coalesce(sum(messages), 0) FROM cursor", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
             .unwrap_or(0);
         if committed >= at_least {
             return;
         }
-        assert!(Instant::now() < deadline, "no commit within 60 s");
+        assert!(Instant::now() < deadline, "no commit within 120 s");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -110,7 +156,10 @@ fn sync_drains_every_feed_into_the_replica() {
     let install = Install::new(&pull_config(
         broker,
         &sts,
-        &[("status", &status_queue), ("registrations", &registration_queue)],
+        &[
+            ("status", &status_queue),
+            ("registrations", &registration_queue),
+        ],
         "client",
         "",
     ));
@@ -119,30 +168,57 @@ fn sync_drains_every_feed_into_the_replica() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     let distinct_statuses = statuses.len() as i64 - 1; // one fixture duplicates another's BeskedId
     assert!(
-        stdout.contains(&format!("feed status: {distinct_statuses} new, {} duplicates, 0 rejected", statuses.len() as i64 + 1)),
+        stdout.contains(&format!(
+            "feed status: {distinct_statuses} new, {} duplicates, 0 rejected",
+            statuses.len() as i64 + 1
+        )),
         "{stdout}"
     );
-    assert!(stdout.contains(&format!("feed registrations: {} new, 0 duplicates", registrations.len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "feed registrations: {} new, 0 duplicates",
+            registrations.len()
+        )),
+        "{stdout}"
+    );
     assert!(stdout.contains("drained"), "{stdout}");
     assert_eq!(broker.depth(&status_queue), 0);
     assert_eq!(broker.depth(&registration_queue), 0);
 
     let db = install.db();
-    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), distinct_statuses + registrations.len() as i64);
     assert_eq!(
-        rows(&db, "SELECT source, messages, run_status FROM cursor ORDER BY source"),
-        [format!("registrations|{}|ok", registrations.len()), format!("status|{distinct_statuses}|ok")]
+        value::<i64>(&db, "SELECT count(*) FROM message"),
+        distinct_statuses + registrations.len() as i64
     );
     assert_eq!(
-        value::<String>(&db, "SELECT event FROM print_status_latest WHERE message_uuid = 'c0000000-0000-4000-8000-00000000000e'"),
+        rows(
+            &db,
+            "SELECT source, messages, run_status FROM cursor ORDER BY source"
+        ),
+        [
+            format!("registrations|{}|ok", registrations.len()),
+            format!("status|{distinct_statuses}|ok")
+        ]
+    );
+    assert_eq!(
+        value::<String>(
+            &db,
+            "SELECT event FROM print_status_latest WHERE message_uuid = 'c0000000-0000-4000-8000-00000000000e'"
+        ),
         "Fejlet"
     );
     assert_eq!(
-        value::<String>(&db, "SELECT origin FROM message WHERE besked_id = 'bd12c645-de98-453a-ac80-f58a76942eda'"),
+        value::<String>(
+            &db,
+            "SELECT origin FROM message WHERE besked_id = 'bd12c645-de98-453a-ac80-f58a76942eda'"
+        ),
         format!("amqp:{status_queue} message-id=transaction-0")
     );
     // The received bytes are kept exactly.
-    let stored: Vec<u8> = value(&db, "SELECT envelope FROM message WHERE besked_id = 'bd12c645-de98-453a-ac80-f58a76942eda'");
+    let stored: Vec<u8> = value(
+        &db,
+        "SELECT envelope FROM message WHERE besked_id = 'bd12c645-de98-453a-ac80-f58a76942eda'",
+    );
     assert_eq!(stored, statuses[0]);
 
     // One token for the one CVR, requested as documented.
@@ -155,14 +231,23 @@ fn sync_drains_every_feed_into_the_replica() {
         .collect();
     assert_eq!(requests[0]["UseKey"], der_base64.as_str());
     assert_eq!(requests[0]["Anvenderkontekst"]["Cvr"], "12345678");
-    assert_eq!(requests[0]["AppliesTo"]["EndpointReference"]["Address"], "http://entityid.kombit.dk/service/bfo_modtag/2");
+    assert_eq!(
+        requests[0]["AppliesTo"]["EndpointReference"]["Address"],
+        "http://entityid.kombit.dk/service/bfo_modtag/2"
+    );
     // The token never reaches the log.
-    assert!(!stderr.contains("saml:Assertion") && !stderr.contains("fake-sts"), "{stderr}");
+    assert!(
+        !stderr.contains("saml:Assertion") && !stderr.contains("fake-sts"),
+        "{stderr}"
+    );
 
     // A second run finds nothing and changes nothing.
     let (code, stdout, _) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 0);
-    assert!(stdout.contains("feed status: 0 new, 0 duplicates, 0 rejected"), "{stdout}");
+    assert!(
+        stdout.contains("feed status: 0 new, 0 duplicates, 0 rejected"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -174,11 +259,27 @@ fn poison_and_hostile_messages_are_kept_acknowledged_and_the_run_goes_on() {
     let mut bodies = bad.clone();
     bodies.extend(envelopes(0x51, 10));
     broker.fill(&queue, bodies);
-    let install = Install::new(&pull_config(broker, &sts, &[("status", &queue)], "client", ""));
+    let install = Install::new(&pull_config(
+        broker,
+        &sts,
+        &[("status", &queue)],
+        "client",
+        "",
+    ));
     let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 3, "{stdout}{stderr}");
-    assert!(stdout.contains(&format!("feed status: 10 new, 0 duplicates, {} rejected", bad.len())), "{stdout}");
-    assert_eq!(broker.depth(&queue), 0, "poison messages are acknowledged once stored");
+    assert!(
+        stdout.contains(&format!(
+            "feed status: 10 new, 0 duplicates, {} rejected",
+            bad.len()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        broker.depth(&queue),
+        0,
+        "poison messages are acknowledged once stored"
+    );
     let db = install.db();
     let mut raws: Vec<Vec<u8>> = db
         .prepare("SELECT raw FROM rejected ORDER BY id")
@@ -190,8 +291,14 @@ fn poison_and_hostile_messages_are_kept_acknowledged_and_the_run_goes_on() {
     let mut expected = bad;
     raws.sort();
     expected.sort();
-    assert_eq!(raws, expected, "every refused message is kept byte for byte");
-    assert!(stderr.contains("rejected: refused: the document contains a DOCTYPE"), "{stderr}");
+    assert_eq!(
+        raws, expected,
+        "every refused message is kept byte for byte"
+    );
+    assert!(
+        stderr.contains("rejected: refused: the document contains a DOCTYPE"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -213,7 +320,11 @@ fn prefetch_of_one_still_drains_promptly() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("feed status: 200 new"), "{stdout}");
     assert_eq!(broker.depth(&queue), 0);
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -222,20 +333,32 @@ fn sync_killed_mid_run_loses_and_doubles_nothing() {
     let sts = FakeSts::start(Duration::from_secs(3600));
     let queue = queue_name();
     broker.fill(&queue, envelopes(0x71, 6000));
-    let install = Install::new(&pull_config(broker, &sts, &[("status", &queue)], "client", "batch_size = 200\n"));
+    let install = Install::new(&pull_config(
+        broker,
+        &sts,
+        &[("status", &queue)],
+        "client",
+        "batch_size = 200\n",
+    ));
     let mut child = spawn_sync(&install);
-    wait_for_commits(&install, 1);
+    wait_for_commits(&install, 1, &mut child);
     child.kill().expect("kill -9");
     child.wait().expect("reap");
     let stored: i64 = value(&install.db(), "SELECT count(*) FROM message");
     assert!(stored < 6000, "killed too late to test anything");
-    assert_eq!(value::<String>(&install.db(), "PRAGMA integrity_check"), "ok");
+    assert_eq!(
+        value::<String>(&install.db(), "PRAGMA integrity_check"),
+        "ok"
+    );
 
     let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     let db = install.db();
     assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 6000);
-    assert_eq!(value::<i64>(&db, "SELECT count(DISTINCT besked_id) FROM message"), 6000);
+    assert_eq!(
+        value::<i64>(&db, "SELECT count(DISTINCT besked_id) FROM message"),
+        6000
+    );
     assert_eq!(value::<i64>(&db, "SELECT count(*) FROM print_status"), 6000);
     assert_eq!(broker.depth(&queue), 0);
 }
@@ -253,8 +376,8 @@ fn broker_restart_mid_run_is_survived() {
         "client",
         "batch_size = 50\nprefetch = 50\nretries = 10\nretry_backoff_ms = 500\n",
     ));
-    let child = spawn_sync(&install);
-    wait_for_commits(&install, 1);
+    let mut child = spawn_sync(&install);
+    wait_for_commits(&install, 1, &mut child);
     broker.restart();
     let output = child.wait_with_output().expect("sync ends");
     let (code, stdout, stderr) = outcome(&output);
@@ -283,7 +406,11 @@ fn token_expiring_mid_run_is_renewed() {
         install.config(),
         std::fs::read_to_string(install.config())
             .expect("config")
-            .replacen("entity_id = ", "refresh_before_seconds = 2\nentity_id = ", 1),
+            .replacen(
+                "entity_id = ",
+                "refresh_before_seconds = 2\nentity_id = ",
+                1,
+            ),
     )
     .expect("config");
     // Keep messages coming for about 6 s, longer than a token lives.
@@ -295,8 +422,15 @@ fn token_expiring_mid_run_is_renewed() {
     let output = child.wait_with_output().expect("sync ends");
     let (code, stdout, stderr) = outcome(&output);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert_eq!(value::<i64>(&install.db(), "SELECT count(*) FROM message"), 70);
-    assert!(sts.requests().len() >= 2, "tokens: {}", sts.requests().len());
+    assert_eq!(
+        value::<i64>(&install.db(), "SELECT count(*) FROM message"),
+        70
+    );
+    assert!(
+        sts.requests().len() >= 2,
+        "tokens: {}",
+        sts.requests().len()
+    );
     assert!(stderr.contains("token about to expire"), "{stderr}");
     assert_eq!(broker.depth(&queue), 0);
 }
@@ -307,14 +441,23 @@ fn two_runs_never_pull_the_same_feed() {
     let sts = FakeSts::start(Duration::from_secs(3600));
     let queue = queue_name();
     broker.fill(&queue, envelopes(0xb1, 3000));
-    let install = Install::new(&pull_config(broker, &sts, &[("status", &queue)], "client", ""));
+    let install = Install::new(&pull_config(
+        broker,
+        &sts,
+        &[("status", &queue)],
+        "client",
+        "",
+    ));
     install.run(&["init"]);
 
     // While another holder has the feed's lock, a run leaves the feed alone and says why.
     let lock = beskedhent::sync::FeedLock::acquire(&install.db_path(), "status").expect("lock");
     let (code, stdout, _) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 5, "{stdout}");
-    assert!(stdout.contains("feed `status` is being synced by another beskedhent"), "{stdout}");
+    assert!(
+        stdout.contains("feed `status` is being synced by another beskedhent"),
+        "{stdout}"
+    );
     assert_eq!(broker.depth(&queue), 3000);
     drop(lock);
 
@@ -322,9 +465,19 @@ fn two_runs_never_pull_the_same_feed() {
     let (first, second) = (spawn_sync(&install), spawn_sync(&install));
     let codes: Vec<i32> = [first, second]
         .into_iter()
-        .map(|child| child.wait_with_output().expect("ends").status.code().unwrap_or(-1))
+        .map(|child| {
+            child
+                .wait_with_output()
+                .expect("ends")
+                .status
+                .code()
+                .unwrap_or(-1)
+        })
         .collect();
-    assert!(codes.iter().all(|code| *code == 0 || *code == 5), "{codes:?}");
+    assert!(
+        codes.iter().all(|code| *code == 0 || *code == 5),
+        "{codes:?}"
+    );
     assert!(codes.contains(&0), "{codes:?}");
     let db = install.db();
     assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 3000);
@@ -340,8 +493,15 @@ fn refusals_are_clear_and_acknowledge_nothing() {
 
     // The STS refuses.
     let sts = FakeSts::start(Duration::from_secs(3600));
-    sts.state.lock().expect("lock").refuse = Some((400, "Certifikatet er ikke tilknyttet CVR".into()));
-    let install = Install::new(&pull_config(broker, &sts, &[("status", &queue)], "client", ""));
+    sts.state.lock().expect("lock").refuse =
+        Some((400, "Certifikatet er ikke tilknyttet CVR".into()));
+    let install = Install::new(&pull_config(
+        broker,
+        &sts,
+        &[("status", &queue)],
+        "client",
+        "",
+    ));
     let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 4, "{stdout}{stderr}");
     assert!(
@@ -350,30 +510,60 @@ fn refusals_are_clear_and_acknowledge_nothing() {
     );
     let (code, check, _) = outcome(&install.run(&["check"]));
     assert_eq!(code, 1, "{check}");
-    assert!(check.contains("FAIL  token for CVR 12345678: the STS refused"), "{check}");
+    assert!(
+        check.contains("FAIL  token for CVR 12345678: the STS refused"),
+        "{check}"
+    );
     drop(sts);
 
     // A certificate from another CA: the STS's TLS handshake refuses it.
     let sts = FakeSts::start(Duration::from_secs(3600));
-    let install = Install::new(&pull_config(broker, &sts, &[("status", &queue)], "rogue", ""));
+    let install = Install::new(&pull_config(
+        broker,
+        &sts,
+        &[("status", &queue)],
+        "rogue",
+        "",
+    ));
     let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 4, "{stdout}{stderr}");
-    assert!(stdout.contains("FAILED: cannot reach the STS at"), "{stdout}");
+    assert!(
+        stdout.contains("FAILED: cannot reach the STS at"),
+        "{stdout}"
+    );
     assert!(sts.requests().is_empty());
 
     // The broker refuses the login (its EXTERNAL knows no such user): one retry with a fresh
     // token, then a clear failure.
-    let install = Install::new(&pull_config(broker, &sts, &[("status", &queue)], "stranger", ""));
+    let install = Install::new(&pull_config(
+        broker,
+        &sts,
+        &[("status", &queue)],
+        "stranger",
+        "",
+    ));
     let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 4, "{stdout}{stderr}");
-    assert!(stdout.contains("FAILED: the broker refused the login with a fresh token"), "{stdout}");
+    assert!(
+        stdout.contains("FAILED: the broker refused the login with a fresh token"),
+        "{stdout}"
+    );
     assert_eq!(sts.requests().len(), 2);
 
     // An expired certificate is refused before anything is sent.
-    let install = Install::new(&pull_config(broker, &sts, &[("status", &queue)], "expired", ""));
+    let install = Install::new(&pull_config(
+        broker,
+        &sts,
+        &[("status", &queue)],
+        "expired",
+        "",
+    ));
     let (code, _, stderr) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("expired on 2021-01-01; renew the function certificate"), "{stderr}");
+    assert!(
+        stderr.contains("expired on 2021-01-01; renew the function certificate"),
+        "{stderr}"
+    );
 
     // A key that is not the certificate's.
     let mismatched = pull_config(broker, &sts, &[("status", &queue)], "client", "")
@@ -381,7 +571,10 @@ fn refusals_are_clear_and_acknowledge_nothing() {
     let install = Install::new(&mismatched);
     let (code, _, stderr) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("the private key does not belong to the certificate"), "{stderr}");
+    assert!(
+        stderr.contains("the private key does not belong to the certificate"),
+        "{stderr}"
+    );
 
     assert_eq!(broker.depth(&queue), 5, "nothing was acknowledged");
 }
@@ -392,13 +585,22 @@ fn check_reports_a_working_setup_without_consuming() {
     let sts = FakeSts::start(Duration::from_secs(3600));
     let queue = queue_name();
     broker.fill(&queue, envelopes(0xd1, 3));
-    let install = Install::new(&pull_config(broker, &sts, &[("status", &queue)], "client", ""));
+    let install = Install::new(&pull_config(
+        broker,
+        &sts,
+        &[("status", &queue)],
+        "client",
+        "",
+    ));
     let (code, stdout, stderr) = outcome(&install.run(&["check"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("ok    certificate and key"), "{stdout}");
     assert!(stdout.contains("days left)"), "{stdout}");
     assert!(stdout.contains("ok    token from"), "{stdout}");
-    assert!(stdout.contains("ok    AMQP login to amqps://localhost"), "{stdout}");
+    assert!(
+        stdout.contains("ok    AMQP login to amqps://localhost"),
+        "{stdout}"
+    );
     assert_eq!(broker.depth(&queue), 3);
 }
 
@@ -444,7 +646,7 @@ fn daemon_runs_passes_on_schedule_and_stops_on_sigterm() {
         "{}\n[schedule]\ncron = \"* * * * * *\"\n",
         pull_config(broker, &sts, &[("status", &queue)], "client", "")
     ));
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .arg("--config")
         .arg(install.config())
         .arg("daemon")
@@ -452,9 +654,9 @@ fn daemon_runs_passes_on_schedule_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("daemon");
-    wait_for_commits(&install, 20);
+    wait_for_commits(&install, 20, &mut child);
     broker.fill(&queue, envelopes(0xf3, 5));
-    wait_for_commits(&install, 25);
+    wait_for_commits(&install, 25, &mut child);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let output = child.wait_with_output().expect("daemon ends");
