@@ -14,6 +14,8 @@ use std::time::Instant;
 
 use beskedhent::sample::{UuidGenerator, status_envelope};
 
+mod common;
+
 fn main() {
     let count: usize = std::env::var("BENCH_N")
         .ok()
@@ -33,7 +35,7 @@ fn main() {
         std::fs::write(input.join(format!("{n:07}.xml")), envelope).expect("write");
         besked_ids.push(besked_id);
     }
-    println!("machine: {}", machine());
+    println!("machine: {}", common::machine());
     println!(
         "{count} envelopes, {:.0} bytes each on average, {:.1} MiB in all",
         bytes as f64 / count as f64,
@@ -52,18 +54,17 @@ fn main() {
         "database = \"replica.db\"\n",
     )
     .expect("config");
-    let started = Instant::now();
-    let (status, peak_kib) = run_measured(
+    let run = common::run_measured(
         Command::new(env!("CARGO_BIN_EXE_beskedhent"))
             .arg("--config")
             .arg(dir.path().join("config.toml"))
             .arg("import")
             .arg(&input),
     );
-    let elapsed = started.elapsed().as_secs_f64();
     assert!(
-        status == 0,
-        "beskedhent import failed with exit code {status}"
+        run.exit_code == 0,
+        "beskedhent import failed with exit code {}",
+        run.exit_code
     );
     let db = rusqlite::Connection::open(dir.path().join("replica.db")).expect("open");
     let stored: i64 = db
@@ -74,13 +75,16 @@ fn main() {
         "every envelope is a print_status row"
     );
     println!(
-        "beskedhent (parse + store + derive):         {:>8.0} envelopes/s  ({elapsed:.2} s), peak RSS {:.1} MiB",
-        count as f64 / elapsed,
-        peak_kib as f64 / 1024.0
+        "beskedhent (parse + store + derive):         {:>8.0} envelopes/s  ({:.2} s), peak RSS {:.1} MiB, CPU {:.2} s user + {:.2} s system",
+        count as f64 / run.seconds,
+        run.seconds,
+        run.peak_rss_mib,
+        run.user_seconds,
+        run.system_seconds
     );
     println!(
-        "beskedhent runs at {:.0}% of the baseline",
-        100.0 * baseline / elapsed
+        "beskedhent runs at {:.0}% of the baseline's rate",
+        100.0 * baseline / run.seconds
     );
 }
 
@@ -111,32 +115,4 @@ fn baseline(input: &Path, besked_ids: &[String], db_path: &Path) -> f64 {
         tx.commit().expect("commit");
     }
     started.elapsed().as_secs_f64()
-}
-
-/// Runs a command to completion; returns its exit code and peak RSS in KiB.
-fn run_measured(command: &mut Command) -> (i32, i64) {
-    // The child is reaped by wait4 below, which also reports its peak memory.
-    #[allow(clippy::zombie_processes)]
-    let child = command.spawn().expect("spawn");
-    let mut status = 0;
-    // SAFETY: rusage is plain data, fully written by wait4 on success.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; pointers are valid for the call.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert!(pid > 0, "wait4 failed");
-    (libc::WEXITSTATUS(status), usage.ru_maxrss)
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split(':').nth(1))
-                .map(|name| name.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores")
 }

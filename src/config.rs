@@ -171,7 +171,7 @@ fn default_flush_interval() -> u64 {
     50
 }
 fn default_prefetch() -> u16 {
-    500
+    2000
 }
 fn default_drain_check() -> u64 {
     200

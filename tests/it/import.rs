@@ -563,3 +563,48 @@ fn import_killed_mid_run_resumes_without_loss_or_duplicates() {
         [format!("{FILES}|{stored}|ok")]
     );
 }
+
+/// The shipped `config.toml` works as shipped, and its commented pull template is valid once
+/// uncommented, so the documentation cannot drift from what the parser accepts.
+#[test]
+fn shipped_config_is_valid_as_shipped_and_uncommented() {
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml"),
+    )
+    .expect("config.toml");
+    let as_shipped =
+        beskedhent::config::Config::parse(&shipped, std::path::Path::new("config.toml"))
+            .expect("valid as shipped");
+    assert_eq!(as_shipped.registrations.len(), 2);
+    assert!(
+        as_shipped.pull().is_err(),
+        "pulling is not configured as shipped"
+    );
+
+    let uncommented: String = shipped
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest)
+                if rest.starts_with('[')
+                    || rest.split_once(" = ").is_some_and(|(key, _)| {
+                        key.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    }) =>
+            {
+                rest
+            }
+            _ => line,
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let config = beskedhent::config::Config::parse(
+        &uncommented,
+        std::path::Path::new("/etc/beskedhent/config.toml"),
+    )
+    .expect("valid uncommented");
+    let pull = config.pull().expect("pull sections");
+    assert_eq!(pull.feeds.len(), 2);
+    assert_eq!(pull.sts.cvr, "12345678");
+    assert_eq!(config.schedule().expect("schedule").cron, "0 */5 * * * *");
+    assert_eq!(config.sync.prefetch, 2000);
+}

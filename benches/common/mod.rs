@@ -1,0 +1,50 @@
+//! What both benchmarks need: running a command while measuring it, and naming the machine.
+
+use std::process::Command;
+use std::time::Instant;
+
+/// What a measured run of a child process took.
+pub struct Measured {
+    pub exit_code: i32,
+    pub seconds: f64,
+    pub peak_rss_mib: f64,
+    pub user_seconds: f64,
+    pub system_seconds: f64,
+}
+
+/// Runs a command to completion and measures wall time, peak RSS and CPU time (from `wait4`).
+pub fn run_measured(command: &mut Command) -> Measured {
+    let started = Instant::now();
+    // The child is reaped by wait4 below, which also reports its resource use.
+    #[allow(clippy::zombie_processes)]
+    let child = command.spawn().expect("spawn");
+    let mut status = 0;
+    // SAFETY: rusage is plain data, fully written by wait4 on success.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; pointers are valid for the call.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(pid > 0, "wait4 failed");
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Measured {
+        exit_code: libc::WEXITSTATUS(status),
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        user_seconds: seconds(usage.ru_utime),
+        system_seconds: seconds(usage.ru_stime),
+    }
+}
+
+/// CPU model and core count.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|name| name.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
