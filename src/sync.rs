@@ -25,7 +25,7 @@ use crate::credentials::Credentials;
 use crate::mask::mask_cpr_in;
 use crate::message::Decoder;
 use crate::store::{Counts, Incoming, Outcome, Raw, RunStatus, Store};
-use crate::sts::{StsError, TokenClient};
+use crate::sts::TokenClient;
 use crate::time;
 
 /// Everything a run needs, shared by the feed tasks.
@@ -200,7 +200,8 @@ struct FeedRun<'a> {
     puller: &'a Puller,
     feed: FeedConfig,
     cvr: String,
-    store: Store,
+    /// The connection; lent to the commit thread while a commit is in flight.
+    store: Option<Store>,
     counts: Counts,
     received: u64,
     deadline: Option<Instant>,
@@ -243,7 +244,7 @@ async fn run_feed(
             .clone()
             .unwrap_or_else(|| puller.pull.sts.cvr.clone()),
         feed,
-        store,
+        store: Some(store),
         counts: Counts::default(),
         received: 0,
         deadline: (tuning.max_seconds > 0)
@@ -251,7 +252,7 @@ async fn run_feed(
         refused_fresh_token: false,
         eager_at: tuning.batch_size.min(usize::from(tuning.prefetch)),
     };
-    if let Err(error) = run.store.begin_run(&name, &time::now_utc()) {
+    if let Err(error) = run.store().begin_run(&name, &time::now_utc()) {
         return report(Counts::default(), FeedEnd::Failed(format!("{error:#}")), 0);
     }
     tracing::info!(feed = %name, queue = %run.feed.dueslag, "pulling");
@@ -290,7 +291,7 @@ async fn run_feed(
         FeedEnd::Interrupted => (RunStatus::Interrupted, None),
         FeedEnd::Failed(why) | FeedEnd::Locked(why) => (RunStatus::Failed, Some(why.as_str())),
     };
-    if let Err(error) = run.store.end_run(&name, &time::now_utc(), status, error) {
+    if let Err(error) = run.store().end_run(&name, &time::now_utc(), status, error) {
         tracing::error!(feed = %name, "cannot record the end of the run: {error:#}");
     }
     match &end {
@@ -309,31 +310,34 @@ struct Held {
     since: Option<Instant>,
 }
 
+/// What a commit thread hands back: the store, the outcome, and the committed items.
+type CommitResult = (Store, Result<(Vec<Outcome>, Counts)>, Vec<Incoming>);
+
+/// A batch being committed on a blocking thread while the next one is received.
+struct InFlight {
+    handle: tokio::task::JoinHandle<CommitResult>,
+    last_tag: u64,
+}
+
 impl FeedRun<'_> {
+    fn store(&mut self) -> &mut Store {
+        self.store
+            .as_mut()
+            .expect("the store is back whenever no commit is in flight")
+    }
+
     /// One connection: log in, consume, and commit-then-acknowledge until the queue is empty
     /// or the run must stop.
-    async fn session(
-        &mut self,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<FeedEnd, SessionEnd> {
+    async fn session(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<FeedEnd, SessionEnd> {
         let puller = self.puller;
-        let token = puller
-            .sts
-            .token(&self.cvr)
-            .await
-            .map_err(|error| match error {
-                error @ StsError::Transport { .. } => SessionEnd::Retry(error.to_string()),
-                error if error.is_transient() => SessionEnd::Retry(error.to_string()),
-                error => SessionEnd::Fatal(error.to_string()),
-            })?;
-        let session = match amqp::connect(
-            &puller.pull.amqp,
-            &puller.credentials,
-            &token,
-            &self.feed.name,
-        )
-        .await
-        {
+        let token = puller.sts.token(&self.cvr).await.map_err(|error| {
+            if error.is_transient() {
+                SessionEnd::Retry(error.to_string())
+            } else {
+                SessionEnd::Fatal(error.to_string())
+            }
+        })?;
+        let session = match amqp::connect(&puller.pull.amqp, &puller.credentials, &token, &self.feed.name).await {
             Ok(session) => session,
             Err(AmqpError::LoginRefused(why)) => {
                 // Perhaps the token went stale: try once more with a new one.
@@ -344,14 +348,19 @@ impl FeedRun<'_> {
                     )));
                 }
                 self.refused_fresh_token = true;
-                return Err(SessionEnd::Retry(format!(
-                    "the broker refused the login: {why}"
-                )));
+                return Err(SessionEnd::Retry(format!("the broker refused the login: {why}")));
             }
             Err(error) => return Err(SessionEnd::Retry(error.to_string())),
         };
         self.refused_fresh_token = false;
-        let result = self.pull(&session, &token, shutdown).await;
+        let mut in_flight = None;
+        let result = self.pull(&session, &token, shutdown, &mut in_flight).await;
+        // A commit still in flight (after an error) completes; it is not acknowledged, so the
+        // broker delivers it again and it is counted as duplicates.
+        let result = match self.finish(None, &mut in_flight).await {
+            Err(fatal @ SessionEnd::Fatal(_)) => Err(fatal),
+            _ => result,
+        };
         session.close().await;
         result
     }
@@ -361,19 +370,17 @@ impl FeedRun<'_> {
         session: &Session,
         token: &crate::sts::Token,
         shutdown: &mut watch::Receiver<bool>,
+        in_flight: &mut Option<InFlight>,
     ) -> Result<FeedEnd, SessionEnd> {
         let tuning = &self.puller.tuning;
         let queue = self.feed.dueslag.clone();
-        let mut consumer = session
-            .consume(&queue, tuning.prefetch)
-            .await
-            .map_err(|error| match error {
-                error @ AmqpError::QueueRefused { .. } => SessionEnd::Fatal(format!(
-                    "{error}; check `dueslag` of feed `{}`",
-                    self.feed.name
-                )),
-                error => SessionEnd::Retry(error.to_string()),
-            })?;
+        let mut consumer = session.consume(&queue, tuning.prefetch).await.map_err(|error| match error {
+            error @ AmqpError::QueueRefused { .. } => SessionEnd::Fatal(format!(
+                "{error}; check `dueslag` of feed `{}`",
+                self.feed.name
+            )),
+            error => SessionEnd::Retry(error.to_string()),
+        })?;
         let flush_interval = Duration::from_millis(tuning.flush_interval_ms);
         let drain_check = Duration::from_millis(tuning.drain_check_ms);
         let renew_at = token.not_on_or_after
@@ -384,28 +391,25 @@ impl FeedRun<'_> {
             since: None,
         };
         let lost = |error: lapin::Error| {
-            SessionEnd::Retry(format!(
-                "lost the broker: {}",
-                crate::sts::error_chain(&error)
-            ))
+            SessionEnd::Retry(format!("lost the broker: {}", crate::sts::error_chain(&error)))
         };
 
         loop {
-            if *shutdown.borrow() {
-                self.flush(session, &mut held).await?;
-                return Ok(FeedEnd::Interrupted);
-            }
-            let limit_reached = (tuning.max_messages > 0 && self.received >= tuning.max_messages)
-                || self
-                    .deadline
-                    .is_some_and(|deadline| Instant::now() >= deadline);
-            if limit_reached {
-                self.flush(session, &mut held).await?;
-                return Ok(FeedEnd::Limit);
-            }
-            if chrono::Utc::now() >= renew_at {
-                self.flush(session, &mut held).await?;
-                return Err(SessionEnd::Renew);
+            let stop = if *shutdown.borrow() {
+                Some(Ok(FeedEnd::Interrupted))
+            } else if (tuning.max_messages > 0 && self.received >= tuning.max_messages)
+                || self.deadline.is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                Some(Ok(FeedEnd::Limit))
+            } else if chrono::Utc::now() >= renew_at {
+                Some(Err(SessionEnd::Renew))
+            } else {
+                None
+            };
+            if let Some(end) = stop {
+                self.flush(session, &mut held, in_flight).await?;
+                self.finish(Some(session), in_flight).await?;
+                return end;
             }
 
             // Take whatever is ready without waiting, up to a full batch.
@@ -423,36 +427,50 @@ impl FeedRun<'_> {
                     None => return Err(SessionEnd::Retry("the broker ended the consumer".into())),
                 }
             }
-            if held.items.len() >= tuning.batch_size || (!took && held.items.len() >= self.eager_at)
-            {
-                self.flush(session, &mut held).await?;
+            let full = held.items.len() >= tuning.batch_size || self.at_limit(held.items.len());
+            if full || (!took && held.items.len() >= self.eager_at) {
+                self.flush(session, &mut held, in_flight).await?;
                 continue;
             }
             if took {
                 continue;
             }
 
-            // Nothing ready: wait for a delivery, the flush deadline, or the drain check.
+            // Nothing ready: wait for a delivery, the commit in flight, the flush deadline, or
+            // the drain check.
             let wait = match held.since {
                 Some(since) => flush_interval.saturating_sub(since.elapsed()),
                 None => drain_check,
             };
+            let may_sleep = in_flight.is_none() || !held.items.is_empty();
             tokio::select! {
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => self.hold(&mut held, delivery, &queue),
                     Some(Err(error)) => return Err(lost(error)),
                     None => return Err(SessionEnd::Retry("the broker ended the consumer".into())),
                 },
-                _ = tokio::time::sleep(wait) => {
+                done = async {
+                    match in_flight.as_mut() {
+                        Some(commit) => (&mut commit.handle).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let commit = in_flight.take().expect("a commit was in flight");
+                    self.complete(Some(session), done, commit.last_tag).await?;
+                }
+                _ = tokio::time::sleep(wait), if may_sleep => {
                     if !held.items.is_empty() {
                         // The broker sends no more until we acknowledge: remember how many it
                         // lets us hold, and commit at once at that count from now on.
                         self.eager_at = self.eager_at.min(held.items.len()).max(1);
-                        self.flush(session, &mut held).await?;
+                        self.flush(session, &mut held, in_flight).await?;
                     } else {
                         match session.get(&queue).await {
                             Ok(Some(delivery)) => self.hold(&mut held, delivery, &queue),
-                            Ok(None) => return Ok(FeedEnd::Drained),
+                            Ok(None) => {
+                                self.finish(Some(session), in_flight).await?;
+                                return Ok(FeedEnd::Drained);
+                            }
                             Err(error @ AmqpError::QueueRefused { .. }) => return Err(SessionEnd::Fatal(error.to_string())),
                             Err(error) => return Err(SessionEnd::Retry(error.to_string())),
                         }
@@ -486,24 +504,65 @@ impl FeedRun<'_> {
         held.since.get_or_insert_with(Instant::now);
     }
 
-    /// Commits the held deliveries, then acknowledges them. If the commit fails nothing is
-    /// acknowledged, and the broker will deliver them again.
-    async fn flush(&mut self, session: &Session, held: &mut Held) -> Result<(), SessionEnd> {
+    /// Starts committing the held deliveries on a blocking thread, after the commit before it
+    /// has finished and been acknowledged. At most one commit is in flight.
+    async fn flush(
+        &mut self,
+        session: &Session,
+        held: &mut Held,
+        in_flight: &mut Option<InFlight>,
+    ) -> Result<(), SessionEnd> {
+        self.finish(Some(session), in_flight).await?;
         if held.items.is_empty() {
             return Ok(());
         }
-        let received_at = time::now_utc();
+        let mut store = self.store.take().expect("no commit in flight");
+        let items = std::mem::replace(&mut held.items, Vec::with_capacity(self.puller.tuning.batch_size));
         let source = self.feed.name.clone();
-        let committed = tokio::task::block_in_place(|| {
-            self.store.write_batch(&source, &received_at, &held.items)
+        self.received += items.len() as u64;
+        let handle = tokio::task::spawn_blocking(move || {
+            let outcome = store.write_batch(&source, &time::now_utc(), &items);
+            (store, outcome, items)
         });
-        let (outcomes, counts) = committed.map_err(|error| {
+        *in_flight = Some(InFlight {
+            handle,
+            last_tag: held.last_tag,
+        });
+        held.since = None;
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, if any, and acknowledges it (when `session` is given).
+    async fn finish(
+        &mut self,
+        session: Option<&Session>,
+        in_flight: &mut Option<InFlight>,
+    ) -> Result<(), SessionEnd> {
+        let Some(commit) = in_flight.take() else {
+            return Ok(());
+        };
+        let done = commit.handle.await;
+        self.complete(session, done, commit.last_tag).await
+    }
+
+    /// Takes back the store from a finished commit; then, only if it committed, acknowledges
+    /// every delivery up to `last_tag`.
+    async fn complete(
+        &mut self,
+        session: Option<&Session>,
+        done: Result<CommitResult, tokio::task::JoinError>,
+        last_tag: u64,
+    ) -> Result<(), SessionEnd> {
+        let (store, outcome, items) =
+            done.map_err(|error| SessionEnd::Fatal(format!("the commit thread failed: {error}")))?;
+        self.store = Some(store);
+        let (outcomes, counts) = outcome.map_err(|error| {
             SessionEnd::Fatal(format!("cannot write to the database: {error:#}"))
         })?;
-        for (item, outcome) in held.items.iter().zip(&outcomes) {
+        for (item, outcome) in items.iter().zip(&outcomes) {
             if let (Outcome::Rejected, Err(rejection)) = (outcome, &item.decoded) {
                 tracing::warn!(
-                    feed = %source,
+                    feed = %self.feed.name,
                     origin = %item.origin,
                     besked_id = rejection.besked_id.as_deref().unwrap_or("-"),
                     "rejected: {}",
@@ -511,13 +570,14 @@ impl FeedRun<'_> {
                 );
             }
         }
-        session.ack_through(held.last_tag).await.map_err(|error| {
-            SessionEnd::Retry(format!("lost the broker before acknowledging: {error}"))
-        })?;
-        self.received += held.items.len() as u64;
+        // Committed: the outcome is counted whether or not the acknowledgement gets through
+        // (if it does not, the broker redelivers and the copies count as duplicates).
         self.counts.add(counts);
-        held.items.clear();
-        held.since = None;
+        if let Some(session) = session {
+            session.ack_through(last_tag).await.map_err(|error| {
+                SessionEnd::Retry(format!("lost the broker before acknowledging: {error}"))
+            })?;
+        }
         Ok(())
     }
 }
