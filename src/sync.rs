@@ -328,7 +328,10 @@ impl FeedRun<'_> {
 
     /// One connection: log in, consume, and commit-then-acknowledge until the queue is empty
     /// or the run must stop.
-    async fn session(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<FeedEnd, SessionEnd> {
+    async fn session(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<FeedEnd, SessionEnd> {
         let puller = self.puller;
         let token = puller.sts.token(&self.cvr).await.map_err(|error| {
             if error.is_transient() {
@@ -337,7 +340,14 @@ impl FeedRun<'_> {
                 SessionEnd::Fatal(error.to_string())
             }
         })?;
-        let session = match amqp::connect(&puller.pull.amqp, &puller.credentials, &token, &self.feed.name).await {
+        let session = match amqp::connect(
+            &puller.pull.amqp,
+            &puller.credentials,
+            &token,
+            &self.feed.name,
+        )
+        .await
+        {
             Ok(session) => session,
             Err(AmqpError::LoginRefused(why)) => {
                 // Perhaps the token went stale: try once more with a new one.
@@ -348,7 +358,9 @@ impl FeedRun<'_> {
                     )));
                 }
                 self.refused_fresh_token = true;
-                return Err(SessionEnd::Retry(format!("the broker refused the login: {why}")));
+                return Err(SessionEnd::Retry(format!(
+                    "the broker refused the login: {why}"
+                )));
             }
             Err(error) => return Err(SessionEnd::Retry(error.to_string())),
         };
@@ -374,13 +386,16 @@ impl FeedRun<'_> {
     ) -> Result<FeedEnd, SessionEnd> {
         let tuning = &self.puller.tuning;
         let queue = self.feed.dueslag.clone();
-        let mut consumer = session.consume(&queue, tuning.prefetch).await.map_err(|error| match error {
-            error @ AmqpError::QueueRefused { .. } => SessionEnd::Fatal(format!(
-                "{error}; check `dueslag` of feed `{}`",
-                self.feed.name
-            )),
-            error => SessionEnd::Retry(error.to_string()),
-        })?;
+        let mut consumer = session
+            .consume(&queue, tuning.prefetch)
+            .await
+            .map_err(|error| match error {
+                error @ AmqpError::QueueRefused { .. } => SessionEnd::Fatal(format!(
+                    "{error}; check `dueslag` of feed `{}`",
+                    self.feed.name
+                )),
+                error => SessionEnd::Retry(error.to_string()),
+            })?;
         let flush_interval = Duration::from_millis(tuning.flush_interval_ms);
         let drain_check = Duration::from_millis(tuning.drain_check_ms);
         let renew_at = token.not_on_or_after
@@ -391,14 +406,19 @@ impl FeedRun<'_> {
             since: None,
         };
         let lost = |error: lapin::Error| {
-            SessionEnd::Retry(format!("lost the broker: {}", crate::sts::error_chain(&error)))
+            SessionEnd::Retry(format!(
+                "lost the broker: {}",
+                crate::sts::error_chain(&error)
+            ))
         };
 
         loop {
             let stop = if *shutdown.borrow() {
                 Some(Ok(FeedEnd::Interrupted))
             } else if (tuning.max_messages > 0 && self.received >= tuning.max_messages)
-                || self.deadline.is_some_and(|deadline| Instant::now() >= deadline)
+                || self
+                    .deadline
+                    .is_some_and(|deadline| Instant::now() >= deadline)
             {
                 Some(Ok(FeedEnd::Limit))
             } else if chrono::Utc::now() >= renew_at {
@@ -517,7 +537,10 @@ impl FeedRun<'_> {
             return Ok(());
         }
         let mut store = self.store.take().expect("no commit in flight");
-        let items = std::mem::replace(&mut held.items, Vec::with_capacity(self.puller.tuning.batch_size));
+        let items = std::mem::replace(
+            &mut held.items,
+            Vec::with_capacity(self.puller.tuning.batch_size),
+        );
         let source = self.feed.name.clone();
         self.received += items.len() as u64;
         let handle = tokio::task::spawn_blocking(move || {
