@@ -36,6 +36,9 @@ pub enum Command {
         #[arg(long, default_value = "import")]
         source: String,
     },
+    /// Run refused messages, and messages of no known kind, through the current configuration
+    /// again (after changing `[types.*]` or `max_message_bytes`).
+    Reprocess,
     /// Pull every feed once, until its queue is empty (for cron).
     Sync,
     /// Pull every feed on the `[schedule]` cron expression until stopped.

@@ -78,6 +78,24 @@ fn run(cli: Cli) -> Result<u8> {
                 exit::OK
             })
         }
+        Command::Reprocess => {
+            let mut store = Store::open(&config.database)?;
+            let decoder = config.decoder();
+            let done = store.reprocess(&|raw: &[u8]| decoder.decode(raw))?;
+            println!(
+                "reprocessed: {} refused messages taken in, {} already stored, {} still refused; {} messages newly derived, {} not derivable",
+                done.taken_in,
+                done.already_stored,
+                done.still_rejected,
+                done.rederived,
+                done.not_derivable
+            );
+            Ok(if done.still_rejected > 0 || done.not_derivable > 0 {
+                exit::REJECTED
+            } else {
+                exit::OK
+            })
+        }
         Command::Sync => {
             let puller = sync::Puller::new(&config)?;
             runtime()?.block_on(async {

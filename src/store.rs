@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::message::{Detail, Message};
+use crate::message::{Detail, Kind, Message};
 
 /// Schema versions: index `i` holds the SQL that takes a database from version `i` to `i + 1`.
 /// Append only; never edit a released entry.
@@ -341,6 +341,136 @@ impl Store {
         Ok((outcomes, counts))
     }
 
+    /// Runs everything refused, and every message of no known kind, through `decode` again
+    /// (after the configuration changed): refused bytes that now decode become messages (the
+    /// `rejected` row keeps its bytes and gets `resolved_seq`), and messages of kind `other`
+    /// whose beskedtype is now configured get their kind and derived rows. Works in batches, one
+    /// transaction each; safe to interrupt and to run again.
+    pub fn reprocess(
+        &mut self,
+        decode: &dyn Fn(&[u8]) -> std::result::Result<Message, Rejection>,
+    ) -> Result<Reprocessed> {
+        const CHUNK: i64 = 200;
+        let mut summary = Reprocessed::default();
+        let mut after = 0i64;
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let rows: Vec<(i64, String, String, Option<String>, Vec<u8>)> = tx
+                .prepare_cached(
+                    "SELECT id, source, received_at, origin, raw FROM rejected
+                     WHERE resolved_seq IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
+                )?
+                .query_map(params![after, CHUNK], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = last.0;
+            for (id, source, received_at, origin, raw) in rows {
+                match decode(&raw) {
+                    Ok(message) => {
+                        let inserted = tx
+                            .prepare_cached(
+                                "INSERT INTO message (besked_id, beskedtype, kind, source,
+                                     received_at, created_at, transaktions_id, producer_uuid,
+                                     origin, envelope)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                                 ON CONFLICT (besked_id) DO NOTHING",
+                            )?
+                            .execute(params![
+                                message.besked_id,
+                                message.beskedtype,
+                                message.kind.as_str(),
+                                source,
+                                received_at,
+                                message.created_at,
+                                message.transaktions_id,
+                                message.producer_uuid,
+                                origin,
+                                raw,
+                            ])?;
+                        let seq = if inserted == 1 {
+                            let seq = tx.last_insert_rowid();
+                            insert_detail(&tx, seq, &message)?;
+                            summary.taken_in += 1;
+                            seq
+                        } else {
+                            summary.already_stored += 1;
+                            tx.query_row(
+                                "SELECT seq FROM message WHERE besked_id = ?1",
+                                [&message.besked_id],
+                                |row| row.get(0),
+                            )?
+                        };
+                        tx.execute(
+                            "UPDATE rejected SET resolved_seq = ?2 WHERE id = ?1",
+                            params![id, seq],
+                        )?;
+                    }
+                    Err(rejection) => {
+                        summary.still_rejected += 1;
+                        tx.execute(
+                            "UPDATE rejected SET reason = ?2 WHERE id = ?1",
+                            params![id, rejection.reason],
+                        )?;
+                    }
+                }
+            }
+            tx.commit()?;
+        }
+
+        let mut after = 0i64;
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let rows: Vec<(i64, Vec<u8>)> = tx
+                .prepare_cached(
+                    "SELECT seq, envelope FROM message WHERE kind = 'other' AND seq > ?1
+                     ORDER BY seq LIMIT ?2",
+                )?
+                .query_map(params![after, CHUNK], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = last.0;
+            for (seq, envelope) in rows {
+                match decode(&envelope) {
+                    Ok(message) if message.kind != Kind::Other => {
+                        tx.execute(
+                            "UPDATE message SET kind = ?2 WHERE seq = ?1",
+                            params![seq, message.kind.as_str()],
+                        )?;
+                        insert_detail(&tx, seq, &message)?;
+                        summary.rederived += 1;
+                    }
+                    Ok(_) => {}
+                    Err(rejection) => {
+                        summary.not_derivable += 1;
+                        tracing::warn!(
+                            seq,
+                            "message kept as kind `other`: {}",
+                            crate::mask::mask_cpr_in(&rejection.reason)
+                        );
+                    }
+                }
+            }
+            tx.commit()?;
+        }
+        Ok(summary)
+    }
+
     /// All cursor rows, by source.
     pub fn cursors(&self) -> Result<Vec<CursorRow>> {
         let mut statement = self.conn.prepare(
@@ -411,6 +541,21 @@ impl Store {
             )
             .optional()?)
     }
+}
+
+/// What `reprocess` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reprocessed {
+    /// Refused bytes that now decode and became new messages.
+    pub taken_in: u64,
+    /// Refused bytes that now decode to a BeskedId already stored.
+    pub already_stored: u64,
+    /// Refused bytes that are still refused (their reason is brought up to date).
+    pub still_rejected: u64,
+    /// Messages of kind `other` that now have a kind and derived rows.
+    pub rederived: u64,
+    /// Messages of kind `other` whose type is now configured but that cannot be derived.
+    pub not_derivable: u64,
 }
 
 /// Row counts of the main tables.

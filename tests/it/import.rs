@@ -608,3 +608,87 @@ fn shipped_config_is_valid_as_shipped_and_uncommented() {
     assert_eq!(config.schedule().expect("schedule").cron, "0 */5 * * * *");
     assert_eq!(config.sync.prefetch, 2000);
 }
+
+/// After the configuration changes, `reprocess` takes in what was refused for configuration
+/// reasons and derives what was kept as kind `other`, without losing the refused bytes.
+#[test]
+fn reprocess_applies_a_changed_configuration() {
+    let dp_only = "max_message_bytes = 4000\n[types.digitalpost_registration]\nbeskedtype = \"5b1e4a32-7d0c-4a58-9b0e-1c2f3a4b5c6d\"\nregistered = [\"0f0e7a1c-1111-4a2b-9c3d-4e5f6a7b8c9d\"]\nderegistered = [\"0f0e7a1c-2222-4a2b-9c3d-4e5f6a7b8c9d\"]\n";
+    let install = Install::new(dp_only);
+    let input = install.path("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    for file in [
+        "bad/registration-unknown-handling.xml",
+        "good/10-nemsms-registered-company.xml",
+    ] {
+        let name = file.replace('/', "-");
+        std::fs::copy(fixtures().join(file), input.join(name)).expect("copy");
+    }
+    let big = status_envelope(&test_uuid(3, 1), &test_uuid(4, 1), 0).replace(
+        "<ns2:BeskedVersion>1.0</ns2:BeskedVersion>",
+        &format!(
+            "<ns2:BeskedVersion>1.0</ns2:BeskedVersion><!--{}-->",
+            "x".repeat(5000)
+        ),
+    );
+    std::fs::write(input.join("big.xml"), &big).expect("write");
+    let (code, stdout, _) = outcome(&install.run(&["import", input.to_str().expect("utf-8")]));
+    assert_eq!(code, 3, "{stdout}");
+    assert!(
+        stdout.contains("1 new, 0 duplicates, 2 rejected"),
+        "{stdout}"
+    );
+    assert_eq!(
+        value::<String>(&install.db(), "SELECT kind FROM message"),
+        "other"
+    );
+
+    // The municipality learns the missing identifiers and raises the size limit.
+    let changed = format!(
+        "database = \"replica.db\"\nmax_message_bytes = 100000\n{}",
+        TYPES.replace(
+            "registered = [\"0f0e7a1c-1111-4a2b-9c3d-4e5f6a7b8c9d\"]\nderegistered = [\"0f0e7a1c-2222-4a2b-9c3d-4e5f6a7b8c9d\"]\n\n[types.nemsms",
+            "registered = [\"0f0e7a1c-1111-4a2b-9c3d-4e5f6a7b8c9d\", \"0f0e7a1c-9999-4a2b-9c3d-4e5f6a7b8c9d\"]\nderegistered = [\"0f0e7a1c-2222-4a2b-9c3d-4e5f6a7b8c9d\"]\n\n[types.nemsms"
+        )
+    );
+    std::fs::write(install.config(), changed).expect("config");
+    let (code, stdout, stderr) = outcome(&install.run(&["reprocess"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "reprocessed: 2 refused messages taken in, 0 already stored, 0 still refused; 1 messages newly derived, 0 not derivable"
+    );
+    let db = install.db();
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT party, channel, registered FROM registration_current ORDER BY party"
+        ),
+        ["0303903456|digitalpost|1", "12345678|nemsms|1"]
+    );
+    assert_eq!(
+        value::<i64>(
+            &db,
+            "SELECT count(*) FROM print_status WHERE message_uuid = '00000004-0000-4000-8000-000000000001'"
+        ),
+        1
+    );
+    // The refused bytes stay, pointing at the message they became.
+    assert_eq!(
+        rows(&db, "SELECT count(*), count(resolved_seq) FROM rejected"),
+        ["2|2"]
+    );
+    let stored: Vec<u8> = value(
+        &db,
+        "SELECT envelope FROM message WHERE besked_id = '00000003-0000-4000-8000-000000000001'",
+    );
+    assert_eq!(stored, big.as_bytes());
+    drop(db);
+
+    let (code, stdout, _) = outcome(&install.run(&["reprocess"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("reprocessed: 0 refused messages taken in"),
+        "{stdout}"
+    );
+}
