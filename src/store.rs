@@ -357,7 +357,7 @@ impl Store {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let rows: Vec<(i64, String, String, Option<String>, Vec<u8>)> = tx
+            let rows: Vec<RejectedRow> = tx
                 .prepare_cached(
                     "SELECT id, source, received_at, origin, raw FROM rejected
                      WHERE resolved_seq IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
@@ -542,6 +542,9 @@ impl Store {
             .optional()?)
     }
 }
+
+/// A `rejected` row as `reprocess` reads it: id, source, received_at, origin, raw.
+type RejectedRow = (i64, String, String, Option<String>, Vec<u8>);
 
 /// What `reprocess` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
