@@ -99,7 +99,7 @@ fn run(
         let mut handles = Vec::with_capacity(readers);
         for _ in 0..readers {
             let (to_reader, chunks) = sync_channel::<Vec<PathBuf>>(4);
-            let (results, from_reader) = sync_channel::<Vec<Incoming>>(16);
+            let (results, from_reader) = sync_channel::<Vec<Incoming>>(8);
             inputs.push(to_reader);
             outputs.push(from_reader);
             handles.push(scope.spawn(move || read_chunks(decoder, chunks, results)));
