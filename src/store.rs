@@ -11,7 +11,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -523,23 +523,6 @@ impl Store {
     /// The connection, for tests and read-only queries.
     pub fn connection(&self) -> &Connection {
         &self.conn
-    }
-
-    /// The cursor row of one source.
-    pub fn cursor(&self, source: &str) -> Result<Option<CursorRow>> {
-        Ok(self.cursors()?.into_iter().find(|row| row.source == source))
-    }
-
-    /// The seq of a stored besked id.
-    pub fn seq_of(&self, besked_id: &str) -> Result<Option<i64>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT seq FROM message WHERE besked_id = ?1",
-                [besked_id],
-                |row| row.get(0),
-            )
-            .optional()?)
     }
 }
 

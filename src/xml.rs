@@ -147,14 +147,6 @@ impl Tree {
         self.children_named(parent, ns, name).next()
     }
 
-    /// Follows a path of local names in one namespace from `start`, taking the first match at
-    /// every step.
-    pub fn path(&self, start: usize, ns: &str, names: &[&str]) -> Option<usize> {
-        names
-            .iter()
-            .try_fold(start, |node, name| self.child(node, ns, name))
-    }
-
     /// The text directly inside an element, entities resolved, untrimmed.
     pub fn raw_text(&self, index: usize) -> &str {
         match self.nodes[index].text {
@@ -559,7 +551,8 @@ mod tests {
         assert_eq!(names(&tree, Tree::ROOT), ["a", "b"]);
         let a = tree.child(Tree::ROOT, "", "a").expect("a");
         assert_eq!(names(&tree, a), ["x", "y"]);
-        assert_eq!(tree.path(Tree::ROOT, "", &["a", "y", "z"]), Some(4));
+        let y = tree.child(a, "", "y").expect("y");
+        assert_eq!(tree.child(y, "", "z"), Some(4));
     }
 
     #[test]
