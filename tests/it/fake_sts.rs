@@ -21,6 +21,8 @@ pub struct State {
     pub refuse: Option<(u16, String)>,
     /// Every request body received, in order.
     pub requests: Vec<serde_json::Value>,
+    /// Every assertion issued (decoded XML), in order.
+    pub issued: Vec<String>,
 }
 
 pub struct FakeSts {
@@ -172,6 +174,7 @@ async fn serve(
                     + chrono::Duration::from_std(state.lifetime).expect("lifetime");
                 let cvr = body["Anvenderkontekst"]["Cvr"].as_str().unwrap_or("");
                 let xml = assertion(cvr, &expires.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+                state.issued.push(xml.clone());
                 (
                     200,
                     serde_json::json!({

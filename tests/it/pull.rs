@@ -666,3 +666,142 @@ fn daemon_runs_passes_on_schedule_and_stops_on_sigterm() {
     assert!(stderr.contains("daemon stopped"), "{stderr}");
     assert_eq!(broker.depth(&queue), 0);
 }
+
+#[test]
+fn sigterm_commits_acknowledges_and_exits_cleanly() {
+    let broker = broker::shared();
+    let sts = FakeSts::start(Duration::from_secs(3600));
+    let queue = queue_name();
+    broker.fill(&queue, envelopes(0x1f1, 8000));
+    let install = Install::new(&pull_config(
+        broker,
+        &sts,
+        &[("status", &queue)],
+        "client",
+        "batch_size = 100\nprefetch = 100\n",
+    ));
+    let mut child = spawn_sync(&install);
+    wait_for_commits(&install, 1, &mut child);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().expect("sync ends");
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 130, "{stdout}{stderr}");
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    let db = install.db();
+    let stored: i64 = value(&db, "SELECT count(*) FROM message");
+    assert!(stored > 0 && stored < 8000, "{stored}");
+    // Everything stored was acknowledged, nothing else was.
+    assert_eq!(broker.depth(&queue) as i64, 8000 - stored);
+    assert_eq!(
+        value::<String>(&db, "SELECT run_status FROM cursor"),
+        "interrupted"
+    );
+    drop(db);
+    let (code, stdout, _) = outcome(&install.run(&["sync"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} new, 0 duplicates", 8000 - stored)),
+        "{stdout}"
+    );
+}
+
+/// The SASL EXTERNAL response on the wire is exactly the decoded assertion from the STS. The
+/// test broker ignores it, so a small fake AMQP server reads the protocol header and
+/// `Connection.StartOk` off the TLS connection instead.
+#[test]
+fn external_response_on_the_wire_is_the_assertion() {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let certs = certs();
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls::pki_types::CertificateDer::pem_file_iter(certs.path("server.pem"))
+            .expect("cert")
+            .collect::<Result<_, _>>()
+            .expect("cert");
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_file(certs.path("server.key")).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let (seen_sender, seen) = std::sync::mpsc::channel::<(Vec<u8>, String, Vec<u8>)>();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let (stream, _) = listener.accept().await.expect("accept");
+                let mut stream = acceptor.accept(stream).await.expect("tls");
+                let mut header = [0u8; 8];
+                stream
+                    .read_exact(&mut header)
+                    .await
+                    .expect("protocol header");
+                // Connection.Start: version 0-9, no server properties, mechanisms, locales.
+                let mut payload = vec![0, 10, 0, 10, 0, 9, 0, 0, 0, 0];
+                for text in ["EXTERNAL PLAIN", "en_US"] {
+                    payload.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                    payload.extend_from_slice(text.as_bytes());
+                }
+                let mut frame = vec![1, 0, 0];
+                frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+                frame.extend_from_slice(&payload);
+                frame.push(0xCE);
+                stream.write_all(&frame).await.expect("send Start");
+                // Connection.StartOk: properties table, mechanism, response, locale.
+                let mut head = [0u8; 7];
+                stream.read_exact(&mut head).await.expect("frame header");
+                let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
+                let mut body = vec![0u8; size + 1];
+                stream.read_exact(&mut body).await.expect("frame body");
+                let mut at = 4; // class and method
+                let table = u32::from_be_bytes(body[at..at + 4].try_into().expect("4")) as usize;
+                at += 4 + table;
+                let mechanism_len = body[at] as usize;
+                let mechanism =
+                    String::from_utf8_lossy(&body[at + 1..at + 1 + mechanism_len]).into_owned();
+                at += 1 + mechanism_len;
+                let response_len =
+                    u32::from_be_bytes(body[at..at + 4].try_into().expect("4")) as usize;
+                let response = body[at + 4..at + 4 + response_len].to_vec();
+                let _ = seen_sender.send((header.to_vec(), mechanism, response));
+            });
+    });
+
+    let broker = broker::shared();
+    let sts = FakeSts::start(Duration::from_secs(3600));
+    let config = pull_config(
+        broker,
+        &sts,
+        &[("status", &queue_name())],
+        "client",
+        "retries = 0\n",
+    )
+    .replace(&broker.url(), &format!("amqps://localhost:{port}/BF"));
+    let install = Install::new(&config);
+    let (code, stdout, _) = outcome(&install.run(&["sync"]));
+    assert_eq!(
+        code, 4,
+        "the fake server never completes the login: {stdout}"
+    );
+    let (header, mechanism, response) = seen
+        .recv_timeout(Duration::from_secs(30))
+        .expect("StartOk seen");
+    assert_eq!(header, b"AMQP\x00\x00\x09\x01");
+    assert_eq!(mechanism, "EXTERNAL");
+    let issued = sts.state.lock().expect("lock").issued.clone();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(String::from_utf8(response).expect("UTF-8"), issued[0]);
+}
