@@ -20,10 +20,13 @@ use crate::xml;
 
 const SAML_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 
-/// A SAML assertion and when it stops being valid.
+/// A SAML assertion, when it stops being valid, and when to renew it.
 pub struct Token {
     assertion: Vec<u8>,
     pub not_on_or_after: DateTime<Utc>,
+    /// `refresh_before_seconds` ahead of expiry, but never before half the token's life has
+    /// passed, so a short-lived token is not renewed in a loop.
+    pub renew_at: DateTime<Utc>,
 }
 
 impl std::fmt::Debug for Token {
@@ -115,12 +118,22 @@ impl TokenClient {
     /// A token for `cvr` valid for at least the refresh margin: cached, or freshly requested.
     pub async fn token(&self, cvr: &str) -> Result<Arc<Token>, StsError> {
         let mut cache = self.cache.lock().await;
+        let now = Utc::now();
         if let Some(token) = cache.get(cvr)
-            && token.not_on_or_after - self.refresh_before > Utc::now()
+            && token.renew_at > now
         {
             return Ok(token.clone());
         }
-        let token = Arc::new(self.request(cvr).await?);
+        let mut token = self.request(cvr).await?;
+        let lifetime = token.not_on_or_after - now;
+        if lifetime <= chrono::Duration::zero() {
+            return Err(StsError::BadResponse(format!(
+                "the token expired on issue (NotOnOrAfter {}); check this machine's clock",
+                time::format_utc(token.not_on_or_after)
+            )));
+        }
+        token.renew_at = token.not_on_or_after - self.refresh_before.min(lifetime / 2);
+        let token = Arc::new(token);
         tracing::info!(
             cvr,
             expires = %time::format_utc(token.not_on_or_after),
@@ -213,6 +226,7 @@ pub fn parse_response(body: &[u8]) -> Result<Token, StsError> {
     Ok(Token {
         assertion,
         not_on_or_after,
+        renew_at: not_on_or_after,
     })
 }
 

@@ -398,8 +398,7 @@ impl FeedRun<'_> {
             })?;
         let flush_interval = Duration::from_millis(tuning.flush_interval_ms);
         let drain_check = Duration::from_millis(tuning.drain_check_ms);
-        let renew_at = token.not_on_or_after
-            - chrono::Duration::seconds(self.puller.pull.sts.refresh_before_seconds as i64);
+        let renew_at = token.renew_at;
         let mut held = Held {
             items: Vec::with_capacity(tuning.batch_size),
             last_tag: 0,

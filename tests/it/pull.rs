@@ -402,17 +402,8 @@ fn token_expiring_mid_run_is_renewed() {
         "client",
         "drain_check_ms = 2500\n",
     ));
-    std::fs::write(
-        install.config(),
-        std::fs::read_to_string(install.config())
-            .expect("config")
-            .replacen(
-                "entity_id = ",
-                "refresh_before_seconds = 2\nentity_id = ",
-                1,
-            ),
-    )
-    .expect("config");
+    // The default refresh_before_seconds (120) is longer than these tokens live: they are
+    // renewed at half their life instead of in a loop.
     // Keep messages coming for about 6 s, longer than a token lives.
     let child = spawn_sync(&install);
     for round in 0..12 {
@@ -426,11 +417,8 @@ fn token_expiring_mid_run_is_renewed() {
         value::<i64>(&install.db(), "SELECT count(*) FROM message"),
         70
     );
-    assert!(
-        sts.requests().len() >= 2,
-        "tokens: {}",
-        sts.requests().len()
-    );
+    let tokens = sts.requests().len();
+    assert!((2..=8).contains(&tokens), "tokens requested: {tokens}");
     assert!(stderr.contains("token about to expire"), "{stderr}");
     assert_eq!(broker.depth(&queue), 0);
 }
