@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod envelope;
+pub mod exit;
 pub mod import;
 pub mod mask;
 pub mod message;

@@ -9,17 +9,7 @@ use clap::Parser;
 use beskedhent::cli::{Cli, Command};
 use beskedhent::config::Config;
 use beskedhent::store::Store;
-use beskedhent::{check, import, schedule, status, sync};
-
-/// Exit codes, documented in the README.
-mod exit {
-    /// Everything asked for was done.
-    pub const OK: u8 = 0;
-    /// The command could not do its job (configuration, database, unreadable input, ...).
-    pub const ERROR: u8 = 1;
-    /// The command completed, but some messages were refused and kept in `rejected`.
-    pub const REJECTED: u8 = 3;
-}
+use beskedhent::{check, exit, import, schedule, status, sync};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

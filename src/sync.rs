@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use crate::amqp::{self, AmqpError, Session};
 use crate::config::{Config, FeedConfig, PullConfig, SyncConfig};
 use crate::credentials::Credentials;
+use crate::exit;
 use crate::mask::mask_cpr_in;
 use crate::message::Decoder;
 use crate::store::{Counts, Incoming, Outcome, Raw, RunStatus, Store};
@@ -86,15 +87,6 @@ pub struct FeedReport {
 pub struct RunReport {
     pub feeds: Vec<FeedReport>,
     pub elapsed: Duration,
-}
-
-/// Exit codes of `sync` (and of a `daemon` pass in its log), documented in the README.
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const REJECTED: u8 = 3;
-    pub const FEED_FAILED: u8 = 4;
-    pub const LOCKED: u8 = 5;
-    pub const INTERRUPTED: u8 = 130;
 }
 
 impl RunReport {
