@@ -1,5 +1,5 @@
-//! Process exit codes, documented in the README. With several outcomes in one run, the
-//! highest of `FEED_FAILED`, `LOCKED`, `INTERRUPTED`, `REJECTED` wins.
+//! Process exit codes, documented in the README. With several outcomes in one run, the first
+//! that applies in the order `FEED_FAILED`, `LOCKED`, `INTERRUPTED`, `REJECTED` is the code.
 
 /// Everything asked for was done.
 pub const OK: u8 = 0;
