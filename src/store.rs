@@ -272,49 +272,35 @@ impl Store {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut counts = Counts::default();
         let mut last: Option<(i64, &str)> = None;
-        {
-            let mut insert_message = tx.prepare_cached(
-                "INSERT INTO message (besked_id, beskedtype, kind, source, received_at, created_at,
-                     transaktions_id, producer_uuid, origin, envelope)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (besked_id) DO NOTHING",
-            )?;
-            for item in batch {
-                let outcome = match &item.decoded {
-                    Ok(message) => {
-                        let Raw::Bytes(bytes) = &item.raw else {
-                            bail!("a decoded message must arrive as bytes");
-                        };
-                        let inserted = insert_message.execute(params![
-                            message.besked_id,
-                            message.beskedtype,
-                            message.kind.as_str(),
-                            source,
-                            received_at,
-                            message.created_at,
-                            message.transaktions_id,
-                            message.producer_uuid,
-                            item.origin,
-                            bytes,
-                        ])?;
-                        if inserted == 1 {
-                            let seq = tx.last_insert_rowid();
-                            insert_detail(&tx, seq, message)?;
+        for item in batch {
+            let outcome = match &item.decoded {
+                Ok(message) => {
+                    let Raw::Bytes(bytes) = &item.raw else {
+                        bail!("a decoded message must arrive as bytes");
+                    };
+                    match insert_message(
+                        &tx,
+                        message,
+                        source,
+                        received_at,
+                        Some(&item.origin),
+                        bytes,
+                    )? {
+                        Some(seq) => {
                             last = Some((seq, &message.besked_id));
                             Outcome::New
-                        } else {
-                            Outcome::Duplicate
                         }
+                        None => Outcome::Duplicate,
                     }
-                    Err(rejection) => insert_rejected(&tx, source, received_at, item, rejection)?,
-                };
-                match outcome {
-                    Outcome::New => counts.new += 1,
-                    Outcome::Duplicate => counts.duplicates += 1,
-                    Outcome::Rejected => counts.rejected += 1,
                 }
-                outcomes.push(outcome);
+                Err(rejection) => insert_rejected(&tx, source, received_at, item, rejection)?,
+            };
+            match outcome {
+                Outcome::New => counts.new += 1,
+                Outcome::Duplicate => counts.duplicates += 1,
+                Outcome::Rejected => counts.rejected += 1,
             }
+            outcomes.push(outcome);
         }
         tx.execute(
             "INSERT INTO cursor (source, last_seq, last_besked_id, last_received_at, messages,
@@ -379,29 +365,15 @@ impl Store {
             for (id, source, received_at, origin, raw) in rows {
                 match decode(&raw) {
                     Ok(message) => {
-                        let inserted = tx
-                            .prepare_cached(
-                                "INSERT INTO message (besked_id, beskedtype, kind, source,
-                                     received_at, created_at, transaktions_id, producer_uuid,
-                                     origin, envelope)
-                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                                 ON CONFLICT (besked_id) DO NOTHING",
-                            )?
-                            .execute(params![
-                                message.besked_id,
-                                message.beskedtype,
-                                message.kind.as_str(),
-                                source,
-                                received_at,
-                                message.created_at,
-                                message.transaktions_id,
-                                message.producer_uuid,
-                                origin,
-                                raw,
-                            ])?;
-                        let seq = if inserted == 1 {
-                            let seq = tx.last_insert_rowid();
-                            insert_detail(&tx, seq, &message)?;
+                        let inserted = insert_message(
+                            &tx,
+                            &message,
+                            &source,
+                            &received_at,
+                            origin.as_deref(),
+                            &raw,
+                        )?;
+                        let seq = if let Some(seq) = inserted {
                             summary.taken_in += 1;
                             seq
                         } else {
@@ -551,6 +523,42 @@ pub struct TableCounts {
     pub rejected: i64,
     pub print_status: i64,
     pub registration: i64,
+}
+
+/// Inserts a message and its derived rows; `None` when its BeskedId is already stored.
+fn insert_message(
+    tx: &rusqlite::Transaction<'_>,
+    message: &Message,
+    source: &str,
+    received_at: &str,
+    origin: Option<&str>,
+    envelope: &[u8],
+) -> Result<Option<i64>> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO message (besked_id, beskedtype, kind, source, received_at, created_at,
+                 transaktions_id, producer_uuid, origin, envelope)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (besked_id) DO NOTHING",
+        )?
+        .execute(params![
+            message.besked_id,
+            message.beskedtype,
+            message.kind.as_str(),
+            source,
+            received_at,
+            message.created_at,
+            message.transaktions_id,
+            message.producer_uuid,
+            origin,
+            envelope,
+        ])?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    let seq = tx.last_insert_rowid();
+    insert_detail(tx, seq, message)?;
+    Ok(Some(seq))
 }
 
 fn insert_detail(tx: &rusqlite::Transaction<'_>, seq: i64, message: &Message) -> Result<()> {
