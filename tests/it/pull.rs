@@ -793,3 +793,37 @@ fn external_response_on_the_wire_is_the_assertion() {
     assert_eq!(issued.len(), 1);
     assert_eq!(String::from_utf8(response).expect("UTF-8"), issued[0]);
 }
+
+#[test]
+fn a_broker_that_stays_away_ends_the_feed_after_the_retries() {
+    let broker = broker::shared();
+    let sts = FakeSts::start(Duration::from_secs(3600));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let config = pull_config(
+        broker,
+        &sts,
+        &[("status", &queue_name())],
+        "client",
+        "retries = 2\n",
+    )
+    .replace(&broker.url(), &format!("amqps://localhost:{closed}/BF"));
+    let install = Install::new(&config);
+    let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("FAILED:") && stdout.contains("gave up after 2 reconnects"),
+        "{stdout}"
+    );
+    assert_eq!(stderr.matches("reconnecting in").count(), 2, "{stderr}");
+    assert_eq!(
+        rows(
+            &install.db(),
+            "SELECT run_status, run_error IS NOT NULL FROM cursor"
+        ),
+        ["failed|1"]
+    );
+}
