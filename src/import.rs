@@ -189,11 +189,10 @@ fn read_chunks(
     results: SyncSender<Vec<Incoming>>,
 ) -> u64 {
     let mut unreadable = 0;
-    let mut buffer = Vec::new();
     for chunk in chunks {
         let mut decoded = Vec::with_capacity(chunk.len());
         for path in chunk {
-            match read_file(decoder, &path, &mut buffer) {
+            match read_file(decoder, &path) {
                 Ok(item) => decoded.push(item),
                 Err(error) => {
                     tracing::error!(file = %path.display(), "cannot read: {error}; fix it and import it again");
@@ -210,15 +209,15 @@ fn read_chunks(
 
 /// Reads and decodes one file. A file over the size limit is not read whole: only its start is
 /// searched for the besked id, and the store streams it into its `rejected` row.
-fn read_file(decoder: &Decoder, path: &Path, buffer: &mut Vec<u8>) -> std::io::Result<Incoming> {
+fn read_file(decoder: &Decoder, path: &Path) -> std::io::Result<Incoming> {
     let limit = decoder.max_message_bytes as u64;
     let origin = path.display().to_string();
     let mut file = fs::File::open(path)?;
-    buffer.clear();
-    (&mut file).take(limit + 1).read_to_end(buffer)?;
-    if buffer.len() as u64 > limit {
+    let mut bytes = Vec::with_capacity(8192);
+    (&mut file).take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
         let len = file.metadata()?.len();
-        let head = &buffer[..buffer.len().min(SNIFF_BYTES)];
+        let head = &bytes[..bytes.len().min(SNIFF_BYTES)];
         return Ok(Incoming {
             raw: Raw::File {
                 path: path.to_path_buf(),
@@ -231,7 +230,6 @@ fn read_file(decoder: &Decoder, path: &Path, buffer: &mut Vec<u8>) -> std::io::R
             }),
         });
     }
-    let bytes = buffer.clone();
     let decoded = decoder.decode(&bytes);
     Ok(Incoming {
         raw: Raw::Bytes(bytes),

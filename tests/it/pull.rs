@@ -76,6 +76,37 @@ fn with_defaults(sync: &str) -> String {
     text
 }
 
+/// The usual set-up: the shared broker, a fake STS, one `status` feed whose queue holds
+/// `bodies`, and an installation that pulls it with the client certificate.
+struct PullTest {
+    broker: &'static Broker,
+    sts: FakeSts,
+    queue: String,
+    install: Install,
+}
+
+impl PullTest {
+    fn new(bodies: Vec<Vec<u8>>, sync: &str) -> PullTest {
+        let broker = broker::shared();
+        let sts = FakeSts::start(Duration::from_secs(3600));
+        let queue = queue_name();
+        broker.fill(&queue, bodies);
+        let install = Install::new(&pull_config(
+            broker,
+            &sts,
+            &[("status", &queue)],
+            "client",
+            sync,
+        ));
+        PullTest {
+            broker,
+            sts,
+            queue,
+            install,
+        }
+    }
+}
+
 /// `count` realistic status envelopes with fresh ids.
 fn envelopes(prefix: u32, count: u64) -> Vec<Vec<u8>> {
     (0..count)
@@ -329,17 +360,12 @@ fn prefetch_of_one_still_drains_promptly() {
 
 #[test]
 fn sync_killed_mid_run_loses_and_doubles_nothing() {
-    let broker = broker::shared();
-    let sts = FakeSts::start(Duration::from_secs(3600));
-    let queue = queue_name();
-    broker.fill(&queue, envelopes(0x71, 6000));
-    let install = Install::new(&pull_config(
+    let PullTest {
         broker,
-        &sts,
-        &[("status", &queue)],
-        "client",
-        "batch_size = 200\n",
-    ));
+        sts: _sts,
+        queue,
+        install,
+    } = PullTest::new(envelopes(0x71, 6000), "batch_size = 200\n");
     let mut child = spawn_sync(&install);
     wait_for_commits(&install, 1, &mut child);
     child.kill().expect("kill -9");
@@ -425,17 +451,12 @@ fn token_expiring_mid_run_is_renewed() {
 
 #[test]
 fn two_runs_never_pull_the_same_feed() {
-    let broker = broker::shared();
-    let sts = FakeSts::start(Duration::from_secs(3600));
-    let queue = queue_name();
-    broker.fill(&queue, envelopes(0xb1, 3000));
-    let install = Install::new(&pull_config(
+    let PullTest {
         broker,
-        &sts,
-        &[("status", &queue)],
-        "client",
-        "",
-    ));
+        sts: _sts,
+        queue,
+        install,
+    } = PullTest::new(envelopes(0xb1, 3000), "");
     install.run(&["init"]);
 
     // While another holder has the feed's lock, a run leaves the feed alone and says why.
@@ -569,17 +590,12 @@ fn refusals_are_clear_and_acknowledge_nothing() {
 
 #[test]
 fn check_reports_a_working_setup_without_consuming() {
-    let broker = broker::shared();
-    let sts = FakeSts::start(Duration::from_secs(3600));
-    let queue = queue_name();
-    broker.fill(&queue, envelopes(0xd1, 3));
-    let install = Install::new(&pull_config(
+    let PullTest {
         broker,
-        &sts,
-        &[("status", &queue)],
-        "client",
-        "",
-    ));
+        sts: _sts,
+        queue,
+        install,
+    } = PullTest::new(envelopes(0xd1, 3), "");
     let (code, stdout, stderr) = outcome(&install.run(&["check"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("ok    certificate and key"), "{stdout}");
@@ -657,17 +673,12 @@ fn daemon_runs_passes_on_schedule_and_stops_on_sigterm() {
 
 #[test]
 fn sigterm_commits_acknowledges_and_exits_cleanly() {
-    let broker = broker::shared();
-    let sts = FakeSts::start(Duration::from_secs(3600));
-    let queue = queue_name();
-    broker.fill(&queue, envelopes(0x1f1, 8000));
-    let install = Install::new(&pull_config(
+    let PullTest {
         broker,
-        &sts,
-        &[("status", &queue)],
-        "client",
-        "batch_size = 100\nprefetch = 100\n",
-    ));
+        sts: _sts,
+        queue,
+        install,
+    } = PullTest::new(envelopes(0x1f1, 8000), "batch_size = 100\nprefetch = 100\n");
     let mut child = spawn_sync(&install);
     wait_for_commits(&install, 1, &mut child);
     // SAFETY: signalling our own child.
