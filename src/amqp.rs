@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::config::AmqpConfig;
 use crate::credentials::Credentials;
+use crate::net::Problem;
 use crate::sts::{Token, error_chain};
 
 /// SASL `EXTERNAL` whose response is the decoded SAML assertion (UTF-8 XML), as the
@@ -44,39 +45,109 @@ impl AuthProvider for AssertionAuth {
     }
 }
 
-/// Why talking to the broker failed.
+/// Why talking to the broker failed. Told apart by the broker's reply code and the error's
+/// type, never by its text.
 #[derive(Debug, Error)]
 pub enum AmqpError {
     /// The broker refused the login: the token (or, for the test broker, the certificate).
-    #[error("the broker refused the login: {0}")]
-    LoginRefused(String),
-    /// The queue does not exist or may not be read.
+    #[error("the broker at {endpoint} refused the login: {detail}")]
+    LoginRefused { endpoint: String, detail: String },
+    /// The broker says the queue does not exist.
+    #[error("the broker says queue `{queue}` does not exist: {detail}")]
+    QueueMissing { queue: String, detail: String },
+    /// The queue may not be read with this login.
     #[error("the broker refused access to queue `{queue}`: {detail}")]
     QueueRefused { queue: String, detail: String },
-    /// Anything else: network, TLS, broker gone away. Worth a reconnect.
-    #[error("{0}")]
-    Transport(String),
+    /// Network, TLS, a broker gone away: worth a reconnect, unless `problem` says otherwise.
+    #[error("{detail}")]
+    Transport {
+        endpoint: String,
+        problem: Problem,
+        detail: String,
+    },
 }
 
 impl AmqpError {
-    fn from_lapin(error: &lapin::Error) -> AmqpError {
-        let text = error_chain(error);
-        if text.contains("ACCESS_REFUSED") || text.contains("access refused") {
-            AmqpError::LoginRefused(text)
-        } else {
-            AmqpError::Transport(text)
+    fn reply_code(error: &lapin::Error) -> Option<u16> {
+        match error.kind() {
+            lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+            _ => None,
         }
     }
 
-    fn for_queue(error: &lapin::Error, queue: &str) -> AmqpError {
-        let text = error_chain(error);
-        if text.contains("NOT_FOUND") || text.contains("ACCESS_REFUSED") {
-            AmqpError::QueueRefused {
+    fn connecting(error: &lapin::Error, endpoint: &str) -> AmqpError {
+        let detail = error_chain(error);
+        match Self::reply_code(error) {
+            Some(403) => AmqpError::LoginRefused {
+                endpoint: endpoint.to_owned(),
+                detail,
+            },
+            _ => AmqpError::Transport {
+                endpoint: endpoint.to_owned(),
+                problem: crate::net::classify(error),
+                detail: format!("cannot connect to the broker at {endpoint}: {detail}"),
+            },
+        }
+    }
+
+    fn lost(error: &lapin::Error, endpoint: &str) -> AmqpError {
+        AmqpError::Transport {
+            endpoint: endpoint.to_owned(),
+            problem: crate::net::classify(error),
+            detail: format!("lost the broker at {endpoint}: {}", error_chain(error)),
+        }
+    }
+
+    fn for_queue(error: &lapin::Error, queue: &str, endpoint: &str) -> AmqpError {
+        let detail = error_chain(error);
+        match Self::reply_code(error) {
+            Some(404) => AmqpError::QueueMissing {
                 queue: queue.to_owned(),
-                detail: text,
+                detail,
+            },
+            Some(403) => AmqpError::QueueRefused {
+                queue: queue.to_owned(),
+                detail,
+            },
+            _ => Self::lost(error, endpoint),
+        }
+    }
+
+    /// What to do about it, for the operator.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            AmqpError::LoginRefused { .. } => {
+                "check that the certificate's organisation has a service agreement for this dueslag"
             }
-        } else {
-            AmqpError::Transport(text)
+            AmqpError::QueueMissing { .. } | AmqpError::QueueRefused { .. } => {
+                "check `dueslag` of the feed"
+            }
+            AmqpError::Transport { problem, .. } => match problem {
+                Problem::Dns => {
+                    "the host name does not resolve: check the host in `amqp.url` and this machine's DNS"
+                }
+                Problem::Refused => {
+                    "nothing accepts connections there: check the host and port in `amqp.url` and the firewall"
+                }
+                Problem::Timeout => {
+                    "no answer in time: check `amqp.url`, the firewall, or raise `amqp.connect_timeout_seconds`"
+                }
+                Problem::Certificate => {
+                    "the broker's certificate is not trusted or TLS failed: check `amqp.ca_file` and `amqp.client_certificate`"
+                }
+                Problem::Other => "check the network; a run retries `sync.retries` times",
+            },
+        }
+    }
+
+    /// True when trying again cannot help within this run.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            AmqpError::QueueMissing { .. } | AmqpError::QueueRefused { .. } => true,
+            AmqpError::Transport { problem, .. } => {
+                matches!(problem, Problem::Dns | Problem::Certificate)
+            }
+            AmqpError::LoginRefused { .. } => false,
         }
     }
 }
@@ -85,6 +156,8 @@ impl AmqpError {
 pub struct Session {
     connection: Connection,
     pub channel: Channel,
+    /// `host:port`, for messages.
+    pub endpoint: String,
 }
 
 /// Connects and logs in with `token`.
@@ -94,10 +167,16 @@ pub async fn connect(
     token: &Token,
     name: &str,
 ) -> Result<Session, AmqpError> {
+    let transport = |endpoint: &str, problem, detail: String| AmqpError::Transport {
+        endpoint: endpoint.to_owned(),
+        problem,
+        detail,
+    };
     let mut uri: AMQPUri = config
         .url
         .parse()
-        .map_err(|error: String| AmqpError::Transport(format!("`amqp.url`: {error}")))?;
+        .map_err(|error: String| transport("-", Problem::Other, format!("`amqp.url`: {error}")))?;
+    let endpoint = format!("{}:{}", uri.authority.host, uri.authority.port);
     uri.query.heartbeat = Some(config.heartbeat_seconds);
     let tls = OwnedTLSConfig {
         identity: config.client_certificate.then(|| OwnedIdentity::PKCS8 {
@@ -106,18 +185,27 @@ pub async fn connect(
         }),
         cert_chain: match &config.ca_file {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|error| {
-                AmqpError::Transport(format!(
-                    "cannot read `amqp.ca_file` `{}`: {error}",
-                    path.display()
-                ))
+                transport(
+                    &endpoint,
+                    Problem::Certificate,
+                    format!("cannot read `amqp.ca_file` `{}`: {error}", path.display()),
+                )
             })?),
             None => None,
         },
     };
+    if !crate::net::resolves(&uri.authority.host, uri.authority.port).await {
+        return Err(transport(
+            &endpoint,
+            Problem::Dns,
+            format!("cannot resolve the broker's host `{}`", uri.authority.host),
+        ));
+    }
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("beskedhent {name}").into())
         .with_auth_provider(AssertionAuth::new(token));
-    let runtime = lapin::runtime::default_runtime().map_err(|e| AmqpError::from_lapin(&e))?;
+    let runtime = lapin::runtime::default_runtime()
+        .map_err(|error| AmqpError::connecting(&error, &endpoint))?;
     let connecting = Connection::connect_uri_with_config(uri, properties, tls, runtime);
     let connection = tokio::time::timeout(
         Duration::from_secs(config.connect_timeout_seconds),
@@ -125,20 +213,24 @@ pub async fn connect(
     )
     .await
     .map_err(|_| {
-        AmqpError::Transport(format!(
-            "no answer from {} within {} s",
-            redact_url(&config.url),
-            config.connect_timeout_seconds
-        ))
+        transport(
+            &endpoint,
+            Problem::Timeout,
+            format!(
+                "no answer from the broker at {endpoint} within {} s",
+                config.connect_timeout_seconds
+            ),
+        )
     })?
-    .map_err(|error| AmqpError::from_lapin(&error))?;
+    .map_err(|error| AmqpError::connecting(&error, &endpoint))?;
     let channel = connection
         .create_channel()
         .await
-        .map_err(|error| AmqpError::from_lapin(&error))?;
+        .map_err(|error| AmqpError::connecting(&error, &endpoint))?;
     Ok(Session {
         connection,
         channel,
+        endpoint,
     })
 }
 
@@ -148,7 +240,7 @@ impl Session {
         self.channel
             .basic_qos(prefetch, BasicQosOptions::default())
             .await
-            .map_err(|error| AmqpError::from_lapin(&error))?;
+            .map_err(|error| AmqpError::lost(&error, &self.endpoint))?;
         self.channel
             .basic_consume(
                 queue.into(),
@@ -157,7 +249,7 @@ impl Session {
                 FieldTable::default(),
             )
             .await
-            .map_err(|error| AmqpError::for_queue(&error, queue))
+            .map_err(|error| AmqpError::for_queue(&error, queue, &self.endpoint))
     }
 
     /// One `basic.get`: `None` means the queue is empty.
@@ -166,7 +258,7 @@ impl Session {
             .basic_get(queue.into(), BasicGetOptions::default())
             .await
             .map(|message| message.map(|m| m.delivery))
-            .map_err(|error| AmqpError::for_queue(&error, queue))
+            .map_err(|error| AmqpError::for_queue(&error, queue, &self.endpoint))
     }
 
     /// Checks that `queue` exists without declaring or consuming it (a passive declare);
@@ -180,7 +272,7 @@ impl Session {
             .queue_declare(queue.into(), options, FieldTable::default())
             .await
             .map(|declared| declared.message_count())
-            .map_err(|error| AmqpError::for_queue(&error, queue))
+            .map_err(|error| AmqpError::for_queue(&error, queue, &self.endpoint))
     }
 
     /// Acknowledges every delivery up to and including `delivery_tag`.
@@ -188,7 +280,7 @@ impl Session {
         self.channel
             .basic_ack(delivery_tag, BasicAckOptions { multiple: true })
             .await
-            .map_err(|error| AmqpError::from_lapin(&error))
+            .map_err(|error| AmqpError::lost(&error, &self.endpoint))
     }
 
     /// Closes politely; deliveries not acknowledged go back to the queue.

@@ -2,14 +2,14 @@
 //! the certificate (readable, matches its key, valid, days left), a token from the STS, and the
 //! AMQP login and queue of every feed. Says what is wrong and how to fix it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
 
-use crate::amqp;
+use crate::amqp::{self, AmqpError};
 use crate::config::Config;
 use crate::credentials::Credentials;
-use crate::mask::mask_cpr_in;
+use crate::logging::safe_line;
 use crate::sts::TokenClient;
 use crate::time;
 
@@ -23,14 +23,14 @@ struct Findings {
 
 impl Findings {
     fn ok(&self, what: impl AsRef<str>) {
-        println!("ok    {}", what.as_ref());
+        println!("ok    {}", safe_line(what.as_ref()));
     }
     fn warn(&self, what: impl AsRef<str>) {
-        println!("WARN  {}", mask_cpr_in(what.as_ref()));
+        println!("WARN  {}", safe_line(what.as_ref()));
     }
     fn fail(&mut self, what: impl AsRef<str>) {
         self.failed = true;
-        println!("FAIL  {}", mask_cpr_in(what.as_ref()));
+        println!("FAIL  {}", safe_line(what.as_ref()));
     }
 }
 
@@ -91,47 +91,54 @@ pub async fn check(config: &Config) -> bool {
         .iter()
         .map(|feed| feed.cvr.clone().unwrap_or_else(|| pull.sts.cvr.clone()))
         .collect();
+    // One request per CVR: a failure is reported once, not again for every feed.
+    let mut tokens = BTreeMap::new();
     for cvr in &cvrs {
         match sts.token(cvr).await {
-            Ok(token) => findings.ok(format!(
-                "token from {} for CVR {cvr}, valid until {}",
-                pull.sts.url,
-                time::format_utc(token.not_on_or_after)
-            )),
+            Ok(token) => {
+                findings.ok(format!(
+                    "token from {} for CVR {cvr}, valid until {}",
+                    pull.sts.url,
+                    time::format_utc(token.not_on_or_after)
+                ));
+                tokens.insert(cvr.clone(), token);
+            }
             Err(error) => findings.fail(format!(
-                "token for CVR {cvr}: {error}; check `sts.url`, `sts.entity_id`, and that the certificate is registered for this CVR in KOMBIT's administration"
+                "token for CVR {cvr}: {error}; {}",
+                error.hint(&pull.sts)
             )),
         }
     }
 
     for feed in &pull.feeds {
         let cvr = feed.cvr.clone().unwrap_or_else(|| pull.sts.cvr.clone());
-        let Ok(token) = sts.token(&cvr).await else {
+        let Some(token) = tokens.get(&cvr) else {
             continue;
         };
-        match amqp::connect(&pull.amqp, &credentials, &token, &feed.name).await {
+        let broker = amqp::redact_url(&pull.amqp.url);
+        match amqp::connect(&pull.amqp, &credentials, token, &feed.name).await {
             Ok(session) => {
-                findings.ok(format!(
-                    "AMQP login to {} for feed `{}`",
-                    amqp::redact_url(&pull.amqp.url),
-                    feed.name
-                ));
+                findings.ok(format!("AMQP login to {broker} for feed `{}`", feed.name));
                 match session.queue_exists(&feed.dueslag).await {
                     Ok(count) => findings.ok(format!(
                         "queue `{}` of feed `{}` exists ({count} messages waiting)",
                         feed.dueslag, feed.name
                     )),
+                    Err(error @ AmqpError::QueueMissing { .. }) => findings.fail(format!(
+                        "feed `{}`: {error}; check `dueslag` (the queue's UUID from the Beskedfordeler's administration)",
+                        feed.name
+                    )),
                     Err(error) => findings.warn(format!(
-                        "could not confirm queue `{}` of feed `{}` ({error}); the service may not allow the check, `sync` will tell",
+                        "could not confirm queue `{}` of feed `{}` ({error}); the service may not allow the check, `sync` will tell. If `sync` is refused consuming, try `[sync] fetch = \"get\"`",
                         feed.dueslag, feed.name
                     )),
                 }
                 session.close().await;
             }
             Err(error) => findings.fail(format!(
-                "AMQP login to {} for feed `{}`: {error}; check `amqp.url`, `amqp.ca_file` and `amqp.client_certificate`",
-                amqp::redact_url(&pull.amqp.url),
-                feed.name
+                "AMQP login to {broker} for feed `{}`: {error}; {}",
+                feed.name,
+                error.hint()
             )),
         }
     }

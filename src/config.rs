@@ -12,8 +12,12 @@ use crate::message::Decoder;
 use crate::payload::post_status;
 use crate::payload::registration::{Channel, RegistrationType};
 
-/// Default for `max_message_bytes`: 10 MiB.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
+/// Default for `max_message_bytes`: 1 MiB (real envelopes are a few KB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Largest allowed `max_message_bytes`: 64 MiB. Memory use is bounded by a small multiple of
+/// it, and a refused message is kept whole up to a larger size anyway.
+pub const MAX_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +133,19 @@ pub struct SyncConfig {
     /// First wait before reconnecting; doubles each time, up to 30 s.
     #[serde(default = "default_retry_backoff")]
     pub retry_backoff_ms: u64,
+    /// How deliveries are fetched: `consume` (the broker pushes, fast) or `get` (one
+    /// `basic.get` per message, as other Beskedfordeler clients do).
+    #[serde(default)]
+    pub fetch: Fetch,
+}
+
+/// `[sync] fetch`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fetch {
+    #[default]
+    Consume,
+    Get,
 }
 
 impl Default for SyncConfig {
@@ -142,6 +159,7 @@ impl Default for SyncConfig {
             max_seconds: 0,
             retries: default_retries(),
             retry_backoff_ms: default_retry_backoff(),
+            fetch: Fetch::default(),
         }
     }
 }
@@ -248,8 +266,10 @@ impl Config {
             .map_err(|error| anyhow::anyhow!("{}", error.to_string().trim_end()))?;
         let base = path.parent().unwrap_or(Path::new(""));
         let max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
-        if max_message_bytes == 0 {
-            bail!("`max_message_bytes` must be at least 1");
+        if max_message_bytes == 0 || max_message_bytes > MAX_MAX_MESSAGE_BYTES {
+            bail!(
+                "`max_message_bytes` must be between 1 and {MAX_MAX_MESSAGE_BYTES} (64 MiB), got {max_message_bytes}"
+            );
         }
         if raw.database.as_os_str().is_empty() {
             bail!(
@@ -277,7 +297,7 @@ impl Config {
         let feeds = validate_feeds(raw.feed)?;
         validate_sync(&raw.sync)?;
         if let Some(schedule) = &raw.schedule {
-            crate::schedule::validate_cron(&schedule.cron)
+            crate::cron::validate(&schedule.cron)
                 .map_err(|error| anyhow::anyhow!("`schedule.cron`: {error}"))?;
         }
         Ok(Config {
@@ -533,7 +553,11 @@ deregistered = ["d1"]
             ("max_message_bytes = 5", "missing field `database`"),
             (
                 "database = \"r.db\"\nmax_message_bytes = 0",
-                "`max_message_bytes` must be at least 1",
+                "`max_message_bytes` must be between 1 and 67108864",
+            ),
+            (
+                "database = \"r.db\"\nmax_message_bytes = 67108865",
+                "`max_message_bytes` must be between 1 and 67108864",
             ),
             (
                 "database = \"r.db\"\nmax_message_bytes = \"big\"",

@@ -57,6 +57,7 @@ impl Credentials {
             }
             _ => bail!("`[sts]` names no certificate"),
         };
+        credentials.check_version()?;
         credentials.check_key_matches()?;
         Ok(Arc::new(credentials))
     }
@@ -120,6 +121,22 @@ impl Credentials {
             key: PrivateKeyDer::from(PrivatePkcs8KeyDer::from(key_chain.key().as_der().to_vec())),
             origin: path.display().to_string(),
         })
+    }
+
+    /// TLS needs X.509 version 3; an older certificate gets a plain explanation.
+    fn check_version(&self) -> Result<()> {
+        let (_, certificate) =
+            x509_parser::parse_x509_certificate(self.leaf_der()).map_err(|error| {
+                anyhow::anyhow!("cannot read the certificate in {}: {error}", self.origin)
+            })?;
+        let version = certificate.version().0 + 1;
+        if version != 3 {
+            bail!(
+                "the certificate in {} is an X.509 version {version} certificate; TLS needs version 3, as every FOCES/OCES function certificate is: use the certificate KOMBIT's administration issued",
+                self.origin
+            );
+        }
+        Ok(())
     }
 
     fn check_key_matches(&self) -> Result<()> {

@@ -1,15 +1,22 @@
 //! `import PATH...`: envelopes from files into the replica.
 //!
-//! Each file is one envelope. Directories are walked recursively in sorted order; hidden entries
-//! (names starting with `.`) are skipped.
+//! Each regular file is one envelope; anything else (a FIFO, a device, a socket) is reported
+//! and skipped without being opened for reading. Directories are walked recursively in sorted
+//! order; hidden entries (names starting with `.`) are skipped.
 //!
 //! Three stages run at once: a walker lists files in order and deals them out in chunks,
 //! round-robin, to one reader per core, which read and decode them; the calling thread takes the
 //! readers' results round-robin too (so the sorted order is kept) and writes them in batches.
-//! Every channel is bounded, so memory stays flat however many files there are.
+//! Memory is bounded by bytes, not only by counts: readers read only small files (the writer
+//! reads a larger one itself, one at a time, and streams one over the size limit into its row),
+//! every channel is short, a batch is written once it holds [`BATCH_BYTES`], and the walker
+//! keeps only the names of the directories it is in.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
@@ -17,19 +24,27 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::envelope;
-use crate::mask::mask_cpr_in;
-use crate::message::{self, Decoder};
-use crate::store::{Counts, Durability, Incoming, Outcome, Raw, Rejection, RunStatus, Store};
+use crate::message::{self, Decoder, Rejection};
+use crate::store::{Counts, Durability, Incoming, Outcome, Raw, RunStatus, Store};
 use crate::time;
 
 /// How much of an oversized file is searched for its besked id.
 const SNIFF_BYTES: usize = 64 * 1024;
 
-/// Messages per transaction.
+/// Most messages per transaction.
 pub const BATCH_SIZE: usize = 2000;
 
+/// A batch is written once the messages it holds in memory reach this many bytes.
+pub const BATCH_BYTES: usize = 8 * 1024 * 1024;
+
 /// Files per chunk handed to a reader.
-const CHUNK: usize = 50;
+const CHUNK: usize = 32;
+
+/// Readers read files up to this size; the writer reads larger ones itself, one at a time.
+const READER_MAX: u64 = 64 * 1024;
+
+/// Most reader threads.
+const MAX_READERS: usize = 4;
 
 /// What an import did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,6 +53,8 @@ pub struct ImportSummary {
     pub counts: Counts,
     /// Files that could not be read (permissions, vanished): logged, not stored.
     pub unreadable: u64,
+    /// Paths that are not regular files (FIFOs, devices, sockets): logged, never read.
+    pub skipped: u64,
     pub elapsed: Duration,
 }
 
@@ -56,6 +73,9 @@ impl ImportSummary {
         );
         if self.unreadable > 0 {
             line.push_str(&format!(", {} unreadable", self.unreadable));
+        }
+        if self.skipped > 0 {
+            line.push_str(&format!(", {} skipped (not regular files)", self.skipped));
         }
         line.push_str(&format!(" in {seconds:.2} s ({rate:.0} files/s)"));
         line
@@ -86,23 +106,33 @@ pub fn import(
     Ok(summary)
 }
 
+/// What a reader hands the writer for one path.
+enum Item {
+    /// Read and decoded.
+    Ready(Incoming),
+    /// Too large for a reader: the writer opens and reads it.
+    Large(PathBuf),
+    /// Not a regular file, or unreadable: already reported.
+    Skipped,
+    Unreadable,
+}
+
 fn run(
     store: &mut Store,
     decoder: &Decoder,
     paths: &[PathBuf],
     source: &str,
 ) -> Result<ImportSummary> {
-    let readers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+    let readers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, MAX_READERS));
     std::thread::scope(|scope| {
         let mut inputs = Vec::with_capacity(readers);
-        let mut outputs: Vec<Receiver<Vec<Incoming>>> = Vec::with_capacity(readers);
-        let mut handles = Vec::with_capacity(readers);
+        let mut outputs: Vec<Receiver<Vec<Item>>> = Vec::with_capacity(readers);
         for _ in 0..readers {
-            let (to_reader, chunks) = sync_channel::<Vec<PathBuf>>(4);
-            let (results, from_reader) = sync_channel::<Vec<Incoming>>(8);
+            let (to_reader, chunks) = sync_channel::<Vec<PathBuf>>(2);
+            let (results, from_reader) = sync_channel::<Vec<Item>>(1);
             inputs.push(to_reader);
             outputs.push(from_reader);
-            handles.push(scope.spawn(move || read_chunks(decoder, chunks, results)));
+            scope.spawn(move || read_chunks(decoder, chunks, results));
         }
         let walker = scope.spawn(move || {
             let mut walk = Walk {
@@ -120,44 +150,37 @@ fn run(
             walk.unreadable
         });
 
-        let mut summary = ImportSummary::default();
-        let mut failure = None;
-        let mut batch: Vec<Incoming> = Vec::with_capacity(BATCH_SIZE + CHUNK);
-        let mut write = |batch: &mut Vec<Incoming>, summary: &mut ImportSummary| -> Result<()> {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let (outcomes, counts) = store.write_batch(source, &time::now_utc(), batch)?;
-            report_rejections(batch, &outcomes);
-            summary.files += batch.len() as u64;
-            summary.counts.add(counts);
-            batch.clear();
-            Ok(())
+        let mut writer = Writer {
+            store,
+            decoder,
+            source,
+            batch: Vec::with_capacity(BATCH_SIZE + CHUNK),
+            batch_bytes: 0,
+            batch_files: 0,
+            summary: ImportSummary::default(),
         };
+        let mut failure = None;
         // Chunks come back in the order they were dealt: reader 0, 1, ..., 0, 1, ...
-        for from_reader in outputs.iter().cycle() {
+        'chunks: for from_reader in outputs.iter().cycle() {
             let Ok(chunk) = from_reader.recv() else {
                 break;
             };
-            batch.extend(chunk);
-            if batch.len() >= BATCH_SIZE
-                && let Err(error) = write(&mut batch, &mut summary)
-            {
-                failure = Some(error);
-                break;
+            for item in chunk {
+                if let Err(error) = writer.take(item) {
+                    failure = Some(error);
+                    break 'chunks;
+                }
             }
         }
         if failure.is_none()
-            && let Err(error) = write(&mut batch, &mut summary)
+            && let Err(error) = writer.write()
         {
             failure = Some(error);
         }
         // Dropping the receivers stops the readers and the walker at their next send.
         drop(outputs);
-        summary.unreadable = walker.join().expect("the walker does not panic");
-        for handle in handles {
-            summary.unreadable += handle.join().expect("a reader does not panic");
-        }
+        let mut summary = writer.summary;
+        summary.unreadable += walker.join().expect("the walker does not panic");
         match failure {
             Some(error) => Err(error.context(format!(
                 "failed to write to database `{}`",
@@ -168,74 +191,228 @@ fn run(
     })
 }
 
+/// The writing end: keeps the batch, reads large files itself, writes in batches.
+struct Writer<'a> {
+    store: &'a mut Store,
+    decoder: &'a Decoder,
+    source: &'a str,
+    batch: Vec<Incoming>,
+    /// Bytes the batch holds in memory.
+    batch_bytes: usize,
+    /// Open files the batch holds (oversized files waiting to be streamed).
+    batch_files: usize,
+    summary: ImportSummary,
+}
+
+impl Writer<'_> {
+    /// Most oversized files held open in one batch.
+    const MAX_OPEN_FILES: usize = 16;
+
+    fn take(&mut self, item: Item) -> Result<()> {
+        let incoming = match item {
+            Item::Ready(incoming) => incoming,
+            Item::Large(path) => match read_large(self.decoder, &path) {
+                Ok(Some(incoming)) => incoming,
+                Ok(None) => {
+                    self.summary.skipped += 1;
+                    return Ok(());
+                }
+                Err(error) => {
+                    report_unreadable(&path, &error);
+                    self.summary.unreadable += 1;
+                    return Ok(());
+                }
+            },
+            Item::Skipped => {
+                self.summary.skipped += 1;
+                return Ok(());
+            }
+            Item::Unreadable => {
+                self.summary.unreadable += 1;
+                return Ok(());
+            }
+        };
+        self.batch_bytes += incoming.raw.held_bytes();
+        if matches!(incoming.raw, Raw::File { .. }) {
+            self.batch_files += 1;
+        }
+        self.batch.push(incoming);
+        if self.batch.len() >= BATCH_SIZE
+            || self.batch_bytes >= BATCH_BYTES
+            || self.batch_files >= Self::MAX_OPEN_FILES
+        {
+            self.write()?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let (outcomes, counts) =
+            self.store
+                .write_batch(self.source, &time::now_utc(), &self.batch)?;
+        report_rejections(&self.batch, &outcomes);
+        self.summary.files += self.batch.len() as u64;
+        self.summary.counts.add(counts);
+        self.batch.clear();
+        self.batch_bytes = 0;
+        self.batch_files = 0;
+        Ok(())
+    }
+}
+
 fn report_rejections(batch: &[Incoming], outcomes: &[Outcome]) {
     for (item, outcome) in batch.iter().zip(outcomes) {
-        if let (Outcome::Rejected, Err(rejection)) = (outcome, &item.decoded) {
-            tracing::warn!(
+        match (outcome, &item.decoded) {
+            (Outcome::Rejected, Err(rejection)) => tracing::warn!(
                 file = %item.origin,
                 besked_id = rejection.besked_id.as_deref().unwrap_or("-"),
                 "rejected: {}",
-                mask_cpr_in(&rejection.reason)
-            );
+                rejection.reason()
+            ),
+            (Outcome::Conflict { seq }, Ok(message)) => tracing::warn!(
+                file = %item.origin,
+                besked_id = %message.besked_id,
+                "rejected: BeskedId already stored (message seq {seq}) with different content; this copy is kept in `rejected`"
+            ),
+            _ => {}
         }
     }
 }
 
+fn report_unreadable(path: &Path, error: &std::io::Error) {
+    tracing::error!(file = %path.display(), "cannot read: {error}; fix it and import it again");
+}
+
 /// A reader: reads and decodes each chunk of files, answering every chunk (even with nothing)
-/// so the writer's round-robin stays in step. Returns how many files it could not read.
-fn read_chunks(
-    decoder: &Decoder,
-    chunks: Receiver<Vec<PathBuf>>,
-    results: SyncSender<Vec<Incoming>>,
-) -> u64 {
-    let mut unreadable = 0;
+/// so the writer's round-robin stays in step.
+fn read_chunks(decoder: &Decoder, chunks: Receiver<Vec<PathBuf>>, results: SyncSender<Vec<Item>>) {
     for chunk in chunks {
-        let mut decoded = Vec::with_capacity(chunk.len());
-        for path in chunk {
-            match read_file(decoder, &path) {
-                Ok(item) => decoded.push(item),
+        let decoded = chunk
+            .into_iter()
+            .map(|path| match read_small(decoder, &path) {
+                Ok(Some(item)) => item,
+                Ok(None) => Item::Skipped,
                 Err(error) => {
-                    tracing::error!(file = %path.display(), "cannot read: {error}; fix it and import it again");
-                    unreadable += 1;
+                    report_unreadable(&path, &error);
+                    Item::Unreadable
                 }
-            }
-        }
+            })
+            .collect();
         if results.send(decoded).is_err() {
             break;
         }
     }
-    unreadable
 }
 
-/// Reads and decodes one file. A file over the size limit is not read whole: only its start is
-/// searched for the besked id, and the store streams it into its `rejected` row.
-fn read_file(decoder: &Decoder, path: &Path) -> std::io::Result<Incoming> {
-    let limit = decoder.max_message_bytes as u64;
-    let origin = path.display().to_string();
-    let mut file = fs::File::open(path)?;
-    let mut bytes = Vec::with_capacity(8192);
-    (&mut file).take(limit + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        let len = file.metadata()?.len();
-        let head = &bytes[..bytes.len().min(SNIFF_BYTES)];
-        return Ok(Incoming {
-            raw: Raw::File {
-                path: path.to_path_buf(),
-                len,
-            },
-            origin,
-            decoded: Err(Rejection {
-                reason: message::too_large(len, decoder.max_message_bytes),
-                besked_id: envelope::sniff_besked_id(head),
-            }),
-        });
+/// Opens a path for reading without blocking, and only if it is a regular file (a FIFO would
+/// block, a device could be endless). `None` for anything else, which is reported here.
+fn open_regular(path: &Path) -> std::io::Result<Option<(fs::File, u64)>> {
+    // Look before opening (opening some devices has effects), and look again at what was
+    // opened, in case the path was replaced in between.
+    if !is_regular(path, &fs::metadata(path)?.file_type()) {
+        return Ok(None);
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !is_regular(path, &metadata.file_type()) {
+        return Ok(None);
+    }
+    Ok(Some((file, metadata.len())))
+}
+
+/// True for a regular file; anything else is reported as skipped.
+fn is_regular(path: &Path, file_type: &fs::FileType) -> bool {
+    if !file_type.is_file() {
+        let what = if file_type.is_fifo() {
+            "a FIFO"
+        } else if file_type.is_char_device() {
+            "a character device"
+        } else if file_type.is_block_device() {
+            "a block device"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else if file_type.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        tracing::warn!(file = %path.display(), "skipped: {what}, not a regular file; only regular files are imported");
+        return false;
+    }
+    true
+}
+
+/// A reader's part: reads and decodes a small file; hands a larger one to the writer.
+fn read_small(decoder: &Decoder, path: &Path) -> std::io::Result<Option<Item>> {
+    let Some((file, len)) = open_regular(path)? else {
+        return Ok(None);
+    };
+    if len > READER_MAX {
+        return Ok(Some(Item::Large(path.to_path_buf())));
+    }
+    let mut bytes = Vec::with_capacity(len as usize + 1);
+    (&file).take(READER_MAX + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > READER_MAX {
+        // It grew since it was measured.
+        return Ok(Some(Item::Large(path.to_path_buf())));
     }
     let decoded = decoder.decode(&bytes);
-    Ok(Incoming {
+    Ok(Some(Item::Ready(Incoming {
         raw: Raw::Bytes(bytes),
-        origin,
+        origin: path.display().to_string(),
         decoded,
-    })
+    })))
+}
+
+/// The writer's part: reads and decodes a file up to the size limit; a file over it is not
+/// read whole: only its start is searched for the besked id, and the store streams it into its
+/// `rejected` row.
+fn read_large(decoder: &Decoder, path: &Path) -> std::io::Result<Option<Incoming>> {
+    let Some((file, len)) = open_regular(path)? else {
+        return Ok(None);
+    };
+    let limit = decoder.max_message_bytes as u64;
+    let origin = path.display().to_string();
+    if len <= limit {
+        let mut bytes = Vec::with_capacity(len as usize + 1);
+        (&file).take(limit + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 <= limit {
+            let decoded = decoder.decode(&bytes);
+            return Ok(Some(Incoming {
+                raw: Raw::Bytes(bytes),
+                origin,
+                decoded,
+            }));
+        }
+    }
+    let len = file.metadata()?.len().max(limit + 1);
+    let mut head = vec![0u8; SNIFF_BYTES];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read_at(&mut head[filled..], filled as u64)? {
+            0 => break,
+            read => filled += read,
+        }
+    }
+    head.truncate(filled);
+    Ok(Some(Incoming {
+        decoded: Err(Rejection::new(
+            &message::too_large(len, decoder.max_message_bytes),
+            envelope::sniff_besked_id(&head),
+        )),
+        raw: Raw::File {
+            file,
+            path: path.to_path_buf(),
+            len,
+        },
+        origin,
+    }))
 }
 
 /// The walker: lists files in sorted order and deals them out in chunks.
@@ -244,6 +421,63 @@ struct Walk {
     next: usize,
     chunk: Vec<PathBuf>,
     unreadable: u64,
+}
+
+/// What a directory entry is, as far as the walk cares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EntryKind {
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// The names in one directory, sorted, kept compactly: all names in one buffer.
+struct Listing {
+    names: Vec<u8>,
+    /// (start in `names`, length, kind).
+    entries: Vec<(usize, u32, EntryKind)>,
+}
+
+impl Listing {
+    fn read(dir: &Path) -> std::io::Result<Listing> {
+        let mut listing = Listing {
+            names: Vec::new(),
+            entries: Vec::new(),
+        };
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.as_bytes();
+            if name.starts_with(b".") {
+                continue;
+            }
+            let file_type = entry.file_type()?;
+            let kind = if file_type.is_dir() {
+                EntryKind::Dir
+            } else if file_type.is_symlink() {
+                EntryKind::Symlink
+            } else {
+                EntryKind::Other
+            };
+            listing
+                .entries
+                .push((listing.names.len(), name.len() as u32, kind));
+            listing.names.extend_from_slice(name);
+        }
+        listing.names.shrink_to_fit();
+        listing.entries.shrink_to_fit();
+        let names = &listing.names;
+        let name = |&(start, len, _): &(usize, u32, EntryKind)| &names[start..start + len as usize];
+        listing
+            .entries
+            .sort_unstable_by(|a, b| name(a).cmp(name(b)));
+        Ok(listing)
+    }
+
+    fn name(&self, index: usize) -> &OsStr {
+        let (start, len, _) = self.entries[index];
+        OsStr::from_bytes(&self.names[start..start + len as usize])
+    }
 }
 
 impl Walk {
@@ -261,33 +495,20 @@ impl Walk {
     }
 
     fn visit_dir(&mut self, dir: &Path) -> bool {
-        let mut entries = match fs::read_dir(dir).and_then(|entries| {
-            entries
-                .map(|entry| entry.and_then(|e| Ok((e.path(), e.file_type()?))))
-                .collect::<std::io::Result<Vec<_>>>()
-        }) {
-            Ok(entries) => entries,
+        let listing = match Listing::read(dir) {
+            Ok(listing) => listing,
             Err(error) => return self.unreadable(dir, &error),
         };
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (path, file_type) in entries {
-            let hidden = path
-                .file_name()
-                .is_some_and(|name| name.as_encoded_bytes().starts_with(b"."));
-            if hidden {
-                continue;
-            }
-            let keep_going = if file_type.is_dir() {
-                self.visit_dir(&path)
-            } else if file_type.is_symlink() {
+        for index in 0..listing.entries.len() {
+            let path = dir.join(listing.name(index));
+            let keep_going = match listing.entries[index].2 {
+                EntryKind::Dir => self.visit_dir(&path),
                 // A link to a file is followed; a link to a directory is not (no loops).
-                match fs::metadata(&path) {
+                EntryKind::Symlink => match fs::metadata(&path) {
                     Ok(target) if target.is_dir() => true,
-                    Ok(_) => self.push(path),
-                    Err(error) => self.unreadable(&path, &error),
-                }
-            } else {
-                self.push(path)
+                    _ => self.push(path),
+                },
+                EntryKind::Other => self.push(path),
             };
             if !keep_going {
                 return false;
@@ -316,7 +537,7 @@ impl Walk {
     }
 
     fn unreadable(&mut self, path: &Path, error: &std::io::Error) -> bool {
-        tracing::error!(file = %path.display(), "cannot read: {error}; fix it and import it again");
+        report_unreadable(path, error);
         self.unreadable += 1;
         true
     }

@@ -3,7 +3,7 @@
 //! NemSMS registrations.
 //!
 //! The pipeline, in reading order:
-//! - [`config`]: the configuration file, validated;
+//! - [`config`]: the configuration file, validated ([`cron`]: its schedule expression);
 //! - [`xml`]: bytes to a namespace-resolved element tree, refusing DTDs and entities;
 //! - [`envelope`]: the `Haendelsesbesked` envelope;
 //! - [`payload`]: typed payloads (print status, registrations);
@@ -13,7 +13,7 @@
 //! - [`credentials`], [`sts`], [`amqp`]: the certificate, the token, the broker;
 //! - [`sync`]: pulling feeds (fetch, decode, commit, then acknowledge); [`schedule`]: `daemon`;
 //! - [`check`]: checking a set-up without consuming anything;
-//! - [`status`]: the `status` report;
+//! - [`status`]: the `status` report; [`logging`]: the one layer every log line passes through;
 //! - [`sample`]: realistic generated envelopes for benchmarks and tests.
 
 pub mod amqp;
@@ -21,11 +21,14 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod cron;
 pub mod envelope;
 pub mod exit;
 pub mod import;
+pub mod logging;
 pub mod mask;
 pub mod message;
+pub mod net;
 pub mod payload;
 pub mod sample;
 pub mod schedule;

@@ -9,28 +9,17 @@ use clap::Parser;
 use beskedhent::cli::{Cli, Command};
 use beskedhent::config::Config;
 use beskedhent::store::Store;
-use beskedhent::{check, exit, import, schedule, status, sync};
+use beskedhent::{check, exit, import, logging, schedule, status, sync};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // reqwest and lapin both use rustls; make one crypto provider the process default.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BESKEDHENT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    logging::init();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!(
-                "error: {}",
-                beskedhent::mask::mask_cpr_in(&format!("{error:#}"))
-            );
+            logging::print_error(&format!("{error:#}"));
             ExitCode::from(exit::ERROR)
         }
     }
@@ -60,7 +49,7 @@ fn run(cli: Cli) -> Result<u8> {
             let mut store = Store::open(&config.database)?;
             let summary = import::import(&mut store, &config.decoder(), &paths, &source)?;
             println!("{}", summary.line());
-            Ok(if summary.unreadable > 0 {
+            Ok(if summary.unreadable > 0 || summary.skipped > 0 {
                 exit::ERROR
             } else if summary.counts.rejected > 0 {
                 exit::REJECTED
@@ -73,7 +62,7 @@ fn run(cli: Cli) -> Result<u8> {
             let decoder = config.decoder();
             let done = store.reprocess(&|raw: &[u8]| decoder.decode(raw))?;
             println!(
-                "reprocessed: {} refused messages taken in, {} already stored, {} still refused; {} messages newly derived, {} not derivable",
+                "reprocessed: {} refused messages taken in, {} already stored, {} still refused; {} messages derived anew, {} not derivable (rows kept)",
                 done.taken_in,
                 done.already_stored,
                 done.still_rejected,
@@ -92,7 +81,7 @@ fn run(cli: Cli) -> Result<u8> {
                 let shutdown = sync::shutdown_on_signals();
                 let report = sync::run_once(puller, shutdown).await;
                 for line in report.lines() {
-                    println!("{}", beskedhent::mask::mask_cpr_in(&line));
+                    println!("{}", logging::safe_line(&line));
                 }
                 Ok(report.exit_code())
             })
@@ -111,7 +100,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(if passed { exit::OK } else { exit::ERROR })
         }
         Command::Status { json } => {
-            let store = Store::open(&config.database)?;
+            let store = Store::open_existing(&config.database)?;
             let report = status::report(&store)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -1,64 +1,752 @@
-//! Masking of CPR numbers in text that may reach a log or a terminal.
+//! Text that may reach a log, a terminal or an error message: CPR numbers masked, control
+//! characters escaped, length capped.
+//!
+//! - [`mask_cpr`] (and [`mask_cpr_in`], its `String` form) hides the serial part of CPR numbers;
+//! - [`escape_controls`] makes any text fit on one log line without steering the terminal;
+//! - [`cap`] shortens text, saying how much was cut;
+//! - [`for_log`] = mask + escape; [`clean_reason`] = mask + escape + cap to [`REASON_MAX_BYTES`].
 
-/// Replaces every CPR-like number in `text` (a run of nine or more digits, so a CPR number with a
-/// digit missing is caught too, or six digits, a dash and four digits) with its first six digits followed by asterisks: `0101701234` becomes
-/// `010170****`, `010170-1234` becomes `010170-****`.
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// The most bytes [`clean_reason`] keeps of a reason (before its cut marker).
+pub const REASON_MAX_BYTES: usize = 1024;
+
+/// The separators allowed between the date part and the serial of a CPR number.
+const SERIAL_SEPARATORS: [u8; 4] = [b'-', b'/', b' ', b'.'];
+
+/// Masks the serial part of every CPR number in `text`, returning `text` itself when there is
+/// nothing to mask. See [`mask_cpr`] for the rules.
 pub fn mask_cpr_in(text: &str) -> String {
+    mask_cpr(text).into_owned()
+}
+
+/// Masks the serial part of every CPR number in `text`; borrowed when there is nothing to mask.
+///
+/// A CPR number is a date part, then at most one separator, then a four-digit serial:
+/// - the date part is six ASCII digits `DDMMYY`, or `DD.MM.YY`, or `DD-MM-YY` (the same
+///   character both times);
+/// - the separator is one of `-`, `/`, a space or `.`;
+/// - the serial is four ASCII digits, which become `****`: `2512489996` → `251248****`,
+///   `251248-9996` → `251248-****`, `25.12.48 9996` → `25.12.48 ****`.
+///
+/// It is only a CPR number when it stands alone: the character before it and the character
+/// after it (if any) must not be an ASCII letter, an ASCII digit or `_`. So no digit of a UUID, a
+/// hex token, an 11-digit number, `x2512489996` or `1251248-9996` is ever touched. Anything else
+/// around it does count as a boundary, including punctuation, other separators, `*` and
+/// non-ASCII characters: `cpr-nr:2512489996.`, `"2512489996"` and `æ2512489996` are masked, and
+/// so, deliberately, are `1.2512489996` and `2512489996-1234` (a number joined to others by
+/// punctuation is masked rather than risk showing a CPR number).
+///
+/// Also masked: a lone run of exactly nine digits, as a CPR number with a digit missing
+/// (`030390345` → `030390***`), since it shows nearly as much.
+///
+/// The date is not checked (`0000000000` is masked too). The result always has the same length
+/// as `text`, and masking it again changes nothing. Linear in the length of `text`.
+pub fn mask_cpr(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if !bytes[i].is_ascii_digit() || (i > 0 && bytes[i - 1].is_ascii_digit()) {
-            let ch = text[i..].chars().next().expect("i is on a char boundary");
-            out.push(ch);
-            i += ch.len_utf8();
-            continue;
-        }
-        let run = bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
-        let dashed = run == 6
-            && bytes.get(i + 6) == Some(&b'-')
-            && bytes.len() >= i + 11
-            && bytes[i + 7..i + 11].iter().all(u8::is_ascii_digit)
-            && !bytes.get(i + 11).is_some_and(u8::is_ascii_digit);
-        if dashed {
-            out.push_str(&text[i..i + 7]);
-            out.push_str("****");
-            i += 11;
-        } else if run >= 9 {
-            out.push_str(&text[i..i + 6]);
-            out.extend(std::iter::repeat_n('*', run - 6));
-            i += run;
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let starts_here = bytes[at].is_ascii_digit() && (at == 0 || !is_word_byte(bytes[at - 1]));
+        if let Some((serial, end)) = starts_here.then(|| cpr_at(bytes, at)).flatten() {
+            // Every index here is next to an ASCII byte, so on a char boundary.
+            let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
+            out.push_str(&text[copied..serial]);
+            out.push_str(&"****"[..end - serial]);
+            copied = end;
+            at = end;
         } else {
-            out.push_str(&text[i..i + run]);
-            i += run;
+            at += 1;
         }
     }
+    match out {
+        None => Cow::Borrowed(text),
+        Some(mut out) => {
+            out.push_str(&text[copied..]);
+            Cow::Owned(out)
+        }
+    }
+}
+
+/// An ASCII letter, an ASCII digit or `_`: what may not touch a CPR number.
+fn is_word_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_'
+}
+
+/// The serial of a CPR number starting at `start` (whose preceding byte the caller has checked),
+/// as `(serial start, end)`, or `None` when there is none.
+fn cpr_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
+    let digit = |at: usize| bytes.get(at).is_some_and(u8::is_ascii_digit);
+    let digits = |from: usize, count: usize| (from..from + count).all(digit);
+    let stands_alone = |end: usize| !bytes.get(end).copied().is_some_and(is_word_byte);
+
+    let date_end = if digits(start, 6) {
+        start + 6
+    } else if digits(start, 2)
+        && matches!(bytes.get(start + 2), Some(b'.' | b'-'))
+        && digits(start + 3, 2)
+        && bytes.get(start + 5) == bytes.get(start + 2)
+        && digits(start + 6, 2)
+    {
+        start + 8
+    } else {
+        return None;
+    };
+    let serial = match bytes.get(date_end) {
+        Some(separator) if SERIAL_SEPARATORS.contains(separator) => date_end + 1,
+        _ => date_end,
+    };
+    if digits(serial, 4) && stands_alone(serial + 4) {
+        return Some((serial, serial + 4));
+    }
+    // Nine digits in a row: a CPR number with its last digit missing.
+    if serial == start + 6 && digits(serial, 3) && stands_alone(serial + 3) {
+        return Some((serial, serial + 3));
+    }
+    None
+}
+
+/// Whether `c` is written as an escape by [`escape_controls`].
+fn is_control(c: char) -> bool {
+    matches!(c,
+        // C0, DEL and C1.
+        '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
+        // Line and paragraph separators.
+        | '\u{2028}' | '\u{2029}'
+        // Bidirectional controls: embeddings and overrides, isolates, and the marks.
+        | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        | '\u{61c}' | '\u{200e}' | '\u{200f}')
+}
+
+/// How many bytes [`escape_controls`] writes for `c`.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '\n' | '\r' | '\t' => 2,
+        // `\u{` + hex digits + `}`.
+        c if is_control(c) => 4 + (32 - (c as u32 | 1).leading_zeros() as usize).div_ceil(4),
+        c => c.len_utf8(),
+    }
+}
+
+/// Appends `c` as [`escape_controls`] writes it.
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if is_control(c) => {
+            write!(out, "\\u{{{:x}}}", c as u32).expect("writing to a String cannot fail");
+        }
+        c => out.push(c),
+    }
+}
+
+/// Makes `text` safe to put inside one log line; borrowed when nothing needs escaping.
+///
+/// Every control character is written as an escape: `\n`, `\r` and `\t` as those two
+/// characters, anything else as `\u{…}` with the code point in lower-case hex (`\u{1b}`,
+/// `\u{0}`, `\u{85}`, `\u{2028}`). Control characters are C0 (U+0000–U+001F), DEL (U+007F), C1
+/// (U+0080–U+009F), the line and paragraph separators U+2028 and U+2029, and the bidirectional
+/// controls U+202A–U+202E, U+2066–U+2069, U+061C, U+200E and U+200F. Everything else, a backslash
+/// included, is kept as it is, so the escaping cannot always be undone; it is for reading.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    let Some(first) = text.find(is_control) else {
+        return Cow::Borrowed(text);
+    };
+    let mut out = String::with_capacity(text.len() + 16);
+    out.push_str(&text[..first]);
+    for c in text[first..].chars() {
+        push_escaped(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
+/// Appends the marker [`cap`] and [`clean_reason`] put after a cut (at most 36 bytes).
+fn push_cut_marker(out: &mut String, cut: usize) {
+    write!(out, "… [cut {cut} bytes]").expect("writing to a String cannot fail");
+}
+
+/// Cuts `text` to at most `max_bytes` bytes, at a char boundary, followed by a marker saying how
+/// many bytes were cut: `… [cut 9437184 bytes]`. The result, marker included, is at most
+/// `max_bytes + 40` bytes long. Borrowed when `text` already fits.
+///
+/// This does not mask anything: a cut through a long number can leave a CPR-shaped number at
+/// the end. [`clean_reason`] takes care of that.
+pub fn cap(text: &str, max_bytes: usize) -> Cow<'_, str> {
+    if text.len() <= max_bytes {
+        return Cow::Borrowed(text);
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + 40);
+    out.push_str(&text[..end]);
+    push_cut_marker(&mut out, text.len() - end);
+    Cow::Owned(out)
+}
+
+/// A reason (why a message was refused, why a feed stopped) made fit for a log line, a terminal
+/// and the database: CPR numbers masked ([`mask_cpr`]), then control characters escaped
+/// ([`escape_controls`]), then cut to [`REASON_MAX_BYTES`] bytes with a marker as [`cap`] writes
+/// it (the count is of escaped bytes).
+///
+/// The cut never splits an escape, and the kept part is masked again after the cut, so a cut
+/// through a long number cannot leave a CPR-shaped number behind. The result is at most
+/// `REASON_MAX_BYTES + 40` bytes.
+pub fn clean_reason(text: &str) -> String {
+    let masked = mask_cpr(text);
+    let escaped_total: usize = masked.chars().map(escaped_len).sum();
+    if escaped_total <= REASON_MAX_BYTES {
+        return escape_controls(&masked).into_owned();
+    }
+    let mut kept = String::with_capacity(REASON_MAX_BYTES);
+    for c in masked.chars() {
+        if kept.len() + escaped_len(c) > REASON_MAX_BYTES {
+            break;
+        }
+        push_escaped(&mut kept, c);
+    }
+    let cut = escaped_total - kept.len();
+    let mut out = mask_cpr(&kept).into_owned();
+    push_cut_marker(&mut out, cut);
     out
+}
+
+/// Text made fit for one log line: CPR numbers masked, then control characters escaped. Not
+/// capped (the log layer caps whole lines). Borrowed when nothing changes.
+pub fn for_log(text: &str) -> Cow<'_, str> {
+    match mask_cpr(text) {
+        Cow::Borrowed(text) => escape_controls(text),
+        Cow::Owned(masked) => match escape_controls(&masked) {
+            Cow::Borrowed(_) => Cow::Owned(masked),
+            Cow::Owned(escaped) => Cow::Owned(escaped),
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::mask_cpr_in;
+    use super::*;
 
     #[test]
-    fn masks_cpr_numbers_only() {
+    fn masks_every_cpr_shape() {
         let cases = [
-            ("urn:oio:cpr-nr:0101701234", "urn:oio:cpr-nr:010170****"),
+            ("2512489996", "251248****"),
+            ("251248-9996", "251248-****"),
+            ("251248 9996", "251248 ****"),
+            ("251248/9996", "251248/****"),
+            ("251248.9996", "251248.****"),
+            ("25.12.48-9996", "25.12.48-****"),
+            ("25-12-48-9996", "25-12-48-****"),
+            ("25.12.48 9996", "25.12.48 ****"),
+            ("25.12.48/9996", "25.12.48/****"),
+            ("25.12.48.9996", "25.12.48.****"),
+            ("25-12-48 9996", "25-12-48 ****"),
+            ("25.12.489996", "25.12.48****"),
+            ("25-12-489996", "25-12-48****"),
+            ("urn:oio:cpr-nr:2512489996", "urn:oio:cpr-nr:251248****"),
+            ("urn:oio:cpr-nr:251248 9996", "urn:oio:cpr-nr:251248 ****"),
+            ("URN:OIO:CPR-NR:2512489996", "URN:OIO:CPR-NR:251248****"),
+            ("besked_id=251248-9996", "besked_id=251248-****"),
+            ("cpr:2512489996.", "cpr:251248****."),
+            ("cpr-2512489996", "cpr-251248****"),
+            ("\"2512489996\"", "\"251248****\""),
+            ("'2512489996'", "'251248****'"),
+            ("(2512489996)", "(251248****)"),
+            ("[251248-9996]", "[251248-****]"),
+            ("<cpr>2512489996</cpr>", "<cpr>251248****</cpr>"),
+            ("2512489996 at the start", "251248**** at the start"),
+            ("at the end 2512489996", "at the end 251248****"),
             (
-                "cpr 010170-1234 and 010170-12345",
-                "cpr 010170-**** and 010170-12345",
+                "two: 2512489996, 010170-1234;",
+                "two: 251248****, 010170-****;",
             ),
-            ("01017012345", "010170*****"),
-            ("urn:oio:cpr-nr:010170123", "urn:oio:cpr-nr:010170***"),
+            ("2512489996-0101701234", "251248****-010170****"),
+            ("2512489996 0101701234", "251248**** 010170****"),
+            ("2512489996/25.12.48-9996", "251248****/25.12.48-****"),
+            ("25.12.48-2512489996", "25.12.48-251248****"),
+            ("251248 2512489996", "251248 251248****"),
+            ("a\n2512489996\r\n", "a\n251248****\r\n"),
+            ("\t251248-9996\t", "\t251248-****\t"),
+            ("*2512489996*", "*251248*****"),
+            // Multi-byte neighbours.
+            ("æ2512489996ø", "æ251248****ø"),
+            ("€251248-9996€", "€251248-****€"),
+            ("😀2512489996😀", "😀251248****😀"),
             (
-                "cvr 12345678, 2026-03-01T10:00:00Z",
-                "cvr 12345678, 2026-03-01T10:00:00Z",
+                "\u{2028}25.12.48 9996\u{2028}",
+                "\u{2028}25.12.48 ****\u{2028}",
             ),
-            ("æø 0101701234!", "æø 010170****!"),
-            ("", ""),
+            ("cpr\u{a0}2512489996", "cpr\u{a0}251248****"),
+            // The date is not checked.
+            ("0000000000", "000000****"),
+            ("9999999999", "999999****"),
+            ("99.99.99-9999", "99.99.99-****"),
+            // Nine digits: a CPR number with a digit missing.
+            ("030390345", "030390***"),
+            ("urn:oio:cpr-nr:030390345", "urn:oio:cpr-nr:030390***"),
+            // Joined to other numbers by punctuation: masked on purpose.
+            ("1.2512489996", "1.251248****"),
+            ("2512489996.5", "251248****.5"),
+            ("251248-9996-1", "251248-****-1"),
+            ("+4512345678", "+451234****"),
         ];
         for (input, expected) in cases {
-            assert_eq!(mask_cpr_in(input), expected, "{input}");
+            let masked = mask_cpr(input);
+            assert_eq!(masked, expected, "{input:?}");
+            assert!(matches!(masked, Cow::Owned(_)), "{input:?}");
+            assert_eq!(mask_cpr_in(input), expected, "{input:?}");
+            assert_eq!(mask_cpr(expected), expected, "masking twice: {input:?}");
+        }
+    }
+
+    #[test]
+    fn leaves_everything_else_alone() {
+        let untouched = [
+            "",
+            "no numbers",
+            "251248",
+            "9996",
+            "25.12.48",
+            "25/12/48",
+            "25.12.2048",
+            "25-12-2048",
+            "2048-12-25",
+            // UUIDs, whatever their digits.
+            "b0000000-0000-4000-8000-111111111111",
+            "12345678-1234-1234-1234-123456789012",
+            "25124899-9612-4123-8123-251248999612",
+            "00000000-0000-0000-0000-000000000000",
+            "{12345678-1234-1234-1234-123456789012}",
+            "urn:uuid:25124899-9612-4123-8123-251248999612",
+            "0f0e7a1c-9999-4a2b-9c3d-4e5f6a7b8c9d",
+            "12345678123412341234123456789012",
+            // Letters, digits or `_` next to it.
+            "x2512489996",
+            "2512489996x",
+            "_2512489996",
+            "2512489996_",
+            "id_251248-9996",
+            "251248-9996_",
+            "0x2512489996",
+            "a1b2c3d4e5f62512489996",
+            "deadbeef2512489996cafe",
+            "ÆØx2512489996xÆØ",
+            // Longer runs of digits, and CPR shapes at an offset inside them.
+            "25124899961",
+            "12512489996",
+            "02512489996",
+            "10251248999",
+            "1025124899961",
+            "2512489996251248",
+            "1251248-9996",
+            "251248-99961",
+            "1251248 9996",
+            "125.12.48-9996",
+            "25.12.48-99961",
+            "x25.12.48-9996",
+            "25.12.48-9996x",
+            // Too few digits, or separators that are not allowed.
+            "251248-999",
+            "25124-89996",
+            "2512489-996",
+            "251248--9996",
+            "251248 - 9996",
+            "251248  9996",
+            "251248\t9996",
+            "251248\n9996",
+            "251248_9996",
+            "251248:9996",
+            "251248,9996",
+            "25.12-48-9996",
+            "25-12.48-9996",
+            "25.1248-9996",
+            "2.12.48-9996",
+            "25.12.4-9996",
+            "25/12/48-9996",
+            "12345678",
+            "123456789012",
+            "１２３４５６７８９０",
+            // CVR numbers, timestamps, durations, phone numbers, ports, sizes, versions.
+            "cvr 12345678",
+            "urn:oio:cvr-nr:55133018",
+            "2026-03-01T10:00:00.000Z",
+            "2026-03-01T10:00:00+01:00",
+            "2026-03-01 10:00:00",
+            "PT2512489996S",
+            "took 1234567890ms",
+            "took 12.345s",
+            "+45 12 34 56 78",
+            "+45 12345678",
+            "tlf. 12345678",
+            "amqps://broker.example:5671/vhost",
+            "192.168.100.200:8080",
+            "10.0.0.1",
+            "12345678 bytes",
+            "1.2.3",
+            "v2.51.248",
+            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        ];
+        for input in untouched {
+            let masked = mask_cpr(input);
+            assert!(
+                matches!(masked, Cow::Borrowed(_)),
+                "{input:?} -> {masked:?}"
+            );
+            assert_eq!(mask_cpr_in(input), input);
+        }
+    }
+
+    #[test]
+    fn escapes_control_characters_only() {
+        let cases = [
+            ("a\nb", "a\\nb"),
+            ("\r\n", "\\r\\n"),
+            ("\tx", "\\tx"),
+            ("\u{1b}[31mred", "\\u{1b}[31mred"),
+            ("\u{0}", "\\u{0}"),
+            ("\u{7}\u{8}\u{b}\u{c}", "\\u{7}\\u{8}\\u{b}\\u{c}"),
+            ("\u{1f}", "\\u{1f}"),
+            ("\u{7f}", "\\u{7f}"),
+            ("\u{80}\u{85}\u{9b}\u{9f}", "\\u{80}\\u{85}\\u{9b}\\u{9f}"),
+            ("a\u{2028}b\u{2029}", "a\\u{2028}b\\u{2029}"),
+            ("\u{202a}\u{202b}\u{202c}", "\\u{202a}\\u{202b}\\u{202c}"),
+            ("evil\u{202e}txt.exe", "evil\\u{202e}txt.exe"),
+            (
+                "\u{2066}\u{2067}\u{2068}\u{2069}",
+                "\\u{2066}\\u{2067}\\u{2068}\\u{2069}",
+            ),
+            ("\u{61c}\u{200e}\u{200f}", "\\u{61c}\\u{200e}\\u{200f}"),
+            ("æ\nø\u{1b}å", "æ\\nø\\u{1b}å"),
+            ("back\\slash\n", "back\\slash\\n"),
+        ];
+        for (input, expected) in cases {
+            let escaped = escape_controls(input);
+            assert_eq!(escaped, expected, "{input:?}");
+            assert!(matches!(escaped, Cow::Owned(_)), "{input:?}");
+            let by_length: usize = input.chars().map(escaped_len).sum();
+            assert_eq!(by_length, expected.len(), "{input:?}");
+        }
+        for input in [
+            "",
+            "plain text",
+            "back\\slash \\n \\u{1b}",
+            "æøå € 😀 👩‍👩‍👧",
+            "\u{a0}\u{ad}\u{200b}\u{200d}\u{202f}\u{2065}\u{206a}\u{2070}\u{feff}",
+        ] {
+            assert!(
+                matches!(escape_controls(input), Cow::Borrowed(_)),
+                "{input:?}"
+            );
+        }
+        // The predicted length matches what is written, for every character that is escaped.
+        for c in (0..0x3000).filter_map(char::from_u32) {
+            let mut out = String::new();
+            push_escaped(&mut out, c);
+            assert_eq!(out.len(), escaped_len(c), "{c:?}");
+            assert_eq!(out.chars().any(is_control), false, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn caps_at_a_char_boundary_with_a_marker() {
+        let nine_mib = "x".repeat(9_437_184 + 1024);
+        let cases: [(&str, usize, &str); 7] = [
+            ("abcdef", 3, "abc… [cut 3 bytes]"),
+            ("abcdef", 0, "… [cut 6 bytes]"),
+            ("æææ", 3, "æ… [cut 4 bytes]"),
+            ("æææ", 4, "ææ… [cut 2 bytes]"),
+            ("😀😀", 3, "… [cut 8 bytes]"),
+            ("😀😀", 7, "😀… [cut 4 bytes]"),
+            ("a\u{1b}b", 2, "a\u{1b}… [cut 1 bytes]"),
+        ];
+        for (input, max, expected) in cases {
+            let capped = cap(input, max);
+            assert_eq!(capped, expected, "{input:?} {max}");
+            assert!(capped.len() <= max + 40);
+        }
+        let capped = cap(&nine_mib, 1024);
+        assert!(capped.ends_with("x… [cut 9437184 bytes]"), "{capped:.40}");
+        assert!(capped.len() <= 1024 + 40);
+        let capped = cap("x", 0);
+        assert_eq!(capped, "… [cut 1 bytes]");
+        for (input, max) in [("", 0), ("abc", 3), ("abc", 100), ("æ", 2)] {
+            assert!(matches!(cap(input, max), Cow::Borrowed(_)), "{input:?}");
+        }
+        // The marker's worst case still fits in 40 bytes.
+        let mut marker = String::new();
+        push_cut_marker(&mut marker, usize::MAX);
+        assert!(marker.len() <= 40, "{marker}");
+    }
+
+    #[test]
+    fn cleans_reasons_and_log_text() {
+        let cases = [
+            ("plain", "plain"),
+            (
+                "party URN `urn:oio:cpr-nr:2512489996`\nis bad",
+                "party URN `urn:oio:cpr-nr:251248****`\\nis bad",
+            ),
+            (
+                "\u{1b}[2J 251248-9996\u{202e}",
+                "\\u{1b}[2J 251248-****\\u{202e}",
+            ),
+            ("\n2512489996\n", "\\n251248****\\n"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(clean_reason(input), expected, "{input:?}");
+            assert_eq!(for_log(input), expected, "{input:?}");
+        }
+        assert!(matches!(for_log("nothing to do"), Cow::Borrowed(_)));
+        assert!(matches!(for_log("2512489996"), Cow::Owned(_)));
+        assert!(matches!(for_log("a\nb"), Cow::Owned(_)));
+
+        // Long: cut to REASON_MAX_BYTES plus the marker.
+        let long = format!("{}\n{}", "a".repeat(2000), "b".repeat(2000));
+        let cleaned = clean_reason(&long);
+        assert_eq!(cleaned, format!("{}… [cut 2978 bytes]", "a".repeat(1024)));
+        assert_eq!(for_log(&long).len(), 4002);
+
+        // The cut never splits an escape ...
+        for before in 1000..=REASON_MAX_BYTES {
+            let text = format!("{}{}", "a".repeat(before), "\u{1b}".repeat(10));
+            let cleaned = clean_reason(&text);
+            let kept = cleaned.split('…').next().expect("a part");
+            let escapes = kept.strip_prefix(&"a".repeat(before)).expect("the a's");
+            assert_eq!(escapes.len() % 6, 0, "{escapes}");
+            assert!(
+                escapes.split_inclusive('}').all(|e| e == "\\u{1b}"),
+                "{escapes}"
+            );
+            assert!(kept.len() <= REASON_MAX_BYTES);
+        }
+        // ... or a multi-byte character ...
+        let text = format!("{}{}", "a".repeat(1023), "æ".repeat(10));
+        assert!(clean_reason(&text).starts_with(&format!("{}…", "a".repeat(1023))));
+        // ... and never shows a CPR number's serial, nor leaves a CPR-shaped number behind.
+        for before in 1000..=REASON_MAX_BYTES {
+            for number in [
+                "2512489996",
+                "251248-9996",
+                "25124899961234",
+                "251248-99961",
+            ] {
+                let text = format!("{} {number} and more", "a".repeat(before));
+                let cleaned = clean_reason(&text);
+                assert!(!cleaned.contains("9996"), "{cleaned}");
+                assert!(cpr_shapes(&cleaned).is_empty(), "{cleaned}");
+                assert!(cleaned.len() <= REASON_MAX_BYTES + 40);
+            }
+        }
+    }
+
+    /// The CPR shapes (with their boundaries) in `text`, found by brute force: every offset
+    /// against every written-out pattern, `#` standing for an ASCII digit.
+    fn cpr_shapes(text: &str) -> Vec<(usize, String)> {
+        let mut patterns = vec!["##########".to_owned(), "#########".to_owned()];
+        for separator in ["-", "/", " ", "."] {
+            patterns.push(format!("######{separator}####"));
+            for date in [".", "-"] {
+                patterns.push(format!("##{date}##{date}##{separator}####"));
+            }
+        }
+        for date in [".", "-"] {
+            patterns.push(format!("##{date}##{date}######"));
+        }
+        let bytes = text.as_bytes();
+        let word = |at: Option<&u8>| at.is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_');
+        let mut found = Vec::new();
+        for start in 0..bytes.len() {
+            if start > 0 && word(bytes.get(start - 1)) {
+                continue;
+            }
+            for pattern in &patterns {
+                let Some(candidate) = bytes.get(start..start + pattern.len()) else {
+                    continue;
+                };
+                let fits = candidate.iter().zip(pattern.bytes()).all(|(&b, p)| {
+                    if p == b'#' {
+                        b.is_ascii_digit()
+                    } else {
+                        b == p
+                    }
+                });
+                if fits && !word(bytes.get(start + pattern.len())) {
+                    found.push((start, pattern.clone()));
+                }
+            }
+        }
+        found
+    }
+
+    /// A small fixed-seed generator (xorshift64*), so that failures repeat.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len())]
+        }
+
+        fn digits(&mut self, count: usize) -> String {
+            (0..count)
+                .map(|_| char::from(b'0' + self.below(10) as u8))
+                .collect()
+        }
+
+        fn hex(&mut self, count: usize, only_digits: bool) -> String {
+            let alphabet = if only_digits {
+                &b"0123456789"[..]
+            } else {
+                &b"0123456789abcdefABCDEF"[..]
+            };
+            (0..count)
+                .map(|_| char::from(alphabet[self.below(alphabet.len())]))
+                .collect()
+        }
+    }
+
+    /// Where a UUID or a CPR number was put into a generated text.
+    enum Planted {
+        Uuid(std::ops::Range<usize>),
+        Cpr {
+            span: std::ops::Range<usize>,
+            serial: std::ops::Range<usize>,
+        },
+    }
+
+    #[test]
+    fn never_leaves_a_cpr_shape_nor_touches_a_uuid() {
+        const NOISE: &[&str] = &[
+            "0", "1", "2", "5", "9", "a", "f", "x", "T", "Z", "_", "-", "/", " ", ".", ":", "+",
+            "*", "\n", "\t", "æ", "€", "😀", "\u{2028}", "\u{202e}", "\u{1b}", "\u{85}", "é",
+        ];
+        const SEPARATORS: &[&str] = &["", "-", "/", " ", "."];
+        let mut rng = Rng(0x5eed_cafe_f00d_beef);
+        let mut masked_cprs = 0;
+        let mut kept_uuids = 0;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            let mut planted = Vec::new();
+            for _ in 0..rng.below(24) {
+                match rng.below(10) {
+                    0..=3 => text.push_str(rng.pick(NOISE)),
+                    4..=5 => {
+                        let count = 1 + rng.below(14);
+                        text.push_str(&rng.digits(count));
+                    }
+                    6..=7 => {
+                        let start = text.len();
+                        match rng.below(3) {
+                            0 => text.push_str(&rng.digits(6)),
+                            n => {
+                                let date = if n == 1 { "." } else { "-" };
+                                let (d, m, y) = (rng.digits(2), rng.digits(2), rng.digits(2));
+                                text.push_str(&format!("{d}{date}{m}{date}{y}"));
+                            }
+                        }
+                        text.push_str(rng.pick(SEPARATORS));
+                        let serial = text.len()..text.len() + 4;
+                        text.push_str(&rng.digits(4));
+                        planted.push(Planted::Cpr {
+                            span: start..text.len(),
+                            serial,
+                        });
+                    }
+                    _ => {
+                        let digits_only = rng.below(2) == 0;
+                        let start = text.len();
+                        let groups: Vec<String> = [8, 4, 4, 4, 12]
+                            .iter()
+                            .map(|&n| rng.hex(n, digits_only))
+                            .collect();
+                        text.push_str(&groups.join("-"));
+                        planted.push(Planted::Uuid(start..text.len()));
+                    }
+                }
+            }
+
+            let masked = mask_cpr(&text);
+            assert_eq!(masked.len(), text.len(), "{text:?}");
+            assert!(cpr_shapes(&masked).is_empty(), "{text:?} -> {masked:?}");
+            assert_eq!(mask_cpr(&masked), masked, "{text:?}");
+            for (original, now) in text.bytes().zip(masked.bytes()) {
+                assert!(original == now || (original.is_ascii_digit() && now == b'*'));
+            }
+
+            let bytes = text.as_bytes();
+            let stands_alone = |span: &std::ops::Range<usize>| {
+                let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+                !(span.start > 0 && word(&bytes[span.start - 1]))
+                    && !bytes.get(span.end).is_some_and(word)
+            };
+            for plant in &planted {
+                match plant {
+                    Planted::Uuid(span) if stands_alone(span) => {
+                        assert_eq!(&masked[span.clone()], &text[span.clone()], "{text:?}");
+                        kept_uuids += 1;
+                    }
+                    Planted::Cpr { span, serial } if stands_alone(span) => {
+                        assert_eq!(&masked[serial.clone()], "****", "{text:?}");
+                        masked_cprs += 1;
+                    }
+                    _ => {}
+                }
+            }
+
+            // The other helpers never panic and keep their promises on the same input.
+            let logged = for_log(&text);
+            assert!(!logged.contains(is_control), "{text:?}");
+            assert!(cpr_shapes(&logged).is_empty(), "{text:?} -> {logged:?}");
+            let reason = clean_reason(&text);
+            assert!(reason.len() <= REASON_MAX_BYTES + 40);
+            assert!(!reason.contains(is_control));
+            for max in [0, 1, 2, 3, 5, 8, 13, 40] {
+                let capped = cap(&text, max);
+                assert!(capped.len() <= max + 40);
+                if capped.len() < text.len() {
+                    let kept = capped.rsplit_once('…').expect("a marker").0;
+                    assert!(text.starts_with(kept));
+                }
+            }
+        }
+        // The generator did plant what it is meant to test.
+        assert!(masked_cprs > 10_000, "{masked_cprs}");
+        assert!(kept_uuids > 5_000, "{kept_uuids}");
+    }
+
+    #[test]
+    fn long_texts_take_linear_time() {
+        // Worst cases for a scanner that backtracks: long runs that almost make a CPR number.
+        for unit in [
+            "25124",
+            "25.12.",
+            "251248-",
+            "1",
+            "2512489996",
+            "251248 999 ",
+        ] {
+            let text = unit.repeat(200_000);
+            let started = std::time::Instant::now();
+            let masked = mask_cpr(&text);
+            assert!(cpr_shapes(&masked[..10_000]).is_empty());
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{unit}"
+            );
         }
     }
 }

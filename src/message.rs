@@ -4,7 +4,6 @@
 use crate::envelope;
 use crate::payload::post_status::{self, PostStatus};
 use crate::payload::registration::{self, Channel, Registration, RegistrationType};
-use crate::store::Rejection;
 
 /// What kind of message a beskedtype is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +46,49 @@ pub struct Message {
     pub detail: Detail,
 }
 
+/// Why something received was refused: a reason for a person (CPR numbers masked, control
+/// characters escaped, at most about 1 KiB) and the besked id when it could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    reason: String,
+    pub besked_id: Option<String>,
+}
+
+impl Rejection {
+    /// A refusal; `reason` is cleaned for the `rejected` table and logs.
+    pub fn new(reason: &str, besked_id: Option<String>) -> Rejection {
+        Rejection {
+            reason: crate::mask::clean_reason(reason),
+            besked_id,
+        }
+    }
+
+    /// The cleaned reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// The form a BeskedId is stored and compared in: a UUID in lower case (so an upper-case copy
+/// is the same message), anything else as received.
+pub fn canonical_besked_id(id: String) -> String {
+    if is_uuid(&id) && id.bytes().any(|b| b.is_ascii_uppercase()) {
+        id.to_ascii_lowercase()
+    } else {
+        id
+    }
+}
+
+/// True for the 8-4-4-4-12 hexadecimal form.
+pub fn is_uuid(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(at, &b)| match at {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
 /// What decoding needs to know: the size limit and the configured registration types.
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -59,20 +101,15 @@ impl Decoder {
     /// could be read.
     pub fn decode(&self, raw: &[u8]) -> Result<Message, Rejection> {
         if raw.len() > self.max_message_bytes {
-            return Err(Rejection {
-                reason: too_large(raw.len() as u64, self.max_message_bytes),
-                besked_id: envelope::sniff_besked_id(raw),
-            });
+            return Err(Rejection::new(
+                &too_large(raw.len() as u64, self.max_message_bytes),
+                envelope::sniff_besked_id(raw),
+            ));
         }
-        let envelope = envelope::parse_envelope(raw).map_err(|error| Rejection {
-            besked_id: envelope::sniff_besked_id(raw),
-            reason: error.to_string(),
-        })?;
+        let envelope = envelope::parse_envelope(raw)
+            .map_err(|error| Rejection::new(&error.to_string(), envelope::sniff_besked_id(raw)))?;
         let kind = self.kind_of(envelope.beskedtype.as_deref());
-        let refuse = |reason: String| Rejection {
-            reason,
-            besked_id: Some(envelope.besked_id.clone()),
-        };
+        let refuse = |reason: String| Rejection::new(&reason, Some(envelope.besked_id.clone()));
         let detail = match kind {
             Kind::PostStatus => Detail::PostStatus(Box::new(
                 post_status::parse_post_status(&envelope).map_err(refuse)?,
@@ -90,7 +127,7 @@ impl Decoder {
             Kind::Other => Detail::None,
         };
         Ok(Message {
-            besked_id: envelope.besked_id,
+            besked_id: canonical_besked_id(envelope.besked_id),
             beskedtype: envelope.beskedtype,
             kind,
             created_at: envelope.dannelsestidspunkt,
@@ -174,9 +211,9 @@ mod tests {
             .expect_err("unknown handling");
         assert_eq!(rejection.besked_id.as_deref(), Some("id-1"));
         assert!(
-            rejection.reason.contains("types.nemsms_registration"),
+            rejection.reason().contains("types.nemsms_registration"),
             "{}",
-            rejection.reason
+            rejection.reason()
         );
     }
 
@@ -185,7 +222,7 @@ mod tests {
         let rejection = decoder().decode(&vec![b' '; 4097]).expect_err("too large");
         assert!(
             rejection
-                .reason
+                .reason()
                 .starts_with("message of 4097 bytes is larger than max_message_bytes (4096)")
         );
     }

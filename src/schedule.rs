@@ -10,15 +10,6 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::sync::{self, Puller};
 
-/// Checks a cron expression (six fields, seconds first).
-pub fn validate_cron(expression: &str) -> Result<(), String> {
-    Job::new_async_tz(expression, Copenhagen, |_, _| Box::pin(async {}))
-        .map(|_| ())
-        .map_err(|error| {
-            format!("`{expression}` is not a cron expression with seconds, e.g. \"0 */5 * * * *\" ({error})")
-        })
-}
-
 /// Runs passes on the schedule until a signal arrives; returns once the running pass, if any,
 /// has committed and acknowledged what it received.
 pub async fn run(puller: Arc<Puller>, cron: &str, shutdown: watch::Receiver<bool>) -> Result<()> {

@@ -25,9 +25,20 @@ pub struct Totals {
     pub rejected: i64,
 }
 
-/// Reads the report from the store.
+/// Reads the report from the store. Text that may hold a CPR number (an error, a BeskedId) is
+/// masked and has its control characters escaped, for the terminal and for `--json` alike.
 pub fn report(store: &Store) -> Result<Report> {
-    let sources = store.cursors()?;
+    let safe = |text: &mut Option<String>| {
+        if let Some(value) = text {
+            *value = crate::mask::for_log(value).into_owned();
+        }
+    };
+    let mut sources = store.cursors()?;
+    for row in &mut sources {
+        safe(&mut row.last_besked_id);
+        safe(&mut row.run_error);
+        row.source = crate::mask::for_log(&row.source).into_owned();
+    }
     let totals = sources.iter().fold(Totals::default(), |mut totals, row| {
         totals.messages += row.messages;
         totals.duplicates += row.duplicates;

@@ -6,8 +6,8 @@
 //! point leaves either the whole batch or none of it.
 
 use std::fs::{File, OpenOptions};
-use std::io::Read;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -15,11 +15,35 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::message::{Detail, Kind, Message};
+use crate::message::{Detail, Message, Rejection};
 
 /// Schema versions: index `i` holds the SQL that takes a database from version `i` to `i + 1`.
 /// Append only; never edit a released entry.
-const MIGRATIONS: &[&str] = &[include_str!("../schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("../schema.sql"), MIGRATION_2];
+
+/// Version 2: how much of a refused message `rejected.raw` holds, and UUID BeskedIds in lower
+/// case so that an upper-case copy is recognised as the same message.
+const MIGRATION_2: &str = "
+ALTER TABLE rejected ADD COLUMN raw_size INTEGER;
+ALTER TABLE rejected ADD COLUMN raw_complete INTEGER NOT NULL DEFAULT 1;
+UPDATE rejected SET raw_size = length(raw);
+UPDATE OR IGNORE message SET besked_id = lower(besked_id)
+    WHERE besked_id <> lower(besked_id) AND besked_id GLOB
+    '[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]';
+UPDATE print_status SET besked_id = (SELECT besked_id FROM message WHERE seq = print_status.seq)
+    WHERE besked_id <> (SELECT besked_id FROM message WHERE seq = print_status.seq);
+UPDATE print_status_postal_event
+    SET besked_id = (SELECT besked_id FROM message WHERE seq = print_status_postal_event.seq)
+    WHERE besked_id <> (SELECT besked_id FROM message WHERE seq = print_status_postal_event.seq);
+UPDATE registration SET besked_id = (SELECT besked_id FROM message WHERE seq = registration.seq)
+    WHERE besked_id <> (SELECT besked_id FROM message WHERE seq = registration.seq);
+";
+
+/// Refused messages up to this size are kept whole in `rejected.raw`.
+pub const RAW_KEEP_MAX: u64 = 256 * 1024 * 1024;
+/// Of a refused message larger than [`RAW_KEEP_MAX`], `rejected.raw` keeps this many first
+/// bytes; `raw_size` and `raw_sha256` still describe the whole message.
+pub const RAW_PREFIX_BYTES: u64 = 1024 * 1024;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -35,11 +59,22 @@ const CHECKPOINT_PAGES: i64 = 1000;
 #[derive(Debug)]
 pub enum Raw {
     Bytes(Vec<u8>),
-    /// A file too large to hold in memory: streamed into its `rejected` row.
+    /// An open file too large to hold in memory: streamed into its `rejected` row.
     File {
+        file: File,
         path: PathBuf,
         len: u64,
     },
+}
+
+impl Raw {
+    /// How many bytes this holds in memory.
+    pub fn held_bytes(&self) -> usize {
+        match self {
+            Raw::Bytes(bytes) => bytes.len(),
+            Raw::File { .. } => 0,
+        }
+    }
 }
 
 /// One thing received, already decoded: the unit a batch is made of.
@@ -51,19 +86,17 @@ pub struct Incoming {
     pub decoded: std::result::Result<Message, Rejection>,
 }
 
-/// Why something received was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub reason: String,
-    pub besked_id: Option<String>,
-}
-
 /// What became of one [`Incoming`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     New,
     Duplicate,
+    /// Refused: stored in `rejected`.
     Rejected,
+    /// Its BeskedId was already stored with other bytes: this copy is stored in `rejected`.
+    Conflict {
+        seq: i64,
+    },
 }
 
 /// Counts of one batch or run.
@@ -161,6 +194,25 @@ impl Store {
             .with_context(|| format!("failed to set up database `{}`", path.display()))?;
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Opens a database that must exist already (for commands that only read, such as
+    /// `status`): a mistyped path is an error, never a new empty database.
+    pub fn open_existing(path: &Path) -> Result<Store> {
+        match std::fs::metadata(path) {
+            Ok(metadata) if metadata.is_file() => Store::open(path),
+            Ok(_) => bail!(
+                "database `{}` is not a regular file; check `database` in the configuration",
+                path.display()
+            ),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
+                "database `{}` does not exist; check `database` in the configuration, or create it with `beskedhent init` or a first `import`/`sync`",
+                path.display()
+            ),
+            Err(error) => {
+                Err(error).with_context(|| format!("cannot read database `{}`", path.display()))
+            }
+        }
     }
 
     /// Opens an in-memory database, for tests.
@@ -286,11 +338,24 @@ impl Store {
                         Some(&item.origin),
                         bytes,
                     )? {
-                        Some(seq) => {
+                        Inserted::New(seq) => {
                             last = Some((seq, &message.besked_id));
                             Outcome::New
                         }
-                        None => Outcome::Duplicate,
+                        Inserted::Same(_) => Outcome::Duplicate,
+                        Inserted::Differs(seq) => {
+                            let rejection = Rejection::new(
+                                &format!(
+                                    "BeskedId {} is already stored (message seq {seq}) with different content; this copy is kept here and not used",
+                                    message.besked_id
+                                ),
+                                Some(message.besked_id.clone()),
+                            );
+                            match insert_rejected(&tx, source, received_at, item, &rejection)? {
+                                Outcome::Rejected => Outcome::Conflict { seq },
+                                other => other,
+                            }
+                        }
                     }
                 }
                 Err(rejection) => insert_rejected(&tx, source, received_at, item, rejection)?,
@@ -298,7 +363,7 @@ impl Store {
             match outcome {
                 Outcome::New => counts.new += 1,
                 Outcome::Duplicate => counts.duplicates += 1,
-                Outcome::Rejected => counts.rejected += 1,
+                Outcome::Rejected | Outcome::Conflict { .. } => counts.rejected += 1,
             }
             outcomes.push(outcome);
         }
@@ -327,62 +392,80 @@ impl Store {
         Ok((outcomes, counts))
     }
 
-    /// Runs everything refused, and every message of no known kind, through `decode` again
-    /// (after the configuration changed): refused bytes that now decode become messages (the
-    /// `rejected` row keeps its bytes and gets `resolved_seq`), and messages of kind `other`
-    /// whose beskedtype is now configured get their kind and derived rows. Works in batches, one
-    /// transaction each; safe to interrupt and to run again.
+    /// Runs everything refused through `decode` again, and derives every stored message's rows
+    /// anew, under the current configuration (after `[types.*]` or `max_message_bytes`
+    /// changed). Refused bytes that now decode become messages (the `rejected` row keeps its
+    /// bytes and gets `resolved_seq`). Every message's kind and derived rows (`print_status`,
+    /// `print_status_postal_event`, `registration`) are replaced by what its envelope gives now;
+    /// a message that no longer decodes keeps the rows it has. One transaction: all or nothing,
+    /// and running it again changes nothing. Rows are read one at a time, so memory stays flat.
     pub fn reprocess(
         &mut self,
         decode: &dyn Fn(&[u8]) -> std::result::Result<Message, Rejection>,
     ) -> Result<Reprocessed> {
-        const CHUNK: i64 = 200;
+        const CHUNK: i64 = 500;
         let mut summary = Reprocessed::default();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut after = 0i64;
         loop {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let rows: Vec<RejectedRow> = tx
+            let ids: Vec<(i64, bool)> = tx
                 .prepare_cached(
-                    "SELECT id, source, received_at, origin, raw FROM rejected
+                    "SELECT id, raw_complete FROM rejected
                      WHERE resolved_seq IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
                 )?
-                .query_map(params![after, CHUNK], |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ))
-                })?
+                .query_map(params![after, CHUNK], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
-            let Some(last) = rows.last() else {
+            let Some(&(last, _)) = ids.last() else {
                 break;
             };
-            after = last.0;
-            for (id, source, received_at, origin, raw) in rows {
+            after = last;
+            for (id, complete) in ids {
+                if !complete {
+                    // Only the start of the message was kept: it cannot be decoded again.
+                    summary.still_rejected += 1;
+                    continue;
+                }
+                let (source, received_at, origin): (String, String, Option<String>) = tx
+                    .prepare_cached(
+                        "SELECT source, received_at, origin FROM rejected WHERE id = ?1",
+                    )?
+                    .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+                let raw = read_blob(&tx, "rejected", "raw", id)?;
                 match decode(&raw) {
                     Ok(message) => {
-                        let inserted = insert_message(
+                        let seq = match insert_message(
                             &tx,
                             &message,
                             &source,
                             &received_at,
                             origin.as_deref(),
                             &raw,
-                        )?;
-                        let seq = if let Some(seq) = inserted {
-                            summary.taken_in += 1;
-                            seq
-                        } else {
-                            summary.already_stored += 1;
-                            tx.query_row(
-                                "SELECT seq FROM message WHERE besked_id = ?1",
-                                [&message.besked_id],
-                                |row| row.get(0),
-                            )?
+                        )? {
+                            Inserted::New(seq) => {
+                                summary.taken_in += 1;
+                                seq
+                            }
+                            Inserted::Same(seq) => {
+                                summary.already_stored += 1;
+                                seq
+                            }
+                            Inserted::Differs(seq) => {
+                                summary.still_rejected += 1;
+                                let reason = Rejection::new(
+                                    &format!(
+                                        "BeskedId {} is already stored (message seq {seq}) with different content; this copy is kept here and not used",
+                                        message.besked_id
+                                    ),
+                                    None,
+                                );
+                                tx.execute(
+                                    "UPDATE rejected SET reason = ?2 WHERE id = ?1",
+                                    params![id, reason.reason()],
+                                )?;
+                                continue;
+                            }
                         };
                         tx.execute(
                             "UPDATE rejected SET resolved_seq = ?2 WHERE id = ?1",
@@ -393,53 +476,50 @@ impl Store {
                         summary.still_rejected += 1;
                         tx.execute(
                             "UPDATE rejected SET reason = ?2 WHERE id = ?1",
-                            params![id, rejection.reason],
+                            params![id, rejection.reason()],
                         )?;
                     }
                 }
             }
-            tx.commit()?;
         }
 
         let mut after = 0i64;
         loop {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let rows: Vec<(i64, Vec<u8>)> = tx
+            let seqs: Vec<(i64, String)> = tx
                 .prepare_cached(
-                    "SELECT seq, envelope FROM message WHERE kind = 'other' AND seq > ?1
-                     ORDER BY seq LIMIT ?2",
+                    "SELECT seq, kind FROM message WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )?
                 .query_map(params![after, CHUNK], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
-            let Some(last) = rows.last() else {
+            let Some(&(last, _)) = seqs.last() else {
                 break;
             };
-            after = last.0;
-            for (seq, envelope) in rows {
+            after = last;
+            for (seq, kind) in seqs {
+                let envelope = read_blob(&tx, "message", "envelope", seq)?;
                 match decode(&envelope) {
-                    Ok(message) if message.kind != Kind::Other => {
-                        tx.execute(
-                            "UPDATE message SET kind = ?2 WHERE seq = ?1",
-                            params![seq, message.kind.as_str()],
-                        )?;
-                        insert_detail(&tx, seq, &message)?;
-                        summary.rederived += 1;
+                    Ok(message) => {
+                        let changed = replace_detail(&tx, seq, &message)?;
+                        if kind != message.kind.as_str() {
+                            tx.prepare_cached("UPDATE message SET kind = ?2 WHERE seq = ?1")?
+                                .execute(params![seq, message.kind.as_str()])?;
+                        }
+                        if changed || kind != message.kind.as_str() {
+                            summary.rederived += 1;
+                        }
                     }
-                    Ok(_) => {}
                     Err(rejection) => {
                         summary.not_derivable += 1;
                         tracing::warn!(
                             seq,
-                            "message kept as kind `other`: {}",
-                            crate::mask::mask_cpr_in(&rejection.reason)
+                            "message {seq} keeps the rows it has: it does not decode under the current configuration: {}",
+                            rejection.reason()
                         );
                     }
                 }
             }
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(summary)
     }
 
@@ -498,9 +578,6 @@ impl Store {
     }
 }
 
-/// A `rejected` row as `reprocess` reads it: id, source, received_at, origin, raw.
-type RejectedRow = (i64, String, String, Option<String>, Vec<u8>);
-
 /// What `reprocess` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Reprocessed {
@@ -510,9 +587,9 @@ pub struct Reprocessed {
     pub already_stored: u64,
     /// Refused bytes that are still refused (their reason is brought up to date).
     pub still_rejected: u64,
-    /// Messages of kind `other` that now have a kind and derived rows.
+    /// Messages whose kind or derived rows changed.
     pub rederived: u64,
-    /// Messages of kind `other` whose type is now configured but that cannot be derived.
+    /// Messages that do not decode under the current configuration (their rows are kept).
     pub not_derivable: u64,
 }
 
@@ -525,7 +602,17 @@ pub struct TableCounts {
     pub registration: i64,
 }
 
-/// Inserts a message and its derived rows; `None` when its BeskedId is already stored.
+/// What [`insert_message`] did.
+enum Inserted {
+    /// Stored as a new message with this seq.
+    New(i64),
+    /// The BeskedId is stored already with the same bytes.
+    Same(i64),
+    /// The BeskedId is stored already, with other bytes.
+    Differs(i64),
+}
+
+/// Inserts a message and its derived rows, unless its BeskedId is stored already.
 fn insert_message(
     tx: &rusqlite::Transaction<'_>,
     message: &Message,
@@ -533,7 +620,7 @@ fn insert_message(
     received_at: &str,
     origin: Option<&str>,
     envelope: &[u8],
-) -> Result<Option<i64>> {
+) -> Result<Inserted> {
     let inserted = tx
         .prepare_cached(
             "INSERT INTO message (besked_id, beskedtype, kind, source, received_at, created_at,
@@ -554,11 +641,78 @@ fn insert_message(
             envelope,
         ])?;
     if inserted == 0 {
-        return Ok(None);
+        let seq: i64 = tx
+            .prepare_cached("SELECT seq FROM message WHERE besked_id = ?1")?
+            .query_row([&message.besked_id], |row| row.get(0))?;
+        let stored = read_blob(tx, "message", "envelope", seq)?;
+        return Ok(if same_document(&stored, envelope) {
+            Inserted::Same(seq)
+        } else {
+            Inserted::Differs(seq)
+        });
     }
     let seq = tx.last_insert_rowid();
     insert_detail(tx, seq, message)?;
-    Ok(Some(seq))
+    Ok(Inserted::New(seq))
+}
+
+/// True when two envelopes are the same bytes, apart from a byte-order mark and white space
+/// before or after the document (a copy re-sent with a trailing newline is the same message).
+fn same_document(a: &[u8], b: &[u8]) -> bool {
+    fn trim(bytes: &[u8]) -> &[u8] {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+        let start = bytes
+            .iter()
+            .position(|b| !is_space(b))
+            .unwrap_or(bytes.len());
+        let end = bytes
+            .iter()
+            .rposition(|b| !is_space(b))
+            .map_or(start, |at| at + 1);
+        &bytes[start..end]
+    }
+    trim(a) == trim(b)
+}
+
+/// Replaces a message's derived rows with those of `message`; true when they changed.
+fn replace_detail(tx: &rusqlite::Transaction<'_>, seq: i64, message: &Message) -> Result<bool> {
+    // The rows before, as one comparable text, to report only real changes.
+    let snapshot = |tx: &rusqlite::Transaction<'_>| -> Result<String> {
+        Ok(tx
+            .prepare_cached(
+                "SELECT coalesce((SELECT json_array(message_uuid, transmission_id, message_id, kanal,
+                     status, event, event_uuid, final, outcome, occurred_at, fejl_kode, fejl_tekst,
+                     afsendelse_id, forsendelse_id, forsendelse_type_id, bruger_navn, enhed_tekst,
+                     afsender_system_id, correlation_id, producer, producer_uuid)
+                     FROM print_status WHERE seq = ?1), '')
+                 || coalesce((SELECT group_concat(json_array(type_kode, occurred_at, beloeb))
+                     FROM print_status_postal_event WHERE seq = ?1), '')
+                 || coalesce((SELECT json_array(party, party_type, channel, registered, changed_at,
+                     handling) FROM registration WHERE seq = ?1), '')",
+            )?
+            .query_row([seq], |row| row.get(0))?)
+    };
+    let before = snapshot(tx)?;
+    for table in ["print_status_postal_event", "print_status", "registration"] {
+        tx.prepare_cached(&format!("DELETE FROM {table} WHERE seq = ?1"))?
+            .execute([seq])?;
+    }
+    insert_detail(tx, seq, message)?;
+    Ok(snapshot(tx)? != before)
+}
+
+/// Reads one blob without holding anything else in memory.
+fn read_blob(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    column: &str,
+    row: i64,
+) -> Result<Vec<u8>> {
+    let blob = tx.blob_open("main", table, column, row, true)?;
+    let mut bytes = vec![0; blob.len()];
+    blob.read_at_exact(&mut bytes, 0)?;
+    Ok(bytes)
 }
 
 fn insert_detail(tx: &rusqlite::Transaction<'_>, seq: i64, message: &Message) -> Result<()> {
@@ -634,6 +788,8 @@ fn insert_detail(tx: &rusqlite::Transaction<'_>, seq: i64, message: &Message) ->
 }
 
 /// Stores a rejection with its raw bytes; bytes already rejected before count as a duplicate.
+/// A file is streamed into its row, never held in memory; of a message over [`RAW_KEEP_MAX`]
+/// only the first [`RAW_PREFIX_BYTES`] are kept (`raw_complete = 0`).
 fn insert_rejected(
     tx: &rusqlite::Transaction<'_>,
     source: &str,
@@ -641,15 +797,19 @@ fn insert_rejected(
     item: &Incoming,
     rejection: &Rejection,
 ) -> Result<Outcome> {
-    let sha256 = match &item.raw {
-        Raw::Bytes(bytes) => hex(&Sha256::digest(bytes)),
-        Raw::File { path, .. } => {
+    let (sha256, size) = match &item.raw {
+        Raw::Bytes(bytes) => (hex(&Sha256::digest(bytes)), bytes.len() as u64),
+        Raw::File { file, path, len } => {
             let mut hasher = Sha256::new();
-            let mut file =
-                File::open(path).with_context(|| format!("failed to read `{}`", path.display()))?;
-            std::io::copy(&mut file, &mut hasher)
+            let copied = copy_file(file, *len, &mut hasher)
                 .with_context(|| format!("failed to read `{}`", path.display()))?;
-            hex(&hasher.finalize())
+            if copied != *len {
+                bail!(
+                    "`{}` changed size while being read ({copied} of {len} bytes); import it again",
+                    path.display()
+                );
+            }
+            (hex(&hasher.finalize()), *len)
         }
     };
     let seen = tx
@@ -658,57 +818,74 @@ fn insert_rejected(
     if seen {
         return Ok(Outcome::Duplicate);
     }
+    let kept = if size > RAW_KEEP_MAX {
+        RAW_PREFIX_BYTES
+    } else {
+        size
+    };
     let mut insert = tx.prepare_cached(
-        "INSERT INTO rejected (source, received_at, reason, raw, raw_sha256, besked_id, origin)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO rejected (source, received_at, reason, raw, raw_sha256, besked_id, origin,
+             raw_size, raw_complete)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     match &item.raw {
         Raw::Bytes(bytes) => {
             insert.execute(params![
                 source,
                 received_at,
-                rejection.reason,
-                bytes,
+                rejection.reason(),
+                &bytes[..kept as usize],
                 sha256,
                 rejection.besked_id,
-                item.origin
+                item.origin,
+                size as i64,
+                kept == size,
             ])?;
         }
-        Raw::File { path, len } => {
-            // Stream the file into the row so memory stays flat whatever its size.
-            let len = *len;
-            if len > i32::MAX as u64 {
-                bail!(
-                    "`{}` is larger than 2 GiB and cannot be kept in the database",
-                    path.display()
-                );
-            }
+        Raw::File { file, path, .. } => {
             insert.execute(params![
                 source,
                 received_at,
-                rejection.reason,
-                rusqlite::blob::ZeroBlob(len as _),
+                rejection.reason(),
+                rusqlite::blob::ZeroBlob(kept),
                 sha256,
                 rejection.besked_id,
-                item.origin
+                item.origin,
+                size as i64,
+                kept == size,
             ])?;
             let rowid = tx.last_insert_rowid();
             let mut blob = tx.blob_open("main", "rejected", "raw", rowid, false)?;
-            let mut file =
-                File::open(path).with_context(|| format!("failed to read `{}`", path.display()))?;
-            let copied =
-                std::io::copy(&mut (&mut file).take(len), &mut blob).with_context(|| {
-                    format!("failed to copy `{}` into the database", path.display())
-                })?;
-            if copied != len {
+            let copied = copy_file(file, kept, &mut blob).with_context(|| {
+                format!("failed to copy `{}` into the database", path.display())
+            })?;
+            if copied != kept {
                 bail!(
-                    "`{}` shrank while being read ({copied} of {len} bytes)",
+                    "`{}` changed size while being read ({copied} of {kept} bytes); import it again",
                     path.display()
                 );
             }
         }
     }
     Ok(Outcome::Rejected)
+}
+
+/// Copies the first `len` bytes of `file` (from its start, whatever its position) to `sink`.
+fn copy_file(file: &File, len: u64, sink: &mut dyn Write) -> std::io::Result<u64> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    while offset < len {
+        let want = buffer.len().min((len - offset) as usize);
+        let read = match file.read_at(&mut buffer[..want], offset) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        sink.write_all(&buffer[..read])?;
+        offset += read as u64;
+    }
+    Ok(offset)
 }
 
 fn hex(bytes: &[u8]) -> String {

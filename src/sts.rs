@@ -58,16 +58,49 @@ pub enum StsError {
         message: String,
     },
     #[error("cannot reach the STS at {url}: {detail}")]
-    Transport { url: String, detail: String },
+    Transport {
+        url: String,
+        problem: crate::net::Problem,
+        detail: String,
+    },
     #[error("the STS answered something unexpected: {0}")]
     BadResponse(String),
 }
 
 impl StsError {
+    /// What to do about it, for the operator.
+    pub fn hint(&self, sts: &crate::config::StsConfig) -> String {
+        use crate::net::Problem;
+        match self {
+            StsError::Refused { status, .. } if *status >= 500 => {
+                "the STS has trouble of its own; a later run tries again".into()
+            }
+            StsError::Refused { .. } => {
+                "check `sts.entity_id`, the CVR, and that the certificate is registered for this CVR in KOMBIT's administration".into()
+            }
+            StsError::BadResponse(_) => {
+                "check that `sts.url` is the STS's REST issue endpoint".into()
+            }
+            StsError::Transport { problem, .. } => match problem {
+                Problem::Dns => "the host name in `sts.url` does not resolve: check it and this machine's DNS".into(),
+                Problem::Refused => "nothing accepts connections there: check the host and port in `sts.url` and the firewall".into(),
+                Problem::Timeout => format!(
+                    "no answer within {} s: check `sts.url` and the firewall, or raise `sts.timeout_seconds`",
+                    sts.timeout_seconds
+                ),
+                Problem::Certificate => "the STS's server certificate is not trusted or TLS failed: add its issuer with `sts.ca_file`, and check that `sts.url` names the right host".into(),
+                Problem::Other => "check `sts.url` and the network".into(),
+            },
+        }
+    }
+
     /// Worth retrying later (network trouble, server errors), as opposed to a refusal.
     pub fn is_transient(&self) -> bool {
         match self {
-            StsError::Transport { .. } => true,
+            StsError::Transport { problem, .. } => !matches!(
+                problem,
+                crate::net::Problem::Dns | crate::net::Problem::Certificate
+            ),
             StsError::Refused { status, .. } => *status >= 500,
             StsError::BadResponse(_) => false,
         }
@@ -152,15 +185,27 @@ impl TokenClient {
         let body = request_body(cvr, &self.entity_id, &self.use_key);
         let transport = |error: reqwest::Error| StsError::Transport {
             url: self.url.clone(),
+            problem: if error.is_timeout() {
+                crate::net::Problem::Timeout
+            } else {
+                crate::net::classify(&error)
+            },
             detail: error_chain(&error),
         };
-        let response = self
-            .http
-            .post(&self.url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(transport)?;
+        let response = match self.http.post(&self.url).json(&body).send().await {
+            Ok(response) => response,
+            Err(error) => {
+                let mut error = transport(error);
+                if let StsError::Transport { problem, .. } = &mut error
+                    && *problem == crate::net::Problem::Other
+                    && let Some((host, port)) = crate::net::host_port(&self.url)
+                    && !crate::net::resolves(&host, port).await
+                {
+                    *problem = crate::net::Problem::Dns;
+                }
+                return Err(error);
+            }
+        };
         let status = response.status();
         let bytes = response.bytes().await.map_err(transport)?;
         if !status.is_success() {

@@ -3,14 +3,16 @@
 //!
 //! Each feed runs as its own task with its own database connection and a lock file, so two
 //! runs never process the same feed at once. Deliveries are gathered into batches; a batch is
-//! committed when it is full, when nothing more is ready and the broker will not send more before
-//! an acknowledgement, or at the latest `flush_interval_ms` after its first delivery. A run ends
-//! when the queue is empty (`basic.get` says so), at the configured limits, or on a signal.
+//! committed when it is full (by count or by bytes), when nothing more is ready and the broker
+//! will not send more before an acknowledgement, or at the latest `flush_interval_ms` after its
+//! first delivery. A run ends when the queue is empty (`basic.get` says so), at the configured
+//! limits, or on a signal. Memory is bounded by bytes: the broker may hold back no more
+//! unacknowledged deliveries than [`HELD_BYTES`] of `max_message_bytes`-sized messages allow.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,14 +22,20 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
 use crate::amqp::{self, AmqpError, Session};
-use crate::config::{Config, FeedConfig, PullConfig, SyncConfig};
+use crate::config::{Config, FeedConfig, Fetch, PullConfig, SyncConfig};
 use crate::credentials::Credentials;
 use crate::exit;
-use crate::mask::mask_cpr_in;
 use crate::message::Decoder;
 use crate::store::{Counts, Incoming, Outcome, Raw, RunStatus, Store};
 use crate::sts::TokenClient;
 use crate::time;
+
+/// Most bytes of deliveries held unacknowledged (received, not yet committed) per feed, for
+/// messages of the largest allowed size; the effective prefetch follows from it.
+pub const HELD_BYTES: usize = 32 * 1024 * 1024;
+
+/// A batch is committed once the deliveries it holds reach this many bytes.
+pub const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// Everything a run needs, shared by the feed tasks.
 pub struct Puller {
@@ -37,15 +45,28 @@ pub struct Puller {
     pub decoder: Decoder,
     pub credentials: Arc<Credentials>,
     pub sts: TokenClient,
+    /// The prefetch asked of the broker: `sync.prefetch`, lowered so that unacknowledged
+    /// deliveries of the largest allowed size stay within [`HELD_BYTES`].
+    pub prefetch: u16,
 }
 
 impl Puller {
-    /// Loads credentials and sets up the STS client; fails on an unusable certificate.
+    /// Checks the database, loads credentials and sets up the STS client; fails on a database
+    /// that cannot be opened or an unusable certificate.
     pub fn new(config: &Config) -> Result<Arc<Puller>> {
         let pull = config.pull()?;
+        drop(Store::open(&config.database)?);
         let credentials = Credentials::load(&pull.sts)?;
         credentials.check_validity(chrono::Utc::now())?;
         let sts = TokenClient::new(&pull.sts, &credentials)?;
+        let prefetch = effective_prefetch(config.sync.prefetch, config.max_message_bytes);
+        if prefetch < config.sync.prefetch {
+            tracing::debug!(
+                prefetch,
+                "sync.prefetch lowered so that unacknowledged messages of max_message_bytes stay within {} MiB",
+                HELD_BYTES >> 20
+            );
+        }
         Ok(Arc::new(Puller {
             database: config.database.clone(),
             pull,
@@ -53,8 +74,16 @@ impl Puller {
             decoder: config.decoder(),
             credentials,
             sts,
+            prefetch,
         }))
     }
+}
+
+/// The prefetch to ask for: at most `configured`, and few enough that that many messages of
+/// `max_message_bytes` fit in [`HELD_BYTES`] (at least 1).
+pub fn effective_prefetch(configured: u16, max_message_bytes: usize) -> u16 {
+    let by_bytes = (HELD_BYTES / max_message_bytes.max(1)).clamp(1, usize::from(u16::MAX));
+    configured.min(by_bytes as u16)
 }
 
 /// How one feed's run ended.
@@ -187,19 +216,110 @@ enum SessionEnd {
     Fatal(String),
 }
 
+/// Who holds the feed's database connection: the feed between commits, a blocking thread
+/// while a batch commits. The one place that knows this rule.
+struct Committer {
+    database: PathBuf,
+    slot: Slot,
+}
+
+enum Slot {
+    Idle(Store),
+    /// A batch is being committed; its deliveries are acknowledged through `last_tag` once it
+    /// has.
+    Busy {
+        handle: tokio::task::JoinHandle<CommitResult>,
+        last_tag: u64,
+    },
+    /// The commit thread failed and took the connection with it.
+    Lost,
+}
+
+/// What a commit thread hands back: the store, the outcome, and the committed items.
+type CommitResult = (Store, Result<(Vec<Outcome>, Counts)>, Vec<Incoming>);
+
+/// A finished commit.
+struct Committed {
+    result: Result<(Vec<Outcome>, Counts, Vec<Incoming>)>,
+    last_tag: u64,
+}
+
+impl Committer {
+    fn is_busy(&self) -> bool {
+        matches!(self.slot, Slot::Busy { .. })
+    }
+
+    /// The connection, when no commit is in flight; reopened if a failed commit lost it.
+    fn store(&mut self) -> Result<&mut Store> {
+        if matches!(self.slot, Slot::Lost) {
+            self.slot = Slot::Idle(Store::open(&self.database)?);
+        }
+        match &mut self.slot {
+            Slot::Idle(store) => Ok(store),
+            _ => anyhow::bail!("internal error: the database is in use by a commit"),
+        }
+    }
+
+    /// Starts committing `items` on a blocking thread. Only when idle.
+    fn start(&mut self, source: String, items: Vec<Incoming>, last_tag: u64) {
+        let Slot::Idle(mut store) = std::mem::replace(&mut self.slot, Slot::Lost) else {
+            unreachable!("start is only called when no commit is in flight");
+        };
+        let handle = tokio::task::spawn_blocking(move || {
+            let outcome = store.write_batch(&source, &time::now_utc(), &items);
+            (store, outcome, items)
+        });
+        self.slot = Slot::Busy { handle, last_tag };
+    }
+
+    /// Resolves when the commit in flight has finished (never, if none is). Cancel-safe: if
+    /// dropped before it resolves, the commit stays in flight.
+    async fn finished(&mut self) -> Committed {
+        let Slot::Busy { handle, .. } = &mut self.slot else {
+            return std::future::pending().await;
+        };
+        let joined = handle.await;
+        let Slot::Busy { last_tag, .. } = std::mem::replace(&mut self.slot, Slot::Lost) else {
+            unreachable!("the slot was busy");
+        };
+        let result = match joined {
+            Ok((store, outcome, items)) => {
+                self.slot = Slot::Idle(store);
+                outcome.map(|(outcomes, counts)| (outcomes, counts, items))
+            }
+            Err(error) => Err(anyhow::anyhow!(
+                "the commit thread failed: {}",
+                panic_message(error)
+            )),
+        };
+        Committed { result, last_tag }
+    }
+}
+
+/// The message of a panicked task, or what else ended it.
+fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panicked".into()),
+        Err(error) => error.to_string(),
+    }
+}
+
 /// A feed's state across reconnects within one run.
 struct FeedRun<'a> {
     puller: &'a Puller,
     feed: FeedConfig,
     cvr: String,
-    /// The connection; lent to the commit thread while a commit is in flight.
-    store: Option<Store>,
+    committer: Committer,
     counts: Counts,
     received: u64,
     deadline: Option<Instant>,
     /// Set once a login was refused with a freshly requested token.
     refused_fresh_token: bool,
-    /// Deliveries the broker lets us hold unacknowledged, as learned (see `pull`).
+    /// Deliveries the broker lets us hold unacknowledged, as learned (see `wait`).
     eager_at: usize,
 }
 
@@ -219,10 +339,11 @@ async fn run_feed(
     };
     let _lock = match FeedLock::acquire(&puller.database, &feed.name) {
         Ok(lock) => lock,
-        Err(why) => {
-            tracing::warn!(feed = %feed.name, "{why}");
-            return report(Counts::default(), FeedEnd::Locked(why), 0);
+        Err(error @ LockError::Held { .. }) => {
+            tracing::warn!(feed = %feed.name, "{error}");
+            return report(Counts::default(), FeedEnd::Locked(error.to_string()), 0);
         }
+        Err(error) => return report(Counts::default(), FeedEnd::Failed(error.to_string()), 0),
     };
     let store = match Store::open(&puller.database) {
         Ok(store) => store,
@@ -236,15 +357,22 @@ async fn run_feed(
             .clone()
             .unwrap_or_else(|| puller.pull.sts.cvr.clone()),
         feed,
-        store: Some(store),
+        committer: Committer {
+            database: puller.database.clone(),
+            slot: Slot::Idle(store),
+        },
         counts: Counts::default(),
         received: 0,
         deadline: (tuning.max_seconds > 0)
             .then(|| Instant::now() + Duration::from_secs(tuning.max_seconds)),
         refused_fresh_token: false,
-        eager_at: tuning.batch_size.min(usize::from(tuning.prefetch)),
+        eager_at: tuning.batch_size.min(usize::from(puller.prefetch)),
     };
-    if let Err(error) = run.store().begin_run(&name, &time::now_utc()) {
+    if let Err(error) = run
+        .committer
+        .store()
+        .and_then(|store| store.begin_run(&name, &time::now_utc()))
+    {
         return report(Counts::default(), FeedEnd::Failed(format!("{error:#}")), 0);
     }
     tracing::info!(feed = %name, queue = %run.feed.dueslag, "pulling");
@@ -264,7 +392,7 @@ async fn run_feed(
                 failures += 1;
                 if failures > tuning.retries {
                     break FeedEnd::Failed(format!(
-                        "{why} (gave up after {} reconnects; raise sync.retries to try longer)",
+                        "{why} (gave up after {} reconnects)",
                         tuning.retries
                     ));
                 }
@@ -283,11 +411,15 @@ async fn run_feed(
         FeedEnd::Interrupted => (RunStatus::Interrupted, None),
         FeedEnd::Failed(why) | FeedEnd::Locked(why) => (RunStatus::Failed, Some(why.as_str())),
     };
-    if let Err(error) = run.store().end_run(&name, &time::now_utc(), status, error) {
+    if let Err(error) = run
+        .committer
+        .store()
+        .and_then(|store| store.end_run(&name, &time::now_utc(), status, error))
+    {
         tracing::error!(feed = %name, "cannot record the end of the run: {error:#}");
     }
     match &end {
-        FeedEnd::Failed(why) => tracing::error!(feed = %name, "{}", mask_cpr_in(why)),
+        FeedEnd::Failed(why) => tracing::error!(feed = %name, "{why}"),
         other => {
             tracing::info!(feed = %name, new = run.counts.new, duplicates = run.counts.duplicates, rejected = run.counts.rejected, "{other:?}")
         }
@@ -298,38 +430,42 @@ async fn run_feed(
 /// Deliveries received but not yet committed, with the tag to acknowledge them by.
 struct Held {
     items: Vec<Incoming>,
+    bytes: usize,
     last_tag: u64,
     since: Option<Instant>,
 }
 
-/// What a commit thread hands back: the store, the outcome, and the committed items.
-type CommitResult = (Store, Result<(Vec<Outcome>, Counts)>, Vec<Incoming>);
+/// Where deliveries come from.
+enum Feed {
+    /// The broker pushes them (`basic.consume`).
+    Consumer(lapin::Consumer),
+    /// One `basic.get` each.
+    Get,
+}
 
-/// A batch being committed on a blocking thread while the next one is received.
-struct InFlight {
-    handle: tokio::task::JoinHandle<CommitResult>,
-    last_tag: u64,
+/// What waiting for something to happen ended with.
+enum Woke {
+    Delivery(lapin::message::Delivery),
+    Committed(Committed),
+    /// The flush deadline passed, or the drain check is due.
+    Timer,
+    Signal,
 }
 
 impl FeedRun<'_> {
-    fn store(&mut self) -> &mut Store {
-        self.store
-            .as_mut()
-            .expect("the store is back whenever no commit is in flight")
-    }
-
-    /// One connection: log in, consume, and commit-then-acknowledge until the queue is empty
-    /// or the run must stop.
+    /// One connection: log in, fetch, and commit-then-acknowledge until the queue is empty or
+    /// the run must stop.
     async fn session(
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<FeedEnd, SessionEnd> {
         let puller = self.puller;
         let token = puller.sts.token(&self.cvr).await.map_err(|error| {
+            let text = format!("{error}; {}", error.hint(&puller.pull.sts));
             if error.is_transient() {
-                SessionEnd::Retry(error.to_string())
+                SessionEnd::Retry(text)
             } else {
-                SessionEnd::Fatal(error.to_string())
+                SessionEnd::Fatal(text)
             }
         })?;
         let session = match amqp::connect(
@@ -341,27 +477,25 @@ impl FeedRun<'_> {
         .await
         {
             Ok(session) => session,
-            Err(AmqpError::LoginRefused(why)) => {
+            Err(error @ AmqpError::LoginRefused { .. }) => {
                 // Perhaps the token went stale: try once more with a new one.
                 puller.sts.invalidate(&self.cvr).await;
                 if self.refused_fresh_token {
                     return Err(SessionEnd::Fatal(format!(
-                        "the broker refused the login with a fresh token: {why}; check that the certificate's organisation has a service agreement for this dueslag"
+                        "{error} (with a fresh token); {}",
+                        error.hint()
                     )));
                 }
                 self.refused_fresh_token = true;
-                return Err(SessionEnd::Retry(format!(
-                    "the broker refused the login: {why}"
-                )));
+                return Err(SessionEnd::Retry(error.to_string()));
             }
-            Err(error) => return Err(SessionEnd::Retry(error.to_string())),
+            Err(error) => return Err(amqp_end(error)),
         };
         self.refused_fresh_token = false;
-        let mut in_flight = None;
-        let result = self.pull(&session, &token, shutdown, &mut in_flight).await;
+        let result = self.pull(&session, &token, shutdown).await;
         // A commit still in flight (after an error) completes; it is not acknowledged, so the
         // broker delivers it again and it is counted as duplicates.
-        let result = match self.finish(None, &mut in_flight).await {
+        let result = match self.settle(None).await {
             Err(fatal @ SessionEnd::Fatal(_)) => Err(fatal),
             _ => result,
         };
@@ -369,136 +503,187 @@ impl FeedRun<'_> {
         result
     }
 
+    /// Fetches, commits and acknowledges until the queue is empty or the run must stop.
     async fn pull(
         &mut self,
         session: &Session,
         token: &crate::sts::Token,
         shutdown: &mut watch::Receiver<bool>,
-        in_flight: &mut Option<InFlight>,
     ) -> Result<FeedEnd, SessionEnd> {
-        let tuning = &self.puller.tuning;
         let queue = self.feed.dueslag.clone();
-        let mut consumer = session
-            .consume(&queue, tuning.prefetch)
-            .await
-            .map_err(|error| match error {
-                error @ AmqpError::QueueRefused { .. } => SessionEnd::Fatal(format!(
-                    "{error}; check `dueslag` of feed `{}`",
-                    self.feed.name
-                )),
-                error => SessionEnd::Retry(error.to_string()),
-            })?;
-        let flush_interval = Duration::from_millis(tuning.flush_interval_ms);
-        let drain_check = Duration::from_millis(tuning.drain_check_ms);
-        let renew_at = token.renew_at;
+        let mut feed = match self.puller.tuning.fetch {
+            Fetch::Consume => Feed::Consumer(
+                session
+                    .consume(&queue, self.puller.prefetch)
+                    .await
+                    .map_err(|error| self.queue_end(error))?,
+            ),
+            Fetch::Get => Feed::Get,
+        };
         let mut held = Held {
-            items: Vec::with_capacity(tuning.batch_size),
+            items: Vec::with_capacity(self.puller.tuning.batch_size),
+            bytes: 0,
             last_tag: 0,
             since: None,
         };
-        let lost = |error: lapin::Error| {
-            SessionEnd::Retry(format!(
-                "lost the broker: {}",
-                crate::sts::error_chain(&error)
-            ))
-        };
-
         loop {
-            let stop = if *shutdown.borrow() {
-                Some(Ok(FeedEnd::Interrupted))
-            } else if (tuning.max_messages > 0 && self.received >= tuning.max_messages)
-                || self
-                    .deadline
-                    .is_some_and(|deadline| Instant::now() >= deadline)
-            {
-                Some(Ok(FeedEnd::Limit))
-            } else if chrono::Utc::now() >= renew_at {
-                Some(Err(SessionEnd::Renew))
-            } else {
-                None
-            };
-            if let Some(end) = stop {
-                self.flush(session, &mut held, in_flight).await?;
-                self.finish(Some(session), in_flight).await?;
+            if let Some(end) = self.should_stop(shutdown, token) {
+                self.flush(session, &mut held).await?;
+                self.settle(Some(session)).await?;
                 return end;
             }
-
-            // Take whatever is ready without waiting, up to a full batch.
-            let mut took = false;
-            while held.items.len() < tuning.batch_size
-                && !self.at_limit(held.items.len())
-                && let Some(next) = consumer.next().now_or_never()
-            {
-                match next {
-                    Some(Ok(delivery)) => {
-                        self.hold(&mut held, delivery, &queue);
-                        took = true;
-                    }
-                    Some(Err(error)) => return Err(lost(error)),
-                    None => return Err(SessionEnd::Retry("the broker ended the consumer".into())),
+            let drained = match &mut feed {
+                Feed::Consumer(consumer) => {
+                    self.step_consume(session, consumer, &mut held, shutdown)
+                        .await?
                 }
-            }
-            let full = held.items.len() >= tuning.batch_size || self.at_limit(held.items.len());
-            if full || (!took && held.items.len() >= self.eager_at) {
-                self.flush(session, &mut held, in_flight).await?;
-                continue;
-            }
-            if took {
-                continue;
-            }
-
-            // Nothing ready: wait for a delivery, the commit in flight, the flush deadline, or
-            // the drain check.
-            let wait = match held.since {
-                Some(since) => flush_interval.saturating_sub(since.elapsed()),
-                None => drain_check,
+                Feed::Get => self.step_get(session, &mut held).await?,
             };
-            let may_sleep = in_flight.is_none() || !held.items.is_empty();
-            tokio::select! {
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => self.hold(&mut held, delivery, &queue),
-                    Some(Err(error)) => return Err(lost(error)),
-                    None => return Err(SessionEnd::Retry("the broker ended the consumer".into())),
-                },
-                done = async {
-                    match in_flight.as_mut() {
-                        Some(commit) => (&mut commit.handle).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    let commit = in_flight.take().expect("a commit was in flight");
-                    self.complete(Some(session), done, commit.last_tag).await?;
-                }
-                _ = tokio::time::sleep(wait), if may_sleep => {
-                    if !held.items.is_empty() {
-                        // The broker sends no more until we acknowledge: remember how many it
-                        // lets us hold, and commit at once at that count from now on.
-                        self.eager_at = self.eager_at.min(held.items.len()).max(1);
-                        self.flush(session, &mut held, in_flight).await?;
-                    } else {
-                        match session.get(&queue).await {
-                            Ok(Some(delivery)) => self.hold(&mut held, delivery, &queue),
-                            Ok(None) => {
-                                self.finish(Some(session), in_flight).await?;
-                                return Ok(FeedEnd::Drained);
-                            }
-                            Err(error @ AmqpError::QueueRefused { .. }) => return Err(SessionEnd::Fatal(error.to_string())),
-                            Err(error) => return Err(SessionEnd::Retry(error.to_string())),
-                        }
-                    }
-                }
-                _ = stopped(shutdown) => {}
+            if drained {
+                self.flush(session, &mut held).await?;
+                self.settle(Some(session)).await?;
+                return Ok(FeedEnd::Drained);
             }
         }
     }
 
-    fn at_limit(&self, held: usize) -> bool {
+    /// Why the run must stop now, if it must.
+    fn should_stop(
+        &self,
+        shutdown: &watch::Receiver<bool>,
+        token: &crate::sts::Token,
+    ) -> Option<Result<FeedEnd, SessionEnd>> {
+        let tuning = &self.puller.tuning;
+        if *shutdown.borrow() {
+            Some(Ok(FeedEnd::Interrupted))
+        } else if (tuning.max_messages > 0 && self.received >= tuning.max_messages)
+            || self
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            Some(Ok(FeedEnd::Limit))
+        } else if chrono::Utc::now() >= token.renew_at {
+            Some(Err(SessionEnd::Renew))
+        } else {
+            None
+        }
+    }
+
+    /// One step of consuming: take what is ready, commit when due, else wait. True when the
+    /// queue turned out to be empty.
+    async fn step_consume(
+        &mut self,
+        session: &Session,
+        consumer: &mut lapin::Consumer,
+        held: &mut Held,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<bool, SessionEnd> {
+        // Take whatever is ready without waiting, up to a full batch.
+        let mut took = false;
+        while !self.full(held) {
+            match consumer.next().now_or_never() {
+                Some(next) => {
+                    self.hold(held, delivery(next, session)?);
+                    took = true;
+                }
+                None => break,
+            }
+        }
+        if self.full(held) || (!took && held.items.len() >= self.eager_at) {
+            self.flush(session, held).await?;
+            return Ok(false);
+        }
+        if took {
+            return Ok(false);
+        }
+        match self.wait(consumer, held, shutdown).await {
+            Woke::Delivery(delivery) => self.hold(held, delivery),
+            Woke::Committed(committed) => self.complete(Some(session), committed).await?,
+            Woke::Timer if !held.items.is_empty() => {
+                // The broker sends no more until we acknowledge: remember how many it lets us
+                // hold, and commit at once at that count from now on.
+                self.eager_at = self.eager_at.min(held.items.len()).max(1);
+                self.flush(session, held).await?;
+            }
+            Woke::Timer => match session.get(&self.feed.dueslag).await {
+                Ok(Some(delivery)) => self.hold(held, delivery),
+                Ok(None) => return Ok(true),
+                Err(error) => return Err(self.queue_end(error)),
+            },
+            Woke::Signal => {}
+        }
+        Ok(false)
+    }
+
+    /// Waits for a delivery, the commit in flight, the flush deadline or the drain check, or a
+    /// signal.
+    async fn wait(
+        &mut self,
+        consumer: &mut lapin::Consumer,
+        held: &Held,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Woke {
+        let tuning = &self.puller.tuning;
+        let timer = match held.since {
+            Some(since) => {
+                Duration::from_millis(tuning.flush_interval_ms).saturating_sub(since.elapsed())
+            }
+            None => Duration::from_millis(tuning.drain_check_ms),
+        };
+        // With nothing held and a commit in flight, its end comes first.
+        let may_sleep = !self.committer.is_busy() || !held.items.is_empty();
+        tokio::select! {
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => Woke::Delivery(delivery),
+                // The error surfaces again at the next `now_or_never` through `delivery`.
+                _ => Woke::Timer,
+            },
+            committed = self.committer.finished() => Woke::Committed(committed),
+            _ = tokio::time::sleep(timer), if may_sleep => Woke::Timer,
+            _ = stopped(shutdown) => Woke::Signal,
+        }
+    }
+
+    /// One step of fetching with `basic.get`. True when the queue is empty.
+    async fn step_get(&mut self, session: &Session, held: &mut Held) -> Result<bool, SessionEnd> {
+        let overdue = held.since.is_some_and(|since| {
+            since.elapsed() >= Duration::from_millis(self.puller.tuning.flush_interval_ms)
+        });
+        if self.full(held) || overdue {
+            self.flush(session, held).await?;
+            return Ok(false);
+        }
+        match session.get(&self.feed.dueslag).await {
+            Ok(Some(delivery)) => {
+                self.hold(held, delivery);
+                Ok(false)
+            }
+            Ok(None) => Ok(true),
+            Err(error) => Err(self.queue_end(error)),
+        }
+    }
+
+    /// True when the held deliveries make a full batch (by count or bytes) or reach the run's
+    /// message limit.
+    fn full(&self, held: &Held) -> bool {
         let max = self.puller.tuning.max_messages;
-        max > 0 && self.received + held as u64 >= max
+        held.items.len() >= self.puller.tuning.batch_size
+            || held.bytes >= BATCH_BYTES
+            || (max > 0 && self.received + held.items.len() as u64 >= max)
+    }
+
+    /// How a queue operation's failure ends the session.
+    fn queue_end(&self, error: AmqpError) -> SessionEnd {
+        match error {
+            AmqpError::QueueMissing { .. } | AmqpError::QueueRefused { .. } => SessionEnd::Fatal(
+                format!("{error}; check `dueslag` of feed `{}`", self.feed.name),
+            ),
+            error => amqp_end(error),
+        }
     }
 
     /// Decodes a delivery and keeps it until its batch is committed.
-    fn hold(&self, held: &mut Held, delivery: lapin::message::Delivery, queue: &str) {
+    fn hold(&self, held: &mut Held, delivery: lapin::message::Delivery) {
         let message_id = delivery
             .properties
             .message_id()
@@ -506,8 +691,9 @@ impl FeedRun<'_> {
             .map(|id| id.to_string())
             .unwrap_or_else(|| "-".into());
         let decoded = self.puller.decoder.decode(&delivery.data);
+        held.bytes += delivery.data.len();
         held.items.push(Incoming {
-            origin: format!("amqp:{queue} message-id={message_id}"),
+            origin: format!("amqp:{} message-id={message_id}", self.feed.dueslag),
             decoded,
             raw: Raw::Bytes(delivery.data),
         });
@@ -517,83 +703,126 @@ impl FeedRun<'_> {
 
     /// Starts committing the held deliveries on a blocking thread, after the commit before it
     /// has finished and been acknowledged. At most one commit is in flight.
-    async fn flush(
-        &mut self,
-        session: &Session,
-        held: &mut Held,
-        in_flight: &mut Option<InFlight>,
-    ) -> Result<(), SessionEnd> {
-        self.finish(Some(session), in_flight).await?;
+    async fn flush(&mut self, session: &Session, held: &mut Held) -> Result<(), SessionEnd> {
+        self.settle(Some(session)).await?;
         if held.items.is_empty() {
             return Ok(());
         }
-        let mut store = self.store.take().expect("no commit in flight");
         let items = std::mem::replace(
             &mut held.items,
             Vec::with_capacity(self.puller.tuning.batch_size),
         );
-        let source = self.feed.name.clone();
         self.received += items.len() as u64;
-        let handle = tokio::task::spawn_blocking(move || {
-            let outcome = store.write_batch(&source, &time::now_utc(), &items);
-            (store, outcome, items)
-        });
-        *in_flight = Some(InFlight {
-            handle,
-            last_tag: held.last_tag,
-        });
+        self.committer
+            .start(self.feed.name.clone(), items, held.last_tag);
+        held.bytes = 0;
         held.since = None;
         Ok(())
     }
 
     /// Waits for the commit in flight, if any, and acknowledges it (when `session` is given).
-    async fn finish(
-        &mut self,
-        session: Option<&Session>,
-        in_flight: &mut Option<InFlight>,
-    ) -> Result<(), SessionEnd> {
-        let Some(commit) = in_flight.take() else {
+    async fn settle(&mut self, session: Option<&Session>) -> Result<(), SessionEnd> {
+        if !self.committer.is_busy() {
             return Ok(());
-        };
-        let done = commit.handle.await;
-        self.complete(session, done, commit.last_tag).await
+        }
+        let committed = self.committer.finished().await;
+        self.complete(session, committed).await
     }
 
-    /// Takes back the store from a finished commit; then, only if it committed, acknowledges
-    /// every delivery up to `last_tag`.
+    /// Counts and reports a finished commit; then, only if it committed, acknowledges every
+    /// delivery up to its last tag.
     async fn complete(
         &mut self,
         session: Option<&Session>,
-        done: Result<CommitResult, tokio::task::JoinError>,
-        last_tag: u64,
+        committed: Committed,
     ) -> Result<(), SessionEnd> {
-        let (store, outcome, items) =
-            done.map_err(|error| SessionEnd::Fatal(format!("the commit thread failed: {error}")))?;
-        self.store = Some(store);
-        let (outcomes, counts) = outcome.map_err(|error| {
-            SessionEnd::Fatal(format!("cannot write to the database: {error:#}"))
+        let (outcomes, counts, items) = committed.result.map_err(|error| {
+            SessionEnd::Fatal(format!(
+                "cannot write to database `{}`: {error:#}",
+                self.puller.database.display()
+            ))
         })?;
         for (item, outcome) in items.iter().zip(&outcomes) {
-            if let (Outcome::Rejected, Err(rejection)) = (outcome, &item.decoded) {
-                tracing::warn!(
+            match (outcome, &item.decoded) {
+                (Outcome::Rejected, Err(rejection)) => tracing::warn!(
                     feed = %self.feed.name,
                     origin = %item.origin,
                     besked_id = rejection.besked_id.as_deref().unwrap_or("-"),
                     "rejected: {}",
-                    mask_cpr_in(&rejection.reason)
-                );
+                    rejection.reason()
+                ),
+                (Outcome::Conflict { seq }, Ok(message)) => tracing::warn!(
+                    feed = %self.feed.name,
+                    origin = %item.origin,
+                    besked_id = %message.besked_id,
+                    "rejected: BeskedId already stored (message seq {seq}) with different content; this copy is kept in `rejected`"
+                ),
+                _ => {}
             }
         }
         // Committed: the outcome is counted whether or not the acknowledgement gets through
         // (if it does not, the broker redelivers and the copies count as duplicates).
         self.counts.add(counts);
         if let Some(session) = session {
-            session.ack_through(last_tag).await.map_err(|error| {
-                SessionEnd::Retry(format!("lost the broker before acknowledging: {error}"))
-            })?;
+            session
+                .ack_through(committed.last_tag)
+                .await
+                .map_err(|error| SessionEnd::Retry(format!("before acknowledging: {error}")))?;
         }
         Ok(())
     }
+}
+
+/// A delivery from the consumer stream, or how its failure ends the session.
+fn delivery(
+    next: Option<Result<lapin::message::Delivery, lapin::Error>>,
+    session: &Session,
+) -> Result<lapin::message::Delivery, SessionEnd> {
+    match next {
+        Some(Ok(delivery)) => Ok(delivery),
+        Some(Err(error)) => Err(SessionEnd::Retry(format!(
+            "lost the broker at {}: {}",
+            session.endpoint,
+            crate::sts::error_chain(&error)
+        ))),
+        None => Err(SessionEnd::Retry(format!(
+            "the broker at {} ended the consumer",
+            session.endpoint
+        ))),
+    }
+}
+
+/// How a broker failure ends the session: permanent ones stop the feed for this run.
+fn amqp_end(error: AmqpError) -> SessionEnd {
+    let text = format!("{error}; {}", error.hint());
+    if error.is_permanent() {
+        SessionEnd::Fatal(text)
+    } else {
+        SessionEnd::Retry(text)
+    }
+}
+
+/// Why a feed's lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another process holds it.
+    #[error(
+        "feed `{feed}` is being synced by another beskedhent ({holder}, lock file `{path}`); this run leaves it alone"
+    )]
+    Held {
+        feed: String,
+        holder: String,
+        path: String,
+    },
+    /// The lock file cannot be created or opened (missing or read-only directory, ...).
+    #[error(
+        "cannot open lock file `{path}` of feed `{feed}`: {error}; check that the database's directory exists and is writable by this user"
+    )]
+    Io {
+        feed: String,
+        path: String,
+        error: std::io::Error,
+    },
 }
 
 /// An exclusive lock on one feed, held for the feed's run: `<database>-<feed>.lock`.
@@ -603,8 +832,13 @@ pub struct FeedLock {
 
 impl FeedLock {
     /// Takes the lock, or says who holds it.
-    pub fn acquire(database: &Path, feed: &str) -> Result<FeedLock, String> {
+    pub fn acquire(database: &Path, feed: &str) -> Result<FeedLock, LockError> {
         let path = PathBuf::from(format!("{}-{feed}.lock", database.display()));
+        let io = |error| LockError::Io {
+            feed: feed.to_owned(),
+            path: path.display().to_string(),
+            error,
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -612,23 +846,54 @@ impl FeedLock {
             .truncate(false)
             .mode(0o600)
             .open(&path)
-            .map_err(|error| format!("cannot open lock file `{}`: {error}", path.display()))?;
+            .map_err(io)?;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
         if !locked {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            return Err(format!(
-                "feed `{feed}` is being synced by another beskedhent (pid {}, lock file `{}`); this run leaves it alone",
-                holder.trim(),
-                path.display()
-            ));
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(io(error));
+            }
+            let holder = match holder_pid(&file) {
+                Some(pid) => format!("pid {pid}"),
+                None => {
+                    let mut written = String::new();
+                    let _ = file.read_to_string(&mut written);
+                    match written.trim() {
+                        "" => "pid unknown".to_string(),
+                        pid => format!("pid {pid}, as it wrote"),
+                    }
+                }
+            };
+            return Err(LockError::Held {
+                feed: feed.to_owned(),
+                holder,
+                path: path.display().to_string(),
+            });
         }
-        let _ = file.set_len(0);
-        let _ = file.rewind();
-        let _ = write!(file, "{}", std::process::id());
+        // For people: the pid, written in place (never truncated first, so a reader never sees
+        // an empty file), then cut to its length.
+        let pid = format!("{}\n", std::process::id());
+        let _ = file
+            .write_all_at(pid.as_bytes(), 0)
+            .and_then(|()| file.set_len(pid.len() as u64));
         Ok(FeedLock { _file: file })
     }
+}
+
+/// The pid holding a `flock` on `file`, from the kernel's lock table (`/proc/locks`).
+fn holder_pid(file: &File) -> Option<u32> {
+    let inode = file.metadata().ok()?.ino();
+    let table = std::fs::read_to_string("/proc/locks").ok()?;
+    table.lines().find_map(|line| {
+        // `1: FLOCK  ADVISORY  WRITE 12345 08:01:1234567 0 EOF`
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (kind, pid, id) = (fields.get(1)?, fields.get(4)?, fields.get(5)?);
+        let lock_inode: u64 = id.rsplit(':').next()?.parse().ok()?;
+        (*kind == "FLOCK" && lock_inode == inode)
+            .then(|| pid.parse().ok())
+            .flatten()
+    })
 }
 
 /// Resolves when the shutdown flag turns true; never, if nobody can set it any more.

@@ -143,9 +143,12 @@ fn parse_party(urn: &str) -> Result<Option<(&'static str, String)>, String> {
     };
     let number = number.trim().replace('-', "");
     if number.len() != digits || !number.bytes().all(|b| b.is_ascii_digit()) {
+        // The broken number itself is not repeated: it may be a CPR number with a typo, which
+        // the masking of logs would not recognise.
+        let prefix = urn.rfind(':').map_or("", |at| &urn[..=at]);
         return Err(format!(
-            "party URN `{}` does not end in a {digits}-digit {} number",
-            crate::mask::mask_cpr_in(urn),
+            "party URN `{prefix}…` ends in {} characters, not a {digits}-digit {} number",
+            number.chars().count(),
             party_type.to_uppercase()
         ));
     }
@@ -245,7 +248,7 @@ mod tests {
             (
                 "urn:oio:cpr-nr:12345",
                 REGISTERED,
-                "does not end in a 10-digit CPR number",
+                "not a 10-digit CPR number",
             ),
             ("urn:uuid:x", REGISTERED, "no CPR or CVR number"),
             (

@@ -554,7 +554,8 @@ fn refusals_are_clear_and_acknowledge_nothing() {
     let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 4, "{stdout}{stderr}");
     assert!(
-        stdout.contains("FAILED: the broker refused the login with a fresh token"),
+        stdout.contains("refused the login")
+            && stdout.contains("(with a fresh token); check that the certificate's organisation"),
         "{stdout}"
     );
     assert_eq!(sts.requests().len(), 2);
