@@ -3,6 +3,7 @@
 
 mod broker;
 mod fake_sts;
+mod hostile;
 mod import;
 mod pull;
 mod support;

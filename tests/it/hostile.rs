@@ -1,0 +1,393 @@
+//! Promises under hostile input and operator mistakes: things that are not files, files too
+//! large to keep, memory that must stay flat, reused ids, CPR numbers and forged lines in logs,
+//! a mistyped database path, a wrong registration mapping repaired by `reprocess`.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    BIN, Install, TYPES, fixtures, outcome, rows, status_envelope, test_uuid, value,
+};
+
+/// Runs beskedhent and watches its peak memory (VmHWM) while it runs; fails the test if it
+/// runs longer than `limit` (a guard against hangs, not a performance target).
+fn run_watched(install: &Install, args: &[&str], limit: Duration) -> (Output, u64) {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(install.config())
+        .args(args)
+        .env("BESKEDHENT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let status_file = format!("/proc/{}/status", child.id());
+    let started = Instant::now();
+    let mut peak_kib = 0;
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let readers = [out.map(reader), err.map(reader)];
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_file)
+            && let Some(line) = status.lines().find(|line| line.starts_with("VmHWM:"))
+        {
+            let kib: u64 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            let [out, err] =
+                readers.map(|r| r.map(|h| h.join().expect("reader")).unwrap_or_default());
+            return (
+                Output {
+                    status,
+                    stdout: out,
+                    stderr: err,
+                },
+                peak_kib,
+            );
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("beskedhent {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn reader(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+fn good_envelopes(dir: &Path, prefix: u32, count: u64) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    for n in 0..count {
+        std::fs::write(
+            dir.join(format!("good-{n:03}.xml")),
+            status_envelope(&test_uuid(prefix, n), &test_uuid(prefix + 1, n), 0),
+        )
+        .expect("write");
+    }
+}
+
+#[test]
+fn fifos_and_devices_among_the_inputs_are_skipped_without_blocking() {
+    let install = Install::new("");
+    let input = install.path("in");
+    good_envelopes(&input, 0x61, 3);
+    let fifo = input.join("b-fifo.xml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success(),
+        "mkfifo"
+    );
+    symlink("/dev/zero", input.join("c-zero.xml")).expect("symlink");
+    symlink("/dev/null", input.join("d-null.xml")).expect("symlink");
+
+    let input_arg = input.to_str().expect("utf-8");
+    let (output, _) = run_watched(&install, &["import", input_arg], Duration::from_secs(60));
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("3 new, 0 duplicates, 0 rejected, 3 skipped (not regular files)"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("skipped: a FIFO"), "{stderr}");
+    assert!(stderr.contains("skipped: a character device"), "{stderr}");
+    // A FIFO named directly is skipped too, and the run ends.
+    let (output, _) = run_watched(
+        &install,
+        &["import", fifo.to_str().expect("utf-8")],
+        Duration::from_secs(60),
+    );
+    assert_eq!(outcome(&output).0, 1);
+    let db = install.db();
+    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 3);
+    assert_eq!(rows(&db, "SELECT run_status FROM cursor"), ["ok"]);
+}
+
+#[test]
+fn a_file_too_large_to_keep_is_refused_alone_and_memory_stays_flat() {
+    let install = Install::new("max_message_bytes = 1048576\n");
+    let input = install.path("in");
+    good_envelopes(&input, 0x62, 9);
+    // 300 MB (sparse): over the limit, and too large to keep whole.
+    let huge = std::fs::File::create(input.join("huge.xml")).expect("create");
+    huge.set_len(300_000_000).expect("size");
+    drop(huge);
+    // Sixty files of 900 KiB that decode (padded with a comment) and sixty of 2 MiB refused.
+    for n in 0..60u64 {
+        let envelope = status_envelope(&test_uuid(0x63, n), &test_uuid(0x64, n), 0).replace(
+            "<ns2:BeskedVersion>1.0</ns2:BeskedVersion>",
+            &format!(
+                "<ns2:BeskedVersion>1.0</ns2:BeskedVersion><!--{}-->",
+                "x".repeat(900 * 1024)
+            ),
+        );
+        std::fs::write(input.join(format!("padded-{n:03}.xml")), envelope).expect("write");
+        std::fs::write(
+            input.join(format!("refused-{n:03}.xml")),
+            vec![b'<'; 2 * 1024 * 1024 + n as usize],
+        )
+        .expect("write");
+    }
+
+    let input_arg = input.to_str().expect("utf-8");
+    let (output, peak_kib) =
+        run_watched(&install, &["import", input_arg], Duration::from_secs(300));
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("69 new, 0 duplicates, 61 rejected"),
+        "{stdout}"
+    );
+    let limit_kib = (64 + 2) * 1024;
+    assert!(
+        peak_kib < limit_kib,
+        "peak {peak_kib} KiB, over 64 MiB + 2 x max_message_bytes"
+    );
+
+    let db = install.db();
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT length(raw), raw_size, raw_complete, length(raw_sha256) FROM rejected WHERE origin LIKE '%huge.xml'"
+        ),
+        ["1048576|300000000|0|64"]
+    );
+    assert_eq!(
+        value::<i64>(
+            &db,
+            "SELECT count(*) FROM rejected WHERE origin LIKE '%refused-%' AND raw_complete = 1 AND length(raw) = raw_size AND raw_size >= 2097152"
+        ),
+        60
+    );
+    // The refusal says why and what to do.
+    assert!(
+        value::<String>(
+            &db,
+            "SELECT reason FROM rejected WHERE origin LIKE '%huge.xml'"
+        )
+        .contains("larger than max_message_bytes (1048576)"),
+    );
+
+    // A later run is not stuck on the huge file: nothing new, all counted again as duplicates.
+    let (output, _) = run_watched(&install, &["import", input_arg], Duration::from_secs(300));
+    let (_, stdout, _) = outcome(&output);
+    assert!(
+        stdout.contains("0 new, 130 duplicates, 0 rejected"),
+        "{stdout}"
+    );
+
+    // reprocess reads rows one at a time: memory stays flat here too.
+    let (output, peak_kib) = run_watched(&install, &["reprocess"], Duration::from_secs(300));
+    assert_eq!(outcome(&output).0, 3, "{}", outcome(&output).2);
+    assert!(peak_kib < limit_kib, "reprocess peak {peak_kib} KiB");
+}
+
+#[test]
+fn a_reused_besked_id_with_other_content_is_kept_and_case_does_not_make_a_new_message() {
+    let install = Install::new("");
+    let input = install.path("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    let id = "8a1b2c3d-0000-4000-8000-00000000abcd";
+    let first = status_envelope(id, &test_uuid(0x65, 1), 0);
+    std::fs::write(input.join("a.xml"), &first).expect("write");
+    // The same id, other content.
+    std::fs::write(
+        input.join("b.xml"),
+        status_envelope(id, &test_uuid(0x65, 2), 5),
+    )
+    .expect("write");
+    // The same message with the id in upper case.
+    std::fs::write(input.join("c.xml"), first.replace(id, &id.to_uppercase())).expect("write");
+    // The same bytes again, with a trailing newline: a plain duplicate.
+    std::fs::write(input.join("d.xml"), format!("{first}\n")).expect("write");
+
+    let (code, stdout, stderr) = outcome(&install.run(&["import", input.to_str().expect("utf-8")]));
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 new, 1 duplicates, 2 rejected"),
+        "{stdout}"
+    );
+    let db = install.db();
+    assert_eq!(rows(&db, "SELECT besked_id FROM message"), [id]);
+    let reasons = rows(&db, "SELECT reason FROM rejected ORDER BY id");
+    assert_eq!(reasons.len(), 2);
+    for reason in &reasons {
+        assert!(
+            reason.contains(&format!(
+                "BeskedId {id} is already stored (message seq 1) with different content"
+            )),
+            "{reason}"
+        );
+    }
+    // Their bytes are kept as received.
+    let kept: Vec<u8> = value(&db, "SELECT raw FROM rejected WHERE origin LIKE '%c.xml'");
+    assert_eq!(kept, first.replace(id, &id.to_uppercase()).into_bytes());
+}
+
+#[test]
+fn cpr_numbers_and_control_characters_never_reach_the_log_or_status() {
+    let install = Install::new("");
+    let input = install.path("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    // A refused file whose name and BeskedId are CPR numbers in several shapes, and a file whose
+    // name holds a newline that would start a forged log line.
+    let refused = "<Haendelsesbesked xmlns=\"urn:oio:besked:kuvert:1.0\" xmlns:o=\"urn:oio:sagdok:3.0.0\"><BeskedId><o:UUIDIdentifikator>251248-9996</o:UUIDIdentifikator></BeskedId><x>&xxe;</x></Haendelsesbesked>";
+    std::fs::write(input.join("2512489996.xml"), refused).expect("write");
+    std::fs::write(input.join("a\nERROR forged 25.12.48-9996.xml"), "<broken").expect("write");
+    let (code, stdout, stderr) = outcome(
+        &Command::new(BIN)
+            .arg("--config")
+            .arg(install.config())
+            .args(["import", input.to_str().expect("utf-8")])
+            .env("BESKEDHENT_LOG", "info")
+            .output()
+            .expect("run"),
+    );
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    for shape in ["2512489996", "251248-9996", "25.12.48-9996"] {
+        assert!(!stderr.contains(shape), "{shape} in the log:\n{stderr}");
+    }
+    assert!(stderr.contains("251248****"), "{stderr}");
+    assert!(
+        stderr.lines().all(|line| !line.starts_with("ERROR forged")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("a\\nERROR forged"), "{stderr}");
+
+    for args in [&["status"][..], &["status", "--json"][..]] {
+        let (code, stdout, _) = outcome(&install.run(args));
+        assert_eq!(code, 0);
+        assert!(!stdout.contains("251248-9996"), "{stdout}");
+    }
+    // The reason in the table keeps no CPR either; the raw bytes stay as received.
+    let db = install.db();
+    assert_eq!(
+        value::<i64>(
+            &db,
+            "SELECT count(*) FROM rejected WHERE reason LIKE '%9996%'"
+        ),
+        0
+    );
+    assert_eq!(
+        value::<i64>(
+            &db,
+            "SELECT count(*) FROM rejected WHERE CAST(raw AS TEXT) LIKE '%251248-9996%'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn a_reason_is_capped_and_escaped() {
+    let install = Install::new("");
+    let input = install.path("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    let name = "n".repeat(600 * 1024);
+    std::fs::write(input.join("long.xml"), format!("<{name}>\n</x>")).expect("write");
+    let (code, _, stderr) = outcome(&install.run(&["import", input.to_str().expect("utf-8")]));
+    assert_eq!(code, 3);
+    let reason: String = value(&install.db(), "SELECT reason FROM rejected");
+    assert!(reason.len() <= 1024 + 64, "{} bytes", reason.len());
+    assert!(reason.contains("cut"), "{reason}");
+    assert!(stderr.len() < 16 * 1024, "{} bytes of log", stderr.len());
+}
+
+#[test]
+fn status_never_creates_a_database() {
+    let install = Install::new("");
+    let (code, _, stderr) = outcome(&install.run(&["status"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("does not exist; check `database`"),
+        "{stderr}"
+    );
+    assert!(!install.db_path().exists());
+}
+
+#[test]
+fn reprocess_repairs_a_swapped_registration_mapping() {
+    let swapped = TYPES
+        .replace("\nregistered = [", "\nTMP = [")
+        .replace("\nderegistered = [", "\nregistered = [")
+        .replace("\nTMP = [", "\nderegistered = [");
+    let install = Install::new(&swapped);
+    let (code, stdout, stderr) =
+        outcome(&install.run(&["import", fixtures().join("good").to_str().expect("utf-8")]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let all = "SELECT seq, registered FROM registration ORDER BY seq";
+    let current =
+        "SELECT party, channel, registered FROM registration_current ORDER BY party, channel";
+    let (wrong_all, wrong) = (rows(&install.db(), all), rows(&install.db(), current));
+
+    std::fs::write(
+        install.config(),
+        format!("database = \"replica.db\"\n{TYPES}"),
+    )
+    .expect("fix");
+    let (code, stdout, stderr) = outcome(&install.run(&["reprocess"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (fixed_all, fixed) = (rows(&install.db(), all), rows(&install.db(), current));
+    // The registrations read from ObjektHandling flip; those with an explicit `Tilmeldt` in
+    // their payload were right before and stay.
+    let flip = |row: &str| {
+        let (head, state) = row.rsplit_once('|').expect("row");
+        format!("{head}|{}", if state == "1" { "0" } else { "1" })
+    };
+    let flipped = wrong_all
+        .iter()
+        .zip(&fixed_all)
+        .filter(|(before, after)| before != after)
+        .inspect(|(before, after)| assert_eq!(&flip(before), *after))
+        .count();
+    assert_eq!(flipped, 3, "{wrong_all:?} -> {fixed_all:?}");
+    assert!(stdout.contains("3 messages derived anew"), "{stdout}");
+    assert_ne!(fixed, wrong);
+    // Idempotent.
+    let (_, stdout, _) = outcome(&install.run(&["reprocess"]));
+    assert!(stdout.contains("0 messages derived anew"), "{stdout}");
+    assert_eq!(rows(&install.db(), current), fixed);
+}
+
+#[test]
+fn a_v1_replica_is_migrated_with_upper_case_ids_folded() {
+    let install = Install::new("");
+    {
+        let db = rusqlite::Connection::open(install.db_path()).expect("open");
+        db.execute_batch(include_str!("../../schema.sql"))
+            .expect("v1");
+        db.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO message (besked_id, kind, source, received_at, envelope)
+                 VALUES ('8A1B2C3D-0000-4000-8000-00000000ABCD', 'other', 'import', '2026-01-01T00:00:00.000Z', x'3c612f3e');
+             INSERT INTO rejected (source, received_at, reason, raw, raw_sha256)
+                 VALUES ('import', '2026-01-01T00:00:00.000Z', 'x', x'0102', 'ab');",
+        )
+        .expect("rows");
+    }
+    let (code, stdout, stderr) = outcome(&install.run(&["init"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let db = install.db();
+    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 2);
+    assert_eq!(
+        rows(&db, "SELECT besked_id FROM message"),
+        ["8a1b2c3d-0000-4000-8000-00000000abcd"]
+    );
+    assert_eq!(
+        rows(&db, "SELECT raw_size, raw_complete FROM rejected"),
+        ["2|1"]
+    );
+}
