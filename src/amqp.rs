@@ -133,7 +133,10 @@ impl AmqpError {
                     "no answer in time: check `amqp.url`, the firewall, or raise `amqp.connect_timeout_seconds`"
                 }
                 Problem::Certificate => {
-                    "the broker's certificate is not trusted or TLS failed: check `amqp.ca_file` and `amqp.client_certificate`"
+                    "the broker's certificate is not trusted: add its issuer with `amqp.ca_file`, and check the host in `amqp.url`"
+                }
+                Problem::HandshakeRefused => {
+                    "the broker refused the TLS handshake: check `amqp.client_certificate` and that `[sts]` names the registered certificate"
                 }
                 Problem::Other => "check the network; a run retries `sync.retries` times",
             },
@@ -145,7 +148,10 @@ impl AmqpError {
         match self {
             AmqpError::QueueMissing { .. } | AmqpError::QueueRefused { .. } => true,
             AmqpError::Transport { problem, .. } => {
-                matches!(problem, Problem::Dns | Problem::Certificate)
+                matches!(
+                    problem,
+                    Problem::Dns | Problem::Certificate | Problem::HandshakeRefused
+                )
             }
             AmqpError::LoginRefused { .. } => false,
         }

@@ -12,8 +12,10 @@ pub enum Problem {
     Refused,
     /// No answer in time.
     Timeout,
-    /// The server's certificate is not trusted, or TLS failed otherwise.
+    /// The server's certificate is not trusted.
     Certificate,
+    /// The server refused the TLS handshake (usually: it does not accept our certificate).
+    HandshakeRefused,
     /// Anything else (reset, closed, protocol trouble).
     Other,
 }
@@ -29,15 +31,14 @@ pub fn classify(error: &(dyn Error + 'static)) -> Problem {
                 _ => {}
             }
         }
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>()
-            && matches!(
-                tls,
-                rustls::Error::InvalidCertificate(_)
-                    | rustls::Error::NoCertificatesPresented
-                    | rustls::Error::AlertReceived(_)
-            )
-        {
-            found = Problem::Certificate;
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            match tls {
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+                    found = Problem::Certificate
+                }
+                rustls::Error::AlertReceived(_) => found = Problem::HandshakeRefused,
+                _ => {}
+            }
         }
     });
     found

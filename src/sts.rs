@@ -88,7 +88,8 @@ impl StsError {
                     "no answer within {} s: check `sts.url` and the firewall, or raise `sts.timeout_seconds`",
                     sts.timeout_seconds
                 ),
-                Problem::Certificate => "the STS's server certificate is not trusted or TLS failed: add its issuer with `sts.ca_file`, and check that `sts.url` names the right host".into(),
+                Problem::Certificate => "the STS's server certificate is not trusted: add its issuer with `sts.ca_file`, and check that `sts.url` names the right host".into(),
+                Problem::HandshakeRefused => "the STS refused the TLS handshake: check that `[sts]` names the function certificate registered with KOMBIT".into(),
                 Problem::Other => "check `sts.url` and the network".into(),
             },
         }
@@ -99,7 +100,9 @@ impl StsError {
         match self {
             StsError::Transport { problem, .. } => !matches!(
                 problem,
-                crate::net::Problem::Dns | crate::net::Problem::Certificate
+                crate::net::Problem::Dns
+                    | crate::net::Problem::Certificate
+                    | crate::net::Problem::HandshakeRefused
             ),
             StsError::Refused { status, .. } => *status >= 500,
             StsError::BadResponse(_) => false,

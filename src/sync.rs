@@ -919,3 +919,49 @@ pub fn shutdown_on_signals() -> watch::Receiver<bool> {
     });
     receiver
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_commit_reports_its_cause_and_the_store_comes_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database = dir.path().join("replica.db");
+        let mut committer = Committer {
+            database: database.clone(),
+            slot: Slot::Idle(Store::open(&database).expect("open")),
+        };
+        assert!(committer.store().is_ok());
+        // A commit thread that dies: its store is gone with it.
+        committer.slot = Slot::Busy {
+            handle: tokio::task::spawn_blocking(|| -> CommitResult {
+                panic!("disk on fire");
+            }),
+            last_tag: 7,
+        };
+        let committed = committer.finished().await;
+        assert_eq!(committed.last_tag, 7);
+        let error = committed.result.err().expect("failed");
+        assert!(
+            error
+                .to_string()
+                .contains("the commit thread failed: disk on fire"),
+            "{error}"
+        );
+        // The run can still record its end: the connection is opened again.
+        let store = committer.store().expect("reopened");
+        store
+            .begin_run("feed", "2026-01-01T00:00:00.000Z")
+            .expect("write");
+        assert!(!committer.is_busy());
+    }
+
+    #[test]
+    fn prefetch_is_bounded_by_bytes() {
+        assert_eq!(effective_prefetch(2000, 1024 * 1024), 32);
+        assert_eq!(effective_prefetch(2000, 64 * 1024 * 1024), 1);
+        assert_eq!(effective_prefetch(10, 4096), 10);
+        assert_eq!(effective_prefetch(2000, 1), 2000);
+    }
+}

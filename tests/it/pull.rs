@@ -537,7 +537,8 @@ fn refusals_are_clear_and_acknowledge_nothing() {
     let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 4, "{stdout}{stderr}");
     assert!(
-        stdout.contains("FAILED: cannot reach the STS at"),
+        stdout.contains("FAILED: cannot reach the STS at")
+            && stdout.contains("the STS refused the TLS handshake"),
         "{stdout}"
     );
     assert!(sts.requests().is_empty());
@@ -838,4 +839,128 @@ fn a_broker_that_stays_away_ends_the_feed_after_the_retries() {
         ),
         ["failed|1"]
     );
+}
+
+#[test]
+fn fetch_by_basic_get_drains_with_the_same_guarantees() {
+    let mut bodies = envelopes(0xe7, 1200);
+    bodies.push(b"<not-xml".to_vec());
+    bodies.push(bodies[0].clone());
+    let test = PullTest::new(bodies, "fetch = \"get\"\nbatch_size = 100\n");
+    let (code, stdout, stderr) = outcome(&test.install.run(&["sync"]));
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("feed status: 1200 new, 1 duplicates, 1 rejected")
+            && stdout.contains("drained"),
+        "{stdout}"
+    );
+    assert_eq!(test.broker.depth(&test.queue), 0);
+    let db = test.install.db();
+    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 1200);
+    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM rejected"), 1);
+
+    // Killed mid-run: whatever was not committed stays in the queue and comes again.
+    test.broker.fill(&test.queue, envelopes(0xe9, 3000));
+    let mut child = spawn_sync(&test.install);
+    wait_for_commits(&test.install, 1500, &mut child);
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let (code, stdout, stderr) = outcome(&test.install.run(&["sync"]));
+    assert!(code == 0, "{stdout}{stderr}");
+    assert_eq!(
+        value::<i64>(&test.install.db(), "SELECT count(*) FROM message"),
+        4200
+    );
+    assert_eq!(test.broker.depth(&test.queue), 0);
+}
+
+#[test]
+fn operator_mistakes_get_the_right_exit_code_and_hint() {
+    let test = PullTest::new(envelopes(0xea, 2), "");
+
+    // A missing database directory: exit 1 naming it, not 5 ("locked").
+    let config = std::fs::read_to_string(test.install.config()).expect("config");
+    std::fs::write(
+        test.install.config(),
+        config.replace(
+            "database = \"replica.db\"",
+            "database = \"missing/replica.db\"",
+        ),
+    )
+    .expect("config");
+    let (code, stdout, stderr) = outcome(&test.install.run(&["sync"]));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("missing` of the database does not exist"),
+        "{stderr}"
+    );
+    std::fs::write(test.install.config(), &config).expect("config");
+
+    // A held lock names its holder.
+    test.install.run(&["init"]);
+    let lock =
+        beskedhent::sync::FeedLock::acquire(&test.install.db_path(), "status").expect("lock");
+    let (code, stdout, _) = outcome(&test.install.run(&["sync"]));
+    assert_eq!(code, 5, "{stdout}");
+    assert!(
+        stdout.contains(&format!("(pid {}, lock file", std::process::id())),
+        "{stdout}"
+    );
+    drop(lock);
+
+    // A mistyped dueslag: `check` fails, and `sync` says which key to fix.
+    let wrong = config.replace(&test.queue, "00000000-0000-4000-8000-000000000bad");
+    std::fs::write(test.install.config(), &wrong).expect("config");
+    let (code, stdout, _) = outcome(&test.install.run(&["check"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("FAIL  feed `status`: the broker says queue `00000000-0000-4000-8000-000000000bad` does not exist"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = outcome(&test.install.run(&["sync"]));
+    assert_eq!(code, 4, "{stdout}");
+    assert!(
+        stdout.contains("check `dueslag` of feed `status`"),
+        "{stdout}"
+    );
+
+    // Nothing listens where the broker should be: a hint about host, port and firewall.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let amqp_url = test.broker.url();
+    let closed = config.replace(&amqp_url, &format!("amqps://localhost:{port}/"));
+    std::fs::write(test.install.config(), &closed).expect("config");
+    let (code, stdout, _) = outcome(&test.install.run(&["sync"]));
+    assert_eq!(code, 4, "{stdout}");
+    assert!(
+        stdout.contains(&format!("localhost:{port}"))
+            && stdout.contains("nothing accepts connections there"),
+        "{stdout}"
+    );
+    // A host that does not resolve: no advice to retry longer.
+    let unknown = config.replace(&amqp_url, "amqps://no-such-host.invalid:5671/");
+    std::fs::write(test.install.config(), &unknown).expect("config");
+    let (code, stdout, _) = outcome(&test.install.run(&["sync"]));
+    assert_eq!(code, 4, "{stdout}");
+    assert!(stdout.contains("does not resolve"), "{stdout}");
+    assert!(!stdout.contains("gave up after"), "{stdout}");
+
+    // The STS's server certificate is not trusted (no `sts.ca_file`): the hint names it.
+    let ca_line = format!(
+        "ca_file = \"{}\"\n\n[amqp]",
+        certs().path("ca.pem").display()
+    );
+    assert!(config.contains(&ca_line));
+    let untrusted = config.replace(&ca_line, "\n[amqp]");
+    std::fs::write(test.install.config(), &untrusted).expect("config");
+    let (code, stdout, _) = outcome(&test.install.run(&["sync"]));
+    assert_eq!(code, 4, "{stdout}");
+    assert!(
+        stdout.contains("add its issuer with `sts.ca_file`"),
+        "{stdout}"
+    );
+    assert_eq!(test.broker.depth(&test.queue), 2);
 }
