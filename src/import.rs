@@ -182,10 +182,7 @@ fn run(
         let mut summary = writer.summary;
         summary.unreadable += walker.join().expect("the walker does not panic");
         match failure {
-            Some(error) => Err(error.context(format!(
-                "failed to write to database `{}`",
-                store.path().display()
-            ))),
+            Some(error) => Err(error),
             None => Ok(summary),
         }
     })

@@ -282,8 +282,16 @@ impl Store {
         Ok(version)
     }
 
+    // Each public method that writes names the database in its error (full disk, read-only
+    // file); the `_unnamed` method beside it does the work.
+
     /// Marks the start of a run of `source`.
     pub fn begin_run(&mut self, source: &str, started_at: &str) -> Result<()> {
+        let result = self.begin_run_unnamed(source, started_at);
+        result.with_context(|| format!("database `{}`", self.path.display()))
+    }
+
+    fn begin_run_unnamed(&mut self, source: &str, started_at: &str) -> Result<()> {
         self.conn.execute(
             "INSERT INTO cursor (source, run_started_at, run_ended_at, run_status, run_error)
              VALUES (?1, ?2, NULL, 'running', NULL)
@@ -302,6 +310,17 @@ impl Store {
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<()> {
+        let result = self.end_run_unnamed(source, ended_at, status, error);
+        result.with_context(|| format!("database `{}`", self.path.display()))
+    }
+
+    fn end_run_unnamed(
+        &mut self,
+        source: &str,
+        ended_at: &str,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<()> {
         self.conn.execute(
             "UPDATE cursor SET run_ended_at = ?2, run_status = ?3, run_error = ?4 WHERE source = ?1",
             params![source, ended_at, status.as_str(), error],
@@ -313,6 +332,16 @@ impl Store {
     /// counted, rejections with their raw bytes, and the source's cursor. Returns what became of
     /// each item, in order. Nothing is written if it fails.
     pub fn write_batch(
+        &mut self,
+        source: &str,
+        received_at: &str,
+        batch: &[Incoming],
+    ) -> Result<(Vec<Outcome>, Counts)> {
+        let result = self.write_batch_unnamed(source, received_at, batch);
+        result.with_context(|| format!("database `{}`", self.path.display()))
+    }
+
+    fn write_batch_unnamed(
         &mut self,
         source: &str,
         received_at: &str,
@@ -400,6 +429,14 @@ impl Store {
     /// a message that no longer decodes keeps the rows it has. One transaction: all or nothing,
     /// and running it again changes nothing. Rows are read one at a time, so memory stays flat.
     pub fn reprocess(
+        &mut self,
+        decode: &dyn Fn(&[u8]) -> std::result::Result<Message, Rejection>,
+    ) -> Result<Reprocessed> {
+        let result = self.reprocess_unnamed(decode);
+        result.with_context(|| format!("database `{}`", self.path.display()))
+    }
+
+    fn reprocess_unnamed(
         &mut self,
         decode: &dyn Fn(&[u8]) -> std::result::Result<Message, Rejection>,
     ) -> Result<Reprocessed> {

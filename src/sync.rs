@@ -736,12 +736,9 @@ impl FeedRun<'_> {
         session: Option<&Session>,
         committed: Committed,
     ) -> Result<(), SessionEnd> {
-        let (outcomes, counts, items) = committed.result.map_err(|error| {
-            SessionEnd::Fatal(format!(
-                "cannot write to database `{}`: {error:#}",
-                self.puller.database.display()
-            ))
-        })?;
+        let (outcomes, counts, items) = committed
+            .result
+            .map_err(|error| SessionEnd::Fatal(format!("cannot commit: {error:#}")))?;
         for (item, outcome) in items.iter().zip(&outcomes) {
             match (outcome, &item.decoded) {
                 (Outcome::Rejected, Err(rejection)) => tracing::warn!(
