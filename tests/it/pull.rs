@@ -283,20 +283,15 @@ fn sync_drains_every_feed_into_the_replica() {
 
 #[test]
 fn poison_and_hostile_messages_are_kept_acknowledged_and_the_run_goes_on() {
-    let broker = broker::shared();
-    let sts = FakeSts::start(Duration::from_secs(3600));
-    let queue = queue_name();
     let bad = files("bad");
     let mut bodies = bad.clone();
     bodies.extend(envelopes(0x51, 10));
-    broker.fill(&queue, bodies);
-    let install = Install::new(&pull_config(
+    let PullTest {
         broker,
-        &sts,
-        &[("status", &queue)],
-        "client",
-        "",
-    ));
+        sts: _sts,
+        queue,
+        install,
+    } = PullTest::new(bodies, "");
     let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(
@@ -334,18 +329,16 @@ fn poison_and_hostile_messages_are_kept_acknowledged_and_the_run_goes_on() {
 
 #[test]
 fn prefetch_of_one_still_drains_promptly() {
-    let broker = broker::shared();
-    let sts = FakeSts::start(Duration::from_secs(3600));
-    let queue = queue_name();
-    broker.fill(&queue, envelopes(0x61, 200));
     // With a one-second flush interval, waiting for a batch to fill would take 200 s.
-    let install = Install::new(&pull_config(
+    let PullTest {
         broker,
-        &sts,
-        &[("status", &queue)],
-        "client",
+        sts: _sts,
+        queue,
+        install,
+    } = PullTest::new(
+        envelopes(0x61, 200),
         "prefetch = 1\nflush_interval_ms = 1000\n",
-    ));
+    );
     let started = Instant::now();
     let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -644,14 +637,13 @@ fn pkcs12_credentials_work() {
 
 #[test]
 fn daemon_runs_passes_on_schedule_and_stops_on_sigterm() {
-    let broker = broker::shared();
-    let sts = FakeSts::start(Duration::from_secs(3600));
-    let queue = queue_name();
-    broker.fill(&queue, envelopes(0xf1, 20));
-    let install = Install::new(&format!(
-        "{}\n[schedule]\ncron = \"* * * * * *\"\n",
-        pull_config(broker, &sts, &[("status", &queue)], "client", "")
-    ));
+    let PullTest {
+        broker,
+        sts: _sts,
+        queue,
+        install,
+    } = PullTest::new(envelopes(0xf1, 20), "");
+    install.append_config("\n[schedule]\ncron = \"* * * * * *\"\n");
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(install.config())
@@ -670,6 +662,11 @@ fn daemon_runs_passes_on_schedule_and_stops_on_sigterm() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stderr.contains("pass finished"), "{stderr}");
     assert!(stderr.contains("daemon stopped"), "{stderr}");
+    // No chatter from the scheduler library.
+    assert!(
+        !stderr.contains("Uninited") && !stderr.contains("Job creator"),
+        "{stderr}"
+    );
     assert_eq!(broker.depth(&queue), 0);
 }
 

@@ -53,6 +53,13 @@ impl Install {
         self.path("config.toml")
     }
 
+    /// Appends `text` to the configuration file.
+    pub fn append_config(&self, text: &str) {
+        let mut config = std::fs::read_to_string(self.config()).expect("read config");
+        config.push_str(text);
+        std::fs::write(self.config(), config).expect("write config");
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.path("replica.db")
     }
