@@ -107,6 +107,7 @@ pub fn import(
 }
 
 /// What a reader hands the writer for one path.
+#[allow(clippy::large_enum_variant)] // Nearly every item is `Ready`: boxing would only add work.
 enum Item {
     /// Read and decoded.
     Ready(Incoming),

@@ -860,39 +860,29 @@ fn insert_rejected(
     } else {
         size
     };
-    let mut insert = tx.prepare_cached(
+    // The row is made with room for the bytes, which are then written into it in place, so a
+    // large message is never copied in memory (nor read whole, for a file).
+    tx.prepare_cached(
         "INSERT INTO rejected (source, received_at, reason, raw, raw_sha256, besked_id, origin,
              raw_size, raw_complete)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
+    )?
+    .execute(params![
+        source,
+        received_at,
+        rejection.reason(),
+        rusqlite::blob::ZeroBlob(kept),
+        sha256,
+        rejection.besked_id,
+        item.origin,
+        size as i64,
+        kept == size,
+    ])?;
+    let rowid = tx.last_insert_rowid();
+    let mut blob = tx.blob_open("main", "rejected", "raw", rowid, false)?;
     match &item.raw {
-        Raw::Bytes(bytes) => {
-            insert.execute(params![
-                source,
-                received_at,
-                rejection.reason(),
-                &bytes[..kept as usize],
-                sha256,
-                rejection.besked_id,
-                item.origin,
-                size as i64,
-                kept == size,
-            ])?;
-        }
+        Raw::Bytes(bytes) => blob.write_all(&bytes[..kept as usize])?,
         Raw::File { file, path, .. } => {
-            insert.execute(params![
-                source,
-                received_at,
-                rejection.reason(),
-                rusqlite::blob::ZeroBlob(kept),
-                sha256,
-                rejection.besked_id,
-                item.origin,
-                size as i64,
-                kept == size,
-            ])?;
-            let rowid = tx.last_insert_rowid();
-            let mut blob = tx.blob_open("main", "rejected", "raw", rowid, false)?;
             let copied = copy_file(file, kept, &mut blob).with_context(|| {
                 format!("failed to copy `{}` into the database", path.display())
             })?;

@@ -444,6 +444,7 @@ enum Feed {
 }
 
 /// What waiting for something to happen ended with.
+#[allow(clippy::large_enum_variant)] // Short-lived, and mostly a delivery.
 enum Woke {
     Delivery(lapin::message::Delivery),
     Committed(Committed),
@@ -939,7 +940,7 @@ mod tests {
         };
         let committed = committer.finished().await;
         assert_eq!(committed.last_tag, 7);
-        let error = committed.result.err().expect("failed");
+        let error = committed.result.expect_err("failed");
         assert!(
             error
                 .to_string()

@@ -497,6 +497,40 @@ fn make_certs(dir: &Path) {
     leaf("client", CLIENT_CN, "ca", "client");
     leaf("stranger", "stranger", "ca", "client");
     leaf("rogue", CLIENT_CN, "rogue-ca", "client");
+    // An X.509 version 1 certificate: signed without any extensions.
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "v1.key",
+            "-out",
+            "v1.csr",
+            "-subj",
+            &format!("/CN={CLIENT_CN}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "v1.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "v1.pem",
+            "-days",
+            "30",
+        ],
+    );
     // An expired client certificate (valid in 2020 only), signed with `openssl ca`.
     std::fs::create_dir_all(dir.join("ca-db")).expect("ca db");
     std::fs::write(dir.join("ca-db/index.txt"), "").expect("index");

@@ -23,6 +23,8 @@ pub struct State {
     pub requests: Vec<serde_json::Value>,
     /// Every assertion issued (decoded XML), in order.
     pub issued: Vec<String>,
+    /// When set, wait this long before answering.
+    pub delay: Option<Duration>,
 }
 
 pub struct FakeSts {
@@ -161,6 +163,10 @@ async fn serve(
     }
     let body: serde_json::Value =
         serde_json::from_slice(&request[header_end..]).unwrap_or(serde_json::Value::Null);
+    let delay = state.lock().expect("lock").delay;
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let (status, answer) = {
         let mut state = state.lock().expect("lock");
         state.requests.push(body.clone());

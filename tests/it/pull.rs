@@ -961,3 +961,40 @@ fn operator_mistakes_get_the_right_exit_code_and_hint() {
     );
     assert_eq!(test.broker.depth(&test.queue), 2);
 }
+
+#[test]
+fn certificate_and_sts_mistakes_are_explained_plainly() {
+    let test = PullTest::new(envelopes(0xeb, 1), "");
+    let config = std::fs::read_to_string(test.install.config()).expect("config");
+
+    // An X.509 version 1 certificate: a plain sentence, not a type's debug text.
+    let v1 = config
+        .replace("client.pem", "v1.pem")
+        .replace("client.key", "v1.key");
+    std::fs::write(test.install.config(), &v1).expect("config");
+    let (code, _, stderr) = outcome(&test.install.run(&["sync"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("is an X.509 version 1 certificate; TLS needs version 3"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Other(") && !stderr.contains("{"),
+        "{stderr}"
+    );
+
+    // A slow STS: `check` asks once per CVR and gives up after `sts.timeout_seconds`.
+    std::fs::write(
+        test.install.config(),
+        config.replace("[amqp]", "timeout_seconds = 1\n\n[amqp]"),
+    )
+    .expect("config");
+    test.sts.state.lock().expect("lock").delay = Some(Duration::from_secs(5));
+    let started = Instant::now();
+    let (code, stdout, _) = outcome(&test.install.run(&["check"]));
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("no answer within 1 s"), "{stdout}");
+    assert_eq!(stdout.matches("FAIL").count(), 1, "{stdout}");
+    assert!(took < Duration::from_secs(4), "check took {took:?}");
+}
