@@ -2161,7 +2161,7 @@ mod tests {
         );
         vec![
             (
-                "xmlns on the root, then elements",
+                "20k xmlns on the root, then elements",
                 fill(&declared, |n| format!("<p{}:e/>", n % 20_000), "</r>"),
             ),
             (
@@ -2169,19 +2169,19 @@ mod tests {
                 fill("<r>", |n| format!("<e xmlns=\"urn:n{n}\"/>"), "</r>"),
             ),
             (
-                "distinct prefixes",
+                "distinct prefixes, one per element",
                 fill("<r>", |n| format!("<p{n}:e xmlns:p{n}=\"urn:x\"/>"), "</r>"),
             ),
             (
-                "many attributes",
+                "one element, many attributes",
                 fill("<r", |n| format!(" a{n}=\"\""), "/>"),
             ),
             (
-                "many prefixed attributes",
+                "one element, many prefixed attributes",
                 fill("<r xmlns:p=\"urn:p\"", |n| format!(" p:a{n}=\"\""), "/>"),
             ),
             (
-                "many prefixes for one URI",
+                "many prefixes for one URI, one attribute",
                 fill(
                     "<r",
                     |n| format!(" xmlns:p{n}=\"urn:same\" p{n}:a{n}=\"\""),
@@ -2189,7 +2189,7 @@ mod tests {
                 ),
             ),
             (
-                "nine attributes each",
+                "elements with 9 attributes each",
                 fill(
                     "<r>",
                     |_| {
@@ -2199,19 +2199,27 @@ mod tests {
                 ),
             ),
             (
-                "text split by references",
+                "text split by character references",
                 fill("<r>", |_| "ab&#x41;".into(), "</r>"),
             ),
             (
-                "attribute full of references",
+                "attribute value full of references",
                 fill("<r a=\"", |_| "&amp;&#65;".into(), "\"/>"),
             ),
             ("9 MiB element name", {
                 let name = "n".repeat(9 << 20);
+                format!("<{name}/>").into_bytes()
+            }),
+            ("5 MiB name, start and end tag", {
+                let name = "n".repeat(5 << 20);
                 format!("<{name}></{name}>").into_bytes()
             }),
             (
-                "deepest nesting, repeated",
+                "attribute value full of whitespace",
+                fill("<r a=\"", |_| "\t\r\n ".into(), "\"/>"),
+            ),
+            (
+                "deepest allowed nesting, repeated",
                 fill("<r>", |_| deep.clone(), "</r>"),
             ),
             ("comments", fill("<r>", |_| "<!-- c -->".into(), "</r>")),
@@ -2220,11 +2228,17 @@ mod tests {
                 fill("<r>", |_| "<?p d?>".into(), "</r>"),
             ),
             (
-                "`]]` and `>` in text",
+                "text with many `]]` and `>`",
                 fill("<r>", |_| "]] ]>".into(), "</r>"),
             ),
-            ("long comment", fill("<r><!--", |_| "- ".into(), "--></r>")),
-            ("`&` without `;`", fill("<r a=\"", |_| "&a".into(), "\"/>")),
+            (
+                "one long comment full of `-`",
+                fill("<r><!--", |_| "- ".into(), "--></r>"),
+            ),
+            (
+                "many `&` without `;`",
+                fill("<r a=\"", |_| "&a".into(), "\"/>"),
+            ),
             ("unclosed start tag", fill("<r", |_| " a=\"\"".into(), "")),
         ]
     }
@@ -2252,12 +2266,12 @@ mod tests {
             finished += 1;
             match name {
                 // Refused by design.
-                "`&` without `;`" | "unclosed start tag" => {
+                "many `&` without `;`" | "unclosed start tag" => {
                     assert!(outcome.is_err(), "{name}: {outcome:?}")
                 }
                 _ => assert!(outcome.is_ok(), "{name}: {outcome:?}"),
             }
         }
-        assert_eq!(finished, 17);
+        assert_eq!(finished, 19);
     }
 }
