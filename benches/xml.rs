@@ -140,8 +140,16 @@ fn pathological() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("9 MiB element name", {
             let name = "n".repeat(9 << 20);
+            format!("<{name}/>").into_bytes()
+        }),
+        ("5 MiB name, start and end tag", {
+            let name = "n".repeat(5 << 20);
             format!("<{name}></{name}>").into_bytes()
         }),
+        (
+            "attribute value full of whitespace",
+            fill("<r a=\"", |_| "\t\r\n ".into(), "\"/>"),
+        ),
         (
             "deepest allowed nesting, repeated",
             fill("<r>", |_| deep.clone(), "</r>"),

@@ -286,58 +286,110 @@ impl<'a> Source<'a> {
     /// Reads a qualified name (`NCName` or `NCName:NCName`) starting at `from`, stopping at the
     /// first character that cannot be part of a name or at `limit`. Returns where it ends and
     /// where its colon is. `what` names it in errors ("element name", …).
+    #[inline]
     fn qname(
         self,
         from: usize,
         limit: usize,
         what: &str,
     ) -> Result<(usize, Option<usize>), XmlError> {
+        // The common case first: an ASCII name with at most one colon, which one pass over
+        // its bytes reads and checks. Anything else takes the careful path.
         let bytes = self.bytes();
         let mut at = from;
         let mut colon = None;
-        // True where the next character starts a name or a local part.
-        let mut at_start = true;
         while at < limit {
-            let byte = bytes[at];
-            let (character, width, is_start) = if byte < 0x80 {
-                let class = ASCII_NAME[byte as usize];
-                if class == 0 {
-                    break;
-                }
-                (byte as char, 1, class == NAME_START)
-            } else {
-                let character = self.char_at(at);
-                let is_start = is_name_start(character);
-                if !is_start && !is_name_char(character) {
-                    break;
-                }
-                (character, character.len_utf8(), is_start)
-            };
-            if character == ':' {
-                if colon.is_some() {
-                    return Err(self.error(at, format!("{what} has more than one `:`")));
-                }
-                if at == from {
-                    return Err(self.error(at, format!("{what} starts with `:`")));
-                }
-                colon = Some(at);
-                at_start = true;
-            } else {
-                if at_start && !is_start {
-                    let part = if colon.is_some() { " after `:`" } else { "" };
-                    return Err(self.error(at, format!("{what} starts{part} with {character:?}")));
-                }
-                at_start = false;
+            match NAME_CLASS[bytes[at] as usize] {
+                0 => break,
+                COLON if colon.is_some() => return self.qname_in_full(from, limit, what),
+                COLON => colon = Some(at),
+                _ => {}
             }
-            at += width;
+            at += 1;
         }
-        if at == from {
-            return Err(self.error(at, format!("expected {what}")));
+        let starts_well = |at: usize| at < limit && NAME_CLASS[bytes[at] as usize] == NAME_START;
+        if starts_well(from)
+            && (at == limit || bytes[at].is_ascii())
+            && colon.is_none_or(|colon| colon + 1 < at && starts_well(colon + 1))
+        {
+            return Ok((at, colon));
         }
-        if at_start {
-            return Err(self.error(at, format!("{what} ends with `:`")));
+        self.qname_in_full(from, limit, what)
+    }
+
+    /// [`Self::qname`] for names outside ASCII, and to say what is wrong with a bad one.
+    #[cold]
+    fn qname_in_full(
+        self,
+        from: usize,
+        limit: usize,
+        what: &str,
+    ) -> Result<(usize, Option<usize>), XmlError> {
+        let bytes = self.bytes();
+        let end = self.ncname(from, limit, what, false)?;
+        if end == limit || bytes[end] != b':' {
+            return Ok((end, None));
         }
-        Ok((at, colon))
+        let local_end = self.ncname(end + 1, limit, what, true)?;
+        if local_end < limit && bytes[local_end] == b':' {
+            return Err(self.error(local_end, format!("{what} has more than one `:`")));
+        }
+        Ok((local_end, Some(end)))
+    }
+
+    /// Reads an `NCName` (a name without `:`) starting at `from`, the prefix or (`local`) the
+    /// local part of a qualified name, and returns where it ends.
+    fn ncname(self, from: usize, limit: usize, what: &str, local: bool) -> Result<usize, XmlError> {
+        let bytes = self.bytes();
+        let first = if from < limit {
+            self.char_at(from)
+        } else {
+            '\0'
+        };
+        let class = if first.is_ascii() {
+            NAME_CLASS[first as usize] & (NAME_START | NAME_CHAR)
+        } else if is_name_start(first) {
+            NAME_START
+        } else if is_name_char(first) {
+            NAME_CHAR
+        } else {
+            0
+        };
+        match class {
+            NAME_START => {}
+            NAME_CHAR => {
+                let part = if local { " after `:`" } else { "" };
+                return Err(self.error(from, format!("{what} starts{part} with {first:?}")));
+            }
+            _ => {
+                return Err(self.error(
+                    from,
+                    match (first, local) {
+                        (':', false) => format!("{what} starts with `:`"),
+                        (':', true) => format!("{what} has more than one `:`"),
+                        (_, false) => format!("expected {what}"),
+                        (_, true) => format!("{what} ends with `:`"),
+                    },
+                ));
+            }
+        }
+        let mut at = from + first.len_utf8();
+        loop {
+            // ASCII name characters are the common case; anything else (`:`, a character
+            // that ends the name, or one outside ASCII) stops this loop.
+            at += bytes[at..limit]
+                .iter()
+                .position(|&byte| NAME_CLASS[byte as usize] & (NAME_START | NAME_CHAR) == 0)
+                .unwrap_or(limit - at);
+            if at == limit || bytes[at].is_ascii() {
+                return Ok(at);
+            }
+            let next = self.char_at(at);
+            if !is_name_start(next) && !is_name_char(next) {
+                return Ok(at);
+            }
+            at += next.len_utf8();
+        }
     }
 
     /// Reads the reference starting with the `&` at `amp` and ending before `limit`: returns
@@ -450,9 +502,22 @@ struct Scopes<'a> {
 struct Binding<'a> {
     /// The empty prefix is the default namespace.
     prefix: &'a str,
+    /// [`prefix_key`] of `prefix`.
+    key: u64,
     ns: u32,
     /// The binding of the same prefix that this one hides, if any.
     hides: Option<usize>,
+}
+
+/// A prefix packed into a number for a quick comparison: its first seven bytes and its
+/// length. Prefixes of up to seven bytes are equal exactly when their keys are.
+fn prefix_key(prefix: &str) -> u64 {
+    let bytes = prefix.as_bytes();
+    let mut key = (bytes.len().min(255) as u64) << 56;
+    for (at, &byte) in bytes.iter().take(7).enumerate() {
+        key |= u64::from(byte) << (8 * at);
+    }
+    key
 }
 
 impl<'a> Scopes<'a> {
@@ -460,6 +525,7 @@ impl<'a> Scopes<'a> {
         Scopes {
             stack: vec![Binding {
                 prefix: "xml",
+                key: prefix_key("xml"),
                 ns: XML_NAMESPACE,
                 hides: None,
             }],
@@ -470,10 +536,12 @@ impl<'a> Scopes<'a> {
     fn innermost(&self, prefix: &str) -> Option<usize> {
         match &self.index {
             Some(index) => index.get(prefix).copied(),
-            None => self
-                .stack
-                .iter()
-                .rposition(|binding| binding.prefix == prefix),
+            None => {
+                let key = prefix_key(prefix);
+                self.stack.iter().rposition(|binding| {
+                    binding.key == key && (prefix.len() <= 7 || binding.prefix == prefix)
+                })
+            }
         }
     }
 
@@ -483,7 +551,12 @@ impl<'a> Scopes<'a> {
 
     fn push(&mut self, prefix: &'a str, ns: u32) {
         let hides = self.innermost(prefix);
-        self.stack.push(Binding { prefix, ns, hides });
+        self.stack.push(Binding {
+            prefix,
+            key: prefix_key(prefix),
+            ns,
+            hides,
+        });
         match &mut self.index {
             Some(index) => {
                 index.insert(prefix, self.stack.len() - 1);
@@ -797,7 +870,9 @@ impl<'a> Builder<'a> {
                 source.value(value_start, value_end, None)?;
             }
         }
-        self.check_unique()?;
+        if self.pending.len() > 1 {
+            self.check_unique()?;
+        }
 
         self.seen_root = true;
         self.nodes.push(Node {
@@ -945,9 +1020,10 @@ impl<'a> Builder<'a> {
         };
         let expected = &source.text[open.name.0..open.name.1];
         let found = &source.text[start + 2..end - 1];
-        let matches = found
-            .strip_prefix(expected)
-            .is_some_and(|rest| rest.bytes().all(is_space));
+        let matches = found == expected
+            || found
+                .strip_prefix(expected)
+                .is_some_and(|rest| rest.bytes().all(is_space));
         if !matches {
             return Err(source.error(
                 start,
@@ -1241,18 +1317,23 @@ fn check_encoding(value: &str) -> Result<(), Option<XmlError>> {
     ))))
 }
 
-/// Name character classes of ASCII bytes.
+/// Name character classes of bytes: `NameStartChar`, other `NameChar`, and `:` (which
+/// qualified names allow once) in ASCII. Every other byte is 0, including those of characters
+/// outside ASCII, which are looked at one by one.
 const NAME_START: u8 = 1;
 const NAME_CHAR: u8 = 2;
-static ASCII_NAME: [u8; 128] = {
-    let mut classes = [0; 128];
+const COLON: u8 = 4;
+static NAME_CLASS: [u8; 256] = {
+    let mut classes = [0; 256];
     let mut byte = 0;
     while byte < 128 {
         let c = byte as u8;
-        classes[byte] = if c.is_ascii_alphabetic() || c == b'_' || c == b':' {
+        classes[byte] = if c.is_ascii_alphabetic() || c == b'_' {
             NAME_START
         } else if c.is_ascii_digit() || c == b'-' || c == b'.' {
             NAME_CHAR
+        } else if c == b':' {
+            COLON
         } else {
             0
         };
@@ -1310,30 +1391,32 @@ fn skip_space(bytes: &[u8], from: usize, limit: usize) -> usize {
 /// (EF BF BE, EF BF BF). Surrogates cannot occur in valid UTF-8.
 fn forbidden_character(bytes: &[u8]) -> Option<usize> {
     const CHUNK: usize = 64;
-    let mut chunk_start = 0;
-    for chunk in bytes.chunks(CHUNK) {
-        // A branch-free pass that flags chunks worth a closer look; it vectorises.
+    let forbidden_at = |from: usize, to: usize| {
+        (from..to).find(|&at| {
+            let byte = bytes[at];
+            (byte < 0x20 && !matches!(byte, b'\t' | b'\n' | b'\r'))
+                || (byte == 0xEF
+                    && bytes.get(at + 1) == Some(&0xBF)
+                    && matches!(bytes.get(at + 2), Some(0xBE | 0xBF)))
+        })
+    };
+    let chunks = bytes.chunks_exact(CHUNK);
+    let tail = chunks.remainder().len();
+    for (index, chunk) in chunks.enumerate() {
+        // A branch-free pass over a fixed-size chunk, which vectorises, flags the chunks
+        // worth a closer look.
         let suspicious = chunk.iter().fold(0u8, |flags, &byte| {
             let control = (byte < 0x20) & (byte != b'\t') & (byte != b'\n') & (byte != b'\r');
             flags | u8::from(control) | u8::from(byte == 0xEF)
         });
         if suspicious != 0 {
-            for at in chunk_start..chunk_start + chunk.len() {
-                let byte = bytes[at];
-                if byte < 0x20 && !matches!(byte, b'\t' | b'\n' | b'\r') {
-                    return Some(at);
-                }
-                if byte == 0xEF
-                    && bytes.get(at + 1) == Some(&0xBF)
-                    && matches!(bytes.get(at + 2), Some(0xBE | 0xBF))
-                {
-                    return Some(at);
-                }
+            let from = index * CHUNK;
+            if let Some(at) = forbidden_at(from, from + CHUNK) {
+                return Some(at);
             }
         }
-        chunk_start += chunk.len();
     }
-    None
+    forbidden_at(bytes.len() - tail, bytes.len())
 }
 
 /// At most [`QUOTE_MAX`] bytes of `text` for an error message, cut with `…`.
@@ -1479,6 +1562,18 @@ mod tests {
     }
 
     #[test]
+    fn long_prefixes_are_told_apart() {
+        // Prefixes are compared by a packed key of their first seven bytes and length first.
+        let (long_a, long_b) = ("p".repeat(300), "p".repeat(301));
+        let document = format!(
+            "<r xmlns:abcdefgh1=\"urn:1\" xmlns:abcdefgh2=\"urn:2\" xmlns:{long_a}=\"urn:a\" xmlns:{long_b}=\"urn:b\"><abcdefgh2:x/><abcdefgh1:y/><{long_a}:z/><{long_b}:w/></r>"
+        );
+        let tree = parse(document.as_bytes()).expect("valid");
+        let seen: Vec<&str> = tree.children(Tree::ROOT).map(|i| tree.node(i).ns).collect();
+        assert_eq!(seen, ["urn:2", "urn:1", "urn:a", "urn:b"]);
+    }
+
+    #[test]
     fn attributes_are_kept_on_request() {
         let input = b"<s:A xmlns:s=\"urn:s\"><s:C NotOnOrAfter=\"2026-01-01T00:00:00Z\" x=\"a&amp;b\" s:y=\" 1&#9;2&#xA;3\r\n4\t5\"/></s:A>";
         let tree = parse_with_attributes(input).expect("valid");
@@ -1569,11 +1664,19 @@ mod tests {
         }
     }
 
-    /// Two independent parsers: roxmltree (whose tree the differential test compares with
-    /// ours) and xml-rs. A document passes only if both accept it; each has gaps the other
-    /// covers (see `the_oracle_refuses_what_the_table_refuses`).
-    fn oracle(text: &str) -> Result<roxmltree::Document<'_>, String> {
-        let document = roxmltree::Document::parse_with_options(
+    /// Elements (namespace, local name, direct text) and attributes (local name, value) in
+    /// document order, namespace declarations left out.
+    #[derive(Debug, PartialEq)]
+    struct View {
+        elements: Vec<(String, String, String)>,
+        attributes: Vec<(String, String)>,
+    }
+
+    /// Two independent parsers, roxmltree and xml-rs: a document passes only if both accept
+    /// it; each has gaps the other covers (see `the_oracle_refuses_what_the_table_refuses`).
+    /// Returns what xml-rs read.
+    fn oracle(text: &str) -> Result<View, String> {
+        roxmltree::Document::parse_with_options(
             text,
             roxmltree::ParsingOptions {
                 allow_dtd: false,
@@ -1582,17 +1685,44 @@ mod tests {
             },
         )
         .map_err(|error| format!("roxmltree: {error}"))?;
-        let config = xml_oracle::reader::ParserConfig::new()
+        use xml_oracle::reader::{EventReader, ParserConfig, XmlEvent};
+        let config = ParserConfig::new()
             .allow_multiple_root_elements(false)
             .ignore_invalid_encoding_declarations(false);
-        let mut reader = xml_oracle::reader::EventReader::new_with_config(text.as_bytes(), config);
-        loop {
-            match reader.next() {
-                Ok(xml_oracle::reader::XmlEvent::EndDocument) => return Ok(document),
-                Ok(_) => {}
-                Err(error) => return Err(format!("xml-rs: {error}")),
+        let mut xml_rs_view = View {
+            elements: Vec::new(),
+            attributes: Vec::new(),
+        };
+        let mut open = Vec::new();
+        for event in EventReader::new_with_config(text.as_bytes(), config) {
+            match event.map_err(|error| format!("xml-rs: {error}"))? {
+                XmlEvent::StartElement {
+                    name, attributes, ..
+                } => {
+                    open.push(xml_rs_view.elements.len());
+                    xml_rs_view.elements.push((
+                        name.namespace.unwrap_or_default(),
+                        name.local_name,
+                        String::new(),
+                    ));
+                    for attribute in attributes {
+                        xml_rs_view
+                            .attributes
+                            .push((attribute.name.local_name, attribute.value));
+                    }
+                }
+                XmlEvent::EndElement { .. } => {
+                    open.pop();
+                }
+                XmlEvent::Characters(text) | XmlEvent::CData(text) | XmlEvent::Whitespace(text) => {
+                    if let Some(&at) = open.last() {
+                        xml_rs_view.elements[at].2.push_str(&text);
+                    }
+                }
+                _ => {}
             }
         }
+        Ok(xml_rs_view)
     }
 
     /// Each class of well-formedness error next to a well-formed twin.
@@ -1885,82 +2015,18 @@ mod tests {
     }
 
     /// Snippets that matter to an XML parser, for mutations.
+    #[rustfmt::skip]
     const SNIPPETS: &[&str] = &[
-        "<",
-        ">",
-        "&",
-        "\"",
-        "'",
-        "/",
-        "=",
-        ":",
-        "?",
-        "!",
-        "-",
-        "[",
-        "]",
-        ";",
-        "#",
-        " ",
-        "\t",
-        "\r",
-        "\n",
-        "]]>",
-        "--",
-        "-->",
-        "<!--",
-        "<?",
-        "?>",
-        "<![CDATA[",
-        "</",
-        "/>",
-        "&amp;",
-        "&lt;",
-        "&xxe;",
-        "&#x1;",
-        "&#0;",
-        "&#65;",
-        "&#x41;",
-        "&#xFFFE;",
-        "&#xD800;",
-        "&#x10FFFF;",
-        "&#X41;",
-        "xmlns",
-        "xmlns:a=\"\"",
-        "xmlns:a=\"urn:a\"",
-        " xmlns=\"\"",
-        "xmlns:xml=\"u\"",
-        " a=\"1\"",
-        " a='1'",
-        " b:c=\"1\"",
-        "xml:",
-        "a:",
-        ":a",
-        "1a",
-        "-a",
-        ".a",
-        "\u{B7}a",
-        "\u{1}",
-        "\u{0}",
-        "\u{1F}",
-        "\u{7F}",
-        "\u{85}",
-        "\u{A0}",
-        "\u{2028}",
-        "\u{FFFE}",
-        "\u{FFFF}",
-        "\u{FFFD}",
-        "\u{FEFF}",
-        "\u{10000}",
-        "é",
-        "\u{37E}",
-        "<?xml version=\"1.0\"?>",
-        "<?xml ",
-        "<?XML?>",
-        "<!DOCTYPE r>",
-        "<a>",
-        "</a>",
-        "<a/>",
+        "<", ">", "&", "\"", "'", "/", "=", ":", "?", "!", "-", "[", "]", ";", "#", " ", "\t",
+        "\r", "\n", "]]>", "]]", "--", "-->", "<!--", "<!---->", "<?", "?>", "<?p?>", "<![CDATA[",
+        "<![CDATA[x]]>", "</", "/>", "&amp;", "&lt;", "&xxe;", "&#x1;", "&#0;", "&#65;", "&#x41;",
+        "&#x9;", "&#xD;", "&#xFFFE;", "&#xD800;", "&#x10FFFF;", "&#X41;", "xmlns", "xmlns:a=\"\"",
+        "xmlns:a=\"urn:a\"", " xmlns=\"\"", "xmlns:xml=\"u\"",
+        " xmlns:p=\"http://www.w3.org/XML/1998/namespace\"", " a=\"1\"", " a='1'", " b:c=\"1\"",
+        " xml:lang=\"da\"", "xml:", "a:", ":a", "1a", "-a", ".a", "\u{B7}a", "\u{300}", "\u{1}",
+        "\u{0}", "\u{1F}", "\u{7F}", "\u{85}", "\u{A0}", "\u{2028}", "\u{FFFE}", "\u{FFFF}",
+        "\u{FFFD}", "\u{FEFF}", "\u{10000}", "é", "\u{37E}", "<?xml version=\"1.0\"?>", "<?xml ",
+        " encoding=\"x\"", " standalone=\"no\"", "<?XML?>", "<!DOCTYPE r>", "<a>", "</a>", "<a/>",
         "<b:c/>",
     ];
 
@@ -1988,33 +2054,7 @@ mod tests {
         }
     }
 
-    /// Elements (namespace, local name, direct text) and attributes (namespace, local name,
-    /// value) in document order, as the oracle sees them.
-    type Elements = Vec<(String, String, String)>;
-
-    fn oracle_view(document: &roxmltree::Document<'_>) -> (Elements, Vec<(String, String)>) {
-        let mut elements = Vec::new();
-        let mut attributes = Vec::new();
-        for node in document.descendants().filter(|node| node.is_element()) {
-            let text: String = node
-                .children()
-                .filter(|child| child.is_text())
-                .filter_map(|child| child.text())
-                .collect();
-            let name = node.tag_name();
-            elements.push((
-                name.namespace().unwrap_or("").to_string(),
-                name.name().to_string(),
-                text,
-            ));
-            for attribute in node.attributes() {
-                attributes.push((attribute.name().to_string(), attribute.value().to_string()));
-            }
-        }
-        (elements, attributes)
-    }
-
-    fn our_view(tree: &Tree) -> (Elements, Vec<(String, String)>) {
+    fn our_view(tree: &Tree) -> View {
         let elements = (0..tree.nodes.len())
             .map(|index| {
                 let node = tree.node(index);
@@ -2039,7 +2079,10 @@ mod tests {
                 )
             })
             .collect();
-        (elements, attributes)
+        View {
+            elements,
+            attributes,
+        }
     }
 
     #[test]
@@ -2060,13 +2103,16 @@ mod tests {
             let text = std::str::from_utf8(&document).ok();
             let theirs = text.map(oracle);
             match (&ours, &theirs) {
-                (Ok(tree), Some(Ok(document))) => {
+                (Ok(tree), Some(Ok(xml_rs))) => {
                     accepted += 1;
+                    // What was read is compared with xml-rs only: roxmltree keeps a carriage
+                    // return that a reference follows (`a\r&#65;` reads as "a\rA", not
+                    // "a\nA") and takes `xml:xmlns="…"` for a default namespace declaration.
                     assert_eq!(
                         our_view(tree),
-                        oracle_view(document),
+                        *xml_rs,
                         "{:?}",
-                        String::from_utf8_lossy(text.unwrap_or_default().as_bytes())
+                        String::from_utf8_lossy(&document)
                     );
                 }
                 (Ok(_), theirs) => panic!(
@@ -2080,7 +2126,7 @@ mod tests {
         }
         // The mutations must exercise both sides.
         assert!(
-            accepted > 300 && refused > 300,
+            accepted > 500 && refused > 500,
             "{accepted} accepted, {refused} refused"
         );
         eprintln!(
@@ -2115,7 +2161,7 @@ mod tests {
         );
         vec![
             (
-                "xmlns on the root, then elements",
+                "20k xmlns on the root, then elements",
                 fill(&declared, |n| format!("<p{}:e/>", n % 20_000), "</r>"),
             ),
             (
@@ -2123,19 +2169,19 @@ mod tests {
                 fill("<r>", |n| format!("<e xmlns=\"urn:n{n}\"/>"), "</r>"),
             ),
             (
-                "distinct prefixes",
+                "distinct prefixes, one per element",
                 fill("<r>", |n| format!("<p{n}:e xmlns:p{n}=\"urn:x\"/>"), "</r>"),
             ),
             (
-                "many attributes",
+                "one element, many attributes",
                 fill("<r", |n| format!(" a{n}=\"\""), "/>"),
             ),
             (
-                "many prefixed attributes",
+                "one element, many prefixed attributes",
                 fill("<r xmlns:p=\"urn:p\"", |n| format!(" p:a{n}=\"\""), "/>"),
             ),
             (
-                "many prefixes for one URI",
+                "many prefixes for one URI, one attribute",
                 fill(
                     "<r",
                     |n| format!(" xmlns:p{n}=\"urn:same\" p{n}:a{n}=\"\""),
@@ -2143,7 +2189,7 @@ mod tests {
                 ),
             ),
             (
-                "nine attributes each",
+                "elements with 9 attributes each",
                 fill(
                     "<r>",
                     |_| {
@@ -2153,19 +2199,27 @@ mod tests {
                 ),
             ),
             (
-                "text split by references",
+                "text split by character references",
                 fill("<r>", |_| "ab&#x41;".into(), "</r>"),
             ),
             (
-                "attribute full of references",
+                "attribute value full of references",
                 fill("<r a=\"", |_| "&amp;&#65;".into(), "\"/>"),
             ),
             ("9 MiB element name", {
                 let name = "n".repeat(9 << 20);
+                format!("<{name}/>").into_bytes()
+            }),
+            ("5 MiB name, start and end tag", {
+                let name = "n".repeat(5 << 20);
                 format!("<{name}></{name}>").into_bytes()
             }),
             (
-                "deepest nesting, repeated",
+                "attribute value full of whitespace",
+                fill("<r a=\"", |_| "\t\r\n ".into(), "\"/>"),
+            ),
+            (
+                "deepest allowed nesting, repeated",
                 fill("<r>", |_| deep.clone(), "</r>"),
             ),
             ("comments", fill("<r>", |_| "<!-- c -->".into(), "</r>")),
@@ -2174,11 +2228,17 @@ mod tests {
                 fill("<r>", |_| "<?p d?>".into(), "</r>"),
             ),
             (
-                "`]]` and `>` in text",
+                "text with many `]]` and `>`",
                 fill("<r>", |_| "]] ]>".into(), "</r>"),
             ),
-            ("long comment", fill("<r><!--", |_| "- ".into(), "--></r>")),
-            ("`&` without `;`", fill("<r a=\"", |_| "&a".into(), "\"/>")),
+            (
+                "one long comment full of `-`",
+                fill("<r><!--", |_| "- ".into(), "--></r>"),
+            ),
+            (
+                "many `&` without `;`",
+                fill("<r a=\"", |_| "&a".into(), "\"/>"),
+            ),
             ("unclosed start tag", fill("<r", |_| " a=\"\"".into(), "")),
         ]
     }
@@ -2206,12 +2266,12 @@ mod tests {
             finished += 1;
             match name {
                 // Refused by design.
-                "`&` without `;`" | "unclosed start tag" => {
+                "many `&` without `;`" | "unclosed start tag" => {
                     assert!(outcome.is_err(), "{name}: {outcome:?}")
                 }
                 _ => assert!(outcome.is_ok(), "{name}: {outcome:?}"),
             }
         }
-        assert_eq!(finished, 17);
+        assert_eq!(finished, 19);
     }
 }
