@@ -376,7 +376,7 @@ impl Store {
                             let rejection = Rejection::new(
                                 &format!(
                                     "BeskedId {} is already stored (message seq {seq}) with different content; this copy is kept here and not used",
-                                    message.besked_id
+                                    crate::mask::cap(&message.besked_id, 100)
                                 ),
                                 Some(message.besked_id.clone()),
                             );
@@ -493,7 +493,7 @@ impl Store {
                                 let reason = Rejection::new(
                                     &format!(
                                         "BeskedId {} is already stored (message seq {seq}) with different content; this copy is kept here and not used",
-                                        message.besked_id
+                                        crate::mask::cap(&message.besked_id, 100)
                                     ),
                                     None,
                                 );

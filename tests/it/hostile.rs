@@ -292,18 +292,47 @@ fn cpr_numbers_and_control_characters_never_reach_the_log_or_status() {
 }
 
 #[test]
-fn a_reason_is_capped_and_escaped() {
+fn reasons_and_log_lines_stay_short_whatever_the_input() {
     let install = Install::new("");
     let input = install.path("in");
     std::fs::create_dir(&input).expect("mkdir");
+    // A 600 KiB element name: the reason quotes only its start.
     let name = "n".repeat(600 * 1024);
-    std::fs::write(input.join("long.xml"), format!("<{name}>\n</x>")).expect("write");
+    std::fs::write(input.join("a-long-name.xml"), format!("<{name}>\n</x>")).expect("write");
+    // A 100 KiB BeskedId, reused with other content: the reason naming it is cut, marked.
+    let long_id = format!("urn:x:{}", "7".repeat(100 * 1024));
+    for (file, minute) in [("b-first.xml", 0), ("c-second.xml", 1)] {
+        std::fs::write(
+            input.join(file),
+            status_envelope(&long_id, &test_uuid(0x66, 1), minute),
+        )
+        .expect("write");
+    }
     let (code, _, stderr) = outcome(&install.run(&["import", input.to_str().expect("utf-8")]));
-    assert_eq!(code, 3);
-    let reason: String = value(&install.db(), "SELECT reason FROM rejected");
-    assert!(reason.len() <= 1024 + 64, "{} bytes", reason.len());
-    assert!(reason.contains("cut"), "{reason}");
-    assert!(stderr.len() < 16 * 1024, "{} bytes of log", stderr.len());
+    assert_eq!(code, 3, "{stderr}");
+    let reasons = rows(&install.db(), "SELECT reason FROM rejected ORDER BY id");
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    for reason in &reasons {
+        assert!(reason.len() <= 1024 + 64, "{} bytes", reason.len());
+    }
+    assert!(
+        reasons[0].contains("does not match start tag `<nnnn"),
+        "{}",
+        reasons[0]
+    );
+    assert!(
+        reasons[1].contains("already stored") && reasons[1].contains("[cut "),
+        "{}",
+        reasons[1]
+    );
+    // Every log line is capped too.
+    for line in stderr.lines() {
+        assert!(
+            line.len() <= 8 * 1024 + 64,
+            "a log line of {} bytes",
+            line.len()
+        );
+    }
 }
 
 #[test]

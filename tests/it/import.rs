@@ -155,7 +155,7 @@ fn bad_input_is_rejected_with_reason_and_raw_bytes() {
     let (code, stdout, stderr) = outcome(&output);
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(
-        stdout.starts_with("imported 18 files: 1 new, 0 duplicates, 17 rejected"),
+        stdout.starts_with("imported 28 files: 1 new, 0 duplicates, 27 rejected"),
         "{stdout}"
     );
 
@@ -198,12 +198,12 @@ fn bad_input_is_rejected_with_reason_and_raw_bytes() {
         ),
         (
             "malformed-mismatched.xml",
-            "expected `</ns2:BeskedId>`, but `</ns2:BeskedID>` was found",
+            "end tag `</ns2:BeskedID>` does not match start tag `<ns2:BeskedId>`",
             Some("b0000000-0000-4000-8000-000000000005"),
         ),
         (
             "malformed-truncated.xml",
-            "malformed XML at byte 900",
+            "malformed XML at byte 891: syntax error: tag not closed",
             Some("b0000000-0000-4000-8000-000000000004"),
         ),
         ("missing-beskedid.xml", "missing BeskedId", None),
@@ -233,6 +233,56 @@ fn bad_input_is_rejected_with_reason_and_raw_bytes() {
             Some("b0000000-0000-4000-8000-000000000003"),
         ),
         ("utf16.xml", "UTF-16 byte order mark", None),
+        (
+            "timestamp-offset-minutes.xml",
+            "holds `2026-03-01T10:00:00+14:60`, which is not a timestamp",
+            Some("b0000000-0000-4000-8000-000000000029"),
+        ),
+        (
+            "timestamp-out-of-range.xml",
+            "holds `9999-12-31T23:59:59-12:00`, which is not a timestamp",
+            Some("b0000000-0000-4000-8000-000000000028"),
+        ),
+        (
+            "wf-attribute-lt.xml",
+            "`<` in an attribute value",
+            Some("b0000000-0000-4000-8000-000000000021"),
+        ),
+        (
+            "wf-attribute-undefined-entity.xml",
+            "undefined entity reference `&xxe;`",
+            Some("b0000000-0000-4000-8000-000000000020"),
+        ),
+        (
+            "wf-control-character-reference.xml",
+            "character reference `&#x1;` is not an allowed XML character",
+            Some("b0000000-0000-4000-8000-000000000023"),
+        ),
+        (
+            "wf-control-character.xml",
+            "character U+0001 is not allowed in XML",
+            Some("b0000000-0000-4000-8000-000000000022"),
+        ),
+        (
+            "wf-declaration-unquoted-encoding.xml",
+            "the value of `encoding` in the XML declaration is not in quotes",
+            Some("b0000000-0000-4000-8000-000000000026"),
+        ),
+        (
+            "wf-declaration-version-2.xml",
+            "invalid XML version `2.0`",
+            Some("b0000000-0000-4000-8000-000000000025"),
+        ),
+        (
+            "wf-noncharacter-reference.xml",
+            "character reference `&#xFFFE;` is not an allowed XML character",
+            Some("b0000000-0000-4000-8000-000000000024"),
+        ),
+        (
+            "wf-two-byte-order-marks.xml",
+            "a second byte order mark",
+            Some("b0000000-0000-4000-8000-000000000027"),
+        ),
     ];
     let db = install.db();
     for (file, reason, besked_id) in expected {
@@ -254,7 +304,7 @@ fn bad_input_is_rejected_with_reason_and_raw_bytes() {
         // Every rejection is also in the log, naming the file.
         assert!(stderr.contains(file), "{file} not in log:\n{stderr}");
     }
-    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM rejected"), 17);
+    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM rejected"), 27);
     // The entity was never expanded anywhere.
     assert_eq!(
         value::<i64>(
@@ -297,17 +347,17 @@ fn importing_twice_changes_only_duplicate_counts() {
     let before = snapshot(&install.db());
     let counts =
         |db: &rusqlite::Connection| rows(db, "SELECT messages, duplicates, rejected FROM cursor");
-    assert_eq!(counts(&install.db()), ["20|1|17"]);
+    assert_eq!(counts(&install.db()), ["20|1|27"]);
 
     let output = install.run(&["import", all]);
     let (code, stdout, stderr) = outcome(&output);
     assert_eq!(code, 0, "nothing new was refused: {stdout}{stderr}");
     assert!(
-        stdout.starts_with("imported 38 files: 0 new, 38 duplicates, 0 rejected"),
+        stdout.starts_with("imported 48 files: 0 new, 48 duplicates, 0 rejected"),
         "{stdout}"
     );
     assert_eq!(snapshot(&install.db()), before);
-    assert_eq!(counts(&install.db()), ["20|39|17"]);
+    assert_eq!(counts(&install.db()), ["20|49|27"]);
 }
 
 #[test]
@@ -382,7 +432,7 @@ fn status_reports_sources_and_totals() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
         lines[0]
-            .contains("(schema 2): 20 messages, 13 print statuses, 6 registrations, 17 rejected"),
+            .contains("(schema 2): 20 messages, 13 print statuses, 6 registrations, 27 rejected"),
         "{stdout}"
     );
     assert!(lines[1].starts_with("SOURCE"), "{stdout}");
@@ -392,13 +442,13 @@ fn status_reports_sources_and_totals() {
     );
     assert!(lines[3].starts_with("import"), "{stdout}");
     let total: Vec<&str> = lines[4].split_whitespace().collect();
-    assert_eq!(total, ["total", "20", "1", "17"], "{stdout}");
+    assert_eq!(total, ["total", "20", "1", "27"], "{stdout}");
 
     let (code, stdout, _) = outcome(&install.run(&["status", "--json"]));
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     assert_eq!(report["totals"]["messages"], 20);
-    assert_eq!(report["totals"]["rejected"], 17);
+    assert_eq!(report["totals"]["rejected"], 27);
     assert_eq!(report["sources"][0]["source"], "backfill");
     assert_eq!(report["sources"][0]["run_status"], "ok");
     assert_eq!(report["sources"][1]["messages"], 0);
