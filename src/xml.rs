@@ -48,6 +48,17 @@ const XMLNS_NAMESPACE: u32 = 2;
 /// Deepest element nesting accepted; real envelopes nest about ten levels.
 const MAX_DEPTH: usize = 256;
 
+/// Most elements in one document; real envelopes hold about a hundred. Each element costs a
+/// few dozen bytes of tree, so this keeps a hostile document's tree small whatever its size.
+const MAX_ELEMENTS: usize = 100_000;
+
+/// Most attributes (namespace declarations included) on one element; real envelopes have a
+/// handful.
+const MAX_ATTRIBUTES: usize = 1_000;
+
+/// Most distinct namespace URIs in one document; real envelopes use about ten.
+const MAX_NAMESPACES: usize = 1_000;
+
 /// At most this many bytes of the input are quoted in an error message.
 const QUOTE_MAX: usize = 64;
 
@@ -736,6 +747,9 @@ impl<'a> Builder<'a> {
                 format!("elements nested deeper than {MAX_DEPTH} levels"),
             ));
         }
+        if self.nodes.len() >= MAX_ELEMENTS {
+            return Err(source.error(start, format!("more than {MAX_ELEMENTS} elements")));
+        }
         let name_start = start + 1;
         let (name_end, colon) = source.qname(name_start, limit, "element name")?;
 
@@ -793,6 +807,12 @@ impl<'a> Builder<'a> {
                     format!("the value of attribute `{}` is not closed", quote(name)),
                 ));
             };
+            if self.pending.len() >= MAX_ATTRIBUTES {
+                return Err(source.error(
+                    next,
+                    format!("more than {MAX_ATTRIBUTES} attributes on one element"),
+                ));
+            }
             self.pending.push(Pending {
                 name: (next, attribute_end),
                 colon: attribute_colon,
@@ -949,6 +969,12 @@ impl<'a> Builder<'a> {
         };
         if let Some(ns) = known {
             return Ok(ns);
+        }
+        if self.namespaces.len() >= MAX_NAMESPACES {
+            return Err(self.source.error(
+                at,
+                format!("more than {MAX_NAMESPACES} distinct namespaces"),
+            ));
         }
         let ns = u32::try_from(self.namespaces.len())
             .map_err(|_| self.source.error(at, "too many namespaces"))?;
@@ -1986,6 +2012,40 @@ mod tests {
     }
 
     #[test]
+    fn refuses_absurdly_many_attributes_and_namespaces() {
+        let attributes: String = (0..=MAX_ATTRIBUTES)
+            .map(|i| format!(" a{i}=\"1\""))
+            .collect();
+        let error = parse(format!("<r{attributes}/>").as_bytes()).expect_err("attributes");
+        assert!(
+            error.to_string().contains("more than 1000 attributes"),
+            "{error}"
+        );
+        let namespaces: String = (0..MAX_NAMESPACES)
+            .map(|i| format!("<a xmlns=\"urn:{i}\"/>"))
+            .collect();
+        let error = parse(format!("<r>{namespaces}</r>").as_bytes()).expect_err("namespaces");
+        assert!(
+            error
+                .to_string()
+                .contains("more than 1000 distinct namespaces"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn refuses_absurdly_many_elements() {
+        let many = format!("<r>{}</r>", "<a/>".repeat(MAX_ELEMENTS));
+        let error = parse(many.as_bytes()).expect_err("too many");
+        assert!(
+            error.to_string().contains("more than 100000 elements"),
+            "{error}"
+        );
+        let enough = format!("<r>{}</r>", "<a/>".repeat(MAX_ELEMENTS - 1));
+        assert!(parse(enough.as_bytes()).is_ok());
+    }
+
+    #[test]
     fn refuses_absurd_nesting() {
         let deep = format!(
             "{}{}",
@@ -2269,7 +2329,15 @@ mod tests {
                 "many `&` without `;`" | "unclosed start tag" => {
                     assert!(outcome.is_err(), "{name}: {outcome:?}")
                 }
-                _ => assert!(outcome.is_ok(), "{name}: {outcome:?}"),
+                // Parsed, or refused by one of the size limits (elements, attributes,
+                // namespaces), which keep the tree small.
+                _ => assert!(
+                    match &outcome {
+                        Ok(_) => true,
+                        Err(error) => error.to_string().contains(": more than "),
+                    },
+                    "{name}: {outcome:?}"
+                ),
             }
         }
         assert_eq!(finished, 19);
