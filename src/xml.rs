@@ -736,7 +736,6 @@ impl<'a> Builder<'a> {
     fn start_tag(&mut self, start: usize, end: usize, empty: bool) -> Result<(), XmlError> {
         let source = self.source;
         let text = source.text;
-        let bytes = source.bytes();
         let limit = end - if empty { 2 } else { 1 };
         if self.open.is_empty() && self.seen_root {
             return Err(source.error(start, "more than one root element"));
@@ -754,7 +753,67 @@ impl<'a> Builder<'a> {
         let (name_end, colon) = source.qname(name_start, limit, "element name")?;
 
         self.pending.clear();
-        let mut at = name_end;
+        if name_end < limit {
+            self.read_attributes(name_end, limit)?;
+        }
+
+        // Namespace declarations first: they apply to the element's own name and attributes.
+        let scope = self.scopes.stack.len();
+        if !self.pending.is_empty() {
+            self.declare_all()?;
+        }
+
+        let (prefix, local_start) = match colon {
+            Some(colon) => (&text[name_start..colon], colon + 1),
+            None => ("", name_start),
+        };
+        let ns = match self.scopes.lookup(prefix) {
+            Some(ns) => ns,
+            None if prefix.is_empty() => NO_NAMESPACE,
+            None if prefix == "xmlns" => {
+                return Err(source.error(name_start, "element name with the prefix `xmlns`"));
+            }
+            None => {
+                return Err(source.error(
+                    name_start,
+                    format!("namespace prefix `{}` is not declared", quote(prefix)),
+                ));
+            }
+        };
+
+        let node = self.nodes.len();
+        if !self.pending.is_empty() {
+            self.resolve_attributes(node)?;
+        }
+
+        self.seen_root = true;
+        self.nodes.push(Node {
+            ns,
+            name: (local_start, name_end),
+            text: Text::None,
+            end: node + 1,
+        });
+        if empty {
+            self.scopes.truncate(scope);
+        } else {
+            self.open.push(Open {
+                node,
+                name: (name_start, name_end),
+                scope,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the attributes of a start tag, from just after its name to `limit`, into
+    /// `pending`. This and the two functions after it are kept out of line: most start tags
+    /// have no attributes, and their path stays short.
+    #[inline(never)]
+    fn read_attributes(&mut self, from: usize, limit: usize) -> Result<(), XmlError> {
+        let source = self.source;
+        let text = source.text;
+        let bytes = source.bytes();
+        let mut at = from;
         loop {
             let next = skip_space(bytes, at, limit);
             if next == limit {
@@ -822,9 +881,14 @@ impl<'a> Builder<'a> {
             });
             at = value_start + length + 1;
         }
+        Ok(())
+    }
 
-        // Namespace declarations first: they apply to the element's own name and attributes.
-        let scope = self.scopes.stack.len();
+    /// Binds the namespaces that the attributes in `pending` declare, and marks those
+    /// attributes as declarations.
+    #[inline(never)]
+    fn declare_all(&mut self) -> Result<(), XmlError> {
+        let text = self.source.text;
         for at in 0..self.pending.len() {
             let attribute = self.pending[at];
             let name = &text[attribute.name.0..attribute.name.1];
@@ -837,26 +901,15 @@ impl<'a> Builder<'a> {
             self.pending[at].local = (attribute.name.1 - prefix.len(), attribute.name.1);
             self.declare(prefix, attribute)?;
         }
+        Ok(())
+    }
 
-        let (prefix, local_start) = match colon {
-            Some(colon) => (&text[name_start..colon], colon + 1),
-            None => ("", name_start),
-        };
-        let ns = match self.scopes.lookup(prefix) {
-            Some(ns) => ns,
-            None if prefix.is_empty() => NO_NAMESPACE,
-            None if prefix == "xmlns" => {
-                return Err(source.error(name_start, "element name with the prefix `xmlns`"));
-            }
-            None => {
-                return Err(source.error(
-                    name_start,
-                    format!("namespace prefix `{}` is not declared", quote(prefix)),
-                ));
-            }
-        };
-
-        let node = self.nodes.len();
+    /// Resolves the names of the other attributes in `pending`, checks their values and that
+    /// no two are the same, and keeps them (for [`parse_with_attributes`]) as those of `node`.
+    #[inline(never)]
+    fn resolve_attributes(&mut self, node: usize) -> Result<(), XmlError> {
+        let source = self.source;
+        let text = source.text;
         for at in 0..self.pending.len() {
             let attribute = self.pending[at];
             if attribute.ns == XMLNS_NAMESPACE {
@@ -892,23 +945,6 @@ impl<'a> Builder<'a> {
         }
         if self.pending.len() > 1 {
             self.check_unique()?;
-        }
-
-        self.seen_root = true;
-        self.nodes.push(Node {
-            ns,
-            name: (local_start, name_end),
-            text: Text::None,
-            end: node + 1,
-        });
-        if empty {
-            self.scopes.truncate(scope);
-        } else {
-            self.open.push(Open {
-                node,
-                name: (name_start, name_end),
-                scope,
-            });
         }
         Ok(())
     }
