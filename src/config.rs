@@ -13,7 +13,7 @@ use crate::payload::post_status;
 use crate::payload::registration::{Channel, RegistrationType};
 
 /// Default for `max_message_bytes`: 1 MiB (real envelopes are a few KB).
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Largest allowed `max_message_bytes`: 64 MiB. Memory use is bounded by a small multiple of
 /// it, and a refused message is kept whole up to a larger size anyway.

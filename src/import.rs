@@ -40,8 +40,9 @@ pub const BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Files per chunk handed to a reader.
 const CHUNK: usize = 32;
 
-/// Readers read files up to this size; the writer reads larger ones itself, one at a time.
-const READER_MAX: u64 = 64 * 1024;
+/// Readers read files up to this size (real envelopes are 3-7 KB); the writer reads larger
+/// ones itself, one at a time.
+const READER_MAX: u64 = 16 * 1024;
 
 /// Most reader threads.
 const MAX_READERS: usize = 4;
@@ -130,7 +131,7 @@ fn run(
         let mut outputs: Vec<Receiver<Vec<Item>>> = Vec::with_capacity(readers);
         for _ in 0..readers {
             let (to_reader, chunks) = sync_channel::<Vec<PathBuf>>(2);
-            let (results, from_reader) = sync_channel::<Vec<Item>>(1);
+            let (results, from_reader) = sync_channel::<Vec<Item>>(2);
             inputs.push(to_reader);
             outputs.push(from_reader);
             scope.spawn(move || read_chunks(decoder, chunks, results));
@@ -141,6 +142,7 @@ fn run(
                 next: 0,
                 chunk: Vec::with_capacity(CHUNK),
                 unreadable: 0,
+                skipped: 0,
             };
             for path in paths {
                 if !walk.visit(path) {
@@ -148,7 +150,7 @@ fn run(
                 }
             }
             walk.flush();
-            walk.unreadable
+            (walk.unreadable, walk.skipped)
         });
 
         let mut writer = Writer {
@@ -181,7 +183,9 @@ fn run(
         // Dropping the receivers stops the readers and the walker at their next send.
         drop(outputs);
         let mut summary = writer.summary;
-        summary.unreadable += walker.join().expect("the walker does not panic");
+        let (unreadable, skipped) = walker.join().expect("the walker does not panic");
+        summary.unreadable += unreadable;
+        summary.skipped += skipped;
         match failure {
             Some(error) => Err(error),
             None => Ok(summary),
@@ -308,11 +312,8 @@ fn read_chunks(decoder: &Decoder, chunks: Receiver<Vec<PathBuf>>, results: SyncS
 /// Opens a path for reading without blocking, and only if it is a regular file (a FIFO would
 /// block, a device could be endless). `None` for anything else, which is reported here.
 fn open_regular(path: &Path) -> std::io::Result<Option<(fs::File, u64)>> {
-    // Look before opening (opening some devices has effects), and look again at what was
-    // opened, in case the path was replaced in between.
-    if !is_regular(path, &fs::metadata(path)?.file_type()) {
-        return Ok(None);
-    }
+    // The walker only hands out regular files (opening some devices has effects); what was
+    // opened is looked at again, in case the path was replaced in between.
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -327,23 +328,28 @@ fn open_regular(path: &Path) -> std::io::Result<Option<(fs::File, u64)>> {
 /// True for a regular file; anything else is reported as skipped.
 fn is_regular(path: &Path, file_type: &fs::FileType) -> bool {
     if !file_type.is_file() {
-        let what = if file_type.is_fifo() {
-            "a FIFO"
-        } else if file_type.is_char_device() {
-            "a character device"
-        } else if file_type.is_block_device() {
-            "a block device"
-        } else if file_type.is_socket() {
-            "a socket"
-        } else if file_type.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file"
-        };
-        tracing::warn!(file = %path.display(), "skipped: {what}, not a regular file; only regular files are imported");
+        report_skipped(path, file_type);
         return false;
     }
     true
+}
+
+/// Says in the log that `path` is skipped, and what it is.
+fn report_skipped(path: &Path, file_type: &fs::FileType) {
+    let what = if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    };
+    tracing::warn!(file = %path.display(), "skipped: {what}, not a regular file; only regular files are imported");
 }
 
 /// A reader's part: reads and decodes a small file; hands a larger one to the writer.
@@ -419,6 +425,8 @@ struct Walk {
     next: usize,
     chunk: Vec<PathBuf>,
     unreadable: u64,
+    /// Paths that are not regular files, reported and never opened.
+    skipped: u64,
 }
 
 /// What a directory entry is, as far as the walk cares.
@@ -426,7 +434,9 @@ struct Walk {
 enum EntryKind {
     Dir,
     Symlink,
-    Other,
+    File,
+    /// A FIFO, a device, a socket.
+    Special,
 }
 
 /// The names in one directory, sorted, kept compactly: all names in one buffer.
@@ -454,8 +464,10 @@ impl Listing {
                 EntryKind::Dir
             } else if file_type.is_symlink() {
                 EntryKind::Symlink
+            } else if file_type.is_file() {
+                EntryKind::File
             } else {
-                EntryKind::Other
+                EntryKind::Special
             };
             listing
                 .entries
@@ -487,8 +499,11 @@ impl Walk {
         };
         if metadata.is_dir() {
             self.visit_dir(path)
-        } else {
+        } else if is_regular(path, &metadata.file_type()) {
             self.push(path.to_path_buf())
+        } else {
+            self.skipped += 1;
+            true
         }
     }
 
@@ -504,9 +519,21 @@ impl Walk {
                 // A link to a file is followed; a link to a directory is not (no loops).
                 EntryKind::Symlink => match fs::metadata(&path) {
                     Ok(target) if target.is_dir() => true,
+                    Ok(target) if !is_regular(&path, &target.file_type()) => {
+                        self.skipped += 1;
+                        true
+                    }
+                    // A dangling link is reported by the reader that fails to open it.
                     _ => self.push(path),
                 },
-                EntryKind::Other => self.push(path),
+                EntryKind::File => self.push(path),
+                EntryKind::Special => {
+                    if let Ok(metadata) = fs::symlink_metadata(&path) {
+                        report_skipped(&path, &metadata.file_type());
+                    }
+                    self.skipped += 1;
+                    true
+                }
             };
             if !keep_going {
                 return false;

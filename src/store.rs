@@ -50,8 +50,11 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Database page size in bytes, for new databases.
 const PAGE_SIZE: i64 = 32 * 1024;
-/// Page cache of the writer, in KiB.
-const CACHE_KIB: u32 = 16 * 1024;
+/// Page cache of a connection, in KiB.
+const CACHE_KIB: u32 = 4 * 1024;
+/// Page cache of `import`'s writer, in KiB: it holds at most one batch of small messages
+/// besides, so it can afford more cache for the indexes.
+const IMPORT_CACHE_KIB: u32 = 16 * 1024;
 /// WAL pages (of [`PAGE_SIZE`]) after which a commit checkpoints: about 32 MiB.
 const CHECKPOINT_PAGES: i64 = 1000;
 
@@ -249,13 +252,16 @@ impl Store {
         Ok(())
     }
 
-    /// Sets how commits reach the disk; [`Durability::Full`] after opening.
+    /// Sets how commits reach the disk, and the page cache that suits the use;
+    /// [`Durability::Full`] after opening.
     pub fn set_durability(&self, durability: Durability) -> Result<()> {
-        let level = match durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
+        let (level, cache_kib) = match durability {
+            Durability::Full => ("FULL", CACHE_KIB),
+            Durability::Normal => ("NORMAL", IMPORT_CACHE_KIB),
         };
         self.conn.pragma_update(None, "synchronous", level)?;
+        self.conn
+            .pragma_update(None, "cache_size", -(cache_kib as i64))?;
         Ok(())
     }
 

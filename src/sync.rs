@@ -32,10 +32,10 @@ use crate::time;
 
 /// Most bytes of deliveries held unacknowledged (received, not yet committed) per feed, for
 /// messages of the largest allowed size; the effective prefetch follows from it.
-pub const HELD_BYTES: usize = 32 * 1024 * 1024;
+pub const HELD_BYTES: usize = 16 * 1024 * 1024;
 
 /// A batch is committed once the deliveries it holds reach this many bytes.
-pub const BATCH_BYTES: usize = 8 * 1024 * 1024;
+pub const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// Everything a run needs, shared by the feed tasks.
 pub struct Puller {

@@ -13,7 +13,7 @@ use crate::support::{
 
 /// Runs beskedhent and watches its peak memory (VmHWM) while it runs; fails the test if it
 /// runs longer than `limit` (a guard against hangs, not a performance target).
-fn run_watched(install: &Install, args: &[&str], limit: Duration) -> (Output, u64) {
+pub fn run_watched(install: &Install, args: &[&str], limit: Duration) -> (Output, u64) {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(install.config())

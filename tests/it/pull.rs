@@ -998,3 +998,45 @@ fn certificate_and_sts_mistakes_are_explained_plainly() {
     assert_eq!(stdout.matches("FAIL").count(), 1, "{stdout}");
     assert!(took < Duration::from_secs(4), "check took {took:?}");
 }
+
+#[test]
+fn sync_memory_stays_flat_with_large_messages() {
+    let padded = |n: u64| {
+        status_envelope(&test_uuid(0xec, n), &test_uuid(0xed, n), 0)
+            .replace(
+                "<ns2:BeskedVersion>1.0</ns2:BeskedVersion>",
+                &format!(
+                    "<ns2:BeskedVersion>1.0</ns2:BeskedVersion><!--{}-->",
+                    "x".repeat(900 * 1024)
+                ),
+            )
+            .into_bytes()
+    };
+    let mut bodies: Vec<Vec<u8>> = (0..60).map(padded).collect();
+    // Sixty more that are refused (not XML), just under the size limit.
+    bodies.extend((0..60u8).map(|n| vec![b'<' ^ (n & 1); 1000 * 1024 + usize::from(n)]));
+    let test = PullTest::new(bodies, "");
+    test.install.append_config("max_message_bytes = 1048576\n");
+    // `max_message_bytes` must come before the tables: rewrite the config with it on top.
+    let config = std::fs::read_to_string(test.install.config()).expect("config");
+    let config = config.replace("\nmax_message_bytes = 1048576\n", "\n");
+    std::fs::write(
+        test.install.config(),
+        format!("max_message_bytes = 1048576\n{config}"),
+    )
+    .expect("config");
+    let (output, peak_kib) =
+        crate::hostile::run_watched(&test.install, &["sync"], Duration::from_secs(300));
+    let (code, stdout, stderr) = outcome(&output);
+    eprintln!("sync of 120 messages of about 1 MiB: peak {peak_kib} KiB");
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("feed status: 60 new, 0 duplicates, 60 rejected"),
+        "{stdout}"
+    );
+    assert!(
+        peak_kib < (64 + 2) * 1024,
+        "peak {peak_kib} KiB, over 64 MiB + 2 x max_message_bytes"
+    );
+    assert_eq!(test.broker.depth(&test.queue), 0);
+}
