@@ -10,7 +10,8 @@
 //! Memory is bounded by bytes, not only by counts: readers read only small files (the writer
 //! reads a larger one itself, one at a time, and streams one over the size limit into its row),
 //! every channel is short, a batch is written once it holds [`BATCH_BYTES`], and the walker
-//! keeps only the names of the directories it is in.
+//! holds at most [`LISTING_WINDOW`] names per directory it is in (a larger directory is read
+//! in several sorted passes).
 
 use std::ffi::OsStr;
 use std::fs;
@@ -430,7 +431,7 @@ struct Walk {
 }
 
 /// What a directory entry is, as far as the walk cares.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum EntryKind {
     Dir,
     Symlink,
@@ -439,24 +440,36 @@ enum EntryKind {
     Special,
 }
 
-/// The names in one directory, sorted, kept compactly: all names in one buffer.
+/// Most directory entries held at once. A larger directory is read in several passes, each
+/// taking the next names in sorted order, so memory does not grow with the number of files.
+const LISTING_WINDOW: usize = 65_536;
+
+/// The next names of one directory, in sorted order: at most [`LISTING_WINDOW`] of them.
 struct Listing {
-    names: Vec<u8>,
-    /// (start in `names`, length, kind).
-    entries: Vec<(usize, u32, EntryKind)>,
+    entries: Vec<(Vec<u8>, EntryKind)>,
+    /// True when the directory holds more names after the last of these.
+    more: bool,
 }
 
 impl Listing {
-    fn read(dir: &Path) -> std::io::Result<Listing> {
-        let mut listing = Listing {
-            names: Vec::new(),
-            entries: Vec::new(),
-        };
+    /// Reads the smallest names after `after` (all names when `None`), skipping hidden ones.
+    fn read(dir: &Path, after: Option<&[u8]>, window: usize) -> std::io::Result<Listing> {
+        // A max-heap of the smallest names seen: past the window, the largest is dropped.
+        let mut heap = std::collections::BinaryHeap::new();
+        let mut more = false;
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.as_bytes();
-            if name.starts_with(b".") {
+            if name.starts_with(b".") || after.is_some_and(|after| name <= after) {
+                continue;
+            }
+            if heap.len() == window
+                && heap
+                    .peek()
+                    .is_some_and(|(largest, _): &(Vec<u8>, EntryKind)| name >= largest.as_slice())
+            {
+                more = true;
                 continue;
             }
             let file_type = entry.file_type()?;
@@ -469,24 +482,16 @@ impl Listing {
             } else {
                 EntryKind::Special
             };
-            listing
-                .entries
-                .push((listing.names.len(), name.len() as u32, kind));
-            listing.names.extend_from_slice(name);
+            heap.push((name.to_vec(), kind));
+            if heap.len() > window {
+                heap.pop();
+                more = true;
+            }
         }
-        listing.names.shrink_to_fit();
-        listing.entries.shrink_to_fit();
-        let names = &listing.names;
-        let name = |&(start, len, _): &(usize, u32, EntryKind)| &names[start..start + len as usize];
-        listing
-            .entries
-            .sort_unstable_by(|a, b| name(a).cmp(name(b)));
-        Ok(listing)
-    }
-
-    fn name(&self, index: usize) -> &OsStr {
-        let (start, len, _) = self.entries[index];
-        OsStr::from_bytes(&self.names[start..start + len as usize])
+        Ok(Listing {
+            entries: heap.into_sorted_vec(),
+            more,
+        })
     }
 }
 
@@ -508,38 +513,47 @@ impl Walk {
     }
 
     fn visit_dir(&mut self, dir: &Path) -> bool {
-        let listing = match Listing::read(dir) {
-            Ok(listing) => listing,
-            Err(error) => return self.unreadable(dir, &error),
-        };
-        for index in 0..listing.entries.len() {
-            let path = dir.join(listing.name(index));
-            let keep_going = match listing.entries[index].2 {
-                EntryKind::Dir => self.visit_dir(&path),
-                // A link to a file is followed; a link to a directory is not (no loops).
-                EntryKind::Symlink => match fs::metadata(&path) {
-                    Ok(target) if target.is_dir() => true,
-                    Ok(target) if !is_regular(&path, &target.file_type()) => {
-                        self.skipped += 1;
-                        true
-                    }
-                    // A dangling link is reported by the reader that fails to open it.
-                    _ => self.push(path),
-                },
-                EntryKind::File => self.push(path),
-                EntryKind::Special => {
-                    if let Ok(metadata) = fs::symlink_metadata(&path) {
-                        report_skipped(&path, &metadata.file_type());
-                    }
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let listing = match Listing::read(dir, after.as_deref(), LISTING_WINDOW) {
+                Ok(listing) => listing,
+                Err(error) => return self.unreadable(dir, &error),
+            };
+            for (name, kind) in &listing.entries {
+                if !self.visit_entry(&dir.join(OsStr::from_bytes(name)), *kind) {
+                    return false;
+                }
+            }
+            if !listing.more {
+                return true;
+            }
+            after = listing.entries.last().map(|(name, _)| name.clone());
+        }
+    }
+
+    /// Visits one directory entry; false when the writer has gone away.
+    fn visit_entry(&mut self, path: &Path, kind: EntryKind) -> bool {
+        match kind {
+            EntryKind::Dir => self.visit_dir(path),
+            // A link to a file is followed; a link to a directory is not (no loops).
+            EntryKind::Symlink => match fs::metadata(path) {
+                Ok(target) if target.is_dir() => true,
+                Ok(target) if !is_regular(path, &target.file_type()) => {
                     self.skipped += 1;
                     true
                 }
-            };
-            if !keep_going {
-                return false;
+                // A dangling link is reported by the reader that fails to open it.
+                _ => self.push(path.to_path_buf()),
+            },
+            EntryKind::File => self.push(path.to_path_buf()),
+            EntryKind::Special => {
+                if let Ok(metadata) = fs::symlink_metadata(path) {
+                    report_skipped(path, &metadata.file_type());
+                }
+                self.skipped += 1;
+                true
             }
         }
-        true
     }
 
     fn push(&mut self, path: PathBuf) -> bool {
@@ -565,5 +579,45 @@ impl Walk {
         report_unreadable(path, error);
         self.unreadable += 1;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_directory_is_listed_in_sorted_windows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut names: Vec<String> = (0..50)
+            .map(|n| format!("{:02}.xml", (n * 37) % 50))
+            .collect();
+        for name in &names {
+            std::fs::write(dir.path().join(name), "").expect("write");
+        }
+        std::fs::write(dir.path().join(".hidden"), "").expect("write");
+        names.sort();
+        for window in [1, 3, 7, 50, 100] {
+            let mut seen = Vec::new();
+            let mut after: Option<Vec<u8>> = None;
+            let mut passes = 0;
+            loop {
+                let listing = Listing::read(dir.path(), after.as_deref(), window).expect("read");
+                assert!(listing.entries.len() <= window);
+                passes += 1;
+                seen.extend(
+                    listing
+                        .entries
+                        .iter()
+                        .map(|(name, _)| String::from_utf8(name.clone()).expect("utf-8")),
+                );
+                if !listing.more {
+                    break;
+                }
+                after = listing.entries.last().map(|(name, _)| name.clone());
+            }
+            assert_eq!(seen, names, "window {window}");
+            assert_eq!(passes, 50usize.div_ceil(window).max(1), "window {window}");
+        }
     }
 }
