@@ -957,7 +957,8 @@ mod tests {
 
     #[test]
     fn prefetch_is_bounded_by_bytes() {
-        assert_eq!(effective_prefetch(2000, 1024 * 1024), 32);
+        assert_eq!(effective_prefetch(2000, 64 * 1024), 256);
+        assert_eq!(effective_prefetch(2000, 1024 * 1024), 16);
         assert_eq!(effective_prefetch(2000, 64 * 1024 * 1024), 1);
         assert_eq!(effective_prefetch(10, 4096), 10);
         assert_eq!(effective_prefetch(2000, 1), 2000);

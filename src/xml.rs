@@ -2230,122 +2230,13 @@ mod tests {
         );
     }
 
-    /// 10 MiB documents built to make a parser do more than linear work. The same ones are
-    /// timed in `benches/xml.rs`.
-    fn pathological() -> Vec<(&'static str, Vec<u8>)> {
-        const SIZE: usize = 10 << 20;
-        fn fill(head: &str, item: impl Fn(usize) -> String, tail: &str) -> Vec<u8> {
-            let mut document = String::with_capacity(SIZE + 64);
-            document.push_str(head);
-            let mut n = 0;
-            while document.len() + tail.len() < SIZE {
-                document.push_str(&item(n));
-                n += 1;
-            }
-            document.push_str(tail);
-            document.into_bytes()
-        }
-        let declarations: String = (0..20_000)
-            .map(|n| format!(" xmlns:p{n}=\"urn:p{n}\""))
-            .collect();
-        let declared = format!("<r{declarations}>");
-        // Inside the root: the deepest nesting allowed.
-        let deep = format!(
-            "{}{}",
-            "<a>".repeat(MAX_DEPTH - 1),
-            "</a>".repeat(MAX_DEPTH - 1)
-        );
-        vec![
-            (
-                "20k xmlns on the root, then elements",
-                fill(&declared, |n| format!("<p{}:e/>", n % 20_000), "</r>"),
-            ),
-            (
-                "distinct namespace URIs",
-                fill("<r>", |n| format!("<e xmlns=\"urn:n{n}\"/>"), "</r>"),
-            ),
-            (
-                "distinct prefixes, one per element",
-                fill("<r>", |n| format!("<p{n}:e xmlns:p{n}=\"urn:x\"/>"), "</r>"),
-            ),
-            (
-                "one element, many attributes",
-                fill("<r", |n| format!(" a{n}=\"\""), "/>"),
-            ),
-            (
-                "one element, many prefixed attributes",
-                fill("<r xmlns:p=\"urn:p\"", |n| format!(" p:a{n}=\"\""), "/>"),
-            ),
-            (
-                "many prefixes for one URI, one attribute",
-                fill(
-                    "<r",
-                    |n| format!(" xmlns:p{n}=\"urn:same\" p{n}:a{n}=\"\""),
-                    "/>",
-                ),
-            ),
-            (
-                "elements with 9 attributes each",
-                fill(
-                    "<r>",
-                    |_| {
-                        "<e a=\"\" b=\"\" c=\"\" d=\"\" e=\"\" f=\"\" g=\"\" h=\"\" i=\"\"/>".into()
-                    },
-                    "</r>",
-                ),
-            ),
-            (
-                "text split by character references",
-                fill("<r>", |_| "ab&#x41;".into(), "</r>"),
-            ),
-            (
-                "attribute value full of references",
-                fill("<r a=\"", |_| "&amp;&#65;".into(), "\"/>"),
-            ),
-            ("9 MiB element name", {
-                let name = "n".repeat(9 << 20);
-                format!("<{name}/>").into_bytes()
-            }),
-            ("5 MiB name, start and end tag", {
-                let name = "n".repeat(5 << 20);
-                format!("<{name}></{name}>").into_bytes()
-            }),
-            (
-                "attribute value full of whitespace",
-                fill("<r a=\"", |_| "\t\r\n ".into(), "\"/>"),
-            ),
-            (
-                "deepest allowed nesting, repeated",
-                fill("<r>", |_| deep.clone(), "</r>"),
-            ),
-            ("comments", fill("<r>", |_| "<!-- c -->".into(), "</r>")),
-            (
-                "processing instructions",
-                fill("<r>", |_| "<?p d?>".into(), "</r>"),
-            ),
-            (
-                "text with many `]]` and `>`",
-                fill("<r>", |_| "]] ]>".into(), "</r>"),
-            ),
-            (
-                "one long comment full of `-`",
-                fill("<r><!--", |_| "- ".into(), "--></r>"),
-            ),
-            (
-                "many `&` without `;`",
-                fill("<r a=\"", |_| "&a".into(), "\"/>"),
-            ),
-            ("unclosed start tag", fill("<r", |_| " a=\"\"".into(), "")),
-        ]
-    }
-
     #[test]
     fn pathological_documents_finish() {
         // A guard against quadratic behaviour coming back, not a benchmark: a quadratic step
         // on any of these takes hours. `cargo bench --bench xml` has the real times.
         let (done, results) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for (name, document) in pathological() {
+            for (name, document) in crate::sample::hostile_documents() {
                 let outcome = parse_with_attributes(&document).map(|tree| tree.nodes.len());
                 done.send((name, outcome)).expect("receiver waits");
             }
