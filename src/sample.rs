@@ -47,37 +47,6 @@ impl UuidGenerator {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-
-    #[test]
-    fn generated_envelopes_decode_as_delivered_statuses() {
-        let mut ids = UuidGenerator::new(7);
-        let (besked_id, letter) = (ids.next_uuid(), ids.next_uuid());
-        assert_ne!(besked_id, letter);
-        assert_eq!(besked_id.len(), 36);
-        let envelope = status_envelope(&besked_id, &letter, 5);
-        assert!((3000..3600).contains(&envelope.len()), "{}", envelope.len());
-        let config =
-            Config::parse("database = \"x\"", std::path::Path::new("c.toml")).expect("config");
-        let message = config
-            .decoder()
-            .decode(envelope.as_bytes())
-            .expect("decodes");
-        assert_eq!(message.besked_id, besked_id);
-        let crate::message::Detail::PostStatus(status) = message.detail else {
-            panic!("not a status");
-        };
-        assert_eq!(status.message_uuid.as_deref(), Some(letter.as_str()));
-        assert_eq!(
-            status.occurred_at.as_deref(),
-            Some("2026-03-01T10:05:00.000Z")
-        );
-    }
-}
-
 /// The size of each of [`hostile_documents`].
 const HOSTILE_SIZE: usize = 10 << 20;
 
@@ -185,4 +154,35 @@ pub fn hostile_documents() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("unclosed start tag", fill("<r", |_| " a=\"\"".into(), "")),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn generated_envelopes_decode_as_delivered_statuses() {
+        let mut ids = UuidGenerator::new(7);
+        let (besked_id, letter) = (ids.next_uuid(), ids.next_uuid());
+        assert_ne!(besked_id, letter);
+        assert_eq!(besked_id.len(), 36);
+        let envelope = status_envelope(&besked_id, &letter, 5);
+        assert!((3000..3600).contains(&envelope.len()), "{}", envelope.len());
+        let config =
+            Config::parse("database = \"x\"", std::path::Path::new("c.toml")).expect("config");
+        let message = config
+            .decoder()
+            .decode(envelope.as_bytes())
+            .expect("decodes");
+        assert_eq!(message.besked_id, besked_id);
+        let crate::message::Detail::PostStatus(status) = message.detail else {
+            panic!("not a status");
+        };
+        assert_eq!(status.message_uuid.as_deref(), Some(letter.as_str()));
+        assert_eq!(
+            status.occurred_at.as_deref(),
+            Some("2026-03-01T10:05:00.000Z")
+        );
+    }
 }
