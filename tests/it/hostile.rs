@@ -293,7 +293,7 @@ fn cpr_numbers_and_control_characters_never_reach_the_log_or_status() {
 
 #[test]
 fn reasons_and_log_lines_stay_short_whatever_the_input() {
-    let install = Install::new("");
+    let install = Install::new("max_message_bytes = 1048576\n");
     let input = install.path("in");
     std::fs::create_dir(&input).expect("mkdir");
     // A 600 KiB element name: the reason quotes only its start.
