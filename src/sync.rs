@@ -447,6 +447,8 @@ enum Feed {
 #[allow(clippy::large_enum_variant)] // Short-lived, and mostly a delivery.
 enum Woke {
     Delivery(lapin::message::Delivery),
+    /// The consumer failed or ended.
+    Lost(SessionEnd),
     Committed(Committed),
     /// The flush deadline passed, or the drain check is due.
     Timer,
@@ -597,8 +599,9 @@ impl FeedRun<'_> {
         if took {
             return Ok(false);
         }
-        match self.wait(consumer, held, shutdown).await {
+        match self.wait(session, consumer, held, shutdown).await {
             Woke::Delivery(delivery) => self.hold(held, delivery),
+            Woke::Lost(end) => return Err(end),
             Woke::Committed(committed) => self.complete(Some(session), committed).await?,
             Woke::Timer if !held.items.is_empty() => {
                 // The broker sends no more until we acknowledge: remember how many it lets us
@@ -620,6 +623,7 @@ impl FeedRun<'_> {
     /// signal.
     async fn wait(
         &mut self,
+        session: &Session,
         consumer: &mut lapin::Consumer,
         held: &Held,
         shutdown: &mut watch::Receiver<bool>,
@@ -634,10 +638,9 @@ impl FeedRun<'_> {
         // With nothing held and a commit in flight, its end comes first.
         let may_sleep = !self.committer.is_busy() || !held.items.is_empty();
         tokio::select! {
-            next = consumer.next() => match next {
-                Some(Ok(delivery)) => Woke::Delivery(delivery),
-                // The error surfaces again at the next `now_or_never` through `delivery`.
-                _ => Woke::Timer,
+            next = consumer.next() => match delivery(next, session) {
+                Ok(delivery) => Woke::Delivery(delivery),
+                Err(end) => Woke::Lost(end),
             },
             committed = self.committer.finished() => Woke::Committed(committed),
             _ = tokio::time::sleep(timer), if may_sleep => Woke::Timer,
