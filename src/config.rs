@@ -12,7 +12,7 @@ use crate::message::Decoder;
 use crate::payload::post_status;
 use crate::payload::registration::{Channel, RegistrationType};
 
-/// Default for `max_message_bytes`: 1 MiB (real envelopes are a few KB).
+/// Default for `max_message_bytes`: 64 KiB (real envelopes are 3-7 KB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Largest allowed `max_message_bytes`: 64 MiB. Memory use is bounded by a small multiple of

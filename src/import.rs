@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::envelope;
 use crate::message::{self, Decoder, Rejection};
@@ -91,9 +91,6 @@ pub fn import(
     paths: &[PathBuf],
     source: &str,
 ) -> Result<ImportSummary> {
-    for path in paths {
-        fs::metadata(path).with_context(|| format!("cannot import `{}`", path.display()))?;
-    }
     let started = Instant::now();
     store.set_durability(Durability::Normal)?;
     store.begin_run(source, &time::now_utc())?;
@@ -537,7 +534,11 @@ impl Walk {
             EntryKind::Dir => self.visit_dir(path),
             // A link to a file is followed; a link to a directory is not (no loops).
             EntryKind::Symlink => match fs::metadata(path) {
-                Ok(target) if target.is_dir() => true,
+                Ok(target) if target.is_dir() => {
+                    tracing::warn!(file = %path.display(), "skipped: a link to a directory, not followed (name the directory itself to import it)");
+                    self.skipped += 1;
+                    true
+                }
                 Ok(target) if !is_regular(path, &target.file_type()) => {
                     self.skipped += 1;
                     true

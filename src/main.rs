@@ -60,7 +60,8 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Reprocess => {
             let mut store = Store::open(&config.database)?;
             let decoder = config.decoder();
-            let done = store.reprocess(&|raw: &[u8]| decoder.decode(raw))?;
+            let done =
+                store.reprocess(&|raw: &[u8]| decoder.decode(raw), config.max_message_bytes)?;
             println!(
                 "reprocessed: {} refused messages taken in, {} already stored, {} still refused; {} messages derived anew, {} not derivable (rows kept)",
                 done.taken_in,

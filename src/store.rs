@@ -21,12 +21,31 @@ use crate::message::{Detail, Message, Rejection};
 /// Append only; never edit a released entry.
 const MIGRATIONS: &[&str] = &[include_str!("../schema.sql"), MIGRATION_2];
 
-/// Version 2: how much of a refused message `rejected.raw` holds, and UUID BeskedIds in lower
-/// case so that an upper-case copy is recognised as the same message.
+/// Version 2: how much of a refused message `rejected.raw` holds (and `raw` moved to the end
+/// of the row, so that a large one can be written in place without being held in memory), and
+/// UUID BeskedIds in lower case so that an upper-case copy is recognised as the same message.
 const MIGRATION_2: &str = "
-ALTER TABLE rejected ADD COLUMN raw_size INTEGER;
-ALTER TABLE rejected ADD COLUMN raw_complete INTEGER NOT NULL DEFAULT 1;
-UPDATE rejected SET raw_size = length(raw);
+CREATE TABLE rejected_v2 (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    source       TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    raw_sha256   TEXT NOT NULL,
+    besked_id    TEXT,
+    origin       TEXT,
+    resolved_seq INTEGER REFERENCES message (seq),
+    raw_size     INTEGER NOT NULL,
+    raw_complete INTEGER NOT NULL DEFAULT 1,
+    raw          BLOB NOT NULL
+);
+INSERT INTO rejected_v2 (id, source, received_at, reason, raw_sha256, besked_id, origin,
+        resolved_seq, raw_size, raw_complete, raw)
+    SELECT id, source, received_at, reason, raw_sha256, besked_id, origin, resolved_seq,
+        length(raw), 1, raw FROM rejected;
+DROP TABLE rejected;
+ALTER TABLE rejected_v2 RENAME TO rejected;
+CREATE INDEX rejected_by_sha256 ON rejected (raw_sha256);
+CREATE INDEX rejected_by_time ON rejected (received_at);
 UPDATE OR IGNORE message SET besked_id = lower(besked_id)
     WHERE besked_id <> lower(besked_id) AND besked_id GLOB
     '[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]';
@@ -38,6 +57,9 @@ UPDATE print_status_postal_event
 UPDATE registration SET besked_id = (SELECT besked_id FROM message WHERE seq = registration.seq)
     WHERE besked_id <> (SELECT besked_id FROM message WHERE seq = registration.seq);
 ";
+
+/// Envelopes larger than this are written into their row in place, not bound as parameters.
+const IN_PLACE_BYTES: usize = 256 * 1024;
 
 /// Refused messages up to this size are kept whole in `rejected.raw`.
 pub const RAW_KEEP_MAX: u64 = 256 * 1024 * 1024;
@@ -194,8 +216,10 @@ impl Store {
         };
         store
             .configure()
-            .with_context(|| format!("failed to set up database `{}`", path.display()))?;
-        store.migrate()?;
+            .map_err(|error| name_database(error.into(), path))?;
+        store
+            .migrate()
+            .map_err(|error| name_database(error, path))?;
         Ok(store)
     }
 
@@ -291,10 +315,15 @@ impl Store {
     // Each public method that writes names the database in its error (full disk, read-only
     // file); the `_unnamed` method beside it does the work.
 
+    /// Names the database in an error, with a hint when it is the file system's doing.
+    fn named<T>(&self, result: Result<T>) -> Result<T> {
+        result.map_err(|error| name_database(error, &self.path))
+    }
+
     /// Marks the start of a run of `source`.
     pub fn begin_run(&mut self, source: &str, started_at: &str) -> Result<()> {
         let result = self.begin_run_unnamed(source, started_at);
-        result.with_context(|| format!("database `{}`", self.path.display()))
+        self.named(result)
     }
 
     fn begin_run_unnamed(&mut self, source: &str, started_at: &str) -> Result<()> {
@@ -317,7 +346,7 @@ impl Store {
         error: Option<&str>,
     ) -> Result<()> {
         let result = self.end_run_unnamed(source, ended_at, status, error);
-        result.with_context(|| format!("database `{}`", self.path.display()))
+        self.named(result)
     }
 
     fn end_run_unnamed(
@@ -344,7 +373,7 @@ impl Store {
         batch: &[Incoming],
     ) -> Result<(Vec<Outcome>, Counts)> {
         let result = self.write_batch_unnamed(source, received_at, batch);
-        result.with_context(|| format!("database `{}`", self.path.display()))
+        self.named(result)
     }
 
     fn write_batch_unnamed(
@@ -437,14 +466,16 @@ impl Store {
     pub fn reprocess(
         &mut self,
         decode: &dyn Fn(&[u8]) -> std::result::Result<Message, Rejection>,
+        max_message_bytes: usize,
     ) -> Result<Reprocessed> {
-        let result = self.reprocess_unnamed(decode);
-        result.with_context(|| format!("database `{}`", self.path.display()))
+        let result = self.reprocess_unnamed(decode, max_message_bytes);
+        self.named(result)
     }
 
     fn reprocess_unnamed(
         &mut self,
         decode: &dyn Fn(&[u8]) -> std::result::Result<Message, Rejection>,
+        max_message_bytes: usize,
     ) -> Result<Reprocessed> {
         const CHUNK: i64 = 500;
         let mut summary = Reprocessed::default();
@@ -453,20 +484,28 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut after = 0i64;
         loop {
-            let ids: Vec<(i64, bool)> = tx
+            let ids: Vec<(i64, bool, i64)> = tx
                 .prepare_cached(
-                    "SELECT id, raw_complete FROM rejected
+                    "SELECT id, raw_complete, raw_size FROM rejected
                      WHERE resolved_seq IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
                 )?
-                .query_map(params![after, CHUNK], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .query_map(params![after, CHUNK], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?
                 .collect::<rusqlite::Result<_>>()?;
-            let Some(&(last, _)) = ids.last() else {
+            let Some(&(last, _, _)) = ids.last() else {
                 break;
             };
             after = last;
-            for (id, complete) in ids {
+            for (id, complete, size) in ids {
                 if !complete {
                     // Only the start of the message was kept: it cannot be decoded again.
+                    summary.still_rejected += 1;
+                    continue;
+                }
+                if size as u64 > max_message_bytes as u64 {
+                    // Still too large: decided from its size, without reading it. Its reason
+                    // is left as it is: rewriting the row would load it whole into memory.
                     summary.still_rejected += 1;
                     continue;
                 }
@@ -664,25 +703,42 @@ fn insert_message(
     origin: Option<&str>,
     envelope: &[u8],
 ) -> Result<Inserted> {
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO message (besked_id, beskedtype, kind, source, received_at, created_at,
-                 transaktions_id, producer_uuid, origin, envelope)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (besked_id) DO NOTHING",
-        )?
-        .execute(params![
-            message.besked_id,
-            message.beskedtype,
-            message.kind.as_str(),
-            source,
-            received_at,
-            message.created_at,
-            message.transaktions_id,
-            message.producer_uuid,
-            origin,
-            envelope,
-        ])?;
+    // A large envelope is written into its row in place rather than bound as a parameter
+    // (which SQLite copies); `envelope` is the row's last column, so the room made for it is
+    // not filled in memory first.
+    let in_place = envelope.len() > IN_PLACE_BYTES;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO message (besked_id, beskedtype, kind, source, received_at, created_at,
+             transaktions_id, producer_uuid, origin, envelope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (besked_id) DO NOTHING",
+    )?;
+    let fields = params![
+        message.besked_id,
+        message.beskedtype,
+        message.kind.as_str(),
+        source,
+        received_at,
+        message.created_at,
+        message.transaktions_id,
+        message.producer_uuid,
+        origin,
+    ];
+    let inserted = if in_place {
+        let mut all = fields.to_vec();
+        let room = rusqlite::blob::ZeroBlob(envelope.len() as u64);
+        all.push(&room);
+        insert.execute(&*all)?
+    } else {
+        let mut all = fields.to_vec();
+        all.push(&envelope);
+        insert.execute(&*all)?
+    };
+    if inserted > 0 && in_place {
+        let seq = tx.last_insert_rowid();
+        tx.blob_open("main", "message", "envelope", seq, false)?
+            .write_all(envelope)?;
+    }
     if inserted == 0 {
         let seq: i64 = tx
             .prepare_cached("SELECT seq FROM message WHERE besked_id = ?1")?
@@ -868,21 +924,23 @@ fn insert_rejected(
     };
     // The row is made with room for the bytes, which are then written into it in place, so a
     // large message is never copied in memory (nor read whole, for a file).
+    // `raw` is the row's last column: SQLite then makes room for it without filling that room
+    // in memory first.
     tx.prepare_cached(
-        "INSERT INTO rejected (source, received_at, reason, raw, raw_sha256, besked_id, origin,
-             raw_size, raw_complete)
+        "INSERT INTO rejected (source, received_at, reason, raw_sha256, besked_id, origin,
+             raw_size, raw_complete, raw)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         source,
         received_at,
         rejection.reason(),
-        rusqlite::blob::ZeroBlob(kept),
         sha256,
         rejection.besked_id,
         item.origin,
         size as i64,
         kept == size,
+        rusqlite::blob::ZeroBlob(kept),
     ])?;
     let rowid = tx.last_insert_rowid();
     let mut blob = tx.blob_open("main", "rejected", "raw", rowid, false)?;
@@ -925,9 +983,36 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// Names the database in an error; when SQLite could not write (a read-only file, directory or
+/// `-wal`/`-shm` file, as a change of user or `chmod` leaves behind), says what to check.
+fn name_database(error: anyhow::Error, path: &Path) -> anyhow::Error {
+    let read_only = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(failure, _))
+                if matches!(failure.code, rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+        )
+    });
+    if read_only {
+        let path = path.display();
+        error.context(format!(
+            "database `{path}` cannot be written: this user must be able to write `{path}`, `{path}-wal`, `{path}-shm` and their directory (check owners and modes, e.g. after running beskedhent as another user)"
+        ))
+    } else {
+        error.context(format!("database `{}`", path.display()))
+    }
+}
+
 /// Creates the database file with mode 0600 if it does not exist, and refuses a file that other
 /// users can read.
 fn create_private(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        bail!(
+            "database `{}` is a directory; `database` must name a file, e.g. `{}`",
+            path.display(),
+            path.join("replica.db").display()
+        );
+    }
     match OpenOptions::new()
         .write(true)
         .create_new(true)

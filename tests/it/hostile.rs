@@ -94,17 +94,24 @@ fn fifos_and_devices_among_the_inputs_are_skipped_without_blocking() {
     );
     symlink("/dev/zero", input.join("c-zero.xml")).expect("symlink");
     symlink("/dev/null", input.join("d-null.xml")).expect("symlink");
+    // A link to a directory is not followed, but said so and counted.
+    std::fs::create_dir(install.path("elsewhere")).expect("mkdir");
+    symlink(install.path("elsewhere"), input.join("e-dir-link.xml")).expect("symlink");
 
     let input_arg = input.to_str().expect("utf-8");
     let (output, _) = run_watched(&install, &["import", input_arg], Duration::from_secs(60));
     let (code, stdout, stderr) = outcome(&output);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
-        stdout.contains("3 new, 0 duplicates, 0 rejected, 3 skipped (not regular files)"),
+        stdout.contains("3 new, 0 duplicates, 0 rejected, 4 skipped (not regular files)"),
         "{stdout}"
     );
     assert!(stderr.contains("skipped: a FIFO"), "{stderr}");
     assert!(stderr.contains("skipped: a character device"), "{stderr}");
+    assert!(
+        stderr.contains("skipped: a link to a directory"),
+        "{stderr}"
+    );
     // A FIFO named directly is skipped too, and the run ends.
     let (output, _) = run_watched(
         &install,
@@ -112,8 +119,26 @@ fn fifos_and_devices_among_the_inputs_are_skipped_without_blocking() {
         Duration::from_secs(60),
     );
     assert_eq!(outcome(&output).0, 1);
+    // A path that does not exist is named, and the rest is imported.
+    good_envelopes(&install.path("more"), 0x67, 2);
+    let (output, _) = run_watched(
+        &install,
+        &[
+            "import",
+            "/nonexistent/b.xml",
+            install.path("more").to_str().expect("utf-8"),
+        ],
+        Duration::from_secs(60),
+    );
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("2 new, 0 duplicates, 0 rejected, 1 unreadable"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("/nonexistent/b.xml"), "{stderr}");
     let db = install.db();
-    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 3);
+    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 5);
     assert_eq!(rows(&db, "SELECT run_status FROM cursor"), ["ok"]);
 }
 

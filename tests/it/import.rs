@@ -500,11 +500,16 @@ fn config_path_comes_from_the_environment() {
 #[test]
 fn unreadable_and_missing_paths_are_reported() {
     let install = Install::new("");
-    let (code, _, stderr) = outcome(&install.run(&["import", "/nonexistent/envelopes"]));
+    let (code, stdout, stderr) = outcome(&install.run(&["import", "/nonexistent/envelopes"]));
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("cannot import `/nonexistent/envelopes`"),
+        stderr.contains("cannot read: No such file or directory")
+            && stderr.contains("file=/nonexistent/envelopes"),
         "{stderr}"
+    );
+    assert!(
+        stdout.contains("0 files: 0 new, 0 duplicates, 0 rejected, 1 unreadable"),
+        "{stdout}"
     );
 
     // A dangling link is logged and counted; the other files still go in. Hidden files are skipped.
