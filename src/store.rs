@@ -223,11 +223,12 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens a database that must exist already (for commands that only read, such as
-    /// `status`): a mistyped path is an error, never a new empty database.
+    /// Opens an existing database read-only, for commands that only read (`status`): a mistyped
+    /// path is an error, never a new empty database, and nothing is written (not even a
+    /// migration), so a user who may only read the replica can run it.
     pub fn open_existing(path: &Path) -> Result<Store> {
         match std::fs::metadata(path) {
-            Ok(metadata) if metadata.is_file() => Store::open(path),
+            Ok(metadata) if metadata.is_file() => {}
             Ok(_) => bail!(
                 "database `{}` is not a regular file; check `database` in the configuration",
                 path.display()
@@ -237,9 +238,45 @@ impl Store {
                 path.display()
             ),
             Err(error) => {
-                Err(error).with_context(|| format!("cannot read database `{}`", path.display()))
+                return Err(error)
+                    .with_context(|| format!("cannot read database `{}`", path.display()));
             }
         }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|error| name_database(error.into(), path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        let version = store
+            .schema_version()
+            .map_err(|error| name_database(error, path))?;
+        let has_messages: bool = store
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'message'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|error| name_database(error.into(), path))?;
+        if version < 1 || !has_messages {
+            bail!(
+                "`{}` is not a beskedhent database; check `database` in the configuration",
+                path.display()
+            );
+        }
+        if version > SCHEMA_VERSION as i64 {
+            bail!(
+                "database `{}` has a schema version newer than this beskedhent knows ({}); upgrade beskedhent",
+                path.display(),
+                SCHEMA_VERSION
+            );
+        }
+        Ok(store)
     }
 
     /// Opens an in-memory database, for tests.

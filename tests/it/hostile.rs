@@ -445,3 +445,24 @@ fn a_v1_replica_is_migrated_with_upper_case_ids_folded() {
         ["2|1"]
     );
 }
+
+#[test]
+fn status_only_reads() {
+    let install = Install::new("");
+    // An empty file where the database should be: named, and left as it is.
+    std::fs::write(install.db_path(), b"").expect("touch");
+    let (code, _, stderr) = outcome(&install.run(&["status"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not a beskedhent database"), "{stderr}");
+    assert_eq!(std::fs::metadata(install.db_path()).expect("db").len(), 0);
+
+    // A replica: status reads it and leaves the file as it was.
+    std::fs::remove_file(install.db_path()).expect("rm");
+    outcome(&install.run(&["import", fixtures().join("good").to_str().expect("utf-8")]));
+    install.db().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
+    let before = std::fs::read(install.db_path()).expect("read");
+    let (code, stdout, stderr) = outcome(&install.run(&["status"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("20 messages"), "{stdout}");
+    assert_eq!(std::fs::read(install.db_path()).expect("read"), before);
+}
