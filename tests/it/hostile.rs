@@ -459,7 +459,10 @@ fn status_only_reads() {
     // A replica: status reads it and leaves the file as it was.
     std::fs::remove_file(install.db_path()).expect("rm");
     outcome(&install.run(&["import", fixtures().join("good").to_str().expect("utf-8")]));
-    install.db().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
+    install
+        .db()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .expect("checkpoint");
     let before = std::fs::read(install.db_path()).expect("read");
     let (code, stdout, stderr) = outcome(&install.run(&["status"]));
     assert_eq!(code, 0, "{stderr}");
