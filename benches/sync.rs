@@ -5,7 +5,8 @@
 //! tests, queues N realistic envelopes (about 3.4 KB each) and times `beskedhent sync` until the
 //! queue is empty: every message parsed, committed and acknowledged. In the same run it does the
 //! same with batching turned off (`batch_size = 1`: one commit and one acknowledgement per
-//! message), on N/5 messages. Reports rates and peak memory (from `wait4`).
+//! message), on N/5 messages. Reports rates and peak memory (from `wait4`). BENCH_SYNC adds
+//! `[sync]` keys (separated by `;`); BENCH_MAX_MESSAGE_BYTES sets `max_message_bytes`.
 
 // The test harness's broker and STS, shared rather than copied; the benchmark uses part of it.
 mod common;
@@ -113,8 +114,12 @@ fn config_text(
     sync: &str,
 ) -> String {
     let certs = broker::certs();
+    // BENCH_MAX_MESSAGE_BYTES sets `max_message_bytes`, which bounds the prefetch.
+    let limit = std::env::var("BENCH_MAX_MESSAGE_BYTES")
+        .map(|bytes| format!("max_message_bytes = {bytes}\n"))
+        .unwrap_or_default();
     format!(
-        "database = \"replica.db\"\n[sts]\nurl = \"{}\"\nentity_id = \"http://entityid.kombit.dk/service/bfo_modtag/2\"\ncvr = \"12345678\"\n\
+        "database = \"replica.db\"\n{limit}[sts]\nurl = \"{}\"\nentity_id = \"http://entityid.kombit.dk/service/bfo_modtag/2\"\ncvr = \"12345678\"\n\
          certificate = \"{}\"\nprivate_key = \"{}\"\nca_file = \"{}\"\n[amqp]\nurl = \"{}\"\nca_file = \"{}\"\n\
          [[feed]]\nname = \"status\"\ndueslag = \"{queue}\"\n[sync]\n{sync}",
         sts.url(),

@@ -679,9 +679,20 @@ impl FeedRun<'_> {
     /// How a queue operation's failure ends the session.
     fn queue_end(&self, error: AmqpError) -> SessionEnd {
         match error {
-            AmqpError::QueueMissing { .. } | AmqpError::QueueRefused { .. } => SessionEnd::Fatal(
-                format!("{error}; check `dueslag` of feed `{}`", self.feed.name),
-            ),
+            AmqpError::QueueMissing { .. } => SessionEnd::Fatal(format!(
+                "{error}; check `dueslag` of feed `{}`",
+                self.feed.name
+            )),
+            AmqpError::QueueRefused { .. } if self.puller.tuning.fetch == Fetch::Consume => {
+                SessionEnd::Fatal(format!(
+                    "{error}; check `dueslag` of feed `{}`, and if the service does not allow consuming, set `fetch = \"get\"` in [sync]",
+                    self.feed.name
+                ))
+            }
+            AmqpError::QueueRefused { .. } => SessionEnd::Fatal(format!(
+                "{error}; check `dueslag` of feed `{}` and that the certificate's organisation may read it",
+                self.feed.name
+            )),
             error => amqp_end(error),
         }
     }
