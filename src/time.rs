@@ -110,7 +110,8 @@ pub fn now_utc() -> String {
 /// taken, which is `+02:00`. When no reading is `+01:00` or `+02:00` (a time in the hour skipped
 /// when summer time starts, or a time for which the tz data has another offset, such as local
 /// mean time, `+00:50:20` or `+00:53:28`, before standard time came in 1893–1894, or double
-/// summer time, `+03:00`, in 1945–1947), `+01:00` is used.
+/// summer time, `+03:00`, in 1945–1947), `+01:00` is used. From 2100 on, where the tz data has
+/// no rules, the EU rule in force since 1996 is applied.
 ///
 /// The result is refused (`None`) unless the instant in UTC falls in years
 /// [`FIRST_YEAR`]..=[`LAST_YEAR`], so that the stored text is always exact: a negative or
@@ -127,8 +128,15 @@ pub fn parse_timestamp(value: &str) -> Option<DateTime<Utc>> {
     is_storable(instant).then_some(instant)
 }
 
+/// The first year the tz data has no summer-time rules for; from it on, the EU rule in force
+/// since 1996 is applied (see [`eu_offset`]).
+const RULES_END: i32 = 2100;
+
 /// The offset, in seconds, of Danish local time at `local` (see [`parse_timestamp`]).
 fn danish_offset(local: &NaiveDateTime) -> i32 {
+    if local.year() >= RULES_END {
+        return eu_offset(local);
+    }
     let seconds = |offset: &<chrono_tz::Tz as TimeZone>::Offset| offset.fix().local_minus_utc();
     let readings = match Copenhagen.offset_from_local_datetime(local) {
         LocalResult::Single(only) => [Some(seconds(&only)), None],
@@ -140,6 +148,27 @@ fn danish_offset(local: &NaiveDateTime) -> i32 {
         .flatten()
         .find(|&offset| offset == WINTER || offset == SUMMER)
         .unwrap_or(WINTER)
+}
+
+/// The offset of Danish local time under the EU rule: summer time from 02:00 (winter time) on
+/// the last Sunday of March to 03:00 (summer time) on the last Sunday of October. The skipped
+/// hour reads as winter time and the repeated hour as summer time, as for earlier years.
+fn eu_offset(local: &NaiveDateTime) -> i32 {
+    let last_sunday = |month: u32| {
+        let last = NaiveDate::from_ymd_opt(local.year(), month, 31)
+            .expect("March and October have 31 days");
+        last - TimeDelta::days(i64::from(last.weekday().num_days_from_sunday()))
+    };
+    let at = |date: NaiveDate, hour: u32| {
+        date.and_hms_opt(hour, 0, 0)
+            .expect("a whole hour is a valid time")
+    };
+    // From 03:00 on the first day (02:00-03:00 does not exist) to 03:00 on the last.
+    if *local >= at(last_sunday(3), 3) && *local < at(last_sunday(10), 3) {
+        SUMMER
+    } else {
+        WINTER
+    }
 }
 
 /// Splits `YYYY-MM-DDThh:mm:ss[.fraction][Z|+hh:mm|-hh:mm]` into the local date-time and the
@@ -421,6 +450,25 @@ mod tests {
         for input in refused {
             assert_eq!(normalize(input), None, "{input:.80}");
             assert_eq!(parse_timestamp(input), None, "{input:.80}");
+        }
+    }
+
+    #[test]
+    fn summer_time_goes_on_after_the_tz_data_ends() {
+        let cases = [
+            ("2099-07-01T12:00:00", "2099-07-01T10:00:00.000Z"),
+            ("2100-07-01T12:00:00", "2100-07-01T10:00:00.000Z"),
+            ("2100-01-15T12:00:00", "2100-01-15T11:00:00.000Z"),
+            // 2100: summer time from 28 March to 31 October.
+            ("2100-03-28T01:59:59", "2100-03-28T00:59:59.000Z"),
+            ("2100-03-28T02:30:00", "2100-03-28T01:30:00.000Z"),
+            ("2100-03-28T03:00:00", "2100-03-28T01:00:00.000Z"),
+            ("2100-10-31T02:30:00", "2100-10-31T00:30:00.000Z"),
+            ("2100-10-31T03:00:00", "2100-10-31T02:00:00.000Z"),
+            ("9999-07-01T12:00:00", "9999-07-01T10:00:00.000Z"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(normalize(input).as_deref(), Some(expected), "{input}");
         }
     }
 
