@@ -265,19 +265,12 @@ impl Writer<'_> {
 
 fn report_rejections(batch: &[Incoming], outcomes: &[Outcome]) {
     for (item, outcome) in batch.iter().zip(outcomes) {
-        match (outcome, &item.decoded) {
-            (Outcome::Rejected, Err(rejection)) => tracing::warn!(
+        if let Some((besked_id, reason)) = item.refusal(outcome) {
+            tracing::warn!(
                 file = %item.origin,
-                besked_id = rejection.besked_id.as_deref().unwrap_or("-"),
-                "rejected: {}",
-                rejection.reason()
-            ),
-            (Outcome::Conflict { seq }, Ok(message)) => tracing::warn!(
-                file = %item.origin,
-                besked_id = %message.besked_id,
-                "rejected: BeskedId already stored (message seq {seq}) with different content; this copy is kept in `rejected`"
-            ),
-            _ => {}
+                besked_id = besked_id.as_deref().unwrap_or("-"),
+                "rejected: {reason}"
+            );
         }
     }
 }

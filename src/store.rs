@@ -225,7 +225,7 @@ impl Store {
 
     /// Opens an existing database read-only, for commands that only read (`status`): a mistyped
     /// path is an error, never a new empty database, and nothing is written (not even a
-    /// migration), so a user who may only read the replica can run it.
+    /// migration). Like any reader of a WAL database, SQLite needs its `-shm` file.
     pub fn open_existing(path: &Path) -> Result<Store> {
         match std::fs::metadata(path) {
             Ok(metadata) if metadata.is_file() => {}
@@ -445,13 +445,7 @@ impl Store {
                         }
                         Inserted::Same(_) => Outcome::Duplicate,
                         Inserted::Differs(seq) => {
-                            let rejection = Rejection::new(
-                                &format!(
-                                    "BeskedId {} is already stored (message seq {seq}) with different content; this copy is kept here and not used",
-                                    crate::mask::cap(&message.besked_id, 100)
-                                ),
-                                Some(message.besked_id.clone()),
-                            );
+                            let rejection = reused_id(&message.besked_id, seq);
                             match insert_rejected(&tx, source, received_at, item, &rejection)? {
                                 Outcome::Rejected => Outcome::Conflict { seq },
                                 other => other,
@@ -572,13 +566,7 @@ impl Store {
                             }
                             Inserted::Differs(seq) => {
                                 summary.still_rejected += 1;
-                                let reason = Rejection::new(
-                                    &format!(
-                                        "BeskedId {} is already stored (message seq {seq}) with different content; this copy is kept here and not used",
-                                        crate::mask::cap(&message.besked_id, 100)
-                                    ),
-                                    None,
-                                );
+                                let reason = reused_id(&message.besked_id, seq);
                                 tx.execute(
                                     "UPDATE rejected SET reason = ?2 WHERE id = ?1",
                                     params![id, reason.reason()],
@@ -719,6 +707,33 @@ pub struct TableCounts {
     pub rejected: i64,
     pub print_status: i64,
     pub registration: i64,
+}
+
+/// The refusal of a copy whose BeskedId is stored already with other bytes.
+fn reused_id(besked_id: &str, seq: i64) -> Rejection {
+    Rejection::new(
+        &format!(
+            "BeskedId {} is already stored (message seq {seq}) with different content; this copy is kept in `rejected` and not used",
+            crate::mask::cap(besked_id, 100)
+        ),
+        Some(besked_id.to_owned()),
+    )
+}
+
+impl Incoming {
+    /// For an item that was refused, its besked id (if known) and the reason, for the log.
+    pub fn refusal(&self, outcome: &Outcome) -> Option<(Option<String>, String)> {
+        match (outcome, &self.decoded) {
+            (Outcome::Rejected, Err(rejection)) => {
+                Some((rejection.besked_id.clone(), rejection.reason().to_owned()))
+            }
+            (Outcome::Conflict { seq }, Ok(message)) => {
+                let rejection = reused_id(&message.besked_id, *seq);
+                Some((rejection.besked_id.clone(), rejection.reason().to_owned()))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What [`insert_message`] did.

@@ -755,21 +755,13 @@ impl FeedRun<'_> {
             .result
             .map_err(|error| SessionEnd::Fatal(format!("cannot commit: {error:#}")))?;
         for (item, outcome) in items.iter().zip(&outcomes) {
-            match (outcome, &item.decoded) {
-                (Outcome::Rejected, Err(rejection)) => tracing::warn!(
+            if let Some((besked_id, reason)) = item.refusal(outcome) {
+                tracing::warn!(
                     feed = %self.feed.name,
                     origin = %item.origin,
-                    besked_id = rejection.besked_id.as_deref().unwrap_or("-"),
-                    "rejected: {}",
-                    rejection.reason()
-                ),
-                (Outcome::Conflict { seq }, Ok(message)) => tracing::warn!(
-                    feed = %self.feed.name,
-                    origin = %item.origin,
-                    besked_id = %message.besked_id,
-                    "rejected: BeskedId already stored (message seq {seq}) with different content; this copy is kept in `rejected`"
-                ),
-                _ => {}
+                    besked_id = besked_id.as_deref().unwrap_or("-"),
+                    "rejected: {reason}"
+                );
             }
         }
         // Committed: the outcome is counted whether or not the acknowledgement gets through

@@ -454,7 +454,7 @@ fn make_certs(dir: &Path) {
             ],
         );
     }
-    let leaf = |name: &str, cn: &str, ca: &str, section: &str| {
+    let leaf = |name: &str, cn: &str, ca: &str, section: Option<&str>| {
         openssl(
             dir,
             &[
@@ -470,67 +470,39 @@ fn make_certs(dir: &Path) {
                 &format!("/CN={cn}/serialNumber=CVR:12345678-FID:1"),
             ],
         );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                &format!("{ca}.pem"),
-                "-CAkey",
-                &format!("{ca}.key"),
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "30",
-                "-extfile",
-                "ext.cnf",
-                "-extensions",
-                section,
-            ],
+        let (csr, ca_pem, ca_key, pem) = (
+            format!("{name}.csr"),
+            format!("{ca}.pem"),
+            format!("{ca}.key"),
+            format!("{name}.pem"),
         );
-    };
-    leaf("server", "localhost", "ca", "server");
-    leaf("client", CLIENT_CN, "ca", "client");
-    leaf("stranger", "stranger", "ca", "client");
-    leaf("rogue", CLIENT_CN, "rogue-ca", "client");
-    // An X.509 version 1 certificate: signed without any extensions.
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "v1.key",
-            "-out",
-            "v1.csr",
-            "-subj",
-            &format!("/CN={CLIENT_CN}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
+        let mut args = vec![
             "x509",
             "-req",
             "-in",
-            "v1.csr",
+            &csr,
             "-CA",
-            "ca.pem",
+            &ca_pem,
             "-CAkey",
-            "ca.key",
+            &ca_key,
             "-CAcreateserial",
             "-out",
-            "v1.pem",
+            &pem,
             "-days",
             "30",
-        ],
-    );
+        ];
+        // Without extensions, openssl makes an X.509 version 1 certificate.
+        if let Some(section) = section {
+            args.extend(["-extfile", "ext.cnf", "-extensions", section]);
+        }
+        openssl(dir, &args);
+    };
+    leaf("server", "localhost", "ca", Some("server"));
+    leaf("client", CLIENT_CN, "ca", Some("client"));
+    leaf("stranger", "stranger", "ca", Some("client"));
+    leaf("rogue", CLIENT_CN, "rogue-ca", Some("client"));
+    // An X.509 version 1 certificate: signed without any extensions.
+    leaf("v1", CLIENT_CN, "ca", None);
     // An expired client certificate (valid in 2020 only), signed with `openssl ca`.
     std::fs::create_dir_all(dir.join("ca-db")).expect("ca db");
     std::fs::write(dir.join("ca-db/index.txt"), "").expect("index");
