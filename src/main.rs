@@ -37,12 +37,13 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Init => {
             let existed = config.database.exists();
             let store = Store::open(&config.database)?;
-            println!(
+            let line = format!(
                 "{} database {} (schema {})",
                 if existed { "up to date:" } else { "created" },
                 config.database.display(),
                 store.schema_version()?
             );
+            println!("{}", logging::safe_line(&line));
             Ok(exit::OK)
         }
         Command::Import { paths, source } => {

@@ -46,7 +46,7 @@ pub fn report(store: &Store) -> Result<Report> {
         totals
     });
     Ok(Report {
-        database: store.path().display().to_string(),
+        database: crate::mask::for_log(&store.path().display().to_string()).into_owned(),
         schema_version: store.schema_version()?,
         sources,
         totals,

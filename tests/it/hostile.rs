@@ -469,3 +469,16 @@ fn status_only_reads() {
     assert!(stdout.contains("20 messages"), "{stdout}");
     assert_eq!(std::fs::read(install.db_path()).expect("read"), before);
 }
+
+#[test]
+fn a_cpr_number_in_the_database_path_is_masked_in_init_and_status() {
+    let install = Install::new("");
+    std::fs::create_dir(install.path("2512489996")).expect("mkdir");
+    std::fs::write(install.config(), "database = \"2512489996/r.db\"\n").expect("config");
+    for args in [&["init"][..], &["status"][..], &["status", "--json"][..]] {
+        let (code, stdout, stderr) = outcome(&install.run(args));
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(stdout.contains("251248****"), "{args:?}: {stdout}");
+        assert!(!stdout.contains("2512489996"), "{args:?}: {stdout}");
+    }
+}
