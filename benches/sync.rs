@@ -7,6 +7,8 @@
 //! same with batching turned off (`batch_size = 1`: one commit and one acknowledgement per
 //! message), on N/5 messages. Reports rates and peak memory (from `wait4`). BENCH_SYNC adds
 //! `[sync]` keys (separated by `;`); BENCH_MAX_MESSAGE_BYTES sets `max_message_bytes`.
+//! BENCH_BASELINE_BIN names another build of `beskedhent` (say, of the previous release) to run
+//! the batched measurement with too, against the same broker in the same run.
 
 // The test harness's broker and STS, shared rather than copied; the benchmark uses part of it.
 mod common;
@@ -37,8 +39,31 @@ fn main() {
         .unwrap_or_default()
         .replace(';', "\n");
     let ceiling = raw_drain(&broker, &sts, count);
-    let batched = measure(&broker, &sts, "batched", count, &format!("{tuning}\n"));
+    let this = std::path::PathBuf::from(env!("CARGO_BIN_EXE_beskedhent"));
+    let batched = measure(
+        &this,
+        &broker,
+        &sts,
+        "batched",
+        count,
+        &format!("{tuning}\n"),
+    );
+    if let Ok(baseline) = std::env::var("BENCH_BASELINE_BIN") {
+        let other = measure(
+            std::path::Path::new(&baseline),
+            &broker,
+            &sts,
+            "baseline",
+            count,
+            "",
+        );
+        println!(
+            "this build runs at {:.0}% of the baseline build's rate",
+            100.0 * batched / other
+        );
+    }
     let unbatched = measure(
+        &this,
         &broker,
         &sts,
         "unbatched",
@@ -133,6 +158,7 @@ fn config_text(
 
 /// Queues `count` envelopes, runs `sync` to an empty queue; returns messages per second.
 fn measure(
+    binary: &std::path::Path,
     broker: &broker::Broker,
     sts: &fake_sts::FakeSts,
     name: &str,
@@ -154,7 +180,7 @@ fn measure(
     )
     .expect("config");
     let run = common::run_measured(
-        Command::new(env!("CARGO_BIN_EXE_beskedhent"))
+        Command::new(binary)
             .arg("--config")
             .arg(dir.join("config.toml"))
             .arg("sync")

@@ -7,13 +7,86 @@ use base64::Engine;
 
 /// A realistic PKO_PostStatus envelope (about 3.3 KB) with the given ids.
 pub fn status_envelope(besked_id: &str, letter: &str, minute: u32) -> String {
+    status_envelope_with(
+        besked_id,
+        letter,
+        &Status {
+            at: &format!("2026-03-01T10:{minute:02}:00.000Z"),
+            ..Status::DELIVERED
+        },
+    )
+}
+
+/// What a generated status says.
+#[derive(Debug, Clone, Copy)]
+pub struct Status<'a> {
+    /// `TransaktionsDatoTid` (also the registration and creation time).
+    pub at: &'a str,
+    /// `TransaktionsStatusKode`, and the name of the `ObjektHandling`.
+    pub code: &'a str,
+    /// The `ObjektHandling` UUID of the event.
+    pub handling: &'a str,
+    pub kanal: &'a str,
+    /// `FejlKode` and `FejlTekst`, for a failure.
+    pub fejl: Option<(&'a str, &'a str)>,
+}
+
+impl Status<'static> {
+    pub const DELIVERED: Status<'static> = Status {
+        at: "2026-03-01T10:00:00.000Z",
+        code: "Afleveret Digital Post",
+        handling: "f7161a89-5068-4023-bc80-d7f4daad2a2e",
+        kanal: "Digital Post",
+        fejl: None,
+    };
+    pub const SENT: Status<'static> = Status {
+        code: "Afsendt",
+        handling: "db5a6025-caa3-45c3-8e02-4e6fa8142ade",
+        ..Status::DELIVERED
+    };
+    pub const RECEIVED: Status<'static> = Status {
+        code: "Modtaget Digital Post",
+        handling: "eb866ca2-b871-4387-b501-12cde577bd58",
+        ..Status::DELIVERED
+    };
+    pub const FAILED: Status<'static> = Status {
+        code: "Fejlet",
+        handling: "e225a75c-4b63-46c4-9423-77f5c8762445",
+        fejl: Some(("20", "Modtager kan ikke modtage Digital Post")),
+        ..Status::DELIVERED
+    };
+    pub const POSTED: Status<'static> = Status {
+        code: "Modtaget Post Danmark",
+        handling: "e94a0a8b-60a0-42ad-8b83-52c9e15d0fb3",
+        kanal: "Fysisk Post",
+        ..Status::DELIVERED
+    };
+}
+
+/// A realistic PKO_PostStatus envelope (about 3.3 KB) saying `status` about `letter`.
+pub fn status_envelope_with(besked_id: &str, letter: &str, status: &Status<'_>) -> String {
+    let Status {
+        at,
+        code,
+        handling,
+        kanal,
+        fejl,
+    } = *status;
+    let fejl = match fejl {
+        Some((kode, tekst)) => {
+            format!(
+                "<FejlDetaljer><FejlKode>{kode}</FejlKode><FejlTekst>{tekst}</FejlTekst></FejlDetaljer>"
+            )
+        }
+        None => "<FejlDetaljer/>".into(),
+    };
     let payload = format!(
-        r#"<PKO_PostStatus xmlns="http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/types"><TransmissionId>{letter}</TransmissionId><MessageUUID>{letter}</MessageUUID><MessageId>{besked_id}</MessageId><KanalKode>Digital Post</KanalKode><TransaktionsDatoTid>2026-03-01T10:{minute:02}:00.000Z</TransaktionsDatoTid><TransaktionsStatusKode>Afleveret Digital Post</TransaktionsStatusKode><CorrelationId>{letter}</CorrelationId><FejlDetaljer/></PKO_PostStatus>"#
+        r#"<PKO_PostStatus xmlns="http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/types"><TransmissionId>{letter}</TransmissionId><MessageUUID>{letter}</MessageUUID><MessageId>{besked_id}</MessageId><KanalKode>{kanal}</KanalKode><TransaktionsDatoTid>{at}</TransaktionsDatoTid><TransaktionsStatusKode>{code}</TransaktionsStatusKode><CorrelationId>{letter}</CorrelationId>{fejl}</PKO_PostStatus>"#
     );
     let encoded = base64::engine::general_purpose::STANDARD.encode(payload);
     format!(
         r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<ns2:Haendelsesbesked xmlns="urn:oio:sagdok:3.0.0" xmlns:ns2="urn:oio:besked:kuvert:1.0" xmlns:ns3="http://www.w3.org/2000/09/xmldsig#" xmlns:ns4="urn:oio:sts:1.0.0"><ns2:BeskedId><UUIDIdentifikator>{besked_id}</UUIDIdentifikator></ns2:BeskedId><ns2:BeskedVersion>1.0</ns2:BeskedVersion><ns2:Beskedkuvert><ns2:Filtreringsdata><ns2:Beskedtype><UUIDIdentifikator>d2bed63c-4853-4008-b6e0-a74c15b15fbf</UUIDIdentifikator></ns2:Beskedtype><ns2:BeskedAnsvarligAktoer><UUIDIdentifikator>96514e13-afdd-44d6-95a8-adc2ca19b127</UUIDIdentifikator></ns2:BeskedAnsvarligAktoer><ns2:TilladtModtager><URNIdentifikator>urn:oio:cvr:55133018</URNIdentifikator></ns2:TilladtModtager><ns2:RelateretObjekt><ns2:ObjektId><UUIDIdentifikator>53213778-de6b-42ee-8fbd-8aa73b0d4d85</UUIDIdentifikator></ns2:ObjektId><ns2:ObjektType><UUIDIdentifikator>91aa31b3-c4b3-499e-8689-93b1ef89f319</UUIDIdentifikator></ns2:ObjektType></ns2:RelateretObjekt><ns2:ObjektRegistrering><ns2:ObjektRegistreringId><UUIDIdentifikator>{letter}</UUIDIdentifikator></ns2:ObjektRegistreringId><ns2:RegistreringsAktoer><UUIDIdentifikator>19dc3a1d-c629-4853-b566-7fe49cf674ce</UUIDIdentifikator></ns2:RegistreringsAktoer><ns2:Registreringstidspunkt><TidsstempelDatoTid>2026-03-01T10:{minute:02}:00.000Z</TidsstempelDatoTid></ns2:Registreringstidspunkt><ns2:ObjektAnsvarligMyndighed><URNIdentifikator>urn:oio:cvr:55133018</URNIdentifikator></ns2:ObjektAnsvarligMyndighed><ns2:ObjektId><UUIDIdentifikator>{letter}</UUIDIdentifikator></ns2:ObjektId><ns2:ObjektType><UUIDIdentifikator>9a7be69f-b736-4e0e-9d5b-78d4f43e7ad7</UUIDIdentifikator></ns2:ObjektType><ns2:ObjektHandling><UUIDIdentifikator>f7161a89-5068-4023-bc80-d7f4daad2a2e</UUIDIdentifikator></ns2:ObjektHandling></ns2:ObjektRegistrering></ns2:Filtreringsdata><ns2:Leveranceinformation><ns2:Dannelsestidspunkt><TidsstempelDatoTid>2026-03-01T10:{minute:02}:00.000Z</TidsstempelDatoTid></ns2:Dannelsestidspunkt><ns2:TransaktionsId><UUIDIdentifikator>{besked_id}</UUIDIdentifikator></ns2:TransaktionsId><ns2:Kildesystem><UUIDIdentifikator>19dc3a1d-c629-4853-b566-7fe49cf674ce</UUIDIdentifikator></ns2:Kildesystem><ns2:Sikkerhedsklassificering><UUIDIdentifikator>1d81c472-0808-44cc-963d-f5ef0170ae1d</UUIDIdentifikator></ns2:Sikkerhedsklassificering></ns2:Leveranceinformation></ns2:Beskedkuvert><ns2:Beskeddata><Base64 xmlns="urn:besked:kuvert:1.0" xmlns:ns4="urn:oio:sagdok:3.0.0" content-type="application/xml" encoding="UTF-8" file-type=".xml">{encoded}</Base64></ns2:Beskeddata></ns2:Haendelsesbesked>"#
+<ns2:Haendelsesbesked xmlns="urn:oio:sagdok:3.0.0" xmlns:ns2="urn:oio:besked:kuvert:1.0" xmlns:ns3="http://www.w3.org/2000/09/xmldsig#" xmlns:ns4="urn:oio:sts:1.0.0"><ns2:BeskedId><UUIDIdentifikator>{besked_id}</UUIDIdentifikator></ns2:BeskedId><ns2:BeskedVersion>1.0</ns2:BeskedVersion><ns2:Beskedkuvert><ns2:Filtreringsdata><ns2:Beskedtype><UUIDIdentifikator>d2bed63c-4853-4008-b6e0-a74c15b15fbf</UUIDIdentifikator></ns2:Beskedtype><ns2:BeskedAnsvarligAktoer><UUIDIdentifikator>96514e13-afdd-44d6-95a8-adc2ca19b127</UUIDIdentifikator></ns2:BeskedAnsvarligAktoer><ns2:TilladtModtager><URNIdentifikator>urn:oio:cvr:55133018</URNIdentifikator></ns2:TilladtModtager><ns2:RelateretObjekt><ns2:ObjektId><UUIDIdentifikator>53213778-de6b-42ee-8fbd-8aa73b0d4d85</UUIDIdentifikator></ns2:ObjektId><ns2:ObjektType><UUIDIdentifikator>91aa31b3-c4b3-499e-8689-93b1ef89f319</UUIDIdentifikator></ns2:ObjektType></ns2:RelateretObjekt><ns2:ObjektRegistrering><ns2:ObjektRegistreringId><UUIDIdentifikator>{letter}</UUIDIdentifikator></ns2:ObjektRegistreringId><ns2:RegistreringsAktoer><UUIDIdentifikator>19dc3a1d-c629-4853-b566-7fe49cf674ce</UUIDIdentifikator></ns2:RegistreringsAktoer><ns2:Registreringstidspunkt><TidsstempelDatoTid>{at}</TidsstempelDatoTid></ns2:Registreringstidspunkt><ns2:ObjektAnsvarligMyndighed><URNIdentifikator>urn:oio:cvr:55133018</URNIdentifikator></ns2:ObjektAnsvarligMyndighed><ns2:ObjektId><UUIDIdentifikator>{letter}</UUIDIdentifikator></ns2:ObjektId><ns2:ObjektType><UUIDIdentifikator>9a7be69f-b736-4e0e-9d5b-78d4f43e7ad7</UUIDIdentifikator></ns2:ObjektType><ns2:ObjektHandling><UUIDIdentifikator>{handling}</UUIDIdentifikator></ns2:ObjektHandling></ns2:ObjektRegistrering></ns2:Filtreringsdata><ns2:Leveranceinformation><ns2:Dannelsestidspunkt><TidsstempelDatoTid>{at}</TidsstempelDatoTid></ns2:Dannelsestidspunkt><ns2:TransaktionsId><UUIDIdentifikator>{besked_id}</UUIDIdentifikator></ns2:TransaktionsId><ns2:Kildesystem><UUIDIdentifikator>19dc3a1d-c629-4853-b566-7fe49cf674ce</UUIDIdentifikator></ns2:Kildesystem><ns2:Sikkerhedsklassificering><UUIDIdentifikator>1d81c472-0808-44cc-963d-f5ef0170ae1d</UUIDIdentifikator></ns2:Sikkerhedsklassificering></ns2:Leveranceinformation></ns2:Beskedkuvert><ns2:Beskeddata><Base64 xmlns="urn:besked:kuvert:1.0" xmlns:ns4="urn:oio:sagdok:3.0.0" content-type="application/xml" encoding="UTF-8" file-type=".xml">{encoded}</Base64></ns2:Beskeddata></ns2:Haendelsesbesked>"#
     )
 }
 

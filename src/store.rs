@@ -11,15 +11,16 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::message::{Detail, Message, Rejection};
+use crate::payload::post_status::PostStatus;
 
 /// Schema versions: index `i` holds the SQL that takes a database from version `i` to `i + 1`.
 /// Append only; never edit a released entry.
-const MIGRATIONS: &[&str] = &[include_str!("../schema.sql"), MIGRATION_2];
+const MIGRATIONS: &[&str] = &[include_str!("../schema.sql"), MIGRATION_2, MIGRATION_3];
 
 /// Version 2: how much of a refused message `rejected.raw` holds (and `raw` moved to the end
 /// of the row, so that a large one can be written in place without being held in memory), and
@@ -58,6 +59,59 @@ UPDATE registration SET besked_id = (SELECT besked_id FROM message WHERE seq = r
     WHERE besked_id <> (SELECT besked_id FROM message WHERE seq = registration.seq);
 ";
 
+/// Version 3: `letter`, one row per letter (`message_uuid`) with its current status, kept up to
+/// date in the same transaction as the statuses; `print_status_latest` is served from it.
+const MIGRATION_3: &str = "
+CREATE TABLE letter (
+    message_uuid    TEXT NOT NULL PRIMARY KEY,
+    seq             INTEGER NOT NULL,
+    event           TEXT,
+    outcome         TEXT,
+    final           INTEGER NOT NULL,
+    kanal           TEXT,
+    occurred_at     TEXT,
+    first_seen_at   TEXT,
+    final_at        TEXT,
+    statuses        INTEGER NOT NULL,
+    fejl_kode       TEXT,
+    fejl_tekst      TEXT,
+    afsendelse_id   TEXT,
+    transmission_id TEXT
+) WITHOUT ROWID;
+CREATE INDEX letter_by_time ON letter (occurred_at, outcome);
+CREATE INDEX letter_pending_by_time ON letter (occurred_at) WHERE final = 0;
+CREATE INDEX letter_pending_by_first_seen ON letter (first_seen_at) WHERE final = 0;
+DROP VIEW print_status_latest;
+CREATE VIEW print_status_latest AS
+SELECT l.seq AS seq, p.besked_id AS besked_id, l.message_uuid AS message_uuid,
+    l.transmission_id AS transmission_id, p.message_id AS message_id, l.kanal AS kanal,
+    p.status AS status, l.event AS event, p.event_uuid AS event_uuid, l.final AS final,
+    l.outcome AS outcome, l.occurred_at AS occurred_at, l.fejl_kode AS fejl_kode,
+    l.fejl_tekst AS fejl_tekst, l.afsendelse_id AS afsendelse_id,
+    p.forsendelse_id AS forsendelse_id, p.forsendelse_type_id AS forsendelse_type_id,
+    p.bruger_navn AS bruger_navn, p.enhed_tekst AS enhed_tekst,
+    p.afsender_system_id AS afsender_system_id, p.correlation_id AS correlation_id,
+    p.producer AS producer, p.producer_uuid AS producer_uuid
+FROM letter AS l JOIN print_status AS p ON p.seq = l.seq;
+";
+
+/// Fills `letter` from `print_status` (after the migration that adds it, and after `reprocess`
+/// re-derived the statuses): per `message_uuid` the latest status under the rule of
+/// `print_status_latest`, the earliest `occurred_at`, and the count.
+const REBUILD_LETTERS: &str = "
+DELETE FROM letter;
+INSERT INTO letter (message_uuid, seq, event, outcome, final, kanal, occurred_at, first_seen_at,
+        final_at, statuses, fejl_kode, fejl_tekst, afsendelse_id, transmission_id)
+SELECT p.message_uuid, p.seq, p.event, p.outcome, p.final, p.kanal, p.occurred_at,
+    a.first_seen_at, CASE WHEN p.final THEN p.occurred_at END, a.statuses, p.fejl_kode,
+    p.fejl_tekst, p.afsendelse_id, p.transmission_id
+FROM (SELECT message_uuid, count(*) AS statuses, min(occurred_at) AS first_seen_at,
+          (SELECT q.seq FROM print_status AS q WHERE q.message_uuid = g.message_uuid
+           ORDER BY q.final DESC, q.occurred_at DESC, q.seq DESC LIMIT 1) AS latest
+      FROM print_status AS g WHERE message_uuid IS NOT NULL GROUP BY message_uuid) AS a
+JOIN print_status AS p ON p.seq = a.latest;
+";
+
 /// Envelopes larger than this are written into their row in place, not bound as parameters.
 const IN_PLACE_BYTES: usize = 256 * 1024;
 
@@ -71,14 +125,14 @@ pub const RAW_PREFIX_BYTES: u64 = 1024 * 1024;
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Database page size in bytes, for new databases.
-const PAGE_SIZE: i64 = 32 * 1024;
+const PAGE_SIZE: i64 = 4 * 1024;
 /// Page cache of a connection, in KiB.
 const CACHE_KIB: u32 = 4 * 1024;
 /// Page cache of `import`'s writer, in KiB: it holds at most one batch of small messages
 /// besides, so it can afford more cache for the indexes.
 const IMPORT_CACHE_KIB: u32 = 16 * 1024;
-/// WAL pages (of [`PAGE_SIZE`]) after which a commit checkpoints: about 32 MiB.
-const CHECKPOINT_PAGES: i64 = 1000;
+/// WAL pages (of [`PAGE_SIZE`]) after which a commit checkpoints: 32 MiB.
+const CHECKPOINT_PAGES: i64 = 32 * 1024 * 1024 / PAGE_SIZE;
 
 /// The bytes of something received.
 #[derive(Debug)]
@@ -343,6 +397,11 @@ impl Store {
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             tx.execute_batch(sql)
                 .with_context(|| format!("failed to apply schema migration {}", index + 1))?;
+            if index + 1 == 3 {
+                // The statuses stored before `letter` existed.
+                tx.execute_batch(REBUILD_LETTERS)
+                    .context("failed to fill `letter` (schema migration 3)")?;
+            }
         }
         tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
         tx.commit()?;
@@ -626,6 +685,8 @@ impl Store {
                 }
             }
         }
+        // The statuses may have changed in any way: derive the letters from them anew.
+        tx.execute_batch(REBUILD_LETTERS)?;
         tx.commit()?;
         Ok(summary)
     }
@@ -804,7 +865,88 @@ fn insert_message(
     }
     let seq = tx.last_insert_rowid();
     insert_detail(tx, seq, message)?;
+    if let Detail::PostStatus(status) = &message.detail {
+        note_letter(tx, seq, status)?;
+    }
     Ok(Inserted::New(seq))
+}
+
+/// Brings the letter of a newly stored status up to date: the status becomes the letter's
+/// current one if it sorts first under the rule of `print_status_latest` (final before
+/// non-final, then the newest `occurred_at`, then the latest arrival); the count and the
+/// earliest `occurred_at` always take it in. Must agree with [`REBUILD_LETTERS`].
+fn note_letter(tx: &rusqlite::Transaction<'_>, seq: i64, status: &PostStatus) -> Result<()> {
+    let Some(uuid) = &status.message_uuid else {
+        return Ok(());
+    };
+    let current: Option<(i64, bool, Option<String>)> = tx
+        .prepare_cached("SELECT seq, final, occurred_at FROM letter WHERE message_uuid = ?1")?
+        .query_row([uuid], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .optional()?;
+    let final_at = status
+        .is_final
+        .then_some(status.occurred_at.as_deref())
+        .flatten();
+    let Some((current_seq, current_final, current_at)) = current else {
+        tx.prepare_cached(
+            "INSERT INTO letter (message_uuid, seq, event, outcome, final, kanal, occurred_at,
+                 first_seen_at, final_at, statuses, fejl_kode, fejl_tekst, afsendelse_id,
+                 transmission_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, 1, ?9, ?10, ?11, ?12)",
+        )?
+        .execute(params![
+            uuid,
+            seq,
+            status.event,
+            status.outcome,
+            status.is_final,
+            status.kanal,
+            status.occurred_at,
+            final_at,
+            status.fejl_kode,
+            status.fejl_tekst,
+            status.afsendelse_id,
+            status.transmission_id,
+        ])?;
+        return Ok(());
+    };
+    // Text times compare as SQLite compares them (bytewise), and a missing time sorts first,
+    // as NULL does.
+    let newer = (status.is_final, status.occurred_at.as_deref(), seq)
+        > (current_final, current_at.as_deref(), current_seq);
+    if newer {
+        tx.prepare_cached(
+            "UPDATE letter SET seq = ?2, event = ?3, outcome = ?4, final = ?5, kanal = ?6,
+                 occurred_at = ?7, final_at = ?8, fejl_kode = ?9, fejl_tekst = ?10,
+                 afsendelse_id = ?11, transmission_id = ?12, statuses = statuses + 1,
+                 first_seen_at = CASE WHEN ?7 < first_seen_at OR first_seen_at IS NULL
+                     THEN coalesce(?7, first_seen_at) ELSE first_seen_at END
+             WHERE message_uuid = ?1",
+        )?
+        .execute(params![
+            uuid,
+            seq,
+            status.event,
+            status.outcome,
+            status.is_final,
+            status.kanal,
+            status.occurred_at,
+            final_at,
+            status.fejl_kode,
+            status.fejl_tekst,
+            status.afsendelse_id,
+            status.transmission_id,
+        ])?;
+    } else {
+        tx.prepare_cached(
+            "UPDATE letter SET statuses = statuses + 1,
+                 first_seen_at = CASE WHEN ?2 < first_seen_at OR first_seen_at IS NULL
+                     THEN coalesce(?2, first_seen_at) ELSE first_seen_at END
+             WHERE message_uuid = ?1",
+        )?
+        .execute(params![uuid, status.occurred_at])?;
+    }
+    Ok(())
 }
 
 /// True when two envelopes are the same bytes, apart from a byte-order mark and white space
@@ -1095,6 +1237,196 @@ fn create_private(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An incoming status about `letter`, decoded by the real decoder.
+    pub(crate) fn status_item(
+        besked_id: &str,
+        letter: &str,
+        status: &crate::sample::Status<'_>,
+    ) -> Incoming {
+        let raw = crate::sample::status_envelope_with(besked_id, letter, status).into_bytes();
+        let decoder = crate::message::Decoder {
+            max_message_bytes: 1 << 20,
+            registrations: Vec::new(),
+        };
+        Incoming {
+            origin: format!("test {besked_id}"),
+            decoded: decoder.decode(&raw),
+            raw: Raw::Bytes(raw),
+        }
+    }
+
+    fn letters(store: &Store) -> Vec<String> {
+        let mut statement = store
+            .conn
+            .prepare(
+                "SELECT json_array(message_uuid, seq, event, outcome, final, kanal, occurred_at,
+                     first_seen_at, final_at, statuses, fejl_kode, fejl_tekst, afsendelse_id,
+                     transmission_id) FROM letter ORDER BY message_uuid",
+            )
+            .unwrap();
+        statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    /// The old definition of `print_status_latest`, the rule `letter` must keep.
+    fn latest_by_old_rule(store: &Store) -> Vec<(String, i64)> {
+        let mut statement = store
+            .conn
+            .prepare(
+                "SELECT p.message_uuid, p.seq FROM print_status AS p
+                 WHERE p.message_uuid IS NOT NULL AND p.seq = (
+                     SELECT q.seq FROM print_status AS q WHERE q.message_uuid = p.message_uuid
+                     ORDER BY q.final DESC, q.occurred_at DESC, q.seq DESC LIMIT 1)
+                 ORDER BY p.message_uuid",
+            )
+            .unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn letters_kept_one_status_at_a_time_equal_letters_derived_at_once() {
+        use crate::sample::Status;
+        let kinds = [
+            Status::SENT,
+            Status::RECEIVED,
+            Status::DELIVERED,
+            Status::FAILED,
+            Status::POSTED,
+        ];
+        let times = [
+            "2026-03-01T10:00:00.000Z",
+            "2026-03-01T10:00:00.000Z",
+            "2026-03-02T09:00:00.000Z",
+            "2026-02-27T23:59:59.999Z",
+            "2026-03-05T12:00:00.000Z",
+        ];
+        let mut ids = crate::sample::UuidGenerator::new(7);
+        let letters_uuids: Vec<String> = (0..12).map(|_| ids.next_uuid()).collect();
+        let mut store = Store::open_in_memory().unwrap();
+        // Out of order, final before non-final, equal times, several batches.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..20 {
+            let batch: Vec<Incoming> = (0..15)
+                .map(|_| {
+                    let status = Status {
+                        at: times[next(times.len())],
+                        ..kinds[next(kinds.len())]
+                    };
+                    status_item(&ids.next_uuid(), &letters_uuids[next(12)], &status)
+                })
+                .collect();
+            store
+                .write_batch("test", "2026-03-06T00:00:00.000Z", &batch)
+                .unwrap();
+        }
+        let kept = letters(&store);
+        assert_eq!(kept.len(), 12);
+        let by_letter: Vec<(String, i64)> = {
+            let mut statement = store
+                .conn
+                .prepare("SELECT message_uuid, seq FROM letter ORDER BY message_uuid")
+                .unwrap();
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        assert_eq!(by_letter, latest_by_old_rule(&store));
+        store.conn.execute_batch(REBUILD_LETTERS).unwrap();
+        assert_eq!(letters(&store), kept);
+        let (finals, counted): (i64, i64) = store
+            .conn
+            .query_row(
+                "SELECT sum(final_at IS NOT NULL) - sum(final), sum(statuses) FROM letter",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(finals, 0, "final_at is set exactly for final letters");
+        assert_eq!(counted, 300);
+    }
+
+    #[test]
+    fn a_final_status_is_not_replaced_by_a_later_non_final_one() {
+        use crate::sample::Status;
+        let mut store = Store::open_in_memory().unwrap();
+        let letter = "6f1c1a0e-0000-4000-8000-000000000001";
+        let batch = [
+            status_item(
+                "6f1c1a0e-0000-4000-8000-0000000000a1",
+                letter,
+                &Status {
+                    at: "2026-03-01T10:00:00.000Z",
+                    ..Status::FAILED
+                },
+            ),
+            status_item(
+                "6f1c1a0e-0000-4000-8000-0000000000a2",
+                letter,
+                &Status {
+                    at: "2026-03-03T10:00:00.000Z",
+                    ..Status::SENT
+                },
+            ),
+            status_item(
+                "6f1c1a0e-0000-4000-8000-0000000000a3",
+                letter,
+                &Status {
+                    at: "2026-02-28T10:00:00.000Z",
+                    ..Status::SENT
+                },
+            ),
+        ];
+        store
+            .write_batch("test", "2026-03-06T00:00:00.000Z", &batch)
+            .unwrap();
+        let row: (String, String, i64, String, String, i64, String) = store
+            .conn
+            .query_row(
+                "SELECT event, outcome, final, first_seen_at, final_at, statuses, fejl_kode
+                 FROM letter WHERE message_uuid = ?1",
+                [letter],
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                        row.get(6)?,
+                    ))
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            row,
+            (
+                "Fejlet".into(),
+                "failed".into(),
+                1,
+                "2026-02-28T10:00:00.000Z".into(),
+                "2026-03-01T10:00:00.000Z".into(),
+                3,
+                "20".into()
+            )
+        );
+    }
 
     #[test]
     fn migrating_twice_changes_nothing() {

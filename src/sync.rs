@@ -319,8 +319,10 @@ struct FeedRun<'a> {
     deadline: Option<Instant>,
     /// Set once a login was refused with a freshly requested token.
     refused_fresh_token: bool,
-    /// Deliveries the broker lets us hold unacknowledged, as learned (see `wait`).
+    /// Deliveries at which a batch is committed without waiting for more: half the window,
+    /// or fewer if the broker turned out to allow fewer (see `step_consume`).
     eager_at: usize,
+    eager_max: usize,
 }
 
 async fn run_feed(
@@ -350,6 +352,10 @@ async fn run_feed(
         Err(error) => return report(Counts::default(), FeedEnd::Failed(format!("{error:#}")), 0),
     };
     let tuning = &puller.tuning;
+    // Half the window: while one half is being committed, the broker can send the other.
+    let eager_max = tuning
+        .batch_size
+        .min((usize::from(puller.prefetch) / 2).max(1));
     let mut run = FeedRun {
         puller,
         cvr: feed
@@ -366,7 +372,8 @@ async fn run_feed(
         deadline: (tuning.max_seconds > 0)
             .then(|| Instant::now() + Duration::from_secs(tuning.max_seconds)),
         refused_fresh_token: false,
-        eager_at: tuning.batch_size.min(usize::from(puller.prefetch)),
+        eager_at: eager_max,
+        eager_max,
     };
     if let Err(error) = run
         .committer
@@ -581,9 +588,16 @@ impl FeedRun<'_> {
         held: &mut Held,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<bool, SessionEnd> {
-        // Take whatever is ready without waiting, up to a full batch.
+        // Acknowledge a finished commit at once: the broker sends no more than the window.
+        if self.committer.is_busy()
+            && let Some(committed) = self.committer.finished().now_or_never()
+        {
+            self.complete(Some(session), committed).await?;
+        }
+        // Take whatever is ready without waiting, up to the eager count: committing then
+        // leaves the rest of the window for the broker to fill meanwhile.
         let mut took = false;
-        while !self.full(held) {
+        while !self.full(held) && held.items.len() < self.eager_max {
             match consumer.next().now_or_never() {
                 Some(next) => {
                     self.hold(held, delivery(next, session)?);
@@ -592,7 +606,9 @@ impl FeedRun<'_> {
                 None => break,
             }
         }
-        if self.full(held) || (!took && held.items.len() >= self.eager_at) {
+        // More were ready at once than the learned count: the window is larger than learned.
+        self.eager_at = self.eager_at.max(held.items.len().min(self.eager_max));
+        if self.full(held) || held.items.len() >= self.eager_at {
             self.flush(session, held).await?;
             return Ok(false);
         }
@@ -604,9 +620,12 @@ impl FeedRun<'_> {
             Woke::Lost(end) => return Err(end),
             Woke::Committed(committed) => self.complete(Some(session), committed).await?,
             Woke::Timer if !held.items.is_empty() => {
-                // The broker sends no more until we acknowledge: remember how many it lets us
-                // hold, and commit at once at that count from now on.
-                self.eager_at = self.eager_at.min(held.items.len()).max(1);
+                // With no commit in flight, everything unacknowledged is held: perhaps the
+                // broker allows no more. Commit at this count from now on, until more arrive
+                // at once (see above).
+                if !self.committer.is_busy() {
+                    self.eager_at = self.eager_at.min(held.items.len()).max(1);
+                }
                 self.flush(session, held).await?;
             }
             Woke::Timer => match session.get(&self.feed.dueslag).await {

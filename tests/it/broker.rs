@@ -148,7 +148,8 @@ impl Broker {
             ),
             (
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
-                "-kernel inet_dist_use_interface {127,0,0,1}".into(),
+                "-kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none"
+                    .into(),
             ),
         ]
         .into_iter()

@@ -435,7 +435,7 @@ fn a_v1_replica_is_migrated_with_upper_case_ids_folded() {
     let (code, stdout, stderr) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     let db = install.db();
-    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 2);
+    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 3);
     assert_eq!(
         rows(&db, "SELECT besked_id FROM message"),
         ["8a1b2c3d-0000-4000-8000-00000000abcd"]
@@ -481,4 +481,110 @@ fn a_cpr_number_in_the_database_path_is_masked_in_init_and_status() {
         assert!(stdout.contains("251248****"), "{args:?}: {stdout}");
         assert!(!stdout.contains("2512489996"), "{args:?}: {stdout}");
     }
+}
+
+#[test]
+fn a_v1_replica_gets_its_letters_under_the_old_rule() {
+    let install = Install::new("");
+    let old_rule = "SELECT p.message_uuid, p.seq, p.event FROM print_status AS p
+        WHERE p.message_uuid IS NOT NULL AND p.seq = (
+            SELECT q.seq FROM print_status AS q WHERE q.message_uuid = p.message_uuid
+            ORDER BY q.final DESC, q.occurred_at DESC, q.seq DESC LIMIT 1)
+        ORDER BY p.message_uuid";
+    let before = {
+        let db = rusqlite::Connection::open(install.db_path()).expect("open");
+        db.execute_batch(include_str!("../../schema.sql"))
+            .expect("v1");
+        // a: out of order (the newer status arrived first); b: final, then a later non-final
+        // one; c: a status without a time; d: two finals; (none): no message_uuid.
+        let statuses = [
+            ("a", 0, None, "Afsendt", Some("2026-03-02T10:00:00.000Z")),
+            ("a", 0, None, "Klar", Some("2026-03-01T10:00:00.000Z")),
+            (
+                "b",
+                1,
+                Some("failed"),
+                "Fejlet",
+                Some("2026-03-01T10:00:00.000Z"),
+            ),
+            ("b", 0, None, "Afsendt", Some("2026-03-09T10:00:00.000Z")),
+            ("c", 0, None, "Klar", None),
+            ("c", 0, None, "Afsendt", Some("2026-03-01T08:00:00.000Z")),
+            (
+                "d",
+                1,
+                Some("delivered"),
+                "Afleveret Digital Post",
+                Some("2026-03-04T10:00:00.000Z"),
+            ),
+            (
+                "d",
+                1,
+                Some("recalled"),
+                "Tilbagekaldt",
+                Some("2026-03-03T10:00:00.000Z"),
+            ),
+            ("", 0, None, "Klar", Some("2026-03-01T10:00:00.000Z")),
+        ];
+        for (n, (letter, fin, outcome, event, at)) in statuses.iter().enumerate() {
+            let id = format!("00000000-0000-4000-8000-{n:012}");
+            db.execute(
+                "INSERT INTO message (besked_id, kind, source, received_at, envelope)
+                 VALUES (?1, 'post_status', 'import', '2026-03-10T00:00:00.000Z', x'3c612f3e')",
+                [&id],
+            )
+            .expect("message");
+            let letter = (!letter.is_empty()).then(|| format!("letter-{letter}"));
+            db.execute(
+                "INSERT INTO print_status (seq, besked_id, message_uuid, final, outcome, event,
+                     occurred_at, kanal)
+                 VALUES (last_insert_rowid(), ?1, ?2, ?3, ?4, ?5, ?6, 'Digital Post')",
+                rusqlite::params![id, letter, fin, outcome, event, at],
+            )
+            .expect("status");
+        }
+        db.execute_batch("PRAGMA user_version = 1").expect("v1");
+        rows(&db, old_rule)
+    };
+    assert_eq!(
+        before,
+        [
+            "letter-a|1|Afsendt",
+            "letter-b|3|Fejlet",
+            "letter-c|6|Afsendt",
+            "letter-d|7|Afleveret Digital Post"
+        ]
+    );
+    let (code, stdout, stderr) = outcome(&install.run(&["init"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let db = install.db();
+    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 3);
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT message_uuid, seq, event FROM print_status_latest ORDER BY message_uuid"
+        ),
+        before
+    );
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT message_uuid, final, outcome, first_seen_at, final_at, statuses FROM letter
+             ORDER BY message_uuid"
+        ),
+        [
+            "letter-a|0|-|2026-03-01T10:00:00.000Z|-|2",
+            "letter-b|1|failed|2026-03-01T10:00:00.000Z|2026-03-01T10:00:00.000Z|2",
+            "letter-c|0|-|2026-03-01T08:00:00.000Z|-|2",
+            "letter-d|1|delivered|2026-03-03T10:00:00.000Z|2026-03-04T10:00:00.000Z|2"
+        ]
+    );
+    // The view keeps the columns of print_status, in their order.
+    let columns = |table: &str| {
+        rows(
+            &db,
+            &format!("SELECT name FROM pragma_table_info('{table}')"),
+        )
+    };
+    assert_eq!(columns("print_status_latest"), columns("print_status"));
 }
