@@ -6,7 +6,9 @@
 //! - baseline: the bare minimum, one thread reading each file and inserting its bytes keyed by
 //!   its BeskedId into a fresh WAL database, 500 per transaction, no parsing;
 //! - beskedhent: `beskedhent import DIR` into a fresh database, as a child process, with its
-//!   wall time and peak resident memory (from `wait4`).
+//!   wall time and peak resident memory (from `wait4`);
+//! - with BENCH_BASELINE_BIN naming another build of `beskedhent` (say, the previous release),
+//!   the same import with that build into another fresh database.
 
 use std::path::Path;
 use std::process::Command;
@@ -91,6 +93,31 @@ fn main() {
         "beskedhent runs at {:.0}% of the baseline's rate",
         100.0 * baseline / run.seconds
     );
+    if let Ok(other) = std::env::var("BENCH_BASELINE_BIN") {
+        std::fs::write(dir.path().join("other.toml"), "database = \"other.db\"\n").expect("config");
+        // SAFETY: as above.
+        unsafe { libc::sync() };
+        let previous = common::run_measured(
+            Command::new(other)
+                .arg("--config")
+                .arg(dir.path().join("other.toml"))
+                .arg("import")
+                .arg(&input),
+        );
+        assert_eq!(previous.exit_code, 0, "the baseline build's import failed");
+        println!(
+            "baseline build (BENCH_BASELINE_BIN):         {:>8.0} envelopes/s  ({:.2} s), peak RSS {:.1} MiB, CPU {:.2} s user + {:.2} s system",
+            count as f64 / previous.seconds,
+            previous.seconds,
+            previous.peak_rss_mib,
+            previous.user_seconds,
+            previous.system_seconds
+        );
+        println!(
+            "this build runs at {:.0}% of the baseline build's rate",
+            100.0 * previous.seconds / run.seconds
+        );
+    }
 }
 
 /// Reads every file and inserts its bytes under its BeskedId, 500 per transaction, in WAL mode.

@@ -80,6 +80,23 @@ pub struct Envelope {
 
 impl Envelope {
     /// The payload document and the index of its root element, if there is one.
+    /// The bytes of a payload sent as `Base64`, decoded (for showing it to a person).
+    pub fn decoded_payload(&self) -> Option<Vec<u8>> {
+        let Payload::Decoded(_) = self.payload else {
+            return None;
+        };
+        let root = find_envelope(&self.tree).ok()?;
+        let data = self.tree.child(root, NS_KUVERT, "Beskeddata")?;
+        let first = self.tree.children(data).next()?;
+        let encoded: Vec<u8> = self
+            .tree
+            .raw_text(first)
+            .bytes()
+            .filter(|byte| !byte.is_ascii_whitespace())
+            .collect();
+        BASE64.decode(encoded).ok()
+    }
+
     pub fn payload(&self) -> Option<(&Tree, usize)> {
         match &self.payload {
             Payload::None => None,

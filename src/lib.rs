@@ -25,6 +25,7 @@ pub mod cron;
 pub mod envelope;
 pub mod exit;
 pub mod import;
+pub mod letters;
 pub mod logging;
 pub mod mask;
 pub mod message;

@@ -9,7 +9,7 @@ use clap::Parser;
 use beskedhent::cli::{Cli, Command};
 use beskedhent::config::Config;
 use beskedhent::store::Store;
-use beskedhent::{check, exit, import, logging, schedule, status, sync};
+use beskedhent::{check, exit, import, letters, logging, schedule, status, sync};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -100,6 +100,57 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Check => {
             let passed = runtime()?.block_on(check::check(&config));
             Ok(if passed { exit::OK } else { exit::ERROR })
+        }
+        Command::Letters {
+            failed,
+            overdue,
+            since,
+            until,
+            kanal,
+            limit,
+            csv,
+            json,
+        } => {
+            let filter = letters::Filter {
+                failed,
+                overdue_days: overdue,
+                since: since
+                    .map(|value| letters::parse_bound(&value, false))
+                    .transpose()?,
+                until: until
+                    .map(|value| letters::parse_bound(&value, true))
+                    .transpose()?,
+                kanal,
+                limit,
+            };
+            let store = Store::open_existing(&config.database)?;
+            let rows = letters::list(&store, &filter)?;
+            let format = if csv {
+                letters::Format::Csv
+            } else if json {
+                letters::Format::Json
+            } else {
+                letters::Format::Table
+            };
+            print!("{}", letters::render(letters::columns(), &rows, format));
+            Ok(exit::OK)
+        }
+        Command::Show { id } => {
+            let store = Store::open_existing(&config.database)?;
+            match letters::show(&store, &id)? {
+                Some(text) => {
+                    print!("{text}");
+                    Ok(exit::OK)
+                }
+                None => {
+                    logging::print_error(&format!(
+                        "no letter (message_uuid) or message (besked_id) `{}` in {}",
+                        beskedhent::mask::cap(&id, 100),
+                        config.database.display()
+                    ));
+                    Ok(exit::ERROR)
+                }
+            }
         }
         Command::Status { json } => {
             let store = Store::open_existing(&config.database)?;

@@ -77,7 +77,7 @@ CREATE TABLE letter (
     fejl_tekst      TEXT,
     afsendelse_id   TEXT,
     transmission_id TEXT
-) WITHOUT ROWID;
+);
 CREATE INDEX letter_by_time ON letter (occurred_at, outcome);
 CREATE INDEX letter_pending_by_time ON letter (occurred_at) WHERE final = 0;
 CREATE INDEX letter_pending_by_first_seen ON letter (first_seen_at) WHERE final = 0;
@@ -125,7 +125,7 @@ pub const RAW_PREFIX_BYTES: u64 = 1024 * 1024;
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Database page size in bytes, for new databases.
-const PAGE_SIZE: i64 = 4 * 1024;
+const PAGE_SIZE: i64 = 8 * 1024;
 /// Page cache of a connection, in KiB.
 const CACHE_KIB: u32 = 4 * 1024;
 /// Page cache of `import`'s writer, in KiB: it holds at most one batch of small messages

@@ -753,3 +753,85 @@ fn reprocess_applies_a_changed_configuration() {
         "{stdout}"
     );
 }
+
+#[test]
+fn letters_and_show_answer_without_sql() {
+    let install = Install::new(TYPES);
+    install.run(&["import", fixtures().join("good").to_str().expect("utf-8")]);
+
+    let (code, stdout, stderr) = outcome(&install.run(&["letters", "--failed", "--csv"]));
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("message_uuid,event,outcome,kanal,occurred_at"),
+        "{stdout}"
+    );
+    // Three failed letters, newest first; the last one's error text holds a quote and a line
+    // break, so it is quoted.
+    assert!(
+        lines[1].starts_with("c0000000-0000-4000-8000-00000000000e,Fejlet,failed,"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("05b6e6e3-07d4-4edc-9143-1193e6c3f339,Fejlet,failed,"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"javax.xml.stream.XMLStreamException"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = outcome(&install.run(&[
+        "letters",
+        "--json",
+        "--since",
+        "2026-03-01",
+        "--until",
+        "2026-03-02",
+        "--kanal",
+        "Digital Post",
+    ]));
+    assert_eq!(code, 0);
+    let letters: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let ids: Vec<&str> = letters
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|letter| letter["message_uuid"].as_str().expect("id"))
+        .collect();
+    // --until takes in the whole of its day.
+    assert_eq!(
+        ids,
+        [
+            "c0000000-0000-4000-8000-00000000000a",
+            "05b6e6e3-07d4-4edc-9143-1193e6c3f339",
+            "cd613e30-d8f1-4adf-91b7-584a2265b1f5"
+        ]
+    );
+
+    // Final, then a non-final status that arrived later: the letter stays failed, with both
+    // statuses in its history.
+    let (code, stdout, _) =
+        outcome(&install.run(&["show", "c0000000-0000-4000-8000-00000000000e"]));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("outcome        failed"), "{stdout}");
+    assert!(stdout.contains("statuses, oldest first (2)"), "{stdout}");
+    assert!(stdout.contains("Modtaget Digital Post"), "{stdout}");
+
+    // By besked_id (in upper case too): the message, its print status and the decoded payload.
+    let (code, stdout, _) =
+        outcome(&install.run(&["show", "A0000000-0000-4000-8000-000000000042"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("kind             post_status"), "{stdout}");
+    assert!(
+        stdout.contains("payload (decoded from Base64)\n<"),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = outcome(&install.run(&["show", "0101701234"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("`010170****`"), "{stderr}");
+    let (code, _, stderr) = outcome(&install.run(&["letters", "--since", "last tuesday"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not a date"), "{stderr}");
+}

@@ -1,0 +1,406 @@
+//! `letters` and `show`: answers about letters for people who do not write SQL. Both print the
+//! replica's data unmasked (CPR numbers included), for authorised users; control characters
+//! are escaped so that a hostile value cannot drive the terminal.
+
+use std::fmt::Write as _;
+
+use anyhow::{Result, bail};
+use rusqlite::types::Value;
+use serde_json::{Map, Value as Json};
+
+use crate::mask::escape_controls;
+use crate::store::Store;
+
+/// Which letters to list.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub failed: bool,
+    /// Letters without a final status whose latest status is older than this many days.
+    pub overdue_days: Option<u32>,
+    /// Latest status at or after this instant (stored form).
+    pub since: Option<String>,
+    /// Latest status before this instant (stored form).
+    pub until: Option<String>,
+    pub kanal: Option<String>,
+    /// At most this many rows; 0 for all.
+    pub limit: u64,
+}
+
+/// How to print rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+const COLUMNS: &[&str] = &[
+    "message_uuid",
+    "event",
+    "outcome",
+    "kanal",
+    "occurred_at",
+    "first_seen_at",
+    "final_at",
+    "statuses",
+    "fejl_kode",
+    "fejl_tekst",
+    "afsendelse_id",
+];
+
+/// Reads a `--since`/`--until` value: a date (`2026-03-01`, the start of that day in UTC, or
+/// for `until` the start of the next day, so that the day is included) or a timestamp with an
+/// offset. Returns the stored form.
+pub fn parse_bound(value: &str, until: bool) -> Result<String> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        let date = if until {
+            date.succ_opt().unwrap_or(date)
+        } else {
+            date
+        };
+        let instant = date.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+        if let Some(text) = crate::time::try_format_utc(instant) {
+            return Ok(text);
+        }
+    }
+    if let Some(text) = crate::time::normalize(value) {
+        return Ok(text);
+    }
+    bail!(
+        "`{}` is not a date (2026-03-01) or a timestamp with an offset (2026-03-01T10:00:00Z)",
+        escape_controls(&crate::mask::cap(value, 100))
+    )
+}
+
+/// The letters that match, newest latest status first, as rows of [`COLUMNS`].
+pub fn list(store: &Store, filter: &Filter) -> Result<Vec<Vec<Value>>> {
+    let mut sql = format!("SELECT {} FROM letter WHERE 1", COLUMNS.join(", "));
+    let mut params: Vec<Value> = Vec::new();
+    if filter.failed {
+        sql.push_str(" AND outcome = 'failed'");
+    }
+    if let Some(days) = filter.overdue_days {
+        let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+        sql.push_str(" AND final = 0 AND occurred_at < ?");
+        params.push(Value::Text(crate::time::format_utc(before)));
+    }
+    if let Some(since) = &filter.since {
+        sql.push_str(" AND occurred_at >= ?");
+        params.push(Value::Text(since.clone()));
+    }
+    if let Some(until) = &filter.until {
+        sql.push_str(" AND occurred_at < ?");
+        params.push(Value::Text(until.clone()));
+    }
+    if let Some(kanal) = &filter.kanal {
+        sql.push_str(" AND kanal = ?");
+        params.push(Value::Text(kanal.clone()));
+    }
+    sql.push_str(" ORDER BY occurred_at DESC, message_uuid");
+    if filter.limit > 0 {
+        let _ = write!(sql, " LIMIT {}", filter.limit);
+    }
+    let connection = store.connection();
+    let mut statement = connection.prepare(&sql)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
+        (0..COLUMNS.len())
+            .map(|index| row.get::<_, Value>(index))
+            .collect::<rusqlite::Result<Vec<Value>>>()
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Prints rows of `columns` as a table, CSV or a JSON array of objects.
+pub fn render(columns: &[&str], rows: &[Vec<Value>], format: Format) -> String {
+    match format {
+        Format::Json => {
+            let array: Vec<Json> = rows
+                .iter()
+                .map(|row| {
+                    let object: Map<String, Json> = columns
+                        .iter()
+                        .zip(row)
+                        .map(|(name, value)| (name.to_string(), json(value)))
+                        .collect();
+                    Json::Object(object)
+                })
+                .collect();
+            let mut text = serde_json::to_string_pretty(&array).expect("JSON of plain values");
+            text.push('\n');
+            text
+        }
+        Format::Csv => {
+            let mut out = String::new();
+            let line = |cells: Vec<String>| cells.iter().map(|c| csv(c)).collect::<Vec<_>>();
+            out.push_str(&line(columns.iter().map(|c| c.to_string()).collect()).join(","));
+            out.push_str("\r\n");
+            for row in rows {
+                out.push_str(&line(row.iter().map(plain).collect()).join(","));
+                out.push_str("\r\n");
+            }
+            out
+        }
+        Format::Table => {
+            const WIDEST: usize = 60;
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .map(|value| shorten(&escape_controls(&plain(value)), WIDEST))
+                        .collect()
+                })
+                .collect();
+            let widths: Vec<usize> = (0..columns.len())
+                .map(|index| {
+                    cells
+                        .iter()
+                        .map(|row| row[index].chars().count())
+                        .chain([columns[index].len()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let mut out = String::new();
+            let mut line = |cells: &[String]| {
+                let text: Vec<String> = cells
+                    .iter()
+                    .zip(&widths)
+                    .map(|(cell, width)| format!("{cell:<width$}"))
+                    .collect();
+                out.push_str(text.join("  ").trim_end());
+                out.push('\n');
+            };
+            line(&columns.iter().map(|c| c.to_string()).collect::<Vec<_>>());
+            for row in &cells {
+                line(row);
+            }
+            out
+        }
+    }
+}
+
+fn plain(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::Integer(n) => n.to_string(),
+        Value::Real(x) => x.to_string(),
+        Value::Text(text) => text.clone(),
+        Value::Blob(bytes) => format!("<{} bytes>", bytes.len()),
+    }
+}
+
+fn json(value: &Value) -> Json {
+    match value {
+        Value::Null => Json::Null,
+        Value::Integer(n) => Json::from(*n),
+        Value::Real(x) => Json::from(*x),
+        Value::Text(text) => Json::from(text.as_str()),
+        Value::Blob(bytes) => Json::from(format!("<{} bytes>", bytes.len())),
+    }
+}
+
+/// A CSV field (RFC 4180): quoted when it holds a comma, quote or line break.
+fn csv(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
+}
+
+fn shorten(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        text.to_owned()
+    } else {
+        let mut short: String = text.chars().take(max_chars - 1).collect();
+        short.push('…');
+        short
+    }
+}
+
+/// The columns `letters` prints.
+pub fn columns() -> &'static [&'static str] {
+    COLUMNS
+}
+
+/// `show ID`: a letter's whole history (for a `message_uuid`), or one message decoded (for a
+/// `besked_id`). None when the replica has neither.
+pub fn show(store: &Store, id: &str) -> Result<Option<String>> {
+    let connection = store.connection();
+    let id = id.trim();
+    let mut out = String::new();
+    let letter = connection
+        .prepare(&format!(
+            "SELECT {} FROM letter WHERE message_uuid = ?1",
+            COLUMNS.join(", ")
+        ))?
+        .query_map([id], |row| {
+            (0..COLUMNS.len())
+                .map(|index| row.get::<_, Value>(index))
+                .collect::<rusqlite::Result<Vec<Value>>>()
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if let Some(current) = letter.first() {
+        out.push_str("letter\n");
+        fields(&mut out, COLUMNS, current);
+        const HISTORY: &[&str] = &[
+            "seq",
+            "occurred_at",
+            "event",
+            "final",
+            "outcome",
+            "kanal",
+            "fejl_kode",
+            "fejl_tekst",
+            "besked_id",
+        ];
+        let history = connection
+            .prepare(&format!(
+                "SELECT {} FROM print_status WHERE message_uuid = ?1 ORDER BY occurred_at, seq",
+                HISTORY.join(", ")
+            ))?
+            .query_map([id], |row| {
+                (0..HISTORY.len())
+                    .map(|index| row.get::<_, Value>(index))
+                    .collect::<rusqlite::Result<Vec<Value>>>()
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let _ = writeln!(out, "\nstatuses, oldest first ({})", history.len());
+        out.push_str(&render(HISTORY, &history, Format::Table));
+        return Ok(Some(out));
+    }
+
+    let besked_id = crate::message::canonical_besked_id(id.to_owned());
+    const MESSAGE: &[&str] = &[
+        "seq",
+        "besked_id",
+        "kind",
+        "beskedtype",
+        "source",
+        "received_at",
+        "created_at",
+        "transaktions_id",
+        "producer_uuid",
+        "origin",
+    ];
+    let message = connection
+        .prepare(&format!(
+            "SELECT {} FROM message WHERE besked_id = ?1",
+            MESSAGE.join(", ")
+        ))?
+        .query_map([&besked_id], |row| {
+            (0..MESSAGE.len())
+                .map(|index| row.get::<_, Value>(index))
+                .collect::<rusqlite::Result<Vec<Value>>>()
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let Some(row) = message.first() else {
+        return Ok(None);
+    };
+    let Value::Integer(seq) = row[0] else {
+        bail!("message `{besked_id}` has no seq");
+    };
+    out.push_str("message\n");
+    fields(&mut out, MESSAGE, row);
+    for (table, title) in [
+        ("print_status", "print status"),
+        ("registration", "registration"),
+    ] {
+        let mut statement = connection.prepare(&format!("SELECT * FROM {table} WHERE seq = ?1"))?;
+        let names: Vec<String> = statement.column_names().map(str::to_owned).collect();
+        let derived = statement
+            .query_map([seq], |row| {
+                (0..names.len())
+                    .map(|index| row.get::<_, Value>(index))
+                    .collect::<rusqlite::Result<Vec<Value>>>()
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        if let Some(derived) = derived.first() {
+            let _ = writeln!(out, "\n{title}");
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            fields(&mut out, &names, derived);
+        }
+    }
+    let envelope: Vec<u8> = connection.query_row(
+        "SELECT envelope FROM message WHERE seq = ?1",
+        [seq],
+        |row| row.get(0),
+    )?;
+    out.push_str("\nenvelope\n");
+    out.push_str(&escape_text(&envelope));
+    if let Ok(parsed) = crate::envelope::parse_envelope(&envelope)
+        && let Some(payload) = parsed.decoded_payload()
+    {
+        out.push_str("\n\npayload (decoded from Base64)\n");
+        out.push_str(&escape_text(&payload));
+    }
+    out.push('\n');
+    Ok(Some(out))
+}
+
+/// `name: value` lines, names aligned; empty values left out.
+fn fields(out: &mut String, names: &[&str], values: &[Value]) {
+    let width = names.iter().map(|name| name.len()).max().unwrap_or(0);
+    for (name, value) in names.iter().zip(values) {
+        let text = plain(value);
+        if !text.is_empty() {
+            let _ = writeln!(out, "  {name:<width$}  {}", escape_controls(&text));
+        }
+    }
+}
+
+/// Bytes as text for a terminal: invalid UTF-8 replaced, control characters other than line
+/// breaks and tabs escaped.
+fn escape_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .split('\n')
+        .map(|line| escape_controls(line.trim_end_matches('\r')).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_take_dates_and_timestamps() {
+        assert_eq!(
+            parse_bound("2026-03-01", false).unwrap(),
+            "2026-03-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            parse_bound("2026-03-01", true).unwrap(),
+            "2026-03-02T00:00:00.000Z"
+        );
+        assert_eq!(
+            parse_bound("2026-03-01T10:00:00+01:00", true).unwrap(),
+            "2026-03-01T09:00:00.000Z"
+        );
+        let error = parse_bound("yesterday\u{1b}[2J", false)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("yesterday"), "{error}");
+        assert!(!error.contains('\u{1b}'), "{error}");
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_it_and_tables_escape_controls() {
+        let rows = vec![vec![
+            Value::Text("a,b".into()),
+            Value::Text("say \"hi\"\nbye".into()),
+            Value::Null,
+        ]];
+        assert_eq!(
+            render(&["x", "y", "z"], &rows, Format::Csv),
+            "x,y,z\r\n\"a,b\",\"say \"\"hi\"\"\nbye\",\r\n"
+        );
+        let table = render(&["x", "y", "z"], &rows, Format::Table);
+        assert!(!table.contains("\nbye"), "{table}");
+        assert_eq!(table.lines().count(), 2, "{table}");
+        let json = render(&["x", "y", "z"], &rows, Format::Json);
+        let parsed: Json = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed[0]["y"], "say \"hi\"\nbye");
+        assert_eq!(parsed[0]["z"], Json::Null);
+    }
+}
