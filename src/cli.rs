@@ -83,6 +83,12 @@ pub enum Command {
         #[arg(value_name = "ID")]
         id: String,
     },
+    /// Send the notifications that are due (records overdue letters first). Needs [notify].
+    Notify {
+        /// Only list what is waiting to be sent; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Show each source's position, counts and last run.
     Status {
         /// Print JSON instead of a table.

@@ -33,6 +33,88 @@ struct RawConfig {
     schedule: Option<ScheduleConfig>,
     #[serde(default)]
     sync: SyncConfig,
+    notify: Option<NotifyConfig>,
+}
+
+/// `[notify]`: who is told about failed and overdue letters, failing feeds and refused
+/// messages. Off unless `command` or `webhook` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// A program and its arguments (no shell), run once per event with the event as JSON on
+    /// standard input; exit 0 means delivered.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// An `https://` URL the event is POSTed to as JSON; a 2xx answer means delivered.
+    pub webhook: Option<String>,
+    /// Extra trust roots (PEM) for the webhook's server certificate.
+    pub ca_file: Option<PathBuf>,
+    /// A header sent with every webhook request, e.g. `Authorization`...
+    pub header_name: Option<String>,
+    /// ...whose value is read from this environment variable (never from the file).
+    pub header_value_env: Option<String>,
+    /// Letters with no final status this many days after they were first seen (0: off).
+    #[serde(default = "default_overdue_days")]
+    pub overdue_days: u32,
+    /// A feed that failed this many runs in a row (0: off).
+    #[serde(default = "default_failing_runs")]
+    pub failing_runs: u32,
+    /// Events about statuses older than this are recorded but not sent (0: no limit).
+    #[serde(default = "default_max_age_days")]
+    pub max_age_days: u32,
+    /// Seconds a command or webhook call may take.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_overdue_days() -> u32 {
+    5
+}
+fn default_failing_runs() -> u32 {
+    3
+}
+fn default_max_age_days() -> u32 {
+    7
+}
+fn default_notify_timeout() -> u64 {
+    30
+}
+
+fn validate_notify(mut notify: NotifyConfig, base: &Path) -> Result<NotifyConfig> {
+    if notify.command.is_empty() && notify.webhook.is_none() {
+        bail!(
+            "`[notify]` needs `command` (a program and its arguments) or `webhook` (an https:// URL)"
+        );
+    }
+    if notify
+        .command
+        .first()
+        .is_some_and(|program| program.trim().is_empty())
+    {
+        bail!("`notify.command` starts with an empty program name");
+    }
+    if let Some(url) = &notify.webhook {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|error| anyhow::anyhow!("`notify.webhook` is not a URL: {error}"))?;
+        if parsed.scheme() != "https" {
+            bail!("`notify.webhook` must be an https:// URL (TLS verification is always on)");
+        }
+    }
+    if notify.header_name.is_some() != notify.header_value_env.is_some() {
+        bail!(
+            "`notify.header_name` and `notify.header_value_env` go together: set both or neither"
+        );
+    }
+    if let Some(name) = &notify.header_name
+        && reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+    {
+        bail!("`notify.header_name` `{name}` is not a valid HTTP header name");
+    }
+    if notify.timeout_seconds == 0 {
+        bail!("`notify.timeout_seconds` must be at least 1");
+    }
+    notify.ca_file = notify.ca_file.map(|path| base.join(path));
+    Ok(notify)
 }
 
 /// `[sts]`: where and how to get a token.
@@ -240,6 +322,8 @@ pub struct Config {
     feeds: Vec<FeedConfig>,
     schedule: Option<ScheduleConfig>,
     pub sync: SyncConfig,
+    /// `[notify]`, when configured.
+    pub notify: Option<NotifyConfig>,
 }
 
 impl Config {
@@ -300,7 +384,12 @@ impl Config {
             crate::cron::validate(&schedule.cron)
                 .map_err(|error| anyhow::anyhow!("`schedule.cron`: {error}"))?;
         }
+        let notify = raw
+            .notify
+            .map(|notify| validate_notify(notify, base))
+            .transpose()?;
         Ok(Config {
+            notify,
             path: path.to_path_buf(),
             database: base.join(raw.database),
             max_message_bytes,

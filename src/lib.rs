@@ -30,6 +30,7 @@ pub mod logging;
 pub mod mask;
 pub mod message;
 pub mod net;
+pub mod notify;
 pub mod payload;
 pub mod sample;
 pub mod schedule;

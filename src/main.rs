@@ -9,7 +9,7 @@ use clap::Parser;
 use beskedhent::cli::{Cli, Command};
 use beskedhent::config::Config;
 use beskedhent::store::Store;
-use beskedhent::{check, exit, import, letters, logging, schedule, status, sync};
+use beskedhent::{check, exit, import, letters, logging, notify, schedule, status, sync};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -48,8 +48,17 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Import { paths, source } => {
             let mut store = Store::open(&config.database)?;
+            store.record_events(notify::rules(config.notify.as_ref()));
             let summary = import::import(&mut store, &config.decoder(), &paths, &source)?;
             println!("{}", summary.line());
+            if let Some(settings) = &config.notify {
+                match notify::deliver(&mut store, settings) {
+                    Ok(done) => println!("{}", done.line(&store)),
+                    Err(error) => {
+                        logging::print_error(&format!("cannot send notifications: {error:#}"))
+                    }
+                }
+            }
             Ok(if summary.unreadable > 0 || summary.skipped > 0 {
                 exit::ERROR
             } else if summary.counts.rejected > 0 {
@@ -151,6 +160,54 @@ fn run(cli: Cli) -> Result<u8> {
                     Ok(exit::ERROR)
                 }
             }
+        }
+        Command::Notify { dry_run } => {
+            let Some(settings) = &config.notify else {
+                anyhow::bail!(
+                    "`{}` has no [notify] section; add `command` or `webhook` (see the README)",
+                    config.path.display()
+                );
+            };
+            let mut store = Store::open(&config.database)?;
+            store.record_events(notify::rules(Some(settings)));
+            if dry_run {
+                let overdue = store.scan_overdue(settings.overdue_days)?;
+                let pending = store.unsent_notifications(u32::MAX)?;
+                let rows: Vec<Vec<rusqlite::types::Value>> = pending
+                    .iter()
+                    .map(|event| {
+                        use rusqlite::types::Value;
+                        vec![
+                            Value::Integer(event.id),
+                            Value::Text(event.key.clone()),
+                            Value::Text(event.event.clone()),
+                            Value::Text(event.created_at.clone()),
+                            Value::Integer(event.attempts),
+                            event.last_error.clone().map_or(Value::Null, Value::Text),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    letters::render(
+                        &["id", "key", "event", "created_at", "attempts", "last_error"],
+                        &rows,
+                        letters::Format::Table
+                    )
+                );
+                println!(
+                    "{} pending ({overdue} overdue letters newly recorded); nothing sent (--dry-run)",
+                    pending.len()
+                );
+                return Ok(exit::OK);
+            }
+            let done = notify::deliver(&mut store, settings)?;
+            println!("{}", done.line(&store));
+            Ok(if done.failed > 0 {
+                exit::ERROR
+            } else {
+                exit::OK
+            })
         }
         Command::Status { json } => {
             let store = Store::open_existing(&config.database)?;

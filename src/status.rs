@@ -5,7 +5,7 @@ use std::fmt::Write;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::store::{CursorRow, Store, TableCounts};
+use crate::store::{CursorRow, NotificationCounts, Store, TableCounts};
 
 /// Everything `status` shows.
 #[derive(Debug, Serialize)]
@@ -15,6 +15,10 @@ pub struct Report {
     pub sources: Vec<CursorRow>,
     pub totals: Totals,
     pub tables: TableCounts,
+    /// Rows of `letter` (schema 3 on).
+    pub letters: Option<i64>,
+    /// The outbox (schema 3 on).
+    pub notifications: Option<NotificationCounts>,
 }
 
 /// Sums over all sources.
@@ -51,6 +55,12 @@ pub fn report(store: &Store) -> Result<Report> {
         sources,
         totals,
         tables: store.table_counts()?,
+        // An older replica (status does not migrate) has neither.
+        letters: store
+            .connection()
+            .query_row("SELECT count(*) FROM letter", [], |row| row.get(0))
+            .ok(),
+        notifications: store.notification_counts().ok(),
     })
 }
 
@@ -68,6 +78,17 @@ impl Report {
             self.tables.registration,
             self.tables.rejected
         );
+        if let Some(letters) = self.letters {
+            let _ = write!(out, "{letters} letters");
+            if let Some(n) = &self.notifications {
+                let _ = write!(
+                    out,
+                    "; notifications: {} pending ({} failing), {} sent, {} not sent (older than max_age_days)",
+                    n.pending, n.failing, n.sent, n.suppressed
+                );
+            }
+            out.push('\n');
+        }
         if self.sources.is_empty() {
             out.push_str("no sources yet: run `beskedhent import PATH` or `beskedhent sync`\n");
             return out;

@@ -61,6 +61,7 @@ UPDATE registration SET besked_id = (SELECT besked_id FROM message WHERE seq = r
 
 /// Version 3: `letter`, one row per letter (`message_uuid`) with its current status, kept up to
 /// date in the same transaction as the statuses; `print_status_latest` is served from it.
+/// `notification`, the outbox of events to send; `cursor.failed_runs` and `failing_since`.
 const MIGRATION_3: &str = "
 CREATE TABLE letter (
     message_uuid    TEXT NOT NULL PRIMARY KEY,
@@ -81,6 +82,22 @@ CREATE TABLE letter (
 CREATE INDEX letter_by_time ON letter (occurred_at, outcome);
 CREATE INDEX letter_pending_by_time ON letter (occurred_at) WHERE final = 0;
 CREATE INDEX letter_pending_by_first_seen ON letter (first_seen_at) WHERE final = 0;
+CREATE TABLE notification (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    key             TEXT NOT NULL UNIQUE,
+    event           TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    occurred_at     TEXT,
+    suppressed      INTEGER NOT NULL DEFAULT 0,
+    sent_at         TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    last_error      TEXT
+);
+CREATE INDEX notification_unsent ON notification (id) WHERE sent_at IS NULL AND suppressed = 0;
+ALTER TABLE cursor ADD COLUMN failed_runs INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE cursor ADD COLUMN failing_since TEXT;
 DROP VIEW print_status_latest;
 CREATE VIEW print_status_latest AS
 SELECT l.seq AS seq, p.besked_id AS besked_id, l.message_uuid AS message_uuid,
@@ -248,6 +265,41 @@ pub struct CursorRow {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// When set, events are written to `notification` with the changes that cause them.
+    events: Option<EventRules>,
+}
+
+/// What makes an event, from `[notify]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRules {
+    /// A feed failing this many runs in a row is an event (0: never).
+    pub failing_runs: u32,
+    /// Events about things older than this many days are recorded but not sent (0: no limit).
+    pub max_age_days: u32,
+}
+
+/// An event waiting to be sent.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: i64,
+    pub key: String,
+    pub event: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub created_at: String,
+    pub last_error: Option<String>,
+}
+
+/// Counts of the outbox, for `status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NotificationCounts {
+    /// Not sent yet (including failing).
+    pub pending: i64,
+    /// Not sent, and at least one attempt failed.
+    pub failing: i64,
+    pub sent: i64,
+    /// Recorded but not sent: older than `max_age_days`.
+    pub suppressed: i64,
 }
 
 impl Store {
@@ -265,6 +317,7 @@ impl Store {
         let conn = Connection::open(path)
             .with_context(|| format!("failed to open database `{}`", path.display()))?;
         let mut store = Store {
+            events: None,
             conn,
             path: path.to_path_buf(),
         };
@@ -303,6 +356,7 @@ impl Store {
         .map_err(|error| name_database(error.into(), path))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         let store = Store {
+            events: None,
             conn,
             path: path.to_path_buf(),
         };
@@ -336,6 +390,7 @@ impl Store {
     /// Opens an in-memory database, for tests.
     pub fn open_in_memory() -> Result<Store> {
         let mut store = Store {
+            events: None,
             conn: Connection::open_in_memory()?,
             path: PathBuf::from(":memory:"),
         };
@@ -452,11 +507,173 @@ impl Store {
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let failed = status == RunStatus::Failed;
+        tx.execute(
+            "UPDATE cursor SET run_ended_at = ?2, run_status = ?3, run_error = ?4,
+                 failed_runs = CASE WHEN ?5 THEN failed_runs + 1 ELSE 0 END,
+                 failing_since = CASE WHEN ?5 THEN coalesce(failing_since, run_started_at)
+                     ELSE NULL END
+             WHERE source = ?1",
+            params![source, ended_at, status.as_str(), error, failed],
+        )?;
+        if let Some(rules) = self.events.filter(|rules| rules.failing_runs > 0)
+            && failed
+        {
+            let (runs, since): (i64, Option<String>) = tx.query_row(
+                "SELECT failed_runs, failing_since FROM cursor WHERE source = ?1",
+                [source],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            if runs >= i64::from(rules.failing_runs) {
+                // One event per streak of failures: its key names the streak's start.
+                let since = since.unwrap_or_default();
+                record_event(
+                    &tx,
+                    &rules,
+                    &format!("feed_failing:{source}:{since}"),
+                    "feed_failing",
+                    serde_json::json!({
+                        "feed": source,
+                        "runs": runs,
+                        "error": error.map(crate::mask::clean_reason),
+                    }),
+                    Some(ended_at),
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes events into `notification` from now on, under `rules` (None: no events).
+    pub fn record_events(&mut self, rules: Option<EventRules>) {
+        self.events = rules;
+    }
+
+    /// Records a `letter_overdue` event for every letter with no final status `days` days after
+    /// it was first seen (once per letter). Returns how many were new.
+    pub fn scan_overdue(&mut self, days: u32) -> Result<u64> {
+        let Some(rules) = self.events else {
+            return Ok(0);
+        };
+        if days == 0 {
+            return Ok(0);
+        }
+        let before =
+            crate::time::format_utc(chrono::Utc::now() - chrono::Duration::days(days.into()));
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // message_uuid, first_seen_at, event, occurred_at
+        type Overdue = (String, Option<String>, Option<String>, Option<String>);
+        let overdue: Vec<Overdue> = tx
+            .prepare(
+                "SELECT message_uuid, first_seen_at, event, occurred_at FROM letter
+                 WHERE final = 0 AND first_seen_at < ?1
+                   AND NOT EXISTS (SELECT 1 FROM notification
+                                   WHERE key = 'letter_overdue:' || letter.message_uuid)",
+            )?
+            .query_map([&before], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut recorded = 0;
+        for (uuid, first_seen_at, event, occurred_at) in overdue {
+            let new = record_event(
+                &tx,
+                &rules,
+                &format!("letter_overdue:{uuid}"),
+                "letter_overdue",
+                serde_json::json!({
+                    "message_uuid": uuid,
+                    "first_seen_at": first_seen_at,
+                    "event": event,
+                }),
+                occurred_at.as_deref(),
+            )?;
+            recorded += u64::from(new);
+        }
+        tx.commit()?;
+        Ok(recorded)
+    }
+
+    /// Events to send now: unsent, not suppressed, due; oldest first.
+    pub fn due_notifications(&self, now: &str, limit: u32) -> Result<Vec<Pending>> {
+        self.unsent(
+            "AND (next_attempt_at IS NULL OR next_attempt_at <= ?1) ORDER BY id LIMIT ?2",
+            now,
+            limit,
+        )
+    }
+
+    /// Every event not sent yet, oldest first (for `notify --dry-run`).
+    pub fn unsent_notifications(&self, limit: u32) -> Result<Vec<Pending>> {
+        self.unsent("AND ?1 IS NOT NULL ORDER BY id LIMIT ?2", "", limit)
+    }
+
+    fn unsent(&self, tail: &str, now: &str, limit: u32) -> Result<Vec<Pending>> {
+        let sql = format!(
+            "SELECT id, key, event, payload, attempts, created_at, last_error FROM notification
+             WHERE sent_at IS NULL AND suppressed = 0 {tail}"
+        );
+        let rows = self
+            .conn
+            .prepare(&sql)?
+            .query_map(params![now, limit], |row| {
+                Ok(Pending {
+                    id: row.get(0)?,
+                    key: row.get(1)?,
+                    event: row.get(2)?,
+                    payload: row.get(3)?,
+                    attempts: row.get(4)?,
+                    created_at: row.get(5)?,
+                    last_error: row.get(6)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Marks an event as delivered; it is never sent again.
+    pub fn mark_sent(&self, id: i64, at: &str) -> Result<()> {
         self.conn.execute(
-            "UPDATE cursor SET run_ended_at = ?2, run_status = ?3, run_error = ?4 WHERE source = ?1",
-            params![source, ended_at, status.as_str(), error],
+            "UPDATE notification SET sent_at = ?2, attempts = attempts + 1, last_error = NULL,
+                 next_attempt_at = NULL WHERE id = ?1",
+            params![id, at],
         )?;
         Ok(())
+    }
+
+    /// Records a failed attempt; the next one is not before `retry_at`.
+    pub fn mark_failed(&self, id: i64, error: &str, retry_at: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE notification SET attempts = attempts + 1, last_error = ?2,
+                 next_attempt_at = ?3 WHERE id = ?1",
+            params![id, crate::mask::clean_reason(error), retry_at],
+        )?;
+        Ok(())
+    }
+
+    /// How many events are pending, failing, sent and suppressed.
+    pub fn notification_counts(&self) -> Result<NotificationCounts> {
+        Ok(self.conn.query_row(
+            "SELECT coalesce(sum(sent_at IS NULL AND suppressed = 0), 0),
+                 coalesce(sum(sent_at IS NULL AND suppressed = 0 AND attempts > 0), 0),
+                 coalesce(sum(sent_at IS NOT NULL), 0), coalesce(sum(suppressed), 0)
+             FROM notification",
+            [],
+            |row| {
+                Ok(NotificationCounts {
+                    pending: row.get(0)?,
+                    failing: row.get(1)?,
+                    sent: row.get(2)?,
+                    suppressed: row.get(3)?,
+                })
+            },
+        )?)
     }
 
     /// Writes a batch in one transaction: new messages with their derived rows, duplicates
@@ -514,6 +731,9 @@ impl Store {
                 }
                 Err(rejection) => insert_rejected(&tx, source, received_at, item, rejection)?,
             };
+            if let Some(rules) = &self.events {
+                events_of(&tx, rules, source, item, &outcome)?;
+            }
             match outcome {
                 Outcome::New => counts.new += 1,
                 Outcome::Duplicate => counts.duplicates += 1,
@@ -795,6 +1015,111 @@ impl Incoming {
             _ => None,
         }
     }
+}
+
+/// Records the events one stored item causes: its status made its letter failed, or it was
+/// refused.
+fn events_of(
+    tx: &rusqlite::Transaction<'_>,
+    rules: &EventRules,
+    source: &str,
+    item: &Incoming,
+    outcome: &Outcome,
+) -> Result<()> {
+    match (outcome, &item.decoded) {
+        (Outcome::New, Ok(message)) => {
+            let Detail::PostStatus(status) = &message.detail else {
+                return Ok(());
+            };
+            let Some(uuid) = &status.message_uuid else {
+                return Ok(());
+            };
+            if status.outcome != Some("failed") {
+                return Ok(());
+            }
+            // Only if this status is now the letter's current one.
+            let current = tx
+                .prepare_cached(
+                    "SELECT 1 FROM letter WHERE message_uuid = ?1
+                     AND seq = (SELECT seq FROM message WHERE besked_id = ?2)",
+                )?
+                .exists(params![uuid, message.besked_id])?;
+            if current {
+                record_event(
+                    tx,
+                    rules,
+                    &format!("letter_failed:{uuid}"),
+                    "letter_failed",
+                    serde_json::json!({
+                        "message_uuid": uuid,
+                        "occurred_at": status.occurred_at,
+                        "kanal": status.kanal,
+                        "fejl_kode": status.fejl_kode,
+                        "fejl_tekst": status.fejl_tekst,
+                        "besked_id": message.besked_id,
+                        "afsendelse_id": status.afsendelse_id,
+                    }),
+                    status.occurred_at.as_deref(),
+                )?;
+            }
+        }
+        (Outcome::Rejected | Outcome::Conflict { .. }, _) => {
+            let (id, reason, received_at): (i64, String, String) = tx
+                .prepare_cached(
+                    "SELECT id, reason, received_at FROM rejected WHERE id = last_insert_rowid()",
+                )?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            record_event(
+                tx,
+                rules,
+                &format!("message_rejected:{id}"),
+                "message_rejected",
+                serde_json::json!({ "id": id, "reason": reason, "source": source }),
+                Some(&received_at),
+            )?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Writes one event to the outbox, unless its key is there already; true if it was new. An
+/// event about something older than `max_age_days` is recorded as suppressed: never sent.
+fn record_event(
+    tx: &rusqlite::Connection,
+    rules: &EventRules,
+    key: &str,
+    event: &str,
+    facts: serde_json::Value,
+    about: Option<&str>,
+) -> Result<bool> {
+    let now = chrono::Utc::now();
+    let suppressed = rules.max_age_days > 0
+        && about.is_some_and(|about| {
+            about
+                < crate::time::format_utc(now - chrono::Duration::days(rules.max_age_days.into()))
+                    .as_str()
+        });
+    let mut payload = serde_json::Map::new();
+    payload.insert("key".into(), key.into());
+    payload.insert("event".into(), event.into());
+    if let serde_json::Value::Object(facts) = facts {
+        payload.extend(facts);
+    }
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO notification (key, event, payload, created_at, occurred_at, suppressed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO NOTHING",
+        )?
+        .execute(params![
+            key,
+            event,
+            serde_json::Value::Object(payload).to_string(),
+            crate::time::format_utc(now),
+            about,
+            suppressed
+        ])?;
+    Ok(inserted > 0)
 }
 
 /// What [`insert_message`] did.

@@ -22,11 +22,11 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
 use crate::amqp::{self, AmqpError, Session};
-use crate::config::{Config, FeedConfig, Fetch, PullConfig, SyncConfig};
+use crate::config::{Config, FeedConfig, Fetch, NotifyConfig, PullConfig, SyncConfig};
 use crate::credentials::Credentials;
 use crate::exit;
 use crate::message::Decoder;
-use crate::store::{Counts, Incoming, Outcome, Raw, RunStatus, Store};
+use crate::store::{Counts, EventRules, Incoming, Outcome, Raw, RunStatus, Store};
 use crate::sts::TokenClient;
 use crate::time;
 
@@ -48,6 +48,8 @@ pub struct Puller {
     /// The prefetch asked of the broker: `sync.prefetch`, lowered so that unacknowledged
     /// deliveries of the largest allowed size stay within [`HELD_BYTES`].
     pub prefetch: u16,
+    /// `[notify]`: events are recorded with the batches and sent after the run.
+    pub notify: Option<NotifyConfig>,
 }
 
 impl Puller {
@@ -75,6 +77,7 @@ impl Puller {
             credentials,
             sts,
             prefetch,
+            notify: config.notify.clone(),
         }))
     }
 }
@@ -116,6 +119,8 @@ pub struct FeedReport {
 pub struct RunReport {
     pub feeds: Vec<FeedReport>,
     pub elapsed: Duration,
+    /// What sending notifications after the run did, when `[notify]` is configured.
+    pub notifications: Option<String>,
 }
 
 impl RunReport {
@@ -172,6 +177,7 @@ impl RunReport {
             "total: {} new, {} duplicates, {} rejected in {seconds:.2} s ({rate:.0} messages/s)",
             total.new, total.duplicates, total.rejected
         ));
+        lines.extend(self.notifications.clone());
         lines
     }
 }
@@ -200,9 +206,33 @@ pub async fn run_once(puller: Arc<Puller>, shutdown: watch::Receiver<bool>) -> R
             elapsed: started.elapsed(),
         }));
     }
+    let elapsed = started.elapsed();
+    let notifications = match puller.notify.clone() {
+        None => None,
+        Some(notify) => {
+            let database = puller.database.clone();
+            // Sending may block (a command, a webhook): off the async threads.
+            let sent = tokio::task::spawn_blocking(move || -> Result<String> {
+                let mut store = Store::open(&database)?;
+                store.record_events(crate::notify::rules(Some(&notify)));
+                let done = crate::notify::deliver(&mut store, &notify)?;
+                Ok(done.line(&store))
+            })
+            .await;
+            Some(match sent {
+                Ok(Ok(line)) => line,
+                Ok(Err(error)) => {
+                    tracing::error!("cannot send notifications: {error:#}");
+                    format!("notifications: not sent: {error:#}")
+                }
+                Err(error) => format!("notifications: not sent: {error}"),
+            })
+        }
+    };
     RunReport {
         feeds,
-        elapsed: started.elapsed(),
+        elapsed,
+        notifications,
     }
 }
 
@@ -220,6 +250,7 @@ enum SessionEnd {
 /// while a batch commits. The one place that knows this rule.
 struct Committer {
     database: PathBuf,
+    events: Option<EventRules>,
     slot: Slot,
 }
 
@@ -252,7 +283,9 @@ impl Committer {
     /// The connection, when no commit is in flight; reopened if a failed commit lost it.
     fn store(&mut self) -> Result<&mut Store> {
         if matches!(self.slot, Slot::Lost) {
-            self.slot = Slot::Idle(Store::open(&self.database)?);
+            let mut store = Store::open(&self.database)?;
+            store.record_events(self.events);
+            self.slot = Slot::Idle(store);
         }
         match &mut self.slot {
             Slot::Idle(store) => Ok(store),
@@ -348,7 +381,10 @@ async fn run_feed(
         Err(error) => return report(Counts::default(), FeedEnd::Failed(error.to_string()), 0),
     };
     let store = match Store::open(&puller.database) {
-        Ok(store) => store,
+        Ok(mut store) => {
+            store.record_events(crate::notify::rules(puller.notify.as_ref()));
+            store
+        }
         Err(error) => return report(Counts::default(), FeedEnd::Failed(format!("{error:#}")), 0),
     };
     let tuning = &puller.tuning;
@@ -365,6 +401,7 @@ async fn run_feed(
         feed,
         committer: Committer {
             database: puller.database.clone(),
+            events: crate::notify::rules(puller.notify.as_ref()),
             slot: Slot::Idle(store),
         },
         counts: Counts::default(),
@@ -953,6 +990,7 @@ mod tests {
         let database = dir.path().join("replica.db");
         let mut committer = Committer {
             database: database.clone(),
+            events: None,
             slot: Slot::Idle(Store::open(&database).expect("open")),
         };
         assert!(committer.store().is_ok());

@@ -5,5 +5,6 @@ mod broker;
 mod fake_sts;
 mod hostile;
 mod import;
+mod notify;
 mod pull;
 mod support;

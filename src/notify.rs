@@ -1,0 +1,197 @@
+//! Sending the outbox (`notification`): after every `import`, `sync` and daemon pass, and by
+//! `notify`. Events are written in the same transaction as the change that causes them; here
+//! they are sent, and marked sent only afterwards. So every event is sent at least once: a
+//! crash between sending and marking sends it again, with the same `key`, on the next run;
+//! once marked, never again. A failed send is retried on later runs, with a backoff from 1
+//! minute doubling up to 6 hours.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::NotifyConfig;
+use crate::store::{EventRules, Pending, Store};
+
+/// Most events sent by one delivery round; the rest wait for the next.
+const ROUND: u32 = 1000;
+
+/// The event rules `[notify]` asks for, for [`Store::record_events`].
+pub fn rules(config: Option<&NotifyConfig>) -> Option<EventRules> {
+    config.map(|notify| EventRules {
+        failing_runs: notify.failing_runs,
+        max_age_days: notify.max_age_days,
+    })
+}
+
+/// What a delivery round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub sent: u64,
+    pub failed: u64,
+    /// Overdue letters newly recorded.
+    pub overdue: u64,
+}
+
+impl Delivered {
+    pub fn line(&self, store: &Store) -> String {
+        let pending = store
+            .notification_counts()
+            .map(|counts| counts.pending.to_string())
+            .unwrap_or_else(|_| "?".into());
+        format!(
+            "notifications: {} sent, {} failed (will be retried), {} still pending; {} overdue letters newly recorded",
+            self.sent, self.failed, pending, self.overdue
+        )
+    }
+}
+
+/// Records overdue letters, then sends what is due. Errors of single sends are recorded with
+/// the event and logged; only a database error is returned.
+pub fn deliver(store: &mut Store, config: &NotifyConfig) -> Result<Delivered> {
+    let mut done = Delivered {
+        overdue: store.scan_overdue(config.overdue_days)?,
+        ..Delivered::default()
+    };
+    let sender = Sender::new(config)?;
+    let now = crate::time::now_utc();
+    for event in store.due_notifications(&now, ROUND)? {
+        match sender.send(&event) {
+            Ok(()) => {
+                store.mark_sent(event.id, &crate::time::now_utc())?;
+                done.sent += 1;
+            }
+            Err(error) => {
+                let error = format!("{error:#}");
+                let retry = chrono::Utc::now() + backoff(event.attempts + 1);
+                store.mark_failed(event.id, &error, &crate::time::format_utc(retry))?;
+                tracing::warn!(key = %event.key, attempts = event.attempts + 1, "cannot send notification: {error}");
+                done.failed += 1;
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// The wait before attempt `attempts + 1`: 1 minute, doubling, at most 6 hours.
+fn backoff(attempts: i64) -> chrono::Duration {
+    let minutes = 1i64 << attempts.clamp(1, 10).saturating_sub(1);
+    chrono::Duration::minutes(minutes.min(6 * 60))
+}
+
+/// The configured ways of sending.
+struct Sender<'a> {
+    config: &'a NotifyConfig,
+    http: Option<(reqwest::blocking::Client, String)>,
+}
+
+impl<'a> Sender<'a> {
+    fn new(config: &'a NotifyConfig) -> Result<Sender<'a>> {
+        let http = match &config.webhook {
+            None => None,
+            Some(url) => {
+                let mut builder = reqwest::blocking::Client::builder()
+                    .https_only(true)
+                    .user_agent(concat!("beskedhent/", env!("CARGO_PKG_VERSION")))
+                    .timeout(Duration::from_secs(config.timeout_seconds));
+                if let Some(ca) = &config.ca_file {
+                    let pem = std::fs::read(ca).with_context(|| {
+                        format!("cannot read `notify.ca_file` `{}`", ca.display())
+                    })?;
+                    for certificate in
+                        reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                            format!(
+                                "`notify.ca_file` `{}` holds no PEM certificate",
+                                ca.display()
+                            )
+                        })?
+                    {
+                        builder = builder.add_root_certificate(certificate);
+                    }
+                }
+                Some((builder.build()?, url.clone()))
+            }
+        };
+        Ok(Sender { config, http })
+    }
+
+    /// Sends one event every configured way; Ok only if every way took it.
+    fn send(&self, event: &Pending) -> Result<()> {
+        if !self.config.command.is_empty() {
+            self.run_command(event)?;
+        }
+        if let Some((client, url)) = &self.http {
+            let mut request = client
+                .post(url)
+                .header("Content-Type", "application/json")
+                .header("Idempotency-Key", &event.key)
+                .body(event.payload.clone());
+            if let (Some(name), Some(env)) =
+                (&self.config.header_name, &self.config.header_value_env)
+            {
+                let value = std::env::var(env).with_context(|| {
+                    format!("`notify.header_value_env` names `{env}`, which is not set")
+                })?;
+                request = request.header(name.as_str(), value);
+            }
+            let response = request.send().map_err(|error| {
+                anyhow::anyhow!("webhook {url}: {}", crate::sts::error_chain(&error))
+            })?;
+            if !response.status().is_success() {
+                bail!("webhook {url} answered {}", response.status());
+            }
+        }
+        Ok(())
+    }
+
+    fn run_command(&self, event: &Pending) -> Result<()> {
+        let program = &self.config.command[0];
+        let mut child = Command::new(program)
+            .args(&self.config.command[1..])
+            .env("BESKEDHENT_EVENT", &event.event)
+            .env("BESKEDHENT_KEY", &event.key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot run `notify.command` `{program}`"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A command that does not read its input is its own business.
+            let _ = stdin.write_all(event.payload.as_bytes());
+            let _ = stdin.write_all(b"\n");
+        }
+        let deadline = Instant::now() + Duration::from_secs(self.config.timeout_seconds);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if status.success() {
+                    return Ok(());
+                }
+                bail!("`{program}` exited with {status}");
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "`{program}` did not finish within {} s (notify.timeout_seconds)",
+                    self.config.timeout_seconds
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_six_hours() {
+        assert_eq!(backoff(1), chrono::Duration::minutes(1));
+        assert_eq!(backoff(2), chrono::Duration::minutes(2));
+        assert_eq!(backoff(5), chrono::Duration::minutes(16));
+        assert_eq!(backoff(10), chrono::Duration::minutes(360));
+        assert_eq!(backoff(1000), chrono::Duration::minutes(360));
+    }
+}

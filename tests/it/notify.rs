@@ -1,0 +1,343 @@
+//! Notifications: which events are recorded, that each is sent at least once and, once marked,
+//! never again, and that failed sends are retried.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use beskedhent::sample::{Status, status_envelope_with};
+
+use crate::support::{BIN, Install, outcome, rows, test_uuid, value};
+
+/// A notify command: appends `KEY<TAB>EVENT<TAB>payload` to `sent.log`; fails while `fail`
+/// exists; while `hang` exists, records its pid and sleeps after logging.
+const SCRIPT: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+payload=$(cat)
+if [ -e "$dir/fail" ]; then echo "refused" >&2; exit 1; fi
+printf '%s\t%s\t%s\n' "$BESKEDHENT_KEY" "$BESKEDHENT_EVENT" "$payload" >> "$dir/sent.log"
+if [ -e "$dir/hang" ]; then echo $$ > "$dir/hang.pid"; sleep 60; fi
+exit 0
+"#;
+
+fn install(overdue_days: u32) -> Install {
+    let install = Install::new("");
+    let script = install.path("alert.sh");
+    std::fs::write(&script, SCRIPT).expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    install.append_config(&format!(
+        "[notify]\ncommand = [\"{}\", \"--flag\"]\noverdue_days = {overdue_days}\n",
+        script.display()
+    ));
+    install
+}
+
+fn ago(hours: i64) -> String {
+    beskedhent::time::format_utc(chrono::Utc::now() - chrono::Duration::hours(hours))
+}
+
+/// Writes one status envelope into `dir`.
+fn status(dir: &Path, name: &str, besked_id: &str, letter: &str, at: &str, kind: Status<'_>) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let envelope = status_envelope_with(besked_id, letter, &Status { at, ..kind });
+    std::fs::write(dir.join(name), envelope).expect("write");
+}
+
+/// The keys sent so far, in order.
+fn sent(install: &Install) -> Vec<String> {
+    std::fs::read_to_string(install.path("sent.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| line.split('\t').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn import(install: &Install, dir: &Path) -> (i32, String, String) {
+    outcome(&install.run(&["import", dir.to_str().expect("utf-8")]))
+}
+
+#[test]
+fn each_event_is_sent_once_and_old_ones_are_only_recorded() {
+    let install = install(5);
+    let first = install.path("first");
+    let (l1, l2, l3, l4, l5) = (
+        test_uuid(0xa1, 1),
+        test_uuid(0xa1, 2),
+        test_uuid(0xa1, 3),
+        test_uuid(0xa1, 4),
+        test_uuid(0xa1, 5),
+    );
+    // l1: its failure arrives before the earlier status (out of order).
+    status(
+        &first,
+        "1.xml",
+        &test_uuid(0xb1, 1),
+        &l1,
+        &ago(1),
+        Status::FAILED,
+    );
+    // l2: failed, then a later non-final status (below): still failed, told once.
+    status(
+        &first,
+        "2.xml",
+        &test_uuid(0xb1, 2),
+        &l2,
+        &ago(3),
+        Status::FAILED,
+    );
+    // l3: failed 30 days ago: recorded, not sent (max_age_days = 7 by default).
+    status(
+        &first,
+        "3.xml",
+        &test_uuid(0xb1, 3),
+        &l3,
+        &ago(30 * 24),
+        Status::FAILED,
+    );
+    // l4: no final status 6 days after it was first seen: overdue.
+    status(
+        &first,
+        "4.xml",
+        &test_uuid(0xb1, 4),
+        &l4,
+        &ago(6 * 24),
+        Status::SENT,
+    );
+    // l5: delivered: nothing to tell.
+    status(
+        &first,
+        "5.xml",
+        &test_uuid(0xb1, 5),
+        &l5,
+        &ago(2),
+        Status::DELIVERED,
+    );
+    std::fs::write(first.join("6.xml"), b"<not-an-envelope/>").expect("write");
+    let (code, stdout, stderr) = import(&install, &first);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("notifications: 4 sent, 0 failed"),
+        "{stdout}{stderr}"
+    );
+    let mut keys = sent(&install);
+    keys.sort();
+    let mut expected = vec![
+        format!("letter_failed:{l1}"),
+        format!("letter_failed:{l2}"),
+        format!("letter_overdue:{l4}"),
+        "message_rejected:1".to_string(),
+    ];
+    expected.sort();
+    assert_eq!(keys, expected);
+
+    // The payload: one JSON object with the key, the event and its facts.
+    let log = std::fs::read_to_string(install.path("sent.log")).expect("log");
+    let line = log
+        .lines()
+        .find(|line| line.starts_with(&format!("letter_failed:{l1}")))
+        .expect("l1");
+    let payload: serde_json::Value =
+        serde_json::from_str(line.splitn(3, '\t').nth(2).expect("payload")).expect("json");
+    assert_eq!(payload["event"], "letter_failed");
+    assert_eq!(payload["key"], format!("letter_failed:{l1}"));
+    assert_eq!(payload["message_uuid"], l1.as_str());
+    assert_eq!(payload["fejl_kode"], "20");
+    assert_eq!(payload["kanal"], "Digital Post");
+    assert_eq!(payload["besked_id"], test_uuid(0xb1, 1).as_str());
+    assert!(payload.get("afsendelse_id").is_some(), "{payload}");
+
+    // Later statuses, a duplicate and the same files again: nothing new to tell.
+    let second = install.path("second");
+    status(
+        &second,
+        "1.xml",
+        &test_uuid(0xb2, 1),
+        &l1,
+        &ago(2),
+        Status::SENT,
+    );
+    status(
+        &second,
+        "2.xml",
+        &test_uuid(0xb2, 2),
+        &l2,
+        &ago(1),
+        Status::RECEIVED,
+    );
+    std::fs::copy(first.join("5.xml"), second.join("3.xml")).expect("duplicate");
+    let (code, stdout, _) = import(&install, &second);
+    assert_eq!(code, 0, "{stdout}");
+    let (_, stdout, _) = import(&install, &first);
+    assert!(stdout.contains("notifications: 0 sent"), "{stdout}");
+    assert_eq!(sent(&install).len(), 4);
+    let db = install.db();
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT outcome FROM letter WHERE message_uuid = ?1 "
+                .replace("?1", &format!("'{l2}'"))
+                .as_str()
+        ),
+        ["failed"]
+    );
+    assert_eq!(
+        value::<i64>(
+            &db,
+            "SELECT count(*) FROM notification WHERE suppressed = 1"
+        ),
+        1
+    );
+    assert_eq!(
+        value::<String>(&db, "SELECT key FROM notification WHERE suppressed = 1"),
+        format!("letter_failed:{l3}")
+    );
+    let (_, stdout, _) = outcome(&install.run(&["status"]));
+    assert!(
+        stdout.contains("notifications: 0 pending (0 failing), 4 sent, 1 not sent"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_failing_command_is_retried_on_later_runs_until_it_succeeds() {
+    let install = install(0);
+    std::fs::write(install.path("fail"), b"").expect("flag");
+    let dir = install.path("in");
+    let letter = test_uuid(0xa2, 1);
+    status(
+        &dir,
+        "1.xml",
+        &test_uuid(0xb3, 1),
+        &letter,
+        &ago(1),
+        Status::FAILED,
+    );
+    let (code, stdout, stderr) = import(&install, &dir);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("0 sent, 1 failed (will be retried), 1 still pending"),
+        "{stdout}"
+    );
+    let db = install.db();
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT attempts, last_error IS NOT NULL, next_attempt_at > created_at FROM notification"
+        ),
+        ["1|1|1"]
+    );
+    let (_, stdout, _) = outcome(&install.run(&["status"]));
+    assert!(stdout.contains("1 pending (1 failing)"), "{stdout}");
+    let (_, stdout, _) = outcome(&install.run(&["notify", "--dry-run"]));
+    assert!(
+        stdout.contains(&format!("letter_failed:{letter}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("exited with"), "{stdout}");
+    // Before its backoff has passed, it waits.
+    let (code, stdout, _) = outcome(&install.run(&["notify"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("0 sent, 0 failed"), "{stdout}");
+    // Due again, and the command works now.
+    db.execute_batch("UPDATE notification SET next_attempt_at = NULL")
+        .expect("due");
+    std::fs::remove_file(install.path("fail")).expect("unflag");
+    let (code, stdout, _) = outcome(&install.run(&["notify"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("1 sent, 0 failed"), "{stdout}");
+    assert_eq!(sent(&install), [format!("letter_failed:{letter}")]);
+    let (_, stdout, _) = outcome(&install.run(&["notify"]));
+    assert!(stdout.contains("0 sent"), "{stdout}");
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT attempts, sent_at IS NOT NULL, last_error IS NULL FROM notification"
+        ),
+        ["2|1|1"]
+    );
+}
+
+#[test]
+fn a_crash_between_sending_and_marking_sends_again_with_the_same_key() {
+    let install = install(0);
+    std::fs::write(install.path("hang"), b"").expect("flag");
+    let dir = install.path("in");
+    let letter = test_uuid(0xa3, 1);
+    status(
+        &dir,
+        "1.xml",
+        &test_uuid(0xb4, 1),
+        &letter,
+        &ago(1),
+        Status::FAILED,
+    );
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(install.config())
+        .arg("import")
+        .arg(&dir)
+        .env("BESKEDHENT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    while !install.path("hang.pid").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the command never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The event has been handed over but not marked: kill -9 now.
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    let script_pid = std::fs::read_to_string(install.path("hang.pid")).expect("pid");
+    let _ = Command::new("kill").arg(script_pid.trim()).status();
+    std::fs::remove_file(install.path("hang")).expect("unflag");
+    assert_eq!(
+        value::<i64>(
+            &install.db(),
+            "SELECT count(*) FROM notification WHERE sent_at IS NULL"
+        ),
+        1
+    );
+    let (code, stdout, _) = outcome(&install.run(&["notify"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("1 sent"), "{stdout}");
+    let key = format!("letter_failed:{letter}");
+    assert_eq!(sent(&install), [key.clone(), key]);
+    let (_, stdout, _) = outcome(&install.run(&["notify"]));
+    assert!(stdout.contains("0 sent"), "{stdout}");
+    assert_eq!(sent(&install).len(), 2);
+}
+
+#[test]
+fn notify_settings_are_checked() {
+    for (text, expected) in [
+        ("[notify]\n", "needs `command`"),
+        (
+            "[notify]\nwebhook = \"http://example.org/hook\"\n",
+            "must be an https:// URL",
+        ),
+        ("[notify]\ncommand = [\"\"]\n", "empty program name"),
+        (
+            "[notify]\ncommand = [\"/bin/true\"]\nheader_name = \"Authorization\"\n",
+            "go together",
+        ),
+        (
+            "[notify]\ncommand = [\"/bin/true\"]\novrdue_days = 3\n",
+            "ovrdue_days",
+        ),
+    ] {
+        let install = Install::new(text);
+        let (code, _, stderr) = outcome(&install.run(&["import", "/dev/null/none"]));
+        assert_eq!(code, 1, "{text}");
+        assert!(stderr.contains(expected), "{text}: {stderr}");
+    }
+    let install = Install::new("");
+    let (code, _, stderr) = outcome(&install.run(&["notify"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no [notify] section"), "{stderr}");
+}
