@@ -435,13 +435,18 @@ fn status_reports_sources_and_totals() {
             .contains("(schema 3): 20 messages, 13 print statuses, 6 registrations, 27 rejected"),
         "{stdout}"
     );
-    assert!(lines[1].starts_with("SOURCE"), "{stdout}");
-    assert!(
-        lines[2].starts_with("backfill") && lines[2].contains(" ok "),
+    assert_eq!(
+        lines[1],
+        "10 letters; notifications: 0 pending (0 failing), 0 sent, 0 not sent (older than max_age_days)",
         "{stdout}"
     );
-    assert!(lines[3].starts_with("import"), "{stdout}");
-    let total: Vec<&str> = lines[4].split_whitespace().collect();
+    assert!(lines[2].starts_with("SOURCE"), "{stdout}");
+    assert!(
+        lines[3].starts_with("backfill") && lines[3].contains(" ok "),
+        "{stdout}"
+    );
+    assert!(lines[4].starts_with("import"), "{stdout}");
+    let total: Vec<&str> = lines[5].split_whitespace().collect();
     assert_eq!(total, ["total", "20", "1", "27"], "{stdout}");
 
     let (code, stdout, _) = outcome(&install.run(&["status", "--json"]));
