@@ -3,6 +3,7 @@
 
 mod broker;
 mod fake_sts;
+mod fake_webhook;
 mod hostile;
 mod import;
 mod notify;

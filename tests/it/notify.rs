@@ -11,7 +11,7 @@ use crate::support::{BIN, Install, outcome, rows, test_uuid, value};
 
 /// A notify command: appends `KEY<TAB>EVENT<TAB>payload` to `sent.log`; fails while `fail`
 /// exists; while `hang` exists, records its pid and sleeps after logging.
-const SCRIPT: &str = r#"#!/bin/sh
+pub const SCRIPT: &str = r#"#!/bin/sh
 dir=$(dirname "$0")
 payload=$(cat)
 if [ -e "$dir/fail" ]; then echo "refused" >&2; exit 1; fi
@@ -20,12 +20,18 @@ if [ -e "$dir/hang" ]; then echo $$ > "$dir/hang.pid"; sleep 60; fi
 exit 0
 "#;
 
-fn install(overdue_days: u32) -> Install {
-    let install = Install::new("");
+/// Writes [`SCRIPT`] into the installation; its path.
+pub fn write_script(install: &Install) -> std::path::PathBuf {
     let script = install.path("alert.sh");
     std::fs::write(&script, SCRIPT).expect("script");
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .expect("chmod");
+    script
+}
+
+fn install(overdue_days: u32) -> Install {
+    let install = Install::new("");
+    let script = write_script(&install);
     install.append_config(&format!(
         "[notify]\ncommand = [\"{}\", \"--flag\"]\noverdue_days = {overdue_days}\n",
         script.display()
@@ -33,7 +39,7 @@ fn install(overdue_days: u32) -> Install {
     install
 }
 
-fn ago(hours: i64) -> String {
+pub fn ago(hours: i64) -> String {
     beskedhent::time::format_utc(chrono::Utc::now() - chrono::Duration::hours(hours))
 }
 
@@ -45,7 +51,7 @@ fn status(dir: &Path, name: &str, besked_id: &str, letter: &str, at: &str, kind:
 }
 
 /// The keys sent so far, in order.
-fn sent(install: &Install) -> Vec<String> {
+pub fn sent(install: &Install) -> Vec<String> {
     std::fs::read_to_string(install.path("sent.log"))
         .unwrap_or_default()
         .lines()
@@ -340,4 +346,72 @@ fn notify_settings_are_checked() {
     let (code, _, stderr) = outcome(&install.run(&["notify"]));
     assert_eq!(code, 1);
     assert!(stderr.contains("no [notify] section"), "{stderr}");
+}
+
+#[test]
+fn a_webhook_that_fails_first_gets_the_event_on_a_later_run() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let hook = crate::fake_webhook::FakeWebhook::start(1);
+    let install = Install::new("");
+    install.append_config(&format!(
+        "[notify]\nwebhook = \"{}\"\nca_file = \"{}\"\nheader_name = \"Authorization\"\nheader_value_env = \"HOOK_TOKEN\"\noverdue_days = 0\n",
+        hook.url(),
+        crate::broker::certs().path("ca.pem").display()
+    ));
+    let dir = install.path("in");
+    let letter = test_uuid(0xa4, 1);
+    status(
+        &dir,
+        "1.xml",
+        &test_uuid(0xb5, 1),
+        &letter,
+        &ago(1),
+        Status::FAILED,
+    );
+    let run = |args: &[&str]| {
+        outcome(
+            &Command::new(BIN)
+                .arg("--config")
+                .arg(install.config())
+                .args(args)
+                .env("BESKEDHENT_LOG", "warn")
+                .env("HOOK_TOKEN", "Bearer s3cret")
+                .output()
+                .expect("run"),
+        )
+    };
+    let (code, stdout, stderr) = run(&["import", dir.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("0 sent, 1 failed"), "{stdout}{stderr}");
+    assert!(stderr.contains("503"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    install
+        .db()
+        .execute_batch("UPDATE notification SET next_attempt_at = NULL")
+        .expect("due");
+    let (code, stdout, stderr) = run(&["notify"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("1 sent, 0 failed"), "{stdout}");
+    let received = hook.received();
+    assert_eq!(received.len(), 2);
+    for request in &received {
+        assert!(request.head.starts_with("post /hook "), "{}", request.head);
+        assert!(
+            request.head.contains("authorization: bearer s3cret"),
+            "{}",
+            request.head
+        );
+        assert!(
+            request
+                .head
+                .contains(&format!("idempotency-key: letter_failed:{letter}")),
+            "{}",
+            request.head
+        );
+        assert_eq!(request.body["event"], "letter_failed");
+        assert_eq!(request.body["message_uuid"], letter.as_str());
+    }
+    let (_, stdout, _) = run(&["notify"]);
+    assert!(stdout.contains("0 sent"), "{stdout}");
+    assert_eq!(hook.received().len(), 2);
 }

@@ -1040,3 +1040,77 @@ fn sync_memory_stays_flat_with_large_messages() {
     );
     assert_eq!(test.broker.depth(&test.queue), 0);
 }
+
+#[test]
+fn sync_tells_about_failed_letters_and_a_feed_that_keeps_failing() {
+    use crate::notify::{ago, sent, write_script};
+    use beskedhent::sample::{Status, status_envelope_with};
+    let letter = test_uuid(0xf1, 1);
+    let failed = status_envelope_with(
+        &test_uuid(0xf2, 1),
+        &letter,
+        &Status {
+            at: &ago(1),
+            ..Status::FAILED
+        },
+    );
+    let test = PullTest::new(vec![failed.into_bytes()], "");
+    let script = write_script(&test.install);
+    test.install.append_config(&format!(
+        "\n[notify]\ncommand = [\"{}\"]\nfailing_runs = 2\noverdue_days = 0\n",
+        script.display()
+    ));
+    let (code, stdout, stderr) = outcome(&test.install.run(&["sync"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("notifications: 1 sent, 0 failed"),
+        "{stdout}"
+    );
+    assert_eq!(sent(&test.install), [format!("letter_failed:{letter}")]);
+
+    // A mistyped dueslag: the second failed run in a row is told, once per streak.
+    let config = std::fs::read_to_string(test.install.config()).expect("config");
+    let wrong = config.replace(&test.queue, "00000000-0000-4000-8000-000000000bad");
+    std::fs::write(test.install.config(), &wrong).expect("config");
+    for _ in 0..3 {
+        let (code, stdout, _) = outcome(&test.install.run(&["sync"]));
+        assert_eq!(code, 4, "{stdout}");
+    }
+    let keys = sent(&test.install);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys[1].starts_with("feed_failing:status:"), "{keys:?}");
+    let log = std::fs::read_to_string(test.install.path("sent.log")).expect("log");
+    let payload: serde_json::Value = serde_json::from_str(
+        log.lines()
+            .nth(1)
+            .expect("line")
+            .splitn(3, '\t')
+            .nth(2)
+            .expect("payload"),
+    )
+    .expect("json");
+    assert_eq!(payload["feed"], "status");
+    assert_eq!(payload["runs"], 2);
+    assert!(
+        payload["error"]
+            .as_str()
+            .expect("error")
+            .contains("does not exist"),
+        "{payload}"
+    );
+    // Fixed: the streak ends; a new streak is a new event.
+    std::fs::write(test.install.config(), &config).expect("config");
+    assert_eq!(outcome(&test.install.run(&["sync"])).0, 0);
+    assert_eq!(
+        value::<i64>(
+            &test.install.db(),
+            "SELECT failed_runs FROM cursor WHERE source = 'status'"
+        ),
+        0
+    );
+    std::fs::write(test.install.config(), &wrong).expect("config");
+    for _ in 0..2 {
+        outcome(&test.install.run(&["sync"]));
+    }
+    assert_eq!(sent(&test.install).len(), 3);
+}

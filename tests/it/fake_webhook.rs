@@ -1,0 +1,132 @@
+//! A webhook receiver: an in-process HTTPS server (the test CA's server certificate, no client
+//! certificate asked for) that records every request and answers 503 to the first
+//! `fail_first`, then 204.
+
+use std::sync::{Arc, Mutex};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::broker::certs;
+
+/// One request received: its head (lower-cased) and its body.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub head: String,
+    pub body: serde_json::Value,
+}
+
+pub struct FakeWebhook {
+    pub port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl FakeWebhook {
+    pub fn start(fail_first: usize) -> FakeWebhook {
+        let certs = certs();
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(certs.path("server.pem"))
+                .expect("server cert")
+                .collect::<Result<_, _>>()
+                .expect("server cert");
+        let key = PrivateKeyDer::from_pem_file(certs.path("server.key")).expect("server key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let Ok(mut stream) = acceptor.accept(stream).await else {
+                        continue;
+                    };
+                    let Some(request) = read_request(&mut stream).await else {
+                        continue;
+                    };
+                    let count = {
+                        let mut log = log.lock().expect("lock");
+                        log.push(request);
+                        log.len()
+                    };
+                    let status = if count <= fail_first {
+                        "503 Service Unavailable"
+                    } else {
+                        "204 No Content"
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                }
+            });
+        });
+        FakeWebhook {
+            port,
+            received,
+            _thread: thread,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}/hook", self.port)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+}
+
+async fn read_request(
+    stream: &mut tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+) -> Option<Received> {
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let header_end = loop {
+        let read = stream.read(&mut buffer).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        request.extend_from_slice(&buffer[..read]);
+        if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&request[..header_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0);
+    while request.len() < header_end + length {
+        let read = stream.read(&mut buffer).await.ok()?;
+        if read == 0 {
+            break;
+        }
+        request.extend_from_slice(&buffer[..read]);
+    }
+    Some(Received {
+        head,
+        body: serde_json::from_slice(&request[header_end..]).unwrap_or(serde_json::Value::Null),
+    })
+}
