@@ -12,23 +12,46 @@ pub struct Measured {
     pub system_seconds: f64,
 }
 
-/// Runs a command to completion and measures wall time, peak RSS and CPU time (from `wait4`).
+/// Runs a command to completion and measures wall time, peak RSS and CPU time. The peak is the
+/// child's own `VmHWM`, read from /proc while it runs: `wait4`'s `ru_maxrss` would also count
+/// the memory of this (larger) process, which the child shares until it execs.
 pub fn run_measured(command: &mut Command) -> Measured {
     let started = Instant::now();
     // The child is reaped by wait4 below, which also reports its resource use.
     #[allow(clippy::zombie_processes)]
     let child = command.spawn().expect("spawn");
+    let pid = child.id() as i32;
+    let status_path = format!("/proc/{pid}/status");
+    let mut peak_kib = 0u64;
     let mut status = 0;
     // SAFETY: rusage is plain data, fully written by wait4 on success.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; pointers are valid for the call.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert!(pid > 0, "wait4 failed");
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path)
+            && let Some(kib) = text
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        {
+            peak_kib = peak_kib.max(kib);
+        }
+        // SAFETY: waits for our own child without blocking; pointers are valid for the call.
+        let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(done >= 0, "wait4 failed");
+        if done == pid {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Measured {
         exit_code: libc::WEXITSTATUS(status),
         seconds: started.elapsed().as_secs_f64(),
-        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        peak_rss_mib: if peak_kib > 0 {
+            peak_kib as f64 / 1024.0
+        } else {
+            usage.ru_maxrss as f64 / 1024.0
+        },
         user_seconds: seconds(usage.ru_utime),
         system_seconds: seconds(usage.ru_stime),
     }
