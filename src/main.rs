@@ -133,6 +133,7 @@ fn run(cli: Cli) -> Result<u8> {
                 limit,
             };
             let store = Store::open_existing(&config.database)?;
+            store.require_current()?;
             let rows = letters::list(&store, &filter)?;
             let format = if csv {
                 letters::Format::Csv
@@ -146,6 +147,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Show { id } => {
             let store = Store::open_existing(&config.database)?;
+            store.require_current()?;
             match letters::show(&store, &id)? {
                 Some(text) => {
                     print!("{text}");

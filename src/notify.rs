@@ -74,6 +74,21 @@ pub fn deliver(store: &mut Store, config: &NotifyConfig) -> Result<Delivered> {
     Ok(done)
 }
 
+/// A webhook URL as it may be shown: without user information, query or fragment, which may
+/// hold a secret.
+fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        Err(_) => "(notify.webhook)".into(),
+    }
+}
+
 /// The wait before attempt `attempts + 1`: 1 minute, doubling, at most 6 hours.
 fn backoff(attempts: i64) -> chrono::Duration {
     let minutes = 1i64 << attempts.clamp(1, 10).saturating_sub(1);
@@ -135,11 +150,15 @@ impl<'a> Sender<'a> {
                 })?;
                 request = request.header(name.as_str(), value);
             }
+            let name = shown(url);
             let response = request.send().map_err(|error| {
-                anyhow::anyhow!("webhook {url}: {}", crate::sts::error_chain(&error))
+                anyhow::anyhow!(
+                    "webhook {name}: {}",
+                    crate::sts::error_chain(&error.without_url())
+                )
             })?;
             if !response.status().is_success() {
-                bail!("webhook {url} answered {}", response.status());
+                bail!("webhook {name} answered {}", response.status());
             }
         }
         Ok(())
@@ -153,9 +172,32 @@ impl<'a> Sender<'a> {
             .env("BESKEDHENT_KEY", &event.key)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot run `notify.command` `{program}`"))?;
+        // What it says on standard error is kept (the first 1 KiB) for the error and the log,
+        // where it is masked like everything else; the rest is read and dropped, so that a
+        // talkative command never blocks on a full pipe.
+        let said = child.stderr.take().map(|mut stderr| {
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while let Ok(read) = std::io::Read::read(&mut stderr, &mut buffer) {
+                    if read == 0 {
+                        break;
+                    }
+                    let room = 1024usize.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buffer[..read.min(room)]);
+                }
+                String::from_utf8_lossy(&kept).trim().to_owned()
+            })
+        });
+        let said = || {
+            said.map(|thread| thread.join().unwrap_or_default())
+                .filter(|text| !text.is_empty())
+                .map(|text| format!(": {text}"))
+                .unwrap_or_default()
+        };
         if let Some(mut stdin) = child.stdin.take() {
             // A command that does not read its input is its own business.
             let _ = stdin.write_all(event.payload.as_bytes());
@@ -167,14 +209,15 @@ impl<'a> Sender<'a> {
                 if status.success() {
                     return Ok(());
                 }
-                bail!("`{program}` exited with {status}");
+                bail!("`{program}` exited with {status}{}", said());
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
                 bail!(
-                    "`{program}` did not finish within {} s (notify.timeout_seconds)",
-                    self.config.timeout_seconds
+                    "`{program}` did not finish within {} s (notify.timeout_seconds){}",
+                    self.config.timeout_seconds,
+                    said()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -185,6 +228,14 @@ impl<'a> Sender<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_webhook_is_shown_without_its_secrets() {
+        assert_eq!(
+            shown("https://user:pw@hooks.example.dk:8443/x/y?token=s3cret#f"),
+            "https://hooks.example.dk:8443/x/y"
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_six_hours() {

@@ -953,6 +953,19 @@ impl Store {
         })
     }
 
+    /// Fails, saying what to do, unless the database is at this build's schema version (for
+    /// the read-only commands, which do not migrate).
+    pub fn require_current(&self) -> Result<()> {
+        let version = self.schema_version()?;
+        if version < SCHEMA_VERSION as i64 {
+            bail!(
+                "database `{}` has schema version {version}, older than this beskedhent's {SCHEMA_VERSION}; run `beskedhent init` to migrate it",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64> {
         Ok(self

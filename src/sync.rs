@@ -207,7 +207,8 @@ pub async fn run_once(puller: Arc<Puller>, shutdown: watch::Receiver<bool>) -> R
         }));
     }
     let elapsed = started.elapsed();
-    let notifications = match puller.notify.clone() {
+    // After a signal, nothing more is started: what is pending goes out on the next run.
+    let notifications = match puller.notify.clone().filter(|_| !*shutdown.borrow()) {
         None => None,
         Some(notify) => {
             let database = puller.database.clone();

@@ -555,6 +555,13 @@ fn a_v1_replica_gets_its_letters_under_the_old_rule() {
             "letter-d|7|Afleveret Digital Post"
         ]
     );
+    // The read-only commands do not migrate: they say how.
+    let (code, _, stderr) = outcome(&install.run(&["letters"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("run `beskedhent init` to migrate it"),
+        "{stderr}"
+    );
     let (code, stdout, stderr) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     let db = install.db();

@@ -14,7 +14,7 @@ use crate::support::{BIN, Install, outcome, rows, test_uuid, value};
 pub const SCRIPT: &str = r#"#!/bin/sh
 dir=$(dirname "$0")
 payload=$(cat)
-if [ -e "$dir/fail" ]; then echo "refused" >&2; exit 1; fi
+if [ -e "$dir/fail" ]; then echo "refused for 0101701234" >&2; exit 1; fi
 printf '%s\t%s\t%s\n' "$BESKEDHENT_KEY" "$BESKEDHENT_EVENT" "$payload" >> "$dir/sent.log"
 if [ -e "$dir/hang" ]; then echo $$ > "$dir/hang.pid"; sleep 60; fi
 exit 0
@@ -232,6 +232,14 @@ fn a_failing_command_is_retried_on_later_runs_until_it_succeeds() {
             "SELECT attempts, last_error IS NOT NULL, next_attempt_at > created_at FROM notification"
         ),
         ["1|1|1"]
+    );
+    // What the command said is kept, masked like every logged text.
+    assert_eq!(
+        value::<String>(&db, "SELECT last_error FROM notification"),
+        format!(
+            "`{}` exited with exit status: 1: refused for 010170****",
+            install.path("alert.sh").display()
+        )
     );
     let (_, stdout, _) = outcome(&install.run(&["status"]));
     assert!(stdout.contains("1 pending (1 failing)"), "{stdout}");
