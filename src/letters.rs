@@ -101,9 +101,21 @@ pub fn list(store: &Store, filter: &Filter) -> Result<Vec<Vec<Value>>> {
         let _ = write!(sql, " LIMIT {}", filter.limit);
     }
     let connection = store.connection();
-    let mut statement = connection.prepare(&sql)?;
-    let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
-        (0..COLUMNS.len())
+    all_rows(
+        &mut connection.prepare(&sql)?,
+        rusqlite::params_from_iter(params),
+        COLUMNS.len(),
+    )
+}
+
+/// Every row of a query, each as `width` values.
+fn all_rows<P: rusqlite::Params>(
+    statement: &mut rusqlite::Statement<'_>,
+    params: P,
+    width: usize,
+) -> Result<Vec<Vec<Value>>> {
+    let rows = statement.query_map(params, |row| {
+        (0..width)
             .map(|index| row.get::<_, Value>(index))
             .collect::<rusqlite::Result<Vec<Value>>>()
     })?;
@@ -229,17 +241,14 @@ pub fn show(store: &Store, id: &str) -> Result<Option<String>> {
     let connection = store.connection();
     let id = id.trim();
     let mut out = String::new();
-    let letter = connection
-        .prepare(&format!(
+    let letter = all_rows(
+        &mut connection.prepare(&format!(
             "SELECT {} FROM letter WHERE message_uuid = ?1",
             COLUMNS.join(", ")
-        ))?
-        .query_map([id], |row| {
-            (0..COLUMNS.len())
-                .map(|index| row.get::<_, Value>(index))
-                .collect::<rusqlite::Result<Vec<Value>>>()
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        ))?,
+        [id],
+        COLUMNS.len(),
+    )?;
     if let Some(current) = letter.first() {
         out.push_str("letter\n");
         fields(&mut out, COLUMNS, current);
@@ -254,17 +263,14 @@ pub fn show(store: &Store, id: &str) -> Result<Option<String>> {
             "fejl_tekst",
             "besked_id",
         ];
-        let history = connection
-            .prepare(&format!(
+        let history = all_rows(
+            &mut connection.prepare(&format!(
                 "SELECT {} FROM print_status WHERE message_uuid = ?1 ORDER BY occurred_at, seq",
                 HISTORY.join(", ")
-            ))?
-            .query_map([id], |row| {
-                (0..HISTORY.len())
-                    .map(|index| row.get::<_, Value>(index))
-                    .collect::<rusqlite::Result<Vec<Value>>>()
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            ))?,
+            [id],
+            HISTORY.len(),
+        )?;
         let _ = writeln!(out, "\nstatuses, oldest first ({})", history.len());
         out.push_str(&render(HISTORY, &history, Format::Table));
         return Ok(Some(out));
@@ -283,17 +289,14 @@ pub fn show(store: &Store, id: &str) -> Result<Option<String>> {
         "producer_uuid",
         "origin",
     ];
-    let message = connection
-        .prepare(&format!(
+    let message = all_rows(
+        &mut connection.prepare(&format!(
             "SELECT {} FROM message WHERE besked_id = ?1",
             MESSAGE.join(", ")
-        ))?
-        .query_map([&besked_id], |row| {
-            (0..MESSAGE.len())
-                .map(|index| row.get::<_, Value>(index))
-                .collect::<rusqlite::Result<Vec<Value>>>()
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        ))?,
+        [&besked_id],
+        MESSAGE.len(),
+    )?;
     let Some(row) = message.first() else {
         return Ok(None);
     };
@@ -308,13 +311,7 @@ pub fn show(store: &Store, id: &str) -> Result<Option<String>> {
     ] {
         let mut statement = connection.prepare(&format!("SELECT * FROM {table} WHERE seq = ?1"))?;
         let names: Vec<String> = statement.column_names().map(str::to_owned).collect();
-        let derived = statement
-            .query_map([seq], |row| {
-                (0..names.len())
-                    .map(|index| row.get::<_, Value>(index))
-                    .collect::<rusqlite::Result<Vec<Value>>>()
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let derived = all_rows(&mut statement, [seq], names.len())?;
         if let Some(derived) = derived.first() {
             let _ = writeln!(out, "\n{title}");
             let names: Vec<&str> = names.iter().map(String::as_str).collect();

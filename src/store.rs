@@ -1225,6 +1225,21 @@ fn note_letter(tx: &rusqlite::Transaction<'_>, seq: i64, status: &PostStatus) ->
         .is_final
         .then_some(status.occurred_at.as_deref())
         .flatten();
+    // The status as the letter's current one: ?1 to ?12 of both statements below.
+    let current_fields = params![
+        uuid,
+        seq,
+        status.event,
+        status.outcome,
+        status.is_final,
+        status.kanal,
+        status.occurred_at,
+        final_at,
+        status.fejl_kode,
+        status.fejl_tekst,
+        status.afsendelse_id,
+        status.transmission_id,
+    ];
     let Some((current_seq, current_final, current_at)) = current else {
         tx.prepare_cached(
             "INSERT INTO letter (message_uuid, seq, event, outcome, final, kanal, occurred_at,
@@ -1232,20 +1247,7 @@ fn note_letter(tx: &rusqlite::Transaction<'_>, seq: i64, status: &PostStatus) ->
                  transmission_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, 1, ?9, ?10, ?11, ?12)",
         )?
-        .execute(params![
-            uuid,
-            seq,
-            status.event,
-            status.outcome,
-            status.is_final,
-            status.kanal,
-            status.occurred_at,
-            final_at,
-            status.fejl_kode,
-            status.fejl_tekst,
-            status.afsendelse_id,
-            status.transmission_id,
-        ])?;
+        .execute(current_fields)?;
         return Ok(());
     };
     // Text times compare as SQLite compares them (bytewise), and a missing time sorts first,
@@ -1261,20 +1263,7 @@ fn note_letter(tx: &rusqlite::Transaction<'_>, seq: i64, status: &PostStatus) ->
                      THEN coalesce(?7, first_seen_at) ELSE first_seen_at END
              WHERE message_uuid = ?1",
         )?
-        .execute(params![
-            uuid,
-            seq,
-            status.event,
-            status.outcome,
-            status.is_final,
-            status.kanal,
-            status.occurred_at,
-            final_at,
-            status.fejl_kode,
-            status.fejl_tekst,
-            status.afsendelse_id,
-            status.transmission_id,
-        ])?;
+        .execute(current_fields)?;
     } else {
         tx.prepare_cached(
             "UPDATE letter SET statuses = statuses + 1,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::broker::certs;
 
@@ -100,33 +100,9 @@ impl FakeWebhook {
 async fn read_request(
     stream: &mut tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
 ) -> Option<Received> {
-    let mut request = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let header_end = loop {
-        let read = stream.read(&mut buffer).await.ok()?;
-        if read == 0 {
-            return None;
-        }
-        request.extend_from_slice(&buffer[..read]);
-        if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&request[..header_end]).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0);
-    while request.len() < header_end + length {
-        let read = stream.read(&mut buffer).await.ok()?;
-        if read == 0 {
-            break;
-        }
-        request.extend_from_slice(&buffer[..read]);
-    }
+    let (head, body) = crate::fake_sts::read_request(stream).await.ok()??;
     Some(Received {
         head,
-        body: serde_json::from_slice(&request[header_end..]).unwrap_or(serde_json::Value::Null),
+        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
     })
 }
