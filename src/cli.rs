@@ -9,18 +9,34 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "beskedhent", version, about, long_about = None)]
 pub struct Cli {
-    /// The configuration file.
-    #[arg(
-        long,
-        global = true,
-        env = "BESKEDHENT_CONFIG",
-        default_value = "config.toml",
-        value_name = "PATH"
-    )]
-    pub config: PathBuf,
+    /// The configuration file [default: ./config.toml if it exists, else
+    /// /etc/beskedhent/config.toml]
+    #[arg(long, global = true, env = "BESKEDHENT_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Where the configuration is read from when `--config` is not given: the working directory
+/// first (a checkout, a test), then the installed package's.
+pub const SYSTEM_CONFIG: &str = "/etc/beskedhent/config.toml";
+
+impl Cli {
+    /// The configuration file to read.
+    pub fn config_path(&self) -> PathBuf {
+        match &self.config {
+            Some(path) => path.clone(),
+            None => {
+                let local = PathBuf::from("config.toml");
+                if !local.exists() && std::path::Path::new(SYSTEM_CONFIG).exists() {
+                    PathBuf::from(SYSTEM_CONFIG)
+                } else {
+                    local
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,10 +105,57 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Show each source's position, counts and last run.
+    /// Write the manual page and shell completions into DIR (for packagers).
+    #[command(hide = true)]
+    GenerateAssets {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Show each source's position, counts, last run and last successful run.
     Status {
         /// Print JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "check")]
         json: bool,
+        /// Act as a Nagios/Icinga plugin: one line `OK|WARNING|CRITICAL|UNKNOWN - ...` with
+        /// performance data, exit 0, 1, 2 or 3. Thresholds are in [monitor].
+        #[arg(long)]
+        check: bool,
     },
+    /// Copy the database to PATH (mode 0600), consistently even while a sync writes, and
+    /// verify the copy before reporting success.
+    Backup {
+        /// The new file; must not exist.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
+    /// Delete what [retention] says is too old, in small batches; print what went.
+    Prune,
+    /// Erase one CPR or CVR number everywhere the replica holds it (data-protection
+    /// requests): registrations, envelopes and refused messages naming it, notifications.
+    Forget {
+        /// 10-digit CPR (DDMMYYSSSS or DDMMYY-SSSS) or 8-digit CVR number.
+        #[arg(value_name = "PARTY")]
+        party: String,
+    },
+}
+
+/// Writes the manual pages (`beskedhent.1`, and `beskedhent-COMMAND.1` for each command) and
+/// the completions for bash (`beskedhent.bash`), zsh (`_beskedhent`) and fish
+/// (`beskedhent.fish`) into `dir`, all generated from the definition above.
+pub fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(Cli::command(), dir)?;
+    for (shell, file) in [
+        (Shell::Bash, "beskedhent.bash"),
+        (Shell::Zsh, "_beskedhent"),
+        (Shell::Fish, "beskedhent.fish"),
+    ] {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "beskedhent", &mut out);
+        std::fs::write(dir.join(file), out)?;
+    }
+    Ok(())
 }

@@ -34,6 +34,115 @@ struct RawConfig {
     #[serde(default)]
     sync: SyncConfig,
     notify: Option<NotifyConfig>,
+    #[serde(default)]
+    monitor: MonitorConfig,
+    metrics: Option<MetricsConfig>,
+    #[serde(default)]
+    retention: RetentionConfig,
+}
+
+/// `[monitor]`: thresholds of `status --check`. Every key has a default; 0 turns a check off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// WARNING when a feed's last successful run is older than this many minutes.
+    #[serde(default = "default_warn_after")]
+    pub warn_after_minutes: u64,
+    /// CRITICAL when it is older than this.
+    #[serde(default = "default_critical_after")]
+    pub critical_after_minutes: u64,
+    /// WARNING when a feed failed this many runs in a row.
+    #[serde(default = "default_failed_runs_warning")]
+    pub failed_runs_warning: u64,
+    /// CRITICAL when it failed this many runs in a row.
+    #[serde(default = "default_failed_runs_critical")]
+    pub failed_runs_critical: u64,
+    /// WARNING when at least this many messages were refused in the last 24 hours.
+    #[serde(default = "default_one")]
+    pub rejected_warning: u64,
+    /// CRITICAL when at least this many were (0: never).
+    #[serde(default)]
+    pub rejected_critical: u64,
+    /// A letter is overdue when it has no final status this many days after it was first seen.
+    #[serde(default = "default_overdue_days")]
+    pub overdue_days: u32,
+    /// WARNING when at least this many letters are overdue.
+    #[serde(default = "default_one")]
+    pub overdue_warning: u64,
+    /// CRITICAL when at least this many are (0: never).
+    #[serde(default)]
+    pub overdue_critical: u64,
+    /// WARNING when the [sts] certificate expires within this many days.
+    #[serde(default = "default_certificate_warning")]
+    pub certificate_warning_days: u64,
+    /// CRITICAL when it expires within this many days.
+    #[serde(default = "default_certificate_critical")]
+    pub certificate_critical_days: u64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every key has a default")
+    }
+}
+
+fn default_warn_after() -> u64 {
+    30
+}
+fn default_critical_after() -> u64 {
+    120
+}
+fn default_failed_runs_warning() -> u64 {
+    1
+}
+fn default_failed_runs_critical() -> u64 {
+    3
+}
+fn default_one() -> u64 {
+    1
+}
+fn default_certificate_warning() -> u64 {
+    30
+}
+fn default_certificate_critical() -> u64 {
+    7
+}
+
+/// `[metrics]`: a Prometheus text file written after every run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where to write it, e.g. for node_exporter's textfile collector.
+    pub textfile: PathBuf,
+}
+
+/// `[retention]`: how long personal data is kept. Nothing is deleted unless a key is set
+/// (0 or absent: kept for ever).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Drop envelope bytes of messages older than this (the row and derived data stay).
+    #[serde(default)]
+    pub envelope_days: u32,
+    /// Delete letters whose final status is older than this, with their statuses and messages.
+    #[serde(default)]
+    pub status_days: u32,
+    /// Delete superseded registration rows older than this (the current one stays).
+    #[serde(default)]
+    pub registration_history_days: u32,
+    /// Delete refused messages older than this.
+    #[serde(default)]
+    pub rejected_days: u32,
+    /// Delete run history older than this.
+    #[serde(default)]
+    pub run_days: u32,
+}
+
+impl RetentionConfig {
+    /// Whether any key is set.
+    pub fn is_set(&self) -> bool {
+        *self != RetentionConfig::default()
+    }
 }
 
 /// `[notify]`: who is told about failed and overdue letters, failing feeds and refused
@@ -183,6 +292,10 @@ pub struct FeedConfig {
 pub struct ScheduleConfig {
     /// Six-field cron expression with seconds, e.g. `0 */5 * * * *`.
     pub cron: String,
+    /// The daemon exits (code 4) after this many passes in a row in which a feed failed, so
+    /// that a service manager sees it (0: never).
+    #[serde(default)]
+    pub exit_after_failed_passes: u32,
 }
 
 /// `[sync]`: tuning of a run. Every key has a safe default.
@@ -324,6 +437,12 @@ pub struct Config {
     pub sync: SyncConfig,
     /// `[notify]`, when configured.
     pub notify: Option<NotifyConfig>,
+    /// `[monitor]`, defaults when absent.
+    pub monitor: MonitorConfig,
+    /// `[metrics]`, when configured.
+    pub metrics: Option<MetricsConfig>,
+    /// `[retention]`, nothing deleted when absent.
+    pub retention: RetentionConfig,
 }
 
 impl Config {
@@ -388,8 +507,16 @@ impl Config {
             .notify
             .map(|notify| validate_notify(notify, base))
             .transpose()?;
+        validate_monitor(&raw.monitor)?;
+        let metrics = raw
+            .metrics
+            .map(|metrics| validate_metrics(metrics, base))
+            .transpose()?;
         Ok(Config {
             notify,
+            monitor: raw.monitor,
+            metrics,
+            retention: raw.retention,
             path: path.to_path_buf(),
             database: base.join(raw.database),
             max_message_bytes,
@@ -421,6 +548,16 @@ impl Config {
         })
     }
 
+    /// The names of the configured `[[feed]]`s.
+    pub fn feed_names(&self) -> Vec<String> {
+        self.feeds.iter().map(|feed| feed.name.clone()).collect()
+    }
+
+    /// `[sts]`, when configured.
+    pub fn sts(&self) -> Option<&StsConfig> {
+        self.sts.as_ref()
+    }
+
     /// The `[schedule]` section `daemon` needs.
     pub fn schedule(&self) -> Result<&ScheduleConfig> {
         self.schedule.as_ref().ok_or_else(|| {
@@ -430,6 +567,69 @@ impl Config {
             )
         })
     }
+}
+
+fn validate_monitor(monitor: &MonitorConfig) -> Result<()> {
+    let pairs = [
+        (
+            "warn_after_minutes",
+            monitor.warn_after_minutes,
+            "critical_after_minutes",
+            monitor.critical_after_minutes,
+        ),
+        (
+            "failed_runs_warning",
+            monitor.failed_runs_warning,
+            "failed_runs_critical",
+            monitor.failed_runs_critical,
+        ),
+        (
+            "rejected_warning",
+            monitor.rejected_warning,
+            "rejected_critical",
+            monitor.rejected_critical,
+        ),
+        (
+            "overdue_warning",
+            monitor.overdue_warning,
+            "overdue_critical",
+            monitor.overdue_critical,
+        ),
+    ];
+    for (warn_key, warn, critical_key, critical) in pairs {
+        if warn > 0 && critical > 0 && warn > critical {
+            bail!(
+                "`monitor.{warn_key}` ({warn}) is above `monitor.{critical_key}` ({critical}); the warning threshold must come first"
+            );
+        }
+    }
+    if monitor.certificate_critical_days > monitor.certificate_warning_days
+        && monitor.certificate_warning_days > 0
+    {
+        bail!(
+            "`monitor.certificate_critical_days` ({}) is above `monitor.certificate_warning_days` ({}); the warning must come first",
+            monitor.certificate_critical_days,
+            monitor.certificate_warning_days
+        );
+    }
+    Ok(())
+}
+
+fn validate_metrics(mut metrics: MetricsConfig, base: &Path) -> Result<MetricsConfig> {
+    if metrics.textfile.as_os_str().is_empty() {
+        bail!(
+            "`metrics.textfile` is empty; give a file path, e.g. \"/var/lib/prometheus/node-exporter/beskedhent.prom\""
+        );
+    }
+    metrics.textfile = base.join(&metrics.textfile);
+    if metrics.textfile.is_dir() {
+        bail!(
+            "`metrics.textfile` `{}` is a directory; name a file in it, e.g. `{}`",
+            metrics.textfile.display(),
+            metrics.textfile.join("beskedhent.prom").display()
+        );
+    }
+    Ok(metrics)
 }
 
 /// The PKCS#12 password, from the environment variable named in the configuration.

@@ -26,7 +26,7 @@ use anyhow::Result;
 
 use crate::envelope;
 use crate::message::{self, Decoder, Rejection};
-use crate::store::{Counts, Durability, Incoming, Outcome, Raw, RunStatus, Store};
+use crate::store::{Counts, Durability, Incoming, Outcome, Raw, RunEnd, RunStatus, Store};
 use crate::time;
 
 /// How much of an oversized file is searched for its besked id.
@@ -93,13 +93,27 @@ pub fn import(
 ) -> Result<ImportSummary> {
     let started = Instant::now();
     store.set_durability(Durability::Normal)?;
-    store.begin_run(source, &time::now_utc())?;
+    let run_id = store.begin_run(source, "import", &time::now_utc())?;
     let result = run(store, decoder, paths, source);
-    let (status, error) = match &result {
-        Ok(_) => (RunStatus::Ok, None),
-        Err(error) => (RunStatus::Failed, Some(format!("{error:#}"))),
+    let (status, error, counts) = match &result {
+        Ok(summary) => (RunStatus::Ok, None, summary.counts),
+        Err(error) => (
+            RunStatus::Failed,
+            Some(format!("{error:#}")),
+            Counts::default(),
+        ),
     };
-    store.end_run(source, &time::now_utc(), status, error.as_deref())?;
+    let ended_at = time::now_utc();
+    store.end_run(
+        run_id,
+        source,
+        RunEnd {
+            ended_at: &ended_at,
+            status,
+            error: error.as_deref(),
+            counts,
+        },
+    )?;
     let mut summary = result?;
     summary.elapsed = started.elapsed();
     Ok(summary)

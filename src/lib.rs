@@ -13,7 +13,7 @@
 //! - [`credentials`], [`sts`], [`amqp`]: the certificate, the token, the broker;
 //! - [`sync`]: pulling feeds (fetch, decode, commit, then acknowledge); [`schedule`]: `daemon`;
 //! - [`check`]: checking a set-up without consuming anything;
-//! - [`status`]: the `status` report; [`logging`]: the one layer every log line passes through;
+//! - [`status`]: the `status` report; [`monitor`]: `status --check` and the metrics file; [`logging`]: the one layer every log line passes through;
 //! - [`sample`]: realistic generated envelopes for benchmarks and tests.
 
 pub mod amqp;
@@ -29,6 +29,7 @@ pub mod letters;
 pub mod logging;
 pub mod mask;
 pub mod message;
+pub mod monitor;
 pub mod net;
 pub mod notify;
 pub mod payload;

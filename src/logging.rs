@@ -23,17 +23,48 @@ const QUIET: &[&str] = &[
     "amq_protocol=warn",
 ];
 
-/// Sets up logging to standard error. Returns a warning to show when `BESKEDHENT_LOG` was not
-/// a valid filter (logging then stays at `info`, rather than silently going quiet).
+/// The environment variable choosing the log format: `text` (the default) or `json`.
+pub const LOG_FORMAT_ENV: &str = "BESKEDHENT_LOG_FORMAT";
+
+/// Sets up logging to standard error: text lines, or with `BESKEDHENT_LOG_FORMAT=json` one JSON
+/// object per line (`timestamp`, `level`, `message` and the event's fields). Under systemd's
+/// journal (`JOURNAL_STREAM` set) text lines carry no timestamp of their own: the journal adds
+/// one. A bad `BESKEDHENT_LOG` or `BESKEDHENT_LOG_FORMAT` is reported and logging goes on.
 pub fn init() {
     let requested = std::env::var(LOG_ENV).ok();
-    let (filter, problem) = filter(requested.as_deref());
-    tracing_subscriber::fmt()
+    let (filter, mut problem) = filter(requested.as_deref());
+    let format = std::env::var(LOG_FORMAT_ENV).unwrap_or_default();
+    let json = match format.trim().to_ascii_lowercase().as_str() {
+        "json" => true,
+        "" | "text" => false,
+        _ => {
+            problem = Some(format!(
+                "{LOG_FORMAT_ENV}=`{}` is not a log format; use `text` or `json` (logging as text)",
+                mask::cap(&format, 40)
+            ));
+            false
+        }
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(SafeStderr)
         .with_ansi(false)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(SafeStderr { json: true })
+            .init();
+    } else if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder
+            .without_time()
+            .with_writer(SafeStderr { json: false })
+            .init();
+    } else {
+        builder.with_writer(SafeStderr { json: false }).init();
+    }
     if let Some(problem) = problem {
         tracing::warn!("{problem}");
     }
@@ -86,6 +117,38 @@ pub fn safe_line(text: &str) -> String {
     mask::cap(&mask::for_log(text), MAX_LINE_BYTES).into_owned()
 }
 
+/// Longest string value in a JSON log line, in bytes after escaping.
+const MAX_JSON_VALUE_BYTES: usize = 4 * 1024;
+
+/// Makes one JSON log line safe, keeping it valid JSON: every string value masked and capped
+/// (JSON escapes control characters itself), and a number that looks like a CPR number turned
+/// into a masked string. A line that is not JSON is wrapped as the message of one.
+pub fn safe_json_line(text: &str) -> String {
+    fn clean(value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(text) => {
+                let safe = mask::cap(&mask::mask_cpr(text), MAX_JSON_VALUE_BYTES).into_owned();
+                *text = safe;
+            }
+            Value::Number(number) => {
+                let digits = number.to_string();
+                let masked = mask::mask_cpr(&digits);
+                if masked != digits {
+                    *value = Value::String(masked.into_owned());
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(clean),
+            Value::Object(map) => map.values_mut().for_each(clean),
+            Value::Bool(_) | Value::Null => {}
+        }
+    }
+    let mut value = serde_json::from_str(text)
+        .unwrap_or_else(|_| serde_json::json!({ "level": "INFO", "message": text }));
+    clean(&mut value);
+    serde_json::to_string(&value).unwrap_or_else(|_| safe_line(text))
+}
+
 /// Prints an error on standard error, made safe like every log line.
 pub fn print_error(text: &str) {
     let line = safe_line(&format!("error: {text}"));
@@ -93,19 +156,22 @@ pub fn print_error(text: &str) {
     let _ = writeln!(stderr, "{line}");
 }
 
-/// Writes each formatted log line to standard error through [`safe_line`].
-struct SafeStderr;
+/// Writes each formatted log line to standard error through [`safe_line`] (text) or
+/// [`safe_json_line`] (JSON).
+struct SafeStderr {
+    json: bool,
+}
 
 impl<'a> MakeWriter<'a> for SafeStderr {
     type Writer = LineBuffer;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineBuffer(Vec::with_capacity(256))
+        LineBuffer(Vec::with_capacity(256), self.json)
     }
 }
 
 /// Collects one event's output, then writes it as one safe line when dropped.
-struct LineBuffer(Vec<u8>);
+struct LineBuffer(Vec<u8>, bool);
 
 impl Write for LineBuffer {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -124,7 +190,12 @@ impl Drop for LineBuffer {
             return;
         }
         let text = String::from_utf8_lossy(&self.0);
-        let line = safe_line(text.strip_suffix('\n').unwrap_or(&text));
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        let line = if self.1 {
+            safe_json_line(text)
+        } else {
+            safe_line(text)
+        };
         let mut stderr = std::io::stderr().lock();
         let _ = writeln!(stderr, "{line}");
     }
@@ -143,6 +214,29 @@ mod tests {
         let long = safe_line(&"x".repeat(10 * 1024 * 1024));
         assert!(long.len() < MAX_LINE_BYTES + 64, "{}", long.len());
         assert!(long.contains("cut"), "{}", &long[long.len() - 40..]);
+    }
+
+    #[test]
+    fn json_lines_stay_json_and_are_masked_and_capped() {
+        let line = safe_json_line(
+            r#"{"timestamp":"2026-11-27T10:00:00Z","level":"WARN","message":"refused file=/in/a\nb 251248-9996","besked_id":"2512489996","count":2512489996,"seq":12}"#,
+        );
+        let value: serde_json::Value = serde_json::from_str(&line).expect(&line);
+        assert_eq!(value["level"], "WARN");
+        assert_eq!(value["seq"], 12);
+        assert!(!line.contains("9996"), "{line}");
+        assert_eq!(value["count"], "251248****");
+        assert!(
+            value["message"].as_str().unwrap().contains("/in/a\nb"),
+            "{line}"
+        );
+        let long = format!(r#"{{"level":"INFO","message":"{}"}}"#, "x".repeat(100_000));
+        let line = safe_json_line(&long);
+        assert!(line.len() < MAX_JSON_VALUE_BYTES + 200, "{}", line.len());
+        serde_json::from_str::<serde_json::Value>(&line).expect("still JSON");
+        let wrapped: serde_json::Value =
+            serde_json::from_str(&safe_json_line("not json 251248-9996")).expect("wrapped");
+        assert_eq!(wrapped["message"], "not json 251248-****");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use clap::Parser;
 use beskedhent::cli::{Cli, Command};
 use beskedhent::config::Config;
 use beskedhent::store::Store;
-use beskedhent::{check, exit, import, letters, logging, notify, schedule, status, sync};
+use beskedhent::{check, exit, import, letters, logging, monitor, notify, schedule, status, sync};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -32,7 +32,26 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> Result<u8> {
-    let config = Config::load(&cli.config)?;
+    if let Command::GenerateAssets { dir } = &cli.command {
+        // Needs no configuration: run by packagers at build time.
+        beskedhent::cli::generate_assets(dir)
+            .map_err(|error| anyhow::anyhow!("cannot write into `{}`: {error}", dir.display()))?;
+        return Ok(exit::OK);
+    }
+    let config_path = cli.config_path();
+    if let Command::Status { check: true, .. } = cli.command {
+        // A plugin: every failure is UNKNOWN (exit 3) on one line, never a bare error.
+        let verdict = match Config::load(&config_path) {
+            Ok(config) => monitor::check(&config, chrono::Utc::now()),
+            Err(error) => monitor::Verdict {
+                state: monitor::State::Unknown,
+                line: logging::safe_line(&format!("UNKNOWN - {error:#}")),
+            },
+        };
+        println!("{}", verdict.line);
+        return Ok(verdict.state.exit_code());
+    }
+    let config = Config::load(&config_path)?;
     match cli.command {
         Command::Init => {
             let existed = config.database.exists();
@@ -57,6 +76,16 @@ fn run(cli: Cli) -> Result<u8> {
                     Err(error) => {
                         logging::print_error(&format!("cannot send notifications: {error:#}"))
                     }
+                }
+            }
+            if let Some(metrics) = &config.metrics {
+                let expiry = config
+                    .sts()
+                    .and_then(|sts| beskedhent::credentials::Credentials::load(sts).ok())
+                    .and_then(|credentials| credentials.info().ok())
+                    .map(|info| info.not_after);
+                if let Err(error) = monitor::write_metrics(&store, &metrics.textfile, expiry) {
+                    logging::print_error(&format!("{error:#}"));
                 }
             }
             Ok(if summary.unreadable > 0 || summary.skipped > 0 {
@@ -87,7 +116,7 @@ fn run(cli: Cli) -> Result<u8> {
             })
         }
         Command::Sync => {
-            let puller = sync::Puller::new(&config)?;
+            let puller = sync::Puller::new(&config, "sync")?;
             runtime()?.block_on(async {
                 let shutdown = sync::shutdown_on_signals();
                 let report = sync::run_once(puller, shutdown).await;
@@ -98,12 +127,11 @@ fn run(cli: Cli) -> Result<u8> {
             })
         }
         Command::Daemon => {
-            let cron = config.schedule()?.cron.clone();
-            let puller = sync::Puller::new(&config)?;
+            let schedule = config.schedule()?.clone();
+            let puller = sync::Puller::new(&config, "daemon")?;
             runtime()?.block_on(async {
                 let shutdown = sync::shutdown_on_signals();
-                schedule::run(puller, &cron, shutdown).await?;
-                Ok(exit::OK)
+                schedule::run(puller, &schedule, shutdown).await
             })
         }
         Command::Check => {
@@ -211,7 +239,59 @@ fn run(cli: Cli) -> Result<u8> {
                 exit::OK
             })
         }
-        Command::Status { json } => {
+        Command::GenerateAssets { .. } => unreachable!("handled before the configuration"),
+        Command::Backup { path } => {
+            // Read-only: a backup of the replica as it is, never migrated first.
+            let store = Store::open_existing(&config.database)?;
+            let done = store.backup_to(&path)?;
+            println!(
+                "{}",
+                logging::safe_line(&format!(
+                    "backup written: {} ({} bytes, schema {}, integrity ok) in {:.1} s",
+                    done.path.display(),
+                    done.bytes,
+                    store.schema_version()?,
+                    done.elapsed.as_secs_f64()
+                ))
+            );
+            Ok(exit::OK)
+        }
+        Command::Prune => {
+            if !config.retention.is_set() {
+                anyhow::bail!(
+                    "`{}` sets no [retention]; nothing is deleted unless configured (see the README)",
+                    config.path.display()
+                );
+            }
+            let mut store = Store::open(&config.database)?;
+            let pruned = store.prune(&config.retention)?;
+            println!("{}", pruned.line());
+            Ok(exit::OK)
+        }
+        Command::Forget { party } => {
+            let party = beskedhent::store::Party::parse(&party)?;
+            let mut store = Store::open(&config.database)?;
+            let done = store.forget(&party)?;
+            println!(
+                "{}",
+                logging::safe_line(&format!(
+                    "forgot {}: {} registrations deleted, {} envelopes dropped (rows kept, envelope_pruned_at set), {} refused messages deleted, {} notifications deleted, {} texts masked{}",
+                    party.number,
+                    done.registrations,
+                    done.envelopes,
+                    done.rejected,
+                    done.notifications,
+                    done.texts,
+                    if done.wal_truncated {
+                        "; database and WAL rewritten"
+                    } else {
+                        "; the WAL is in use by a reader: run `beskedhent forget` again once it is idle, to truncate it"
+                    }
+                ))
+            );
+            Ok(exit::OK)
+        }
+        Command::Status { json, .. } => {
             let store = Store::open_existing(&config.database)?;
             let report = status::report(&store)?;
             if json {

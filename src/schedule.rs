@@ -1,27 +1,46 @@
 //! `daemon`: runs a sync pass on the `[schedule]` cron expression, never two passes at once,
 //! until SIGINT or SIGTERM. Cron times are Danish local time (Europe/Copenhagen).
+//!
+//! Under systemd (`Type=notify`) it reports readiness and, after every pass, a status line
+//! (`systemctl status beskedhent` shows it). With `exit_after_failed_passes`, it exits with
+//! code 4 after that many passes in a row in which a feed failed, so that the service manager
+//! sees the failure (and restarts it, or gives up and marks the unit failed).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result};
 use chrono_tz::Europe::Copenhagen;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, Notify, watch};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
+use crate::config::ScheduleConfig;
+use crate::exit;
 use crate::sync::{self, Puller};
 
-/// Runs passes on the schedule until a signal arrives; returns once the running pass, if any,
-/// has committed and acknowledged what it received.
-pub async fn run(puller: Arc<Puller>, cron: &str, shutdown: watch::Receiver<bool>) -> Result<()> {
+/// Runs passes on the schedule until a signal arrives (exit code 0) or too many passes in a row
+/// failed (exit code 4); returns once the running pass, if any, has committed and acknowledged
+/// what it received.
+pub async fn run(
+    puller: Arc<Puller>,
+    schedule: &ScheduleConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<u8> {
     let busy = Arc::new(Mutex::new(()));
+    let failed_passes = Arc::new(AtomicU32::new(0));
+    let give_up = Arc::new(Notify::new());
+    let limit = schedule.exit_after_failed_passes;
     let scheduler = JobScheduler::new()
         .await
         .context("cannot start the scheduler")?;
     let job = {
         let busy = busy.clone();
         let shutdown = shutdown.clone();
-        Job::new_async_tz(cron, Copenhagen, move |_, _| {
+        let failed_passes = failed_passes.clone();
+        let give_up = give_up.clone();
+        Job::new_async_tz(schedule.cron.as_str(), Copenhagen, move |_, _| {
             let (puller, busy, shutdown) = (puller.clone(), busy.clone(), shutdown.clone());
+            let (failed_passes, give_up) = (failed_passes.clone(), give_up.clone());
             Box::pin(async move {
                 let Ok(_running) = busy.try_lock() else {
                     tracing::warn!("the previous pass is still running; skipping this one");
@@ -31,11 +50,43 @@ pub async fn run(puller: Arc<Puller>, cron: &str, shutdown: watch::Receiver<bool
                     return;
                 }
                 tracing::info!("pass starting");
+                notify_systemd("STATUS=pass running");
                 let report = sync::run_once(puller, shutdown).await;
                 for line in report.lines() {
                     tracing::info!("{line}");
                 }
-                tracing::info!(exit_code = report.exit_code(), "pass finished");
+                let code = report.exit_code();
+                let failed: Vec<&str> = report
+                    .feeds
+                    .iter()
+                    .filter(|feed| matches!(feed.end, sync::FeedEnd::Failed(_)))
+                    .map(|feed| feed.name.as_str())
+                    .collect();
+                let now = crate::time::now_utc();
+                if failed.is_empty() {
+                    failed_passes.store(0, Ordering::SeqCst);
+                    tracing::info!(exit_code = code, "pass finished");
+                    notify_systemd(&format!("STATUS=last pass {now}: ok"));
+                } else {
+                    let streak = failed_passes.fetch_add(1, Ordering::SeqCst) + 1;
+                    tracing::error!(
+                        exit_code = code,
+                        failed_passes = streak,
+                        "pass finished; feeds failed: {}",
+                        failed.join(", ")
+                    );
+                    notify_systemd(&format!(
+                        "STATUS=last pass {now}: FAILED ({}); {streak} failing passes in a row",
+                        crate::logging::safe_line(&failed.join(", "))
+                    ));
+                    if limit > 0 && streak >= limit {
+                        tracing::error!(
+                            "{streak} passes in a row failed (schedule.exit_after_failed_passes = {limit}); stopping with exit code {}",
+                            exit::FEED_FAILED
+                        );
+                        give_up.notify_one();
+                    }
+                }
             })
         })
         .map_err(|error| anyhow::anyhow!("`schedule.cron`: {error}"))?
@@ -48,13 +99,42 @@ pub async fn run(puller: Arc<Puller>, cron: &str, shutdown: watch::Receiver<bool
         .start()
         .await
         .context("cannot start the scheduler")?;
-    tracing::info!(cron, "daemon started; times are Europe/Copenhagen");
+    tracing::info!(cron = %schedule.cron, "daemon started; times are Europe/Copenhagen");
+    notify_systemd("READY=1\nSTATUS=waiting for the first pass");
     let mut waiting = shutdown.clone();
-    sync::stopped(&mut waiting).await;
+    let code = tokio::select! {
+        _ = sync::stopped(&mut waiting) => exit::OK,
+        _ = give_up.notified() => exit::FEED_FAILED,
+    };
+    notify_systemd("STOPPING=1");
     let mut scheduler = scheduler;
     let _ = scheduler.shutdown().await;
     // Wait for a running pass to finish committing and acknowledging.
     let _idle = busy.lock().await;
     tracing::info!("daemon stopped");
-    Ok(())
+    Ok(code)
+}
+
+/// Sends a state to systemd through `$NOTIFY_SOCKET`, if set (nothing otherwise). Failures
+/// are logged at debug level only: the daemon works the same without a service manager.
+pub fn notify_systemd(state: &str) {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = (|| -> std::io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::net::{SocketAddr, UnixDatagram};
+        let bytes = socket.as_bytes();
+        let address = if let Some(name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt;
+            SocketAddr::from_abstract_name(name)?
+        } else {
+            SocketAddr::from_pathname(std::path::Path::new(&socket))?
+        };
+        UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &address)?;
+        Ok(())
+    })();
+    if let Err(error) = sent {
+        tracing::debug!("cannot notify the service manager: {error}");
+    }
 }

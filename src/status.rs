@@ -5,7 +5,7 @@ use std::fmt::Write;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::store::{CursorRow, NotificationCounts, Store, TableCounts};
+use crate::store::{CursorRow, NotificationCounts, SourceHealth, Store, TableCounts};
 
 /// Everything `status` shows.
 #[derive(Debug, Serialize)]
@@ -19,6 +19,8 @@ pub struct Report {
     pub letters: Option<i64>,
     /// The outbox (schema 3 on).
     pub notifications: Option<NotificationCounts>,
+    /// Per source, the newest run and the newest successful one (schema 4 on).
+    pub health: Option<Vec<SourceHealth>>,
 }
 
 /// Sums over all sources.
@@ -43,6 +45,17 @@ pub fn report(store: &Store) -> Result<Report> {
         safe(&mut row.run_error);
         row.source = crate::mask::for_log(&row.source).into_owned();
     }
+    // An older replica (status does not migrate) has no run history.
+    let health = if store.schema_version()? >= 4 {
+        let mut rows = store.source_health()?;
+        for row in &mut rows {
+            safe(&mut row.last_error);
+            row.source = crate::mask::for_log(&row.source).into_owned();
+        }
+        Some(rows)
+    } else {
+        None
+    };
     let totals = sources.iter().fold(Totals::default(), |mut totals, row| {
         totals.messages += row.messages;
         totals.duplicates += row.duplicates;
@@ -61,6 +74,7 @@ pub fn report(store: &Store) -> Result<Report> {
             .query_row("SELECT count(*) FROM letter", [], |row| row.get(0))
             .ok(),
         notifications: store.notification_counts().ok(),
+        health,
     })
 }
 
@@ -101,8 +115,19 @@ impl Report {
             "DUPLICATES",
             "REJECTED",
             "LAST RUN",
+            "LAST SUCCESS",
         ];
-        let mut rows: Vec<[String; 7]> = self
+        let last_success = |source: &str| -> String {
+            match &self.health {
+                None => "-".into(),
+                Some(rows) => rows
+                    .iter()
+                    .find(|row| row.source == source)
+                    .and_then(|row| row.last_success_at.clone())
+                    .unwrap_or_else(|| "never".into()),
+            }
+        };
+        let mut rows: Vec<[String; 8]> = self
             .sources
             .iter()
             .map(|row| {
@@ -114,6 +139,7 @@ impl Report {
                     row.duplicates.to_string(),
                     row.rejected.to_string(),
                     last_run(row),
+                    last_success(&row.source),
                 ]
             })
             .collect();
@@ -124,6 +150,7 @@ impl Report {
             self.totals.messages.to_string(),
             self.totals.duplicates.to_string(),
             self.totals.rejected.to_string(),
+            String::new(),
             String::new(),
         ]);
         let mut widths = header.map(str::len);

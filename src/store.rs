@@ -16,11 +16,24 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::message::{Detail, Message, Rejection};
+
+mod backup;
+mod health;
+mod retention;
+
 use crate::payload::post_status::PostStatus;
+pub use backup::{BackedUp, SKIP_UPGRADE_BACKUP_ENV};
+pub use health::SourceHealth;
+pub use retention::{Forgotten, Party, Pruned};
 
 /// Schema versions: index `i` holds the SQL that takes a database from version `i` to `i + 1`.
 /// Append only; never edit a released entry.
-const MIGRATIONS: &[&str] = &[include_str!("../schema.sql"), MIGRATION_2, MIGRATION_3];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../schema.sql"),
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+];
 
 /// Version 2: how much of a refused message `rejected.raw` holds (and `raw` moved to the end
 /// of the row, so that a large one can be written in place without being held in memory), and
@@ -110,6 +123,33 @@ SELECT l.seq AS seq, p.besked_id AS besked_id, l.message_uuid AS message_uuid,
     p.afsender_system_id AS afsender_system_id, p.correlation_id AS correlation_id,
     p.producer AS producer, p.producer_uuid AS producer_uuid
 FROM letter AS l JOIN print_status AS p ON p.seq = l.seq;
+";
+
+/// Version 4: `run`, one row per run of a source (its history, where `cursor` keeps only the
+/// last); `message.envelope_pruned_at`, set when retention or `forget` dropped the envelope.
+const MIGRATION_4: &str = "
+CREATE TABLE run (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    source      TEXT NOT NULL,
+    command     TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT,
+    status      TEXT NOT NULL,
+    messages    INTEGER NOT NULL DEFAULT 0,
+    duplicates  INTEGER NOT NULL DEFAULT 0,
+    rejected    INTEGER NOT NULL DEFAULT 0,
+    error       TEXT
+);
+CREATE INDEX run_by_source ON run (source, started_at);
+CREATE INDEX run_by_outcome ON run (source, status, ended_at);
+INSERT INTO run (source, command, started_at, ended_at, status, error)
+    SELECT source, 'unknown', run_started_at, run_ended_at,
+        CASE WHEN run_status = 'running' THEN 'killed' ELSE run_status END, run_error
+    FROM cursor WHERE run_started_at IS NOT NULL;
+ALTER TABLE message ADD COLUMN envelope_pruned_at TEXT;
+CREATE INDEX message_envelope_age ON message (created_at, received_at)
+    WHERE envelope_pruned_at IS NULL;
+CREATE INDEX rejected_by_resolved ON rejected (resolved_seq) WHERE resolved_seq IS NOT NULL;
 ";
 
 /// Fills `letter` from `print_status` (after the migration that adds it, and after `reprocess`
@@ -233,6 +273,16 @@ impl RunStatus {
     }
 }
 
+/// How a run ended, for [`Store::end_run`].
+#[derive(Debug, Clone, Copy)]
+pub struct RunEnd<'a> {
+    pub ended_at: &'a str,
+    pub status: RunStatus,
+    pub error: Option<&'a str>,
+    /// What the run stored.
+    pub counts: Counts,
+}
+
 /// How commits reach the disk. Either way a killed process never leaves a half-written batch
 /// or a corrupt file; they differ only after a power loss or an operating-system crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +374,14 @@ impl Store {
         store
             .configure()
             .map_err(|error| name_database(error.into(), path))?;
+        let version = store
+            .schema_version()
+            .map_err(|error| name_database(error, path))?;
+        if let Ok(version @ 1..) = usize::try_from(version)
+            && version < SCHEMA_VERSION
+        {
+            store.backup_before_upgrade(version)?;
+        }
         store
             .migrate()
             .map_err(|error| name_database(error, path))?;
@@ -419,6 +477,9 @@ impl Store {
         self.conn
             .pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted content (retention, `forget`) is overwritten with zeros, not left in free
+        // space where it could still be read from the file.
+        self.conn.pragma_update(None, "secure_delete", "ON")?;
         Ok(())
     }
 
@@ -471,46 +532,56 @@ impl Store {
         result.map_err(|error| name_database(error, &self.path))
     }
 
-    /// Marks the start of a run of `source`.
-    pub fn begin_run(&mut self, source: &str, started_at: &str) -> Result<()> {
-        let result = self.begin_run_unnamed(source, started_at);
+    /// Marks the start of a run of `source` by `command` (`sync`, `daemon`, `import`); returns
+    /// the run's id in `run`. A run of the same source still marked `running` ended without
+    /// recording it (killed, power loss): it is marked `killed`.
+    pub fn begin_run(&mut self, source: &str, command: &str, started_at: &str) -> Result<i64> {
+        let result = self.begin_run_unnamed(source, command, started_at);
         self.named(result)
     }
 
-    fn begin_run_unnamed(&mut self, source: &str, started_at: &str) -> Result<()> {
-        self.conn.execute(
+    fn begin_run_unnamed(&mut self, source: &str, command: &str, started_at: &str) -> Result<i64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE run SET status = 'killed' WHERE source = ?1 AND status = 'running'",
+            [source],
+        )?;
+        tx.execute(
             "INSERT INTO cursor (source, run_started_at, run_ended_at, run_status, run_error)
              VALUES (?1, ?2, NULL, 'running', NULL)
              ON CONFLICT (source) DO UPDATE SET run_started_at = ?2, run_ended_at = NULL,
                  run_status = 'running', run_error = NULL",
             params![source, started_at],
         )?;
-        Ok(())
+        tx.execute(
+            "INSERT INTO run (source, command, started_at, status) VALUES (?1, ?2, ?3, 'running')",
+            params![source, command, started_at],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
     }
 
-    /// Marks the end of a run of `source`.
-    pub fn end_run(
-        &mut self,
-        source: &str,
-        ended_at: &str,
-        status: RunStatus,
-        error: Option<&str>,
-    ) -> Result<()> {
-        let result = self.end_run_unnamed(source, ended_at, status, error);
+    /// Marks the end of run `run` of `source`, with what it stored.
+    pub fn end_run(&mut self, run: i64, source: &str, end: RunEnd<'_>) -> Result<()> {
+        let result = self.end_run_unnamed(run, source, end);
         self.named(result)
     }
 
-    fn end_run_unnamed(
-        &mut self,
-        source: &str,
-        ended_at: &str,
-        status: RunStatus,
-        error: Option<&str>,
-    ) -> Result<()> {
+    fn end_run_unnamed(&mut self, run: i64, source: &str, end: RunEnd<'_>) -> Result<()> {
+        let RunEnd {
+            ended_at,
+            status,
+            error,
+            counts,
+        } = end;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let failed = status == RunStatus::Failed;
+        let error = error.map(|text| crate::mask::cap(text, 4096).into_owned());
         tx.execute(
             "UPDATE cursor SET run_ended_at = ?2, run_status = ?3, run_error = ?4,
                  failed_runs = CASE WHEN ?5 THEN failed_runs + 1 ELSE 0 END,
@@ -519,6 +590,21 @@ impl Store {
              WHERE source = ?1",
             params![source, ended_at, status.as_str(), error, failed],
         )?;
+        tx.execute(
+            "UPDATE run SET ended_at = ?2, status = ?3, error = ?4, messages = ?5,
+                 duplicates = ?6, rejected = ?7
+             WHERE id = ?1",
+            params![
+                run,
+                ended_at,
+                status.as_str(),
+                error,
+                counts.new as i64,
+                counts.duplicates as i64,
+                counts.rejected as i64
+            ],
+        )?;
+        let error = error.as_deref();
         if let Some(rules) = self.events.filter(|rules| rules.failing_runs > 0)
             && failed
         {

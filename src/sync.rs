@@ -22,11 +22,13 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
 use crate::amqp::{self, AmqpError, Session};
-use crate::config::{Config, FeedConfig, Fetch, NotifyConfig, PullConfig, SyncConfig};
+use crate::config::{
+    Config, FeedConfig, Fetch, NotifyConfig, PullConfig, RetentionConfig, SyncConfig,
+};
 use crate::credentials::Credentials;
 use crate::exit;
 use crate::message::Decoder;
-use crate::store::{Counts, EventRules, Incoming, Outcome, Raw, RunStatus, Store};
+use crate::store::{Counts, EventRules, Incoming, Outcome, Raw, RunEnd, RunStatus, Store};
 use crate::sts::TokenClient;
 use crate::time;
 
@@ -50,12 +52,18 @@ pub struct Puller {
     pub prefetch: u16,
     /// `[notify]`: events are recorded with the batches and sent after the run.
     pub notify: Option<NotifyConfig>,
+    /// The command runs are recorded under in `run.command`: `sync` or `daemon`.
+    pub command: &'static str,
+    /// `[retention]`: applied after each run when set.
+    pub retention: RetentionConfig,
+    /// `[metrics] textfile`: written after each run.
+    pub metrics: Option<PathBuf>,
 }
 
 impl Puller {
     /// Checks the database, loads credentials and sets up the STS client; fails on a database
     /// that cannot be opened or an unusable certificate.
-    pub fn new(config: &Config) -> Result<Arc<Puller>> {
+    pub fn new(config: &Config, command: &'static str) -> Result<Arc<Puller>> {
         let pull = config.pull()?;
         drop(Store::open(&config.database)?);
         let credentials = Credentials::load(&pull.sts)?;
@@ -78,6 +86,12 @@ impl Puller {
             sts,
             prefetch,
             notify: config.notify.clone(),
+            command,
+            retention: config.retention,
+            metrics: config
+                .metrics
+                .as_ref()
+                .map(|metrics| metrics.textfile.clone()),
         }))
     }
 }
@@ -119,8 +133,9 @@ pub struct FeedReport {
 pub struct RunReport {
     pub feeds: Vec<FeedReport>,
     pub elapsed: Duration,
-    /// What sending notifications after the run did, when `[notify]` is configured.
-    pub notifications: Option<String>,
+    /// What followed the feeds: notifications, retention, metrics (a line each, when
+    /// configured).
+    pub after: Vec<String>,
 }
 
 impl RunReport {
@@ -177,7 +192,7 @@ impl RunReport {
             "total: {} new, {} duplicates, {} rejected in {seconds:.2} s ({rate:.0} messages/s)",
             total.new, total.duplicates, total.rejected
         ));
-        lines.extend(self.notifications.clone());
+        lines.extend(self.after.iter().cloned());
         lines
     }
 }
@@ -208,33 +223,61 @@ pub async fn run_once(puller: Arc<Puller>, shutdown: watch::Receiver<bool>) -> R
     }
     let elapsed = started.elapsed();
     // After a signal, nothing more is started: what is pending goes out on the next run.
-    let notifications = match puller.notify.clone().filter(|_| !*shutdown.borrow()) {
-        None => None,
-        Some(notify) => {
-            let database = puller.database.clone();
-            // Sending may block (a command, a webhook): off the async threads.
-            let sent = tokio::task::spawn_blocking(move || -> Result<String> {
-                let mut store = Store::open(&database)?;
-                store.record_events(crate::notify::rules(Some(&notify)));
-                let done = crate::notify::deliver(&mut store, &notify)?;
-                Ok(done.line(&store))
-            })
-            .await;
-            Some(match sent {
-                Ok(Ok(line)) => line,
-                Ok(Err(error)) => {
-                    tracing::error!("cannot send notifications: {error:#}");
-                    format!("notifications: not sent: {error:#}")
-                }
-                Err(error) => format!("notifications: not sent: {error}"),
-            })
-        }
+    let stopping = *shutdown.borrow();
+    let after = {
+        let puller = puller.clone();
+        // Sending may block (a command, a webhook), pruning takes a while: off the async
+        // threads.
+        tokio::task::spawn_blocking(move || after_run(&puller, stopping))
+            .await
+            .unwrap_or_else(|error| vec![format!("after the run: internal error: {error}")])
     };
     RunReport {
         feeds,
         elapsed,
-        notifications,
+        after,
     }
+}
+
+/// What follows the feeds of a run, each step independent of the others: notifications,
+/// retention (both skipped after a signal), the metrics file. One report line per step.
+fn after_run(puller: &Puller, stopping: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut step = |what: &str, result: Result<String>| match result {
+        Ok(line) => lines.push(line),
+        Err(error) => {
+            tracing::error!("{what}: {error:#}");
+            lines.push(format!("{what}: FAILED: {error:#}"));
+        }
+    };
+    if let Some(notify) = puller.notify.as_ref().filter(|_| !stopping) {
+        step(
+            "notifications",
+            Store::open(&puller.database).and_then(|mut store| {
+                store.record_events(crate::notify::rules(Some(notify)));
+                let done = crate::notify::deliver(&mut store, notify)?;
+                Ok(done.line(&store))
+            }),
+        );
+    }
+    if puller.retention.is_set() && !stopping {
+        step(
+            "retention",
+            Store::open(&puller.database)
+                .and_then(|mut store| store.prune(&puller.retention))
+                .map(|pruned| pruned.line()),
+        );
+    }
+    if let Some(path) = &puller.metrics {
+        let expiry = puller.credentials.info().ok().map(|info| info.not_after);
+        step(
+            "metrics",
+            Store::open_existing(&puller.database)
+                .and_then(|store| crate::monitor::write_metrics(&store, path, expiry))
+                .map(|()| format!("metrics written to {}", path.display())),
+        );
+    }
+    lines
 }
 
 /// Why a session ended early.
@@ -413,13 +456,14 @@ async fn run_feed(
         eager_at: eager_max,
         eager_max,
     };
-    if let Err(error) = run
+    let run_id = match run
         .committer
         .store()
-        .and_then(|store| store.begin_run(&name, &time::now_utc()))
+        .and_then(|store| store.begin_run(&name, puller.command, &time::now_utc()))
     {
-        return report(Counts::default(), FeedEnd::Failed(format!("{error:#}")), 0);
-    }
+        Ok(id) => id,
+        Err(error) => return report(Counts::default(), FeedEnd::Failed(format!("{error:#}")), 0),
+    };
     tracing::info!(feed = %name, queue = %run.feed.dueslag, "pulling");
 
     let mut failures = 0u32;
@@ -456,11 +500,20 @@ async fn run_feed(
         FeedEnd::Interrupted => (RunStatus::Interrupted, None),
         FeedEnd::Failed(why) | FeedEnd::Locked(why) => (RunStatus::Failed, Some(why.as_str())),
     };
-    if let Err(error) = run
-        .committer
-        .store()
-        .and_then(|store| store.end_run(&name, &time::now_utc(), status, error))
-    {
+    let ended_at = time::now_utc();
+    let counts = run.counts;
+    if let Err(error) = run.committer.store().and_then(|store| {
+        store.end_run(
+            run_id,
+            &name,
+            RunEnd {
+                ended_at: &ended_at,
+                status,
+                error,
+                counts,
+            },
+        )
+    }) {
         tracing::error!(feed = %name, "cannot record the end of the run: {error:#}");
     }
     match &end {
@@ -1014,7 +1067,7 @@ mod tests {
         // The run can still record its end: the connection is opened again.
         let store = committer.store().expect("reopened");
         store
-            .begin_run("feed", "2026-01-01T00:00:00.000Z")
+            .begin_run("feed", "sync", "2026-01-01T00:00:00.000Z")
             .expect("write");
         assert!(!committer.is_busy());
     }

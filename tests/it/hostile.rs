@@ -2,7 +2,7 @@
 //! large to keep, memory that must stay flat, reused ids, CPR numbers and forged lines in logs,
 //! a mistyped database path, a wrong registration mapping repaired by `reprocess`.
 
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -434,8 +434,19 @@ fn a_v1_replica_is_migrated_with_upper_case_ids_folded() {
     }
     let (code, stdout, stderr) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
+    // The replica as it was is kept beside it, private, before the migration.
+    let backup = install.dir.path().join("replica.db.schema1.bak");
+    assert!(stderr.contains("replica.db.schema1.bak"), "{stderr}");
+    let mode = std::fs::metadata(&backup)
+        .expect("backup")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let kept = rusqlite::Connection::open(&backup).expect("open backup");
+    assert_eq!(value::<i64>(&kept, "PRAGMA user_version"), 1);
+    assert_eq!(value::<i64>(&kept, "SELECT count(*) FROM message"), 1);
     let db = install.db();
-    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 3);
+    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 4);
     assert_eq!(
         rows(&db, "SELECT besked_id FROM message"),
         ["8a1b2c3d-0000-4000-8000-00000000abcd"]
@@ -565,7 +576,7 @@ fn a_v1_replica_gets_its_letters_under_the_old_rule() {
     let (code, stdout, stderr) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     let db = install.db();
-    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 3);
+    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 4);
     assert_eq!(
         rows(
             &db,

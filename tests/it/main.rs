@@ -7,5 +7,6 @@ mod fake_webhook;
 mod hostile;
 mod import;
 mod notify;
+mod package;
 mod pull;
 mod support;

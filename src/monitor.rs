@@ -1,0 +1,560 @@
+//! Monitoring: `status --check` (a Nagios/Icinga plugin) and the Prometheus text file of
+//! `[metrics]`.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+
+use crate::config::{Config, MonitorConfig};
+use crate::store::{SourceHealth, Store};
+
+/// The schema version monitoring needs (the `run` table).
+const NEEDS_SCHEMA: i64 = 4;
+
+/// A plugin state, in the order in which they combine (the worst wins): an unknown beats a
+/// warning, a critical beats everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    Ok,
+    Warning,
+    Unknown,
+    Critical,
+}
+
+impl State {
+    /// The plugin exit code: 0, 1, 2, 3.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            State::Ok => 0,
+            State::Warning => 1,
+            State::Critical => 2,
+            State::Unknown => 3,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            State::Ok => "OK",
+            State::Warning => "WARNING",
+            State::Critical => "CRITICAL",
+            State::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// The result of `status --check`: one line of text and a state.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub state: State,
+    /// `STATE - summary | perfdata`.
+    pub line: String,
+}
+
+/// Runs every check against the configuration and the replica at `now`.
+pub fn check(config: &Config, now: DateTime<Utc>) -> Verdict {
+    let mut findings = Findings::default();
+    match Store::open_existing(&config.database) {
+        Err(error) => findings.add(
+            State::Unknown,
+            format!("cannot read the replica: {error:#}"),
+        ),
+        Ok(store) => match store.schema_version() {
+            Ok(version) if version < NEEDS_SCHEMA => findings.add(
+                State::Unknown,
+                format!(
+                    "the replica has schema version {version}; run `beskedhent init` to migrate it"
+                ),
+            ),
+            Ok(_) => {
+                if let Err(error) = check_replica(config, &store, now, &mut findings) {
+                    findings.add(
+                        State::Unknown,
+                        format!("cannot read the replica: {error:#}"),
+                    );
+                }
+            }
+            Err(error) => findings.add(
+                State::Unknown,
+                format!("cannot read the replica: {error:#}"),
+            ),
+        },
+    }
+    check_certificate(config, now, &mut findings);
+    findings.verdict()
+}
+
+#[derive(Default)]
+struct Findings {
+    /// Problems, worst first when shown.
+    problems: Vec<(State, String)>,
+    /// What is fine, shown when nothing is wrong.
+    fine: Vec<String>,
+    perfdata: Vec<String>,
+}
+
+impl Findings {
+    fn add(&mut self, state: State, text: String) {
+        if state == State::Ok {
+            self.fine.push(text);
+        } else {
+            self.problems.push((state, text));
+        }
+    }
+
+    fn perf(&mut self, label: &str, value: impl std::fmt::Display, thresholds: (u64, u64)) {
+        let label: String = label
+            .chars()
+            .map(|c| {
+                if c == '\'' || c == '=' || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let threshold = |value: u64| {
+            if value == 0 {
+                String::new()
+            } else {
+                value.to_string()
+            }
+        };
+        self.perfdata.push(format!(
+            "'{label}'={value};{};{};0",
+            threshold(thresholds.0),
+            threshold(thresholds.1)
+        ));
+    }
+
+    fn verdict(mut self) -> Verdict {
+        let state = self
+            .problems
+            .iter()
+            .map(|(state, _)| *state)
+            .max()
+            .unwrap_or(State::Ok);
+        self.problems
+            .sort_by_key(|(state, _)| std::cmp::Reverse(*state));
+        let summary = if self.problems.is_empty() {
+            self.fine.join("; ")
+        } else {
+            self.problems
+                .iter()
+                .map(|(_, text)| text.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let mut line = format!("{} - {}", state.word(), summary);
+        if !self.perfdata.is_empty() {
+            let _ = write!(line, " | {}", self.perfdata.join(" "));
+        }
+        Verdict {
+            state,
+            line: crate::logging::safe_line(&line),
+        }
+    }
+}
+
+fn level(value: u64, warning: u64, critical: u64) -> State {
+    if critical > 0 && value >= critical {
+        State::Critical
+    } else if warning > 0 && value >= warning {
+        State::Warning
+    } else {
+        State::Ok
+    }
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|time| time.with_timezone(&Utc))
+}
+
+/// "3 h 5 min" for a number of minutes.
+fn minutes_text(minutes: i64) -> String {
+    if minutes >= 60 * 48 {
+        format!("{} days", minutes / (60 * 24))
+    } else if minutes >= 60 {
+        format!("{} h {} min", minutes / 60, minutes % 60)
+    } else {
+        format!("{minutes} min")
+    }
+}
+
+fn check_replica(
+    config: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+    findings: &mut Findings,
+) -> Result<()> {
+    let monitor: &MonitorConfig = &config.monitor;
+    let health = store.source_health()?;
+    let mut feeds = config.feed_names();
+    if feeds.is_empty() {
+        feeds = health.iter().map(|row| row.source.clone()).collect();
+    }
+    if feeds.is_empty() {
+        findings.add(
+            State::Critical,
+            "no feed configured and nothing received yet".into(),
+        );
+    }
+    let mut recent = 0;
+    for feed in &feeds {
+        let row = health.iter().find(|row| &row.source == feed);
+        check_feed(monitor, feed, row, now, findings, &mut recent);
+    }
+    if recent > 0 && recent == feeds.len() {
+        findings.add(
+            State::Ok,
+            format!(
+                "{recent} feed{} synced within {} min",
+                if recent == 1 { "" } else { "s" },
+                monitor.warn_after_minutes
+            ),
+        );
+    }
+
+    let since = crate::time::format_utc(now - chrono::Duration::hours(24));
+    let rejected = store.rejected_since(&since)?.max(0) as u64;
+    let state = level(
+        rejected,
+        monitor.rejected_warning,
+        monitor.rejected_critical,
+    );
+    findings.add(
+        state,
+        format!("{rejected} messages refused in the last 24 h (see the `rejected` table)"),
+    );
+    findings.perf(
+        "rejected_24h",
+        rejected,
+        (monitor.rejected_warning, monitor.rejected_critical),
+    );
+
+    if monitor.overdue_days > 0 {
+        let before =
+            crate::time::format_utc(now - chrono::Duration::days(monitor.overdue_days.into()));
+        let overdue = store.overdue_letters(&before)?.max(0) as u64;
+        let state = level(overdue, monitor.overdue_warning, monitor.overdue_critical);
+        findings.add(
+            state,
+            format!(
+                "{overdue} letters without a final status after {} days (`beskedhent letters --overdue {}`)",
+                monitor.overdue_days, monitor.overdue_days
+            ),
+        );
+        findings.perf(
+            "overdue_letters",
+            overdue,
+            (monitor.overdue_warning, monitor.overdue_critical),
+        );
+    }
+
+    let counts = store.notification_counts()?;
+    findings.perf("notifications_pending", counts.pending, (0, 0));
+    if counts.failing > 0 {
+        findings.add(
+            State::Warning,
+            format!(
+                "{} notifications cannot be delivered (see `beskedhent notify --dry-run`)",
+                counts.failing
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn check_feed(
+    monitor: &MonitorConfig,
+    feed: &str,
+    row: Option<&SourceHealth>,
+    now: DateTime<Utc>,
+    findings: &mut Findings,
+    recent: &mut usize,
+) {
+    let thresholds = (
+        monitor.warn_after_minutes * 60,
+        monitor.critical_after_minutes * 60,
+    );
+    let last_success = row
+        .and_then(|row| row.last_success_at.as_deref())
+        .and_then(parse_time);
+    match last_success {
+        None => {
+            findings.add(
+                State::Critical,
+                format!("feed {feed}: no successful run yet"),
+            );
+        }
+        Some(at) => {
+            let seconds = (now - at).num_seconds().max(0) as u64;
+            let state = level(seconds, thresholds.0, thresholds.1);
+            if state == State::Ok {
+                *recent += 1;
+            } else {
+                findings.add(
+                    state,
+                    format!(
+                        "feed {feed}: last successful run {} ago (at {})",
+                        minutes_text((seconds / 60) as i64),
+                        at.format("%Y-%m-%d %H:%M UTC")
+                    ),
+                );
+            }
+            findings.perf(
+                &format!("{feed}_since_success"),
+                format!("{seconds}s"),
+                thresholds,
+            );
+        }
+    }
+    let failed = row.map_or(0, |row| row.failed_runs.max(0) as u64);
+    let state = level(
+        failed,
+        monitor.failed_runs_warning,
+        monitor.failed_runs_critical,
+    );
+    if state != State::Ok {
+        let error = row
+            .and_then(|row| row.last_error.as_deref())
+            .map(|error| format!(": {}", crate::mask::cap(error, 300)))
+            .unwrap_or_default();
+        findings.add(
+            state,
+            format!("feed {feed}: {failed} failed runs in a row{error}"),
+        );
+    }
+    findings.perf(
+        &format!("{feed}_failed_runs"),
+        failed,
+        (monitor.failed_runs_warning, monitor.failed_runs_critical),
+    );
+}
+
+fn check_certificate(config: &Config, now: DateTime<Utc>, findings: &mut Findings) {
+    let Some(sts) = config.sts() else {
+        return;
+    };
+    let monitor = &config.monitor;
+    match crate::credentials::Credentials::load(sts).and_then(|credentials| credentials.info()) {
+        Err(error) => findings.add(
+            State::Unknown,
+            format!("cannot read the [sts] certificate: {error:#}"),
+        ),
+        Ok(info) => {
+            let days = info.days_left(now);
+            let state = if days < 0
+                || (monitor.certificate_critical_days > 0
+                    && (days as u64) < monitor.certificate_critical_days)
+            {
+                State::Critical
+            } else if monitor.certificate_warning_days > 0
+                && (days as u64) < monitor.certificate_warning_days
+            {
+                State::Warning
+            } else {
+                State::Ok
+            };
+            let text = if days < 0 {
+                format!(
+                    "the certificate expired on {}; renew it",
+                    info.not_after.format("%Y-%m-%d")
+                )
+            } else {
+                format!(
+                    "the certificate expires in {days} days ({})",
+                    info.not_after.format("%Y-%m-%d")
+                )
+            };
+            findings.add(state, text);
+            // Below the thresholds is bad here: perfdata ranges say so with a leading `@`-less
+            // plain number; the thresholds are given for graphs.
+            findings.perf(
+                "certificate_days",
+                days,
+                (
+                    monitor.certificate_warning_days,
+                    monitor.certificate_critical_days,
+                ),
+            );
+        }
+    }
+}
+
+/// Writes the Prometheus text file: to a temporary file beside `path`, then renamed over it,
+/// so a collector never reads half a file. Readable by all (it holds no personal data).
+pub fn write_metrics(
+    store: &Store,
+    path: &Path,
+    certificate_expiry: Option<DateTime<Utc>>,
+) -> Result<()> {
+    let text = metrics_text(store, certificate_expiry)?;
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .with_context(|| format!("`{}` does not name a file", path.display()))?;
+    let temporary = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&temporary)?;
+        // Whatever the umask (the service units set 0077): the collector runs as another user.
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error).with_context(|| {
+            format!(
+                "cannot write the metrics file `{}` (`metrics.textfile`); check that its directory exists and is writable by this user",
+                path.display()
+            )
+        });
+    }
+    Ok(())
+}
+
+/// The metrics in the Prometheus text exposition format.
+pub fn metrics_text(store: &Store, certificate_expiry: Option<DateTime<Utc>>) -> Result<String> {
+    let health = store.source_health()?;
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            // Milliseconds are precision enough, and keep the numbers short.
+            let value = (value * 1000.0).round() / 1000.0;
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let seconds = |text: Option<&str>| {
+        text.and_then(parse_time)
+            .map(|t| t.timestamp_millis() as f64 / 1000.0)
+    };
+    let feed = |row: &SourceHealth| format!("{{feed=\"{}\"}}", label_value(&row.source));
+    let per_feed = |value: &dyn Fn(&SourceHealth) -> Option<f64>| -> Vec<(String, f64)> {
+        health
+            .iter()
+            .filter_map(|row| value(row).map(|value| (feed(row), value)))
+            .collect()
+    };
+    family(
+        "beskedhent_last_run_timestamp_seconds",
+        "gauge",
+        "When the newest run of the feed ended (or started, while it runs), Unix time.",
+        per_feed(&|row| {
+            seconds(row.last_ended_at.as_deref()).or(seconds(row.last_started_at.as_deref()))
+        }),
+    );
+    family(
+        "beskedhent_last_success_timestamp_seconds",
+        "gauge",
+        "When the newest successful run of the feed ended, Unix time.",
+        per_feed(&|row| seconds(row.last_success_at.as_deref())),
+    );
+    family(
+        "beskedhent_run_success",
+        "gauge",
+        "1 if the newest finished run of the feed succeeded, else 0.",
+        per_feed(&|row| {
+            row.last_status
+                .as_deref()
+                .map(|status| if status == "ok" { 1.0 } else { 0.0 })
+        }),
+    );
+    let mut totals = Vec::new();
+    for row in &health {
+        for (result, value) in [
+            ("new", row.messages),
+            ("duplicate", row.duplicates),
+            ("rejected", row.rejected),
+        ] {
+            totals.push((
+                format!(
+                    "{{feed=\"{}\",result=\"{result}\"}}",
+                    label_value(&row.source)
+                ),
+                value as f64,
+            ));
+        }
+    }
+    family(
+        "beskedhent_messages_total",
+        "counter",
+        "Messages received from the feed, by what became of them.",
+        totals,
+    );
+    family(
+        "beskedhent_run_duration_seconds",
+        "gauge",
+        "How long the newest finished run of the feed took.",
+        per_feed(&|row| {
+            let started = seconds(row.last_started_at.as_deref())?;
+            let ended = seconds(row.last_ended_at.as_deref())?;
+            Some((ended - started).max(0.0))
+        }),
+    );
+    if let Some(expiry) = certificate_expiry {
+        family(
+            "beskedhent_certificate_expiry_timestamp_seconds",
+            "gauge",
+            "When the [sts] certificate expires, Unix time.",
+            vec![(String::new(), expiry.timestamp() as f64)],
+        );
+    }
+    let letters = store.letters_by_outcome()?;
+    family(
+        "beskedhent_letters",
+        "gauge",
+        "Letters by the outcome of their current status (pending: no final status yet).",
+        letters
+            .into_iter()
+            .map(|(outcome, count)| {
+                (
+                    format!("{{outcome=\"{}\"}}", label_value(&outcome)),
+                    count as f64,
+                )
+            })
+            .collect(),
+    );
+    let counts = store.notification_counts()?;
+    family(
+        "beskedhent_notifications_pending",
+        "gauge",
+        "Notifications not delivered yet.",
+        vec![(String::new(), counts.pending as f64)],
+    );
+    Ok(out)
+}
+
+/// A label value escaped for the text format.
+fn label_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,87 @@
+//! What monitoring reads: per source, the last run and the last successful one; refused
+//! messages, overdue letters and letters by outcome.
+
+use anyhow::Result;
+use rusqlite::params;
+use serde::Serialize;
+
+use super::Store;
+
+/// One source's health, from `cursor` and `run`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceHealth {
+    pub source: String,
+    /// Start and end of the newest run (end: None while running or when killed).
+    pub last_started_at: Option<String>,
+    pub last_ended_at: Option<String>,
+    /// `running`, `ok`, `failed`, `interrupted` or `killed`.
+    pub last_status: Option<String>,
+    /// End of the newest run that succeeded.
+    pub last_success_at: Option<String>,
+    /// Runs in a row that failed, up to now.
+    pub failed_runs: i64,
+    /// The error of the newest run, if it failed.
+    pub last_error: Option<String>,
+    /// Totals since the source was first seen.
+    pub messages: i64,
+    pub duplicates: i64,
+    pub rejected: i64,
+}
+
+impl Store {
+    /// Every source's health, by source. Needs schema 4.
+    pub fn source_health(&self) -> Result<Vec<SourceHealth>> {
+        let mut statement = self.conn.prepare(
+            "SELECT c.source, r.started_at, r.ended_at, r.status,
+                 (SELECT max(s.ended_at) FROM run AS s WHERE s.source = c.source
+                      AND s.status = 'ok'),
+                 c.failed_runs, c.messages, c.duplicates, c.rejected, c.run_error
+             FROM cursor AS c
+             LEFT JOIN run AS r ON r.id = (SELECT q.id FROM run AS q WHERE q.source = c.source
+                 ORDER BY q.started_at DESC, q.id DESC LIMIT 1)
+             ORDER BY c.source",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(SourceHealth {
+                source: row.get(0)?,
+                last_started_at: row.get(1)?,
+                last_ended_at: row.get(2)?,
+                last_status: row.get(3)?,
+                last_success_at: row.get(4)?,
+                failed_runs: row.get(5)?,
+                messages: row.get(6)?,
+                duplicates: row.get(7)?,
+                rejected: row.get(8)?,
+                last_error: row.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Refused messages received at or after `since`.
+    pub fn rejected_since(&self, since: &str) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM rejected WHERE received_at >= ?1",
+            [since],
+            |row| row.get(0),
+        )?)
+    }
+
+    /// Letters without a final status first seen before `before`.
+    pub fn overdue_letters(&self, before: &str) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM letter WHERE final = 0 AND first_seen_at < ?1",
+            params![before],
+            |row| row.get(0),
+        )?)
+    }
+
+    /// Letters by the outcome of their current status (`pending` for no final status yet).
+    pub fn letters_by_outcome(&self) -> Result<Vec<(String, i64)>> {
+        let mut statement = self.conn.prepare(
+            "SELECT coalesce(outcome, 'pending'), count(*) FROM letter GROUP BY 1 ORDER BY 1",
+        )?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

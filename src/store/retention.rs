@@ -1,0 +1,387 @@
+//! Retention (`prune`) and erasure (`forget`) of personal data.
+//!
+//! Both write in bounded batches, each its own short transaction, so that a running `sync` is
+//! never kept waiting for long. Every connection has `secure_delete` on, so deleted content is
+//! overwritten in the file rather than left in free space; at the end the WAL is checkpointed
+//! and truncated, so that the erased bytes are gone from `-wal` as well.
+
+use anyhow::{Result, bail};
+use rusqlite::{Connection, TransactionBehavior, params, params_from_iter};
+use serde::Serialize;
+
+use super::Store;
+use crate::config::RetentionConfig;
+
+/// Rows per write transaction.
+const BATCH: usize = 500;
+
+/// What `prune` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    /// Messages whose envelope bytes were dropped (`envelope_pruned_at` set).
+    pub envelopes: u64,
+    /// Letters deleted, with their statuses and messages.
+    pub letters: u64,
+    pub statuses: u64,
+    /// Superseded registration rows deleted, with their messages.
+    pub registrations: u64,
+    pub rejected: u64,
+    pub runs: u64,
+    /// Whether the WAL could be truncated (false: a reader held it; the next checkpoint will).
+    pub wal_truncated: bool,
+}
+
+impl Pruned {
+    /// One line for the operator.
+    pub fn line(&self) -> String {
+        format!(
+            "pruned: {} envelopes dropped, {} letters deleted ({} statuses), {} superseded registrations, {} refused messages, {} runs{}",
+            self.envelopes,
+            self.letters,
+            self.statuses,
+            self.registrations,
+            self.rejected,
+            self.runs,
+            if self.wal_truncated {
+                ""
+            } else {
+                "; the WAL is in use by a reader and was not truncated: deleted bytes leave it at the next checkpoint"
+            }
+        )
+    }
+}
+
+/// What `forget` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Forgotten {
+    pub registrations: u64,
+    /// Messages whose envelope named the party: bytes dropped, row kept (`envelope_pruned_at`).
+    pub envelopes: u64,
+    pub rejected: u64,
+    pub notifications: u64,
+    /// Run errors and origins in which the number was replaced.
+    pub texts: u64,
+    pub wal_truncated: bool,
+}
+
+/// A CPR or CVR number as `forget` takes it: digits only, and the forms it is searched for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Party {
+    /// 10 digits (CPR) or 8 digits (CVR), as `registration.party` holds it.
+    pub number: String,
+    /// Byte strings whose presence means a text names the party.
+    pub forms: Vec<String>,
+}
+
+impl Party {
+    /// Reads `2512489996`, `251248-9996`, `urn:oio:cpr-nr:2512489996`, `12345678` or
+    /// `urn:oio:cvr-nr:12345678`.
+    pub fn parse(text: &str) -> Result<Party> {
+        let trimmed = text.trim();
+        let lower = trimmed.to_ascii_lowercase();
+        let bare = ["urn:oio:cpr-nr:", "urn:oio:cvr-nr:", "urn:oio:cvr:"]
+            .iter()
+            .find_map(|prefix| lower.strip_prefix(prefix))
+            .unwrap_or(&lower);
+        let number: String = bare
+            .chars()
+            .filter(|c| !matches!(c, '-' | ' ' | '/' | '.'))
+            .collect();
+        if !number.bytes().all(|b| b.is_ascii_digit()) || !matches!(number.len(), 8 | 10) {
+            bail!(
+                "`{}` is not a CPR number (10 digits, DDMMYYSSSS or DDMMYY-SSSS) or a CVR number (8 digits)",
+                crate::mask::cap(&crate::mask::for_log(trimmed), 40)
+            );
+        }
+        let forms = if number.len() == 10 {
+            vec![number.clone(), format!("{}-{}", &number[..6], &number[6..])]
+        } else {
+            // Eight digits alone also occur inside UUIDs and other numbers (and the
+            // municipality's own CVR is in every envelope): only its URN forms count.
+            vec![format!("cvr-nr:{number}"), format!("cvr:{number}")]
+        };
+        Ok(Party { number, forms })
+    }
+}
+
+impl Store {
+    /// Applies `[retention]`: each kind of data older than its limit is deleted or dropped.
+    pub fn prune(&mut self, retention: &RetentionConfig) -> Result<Pruned> {
+        let result = self.prune_unnamed(retention);
+        self.named(result)
+    }
+
+    fn prune_unnamed(&mut self, retention: &RetentionConfig) -> Result<Pruned> {
+        let now = chrono::Utc::now();
+        let cutoff = |days: u32| {
+            (days > 0)
+                .then(|| crate::time::format_utc(now - chrono::Duration::days(i64::from(days))))
+        };
+        let stamp = crate::time::format_utc(now);
+        let mut pruned = Pruned::default();
+        if let Some(before) = cutoff(retention.envelope_days) {
+            pruned.envelopes = batches(&mut self.conn, |tx| {
+                let seqs = select_ids(
+                    tx,
+                    // Two ranges of the partial index (an expression index would keep
+                    // envelopes from being written in place).
+                    "SELECT seq FROM (
+                         SELECT seq FROM message WHERE envelope_pruned_at IS NULL
+                             AND created_at < ?1
+                         UNION ALL
+                         SELECT seq FROM message WHERE envelope_pruned_at IS NULL
+                             AND created_at IS NULL AND received_at < ?1)
+                     LIMIT ?2",
+                    &before,
+                )?;
+                drop_envelopes(tx, &seqs, &stamp)
+            })?;
+        }
+        if let Some(before) = cutoff(retention.status_days) {
+            let mut statuses = 0;
+            pruned.letters = batches(&mut self.conn, |tx| {
+                let letters: Vec<String> = {
+                    let mut statement = tx.prepare_cached(
+                        "SELECT message_uuid FROM letter WHERE occurred_at < ?1 AND final = 1
+                         LIMIT ?2",
+                    )?;
+                    let rows =
+                        statement.query_map(params![before, BATCH as i64], |row| row.get(0))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                for uuid in &letters {
+                    let seqs: Vec<i64> = {
+                        let mut statement = tx.prepare_cached(
+                            "SELECT seq FROM print_status WHERE message_uuid = ?1",
+                        )?;
+                        let rows = statement.query_map([uuid], |row| row.get(0))?;
+                        rows.collect::<rusqlite::Result<_>>()?
+                    };
+                    statuses += seqs.len() as u64;
+                    for seq in seqs {
+                        delete_message(tx, seq)?;
+                    }
+                    tx.prepare_cached("DELETE FROM letter WHERE message_uuid = ?1")?
+                        .execute([uuid])?;
+                    tx.prepare_cached("DELETE FROM notification WHERE key IN (?1, ?2)")?
+                        .execute(params![
+                            format!("letter_failed:{uuid}"),
+                            format!("letter_overdue:{uuid}")
+                        ])?;
+                }
+                Ok(letters.len() as u64)
+            })?;
+            pruned.statuses = statuses;
+        }
+        if let Some(before) = cutoff(retention.registration_history_days) {
+            pruned.registrations = batches(&mut self.conn, |tx| {
+                let seqs = select_ids(
+                    tx,
+                    "SELECT r.seq FROM registration AS r WHERE r.changed_at < ?1
+                         AND EXISTS (SELECT 1 FROM registration AS s
+                             WHERE s.party = r.party AND s.channel = r.channel
+                               AND (s.changed_at > r.changed_at
+                                    OR (s.changed_at = r.changed_at AND s.seq > r.seq)))
+                     LIMIT ?2",
+                    &before,
+                )?;
+                for &seq in &seqs {
+                    delete_message(tx, seq)?;
+                }
+                Ok(seqs.len() as u64)
+            })?;
+        }
+        if let Some(before) = cutoff(retention.rejected_days) {
+            pruned.rejected = batches(&mut self.conn, |tx| {
+                let ids = select_ids(
+                    tx,
+                    "SELECT id FROM rejected WHERE received_at < ?1 LIMIT ?2",
+                    &before,
+                )?;
+                delete_ids(tx, "DELETE FROM rejected WHERE id = ?1", &ids)
+            })?;
+        }
+        if let Some(before) = cutoff(retention.run_days) {
+            pruned.runs = batches(&mut self.conn, |tx| {
+                let ids = select_ids(
+                    tx,
+                    "SELECT id FROM run WHERE started_at < ?1 AND status <> 'running' LIMIT ?2",
+                    &before,
+                )?;
+                delete_ids(tx, "DELETE FROM run WHERE id = ?1", &ids)
+            })?;
+        }
+        let removed = pruned.envelopes
+            + pruned.letters
+            + pruned.registrations
+            + pruned.rejected
+            + pruned.runs;
+        pruned.wal_truncated = removed == 0 || truncate_wal(&self.conn)?;
+        Ok(pruned)
+    }
+
+    /// Erases one CPR or CVR number from the replica: its registrations (and their messages'
+    /// envelopes), every envelope, refused message and notification that names it, and the
+    /// number in run errors and origins.
+    pub fn forget(&mut self, party: &Party) -> Result<Forgotten> {
+        let result = self.forget_unnamed(party);
+        self.named(result)
+    }
+
+    fn forget_unnamed(&mut self, party: &Party) -> Result<Forgotten> {
+        let stamp = crate::time::now_utc();
+        let mut forgotten = Forgotten::default();
+        // Which messages name the party: found first, outside any write transaction (a scan
+        // of every envelope), then changed in batches.
+        let named = |conn: &Connection, sql: &str| -> Result<Vec<i64>> {
+            let mut ids = Vec::new();
+            for form in &party.forms {
+                let mut statement = conn.prepare(sql)?;
+                let rows = statement.query_map([form.as_bytes()], |row| row.get(0))?;
+                for id in rows {
+                    ids.push(id?);
+                }
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            Ok(ids)
+        };
+        let mut envelopes = named(
+            &self.conn,
+            "SELECT seq FROM message WHERE envelope_pruned_at IS NULL AND instr(envelope, ?1) > 0",
+        )?;
+        let registrations: Vec<i64> = {
+            let mut statement = self
+                .conn
+                .prepare("SELECT seq FROM registration WHERE party = ?1")?;
+            let rows = statement.query_map([&party.number], |row| row.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        envelopes.extend(&registrations);
+        envelopes.sort_unstable();
+        envelopes.dedup();
+        let rejected = named(
+            &self.conn,
+            "SELECT id FROM rejected WHERE instr(raw, ?1) > 0 OR instr(CAST(reason AS BLOB), ?1) > 0",
+        )?;
+        let notifications = named(
+            &self.conn,
+            "SELECT id FROM notification WHERE instr(CAST(payload AS BLOB), ?1) > 0
+                 OR instr(CAST(coalesce(last_error, '') AS BLOB), ?1) > 0",
+        )?;
+        for chunk in registrations.chunks(BATCH) {
+            forgotten.registrations += write(&mut self.conn, |tx| {
+                delete_ids(tx, "DELETE FROM registration WHERE seq = ?1", chunk)
+            })?;
+        }
+        for chunk in envelopes.chunks(BATCH) {
+            forgotten.envelopes += write(&mut self.conn, |tx| drop_envelopes(tx, chunk, &stamp))?;
+        }
+        for chunk in rejected.chunks(BATCH) {
+            forgotten.rejected += write(&mut self.conn, |tx| {
+                delete_ids(tx, "DELETE FROM rejected WHERE id = ?1", chunk)
+            })?;
+        }
+        for chunk in notifications.chunks(BATCH) {
+            forgotten.notifications += write(&mut self.conn, |tx| {
+                delete_ids(tx, "DELETE FROM notification WHERE id = ?1", chunk)
+            })?;
+        }
+        forgotten.texts = write(&mut self.conn, |tx| {
+            let mut changed = 0;
+            for form in &party.forms {
+                let masked = "*".repeat(form.len());
+                for sql in [
+                    "UPDATE run SET error = replace(error, ?1, ?2) WHERE instr(error, ?1) > 0",
+                    "UPDATE cursor SET run_error = replace(run_error, ?1, ?2)
+                         WHERE instr(run_error, ?1) > 0",
+                    "UPDATE message SET origin = replace(origin, ?1, ?2)
+                         WHERE instr(origin, ?1) > 0",
+                ] {
+                    changed += tx.execute(sql, params![form, masked])? as u64;
+                }
+            }
+            Ok(changed)
+        })?;
+        forgotten.wal_truncated = truncate_wal(&self.conn)?;
+        Ok(forgotten)
+    }
+}
+
+/// Runs `step` in its own transaction until it reports 0 rows; returns the sum.
+fn batches(
+    conn: &mut Connection,
+    mut step: impl FnMut(&rusqlite::Transaction<'_>) -> Result<u64>,
+) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let done = write(conn, &mut step)?;
+        if done == 0 {
+            return Ok(total);
+        }
+        total += done;
+    }
+}
+
+/// Runs `step` in one write transaction.
+fn write(
+    conn: &mut Connection,
+    step: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<u64>,
+) -> Result<u64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let done = step(&tx)?;
+    tx.commit()?;
+    Ok(done)
+}
+
+/// Ids from a query taking the cutoff (`?1`) and the batch size (`?2`).
+fn select_ids(tx: &rusqlite::Transaction<'_>, sql: &str, before: &str) -> Result<Vec<i64>> {
+    let mut statement = tx.prepare_cached(sql)?;
+    let rows = statement.query_map(params![before, BATCH as i64], |row| row.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Deletes each id with `sql` (one parameter); returns how many rows went.
+fn delete_ids(tx: &rusqlite::Transaction<'_>, sql: &str, ids: &[i64]) -> Result<u64> {
+    let mut statement = tx.prepare_cached(sql)?;
+    let mut deleted = 0;
+    for id in ids {
+        deleted += statement.execute(params_from_iter([id]))? as u64;
+    }
+    Ok(deleted)
+}
+
+/// Replaces the envelope of each message by no bytes and records when.
+fn drop_envelopes(tx: &rusqlite::Transaction<'_>, seqs: &[i64], stamp: &str) -> Result<u64> {
+    let mut statement = tx.prepare_cached(
+        "UPDATE message SET envelope = zeroblob(0), envelope_pruned_at = ?2
+         WHERE seq = ?1 AND envelope_pruned_at IS NULL",
+    )?;
+    let mut dropped = 0;
+    for seq in seqs {
+        dropped += statement.execute(params![seq, stamp])? as u64;
+    }
+    Ok(dropped)
+}
+
+/// Deletes one message and everything derived from it; a refused copy that pointed at it
+/// keeps its row, without the pointer.
+fn delete_message(tx: &rusqlite::Transaction<'_>, seq: i64) -> Result<()> {
+    for sql in [
+        "UPDATE rejected SET resolved_seq = NULL WHERE resolved_seq = ?1",
+        "DELETE FROM print_status_postal_event WHERE seq = ?1",
+        "DELETE FROM print_status WHERE seq = ?1",
+        "DELETE FROM registration WHERE seq = ?1",
+        "DELETE FROM message WHERE seq = ?1",
+    ] {
+        tx.prepare_cached(sql)?.execute([seq])?;
+    }
+    Ok(())
+}
+
+/// Checkpoints the WAL into the database and truncates it; false if a reader kept it from
+/// completing.
+fn truncate_wal(conn: &Connection) -> Result<bool> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    Ok(busy == 0)
+}
