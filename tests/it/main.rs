@@ -7,6 +7,7 @@ mod fake_webhook;
 mod hostile;
 mod import;
 mod notify;
+mod ops;
 mod package;
 mod pull;
 mod support;

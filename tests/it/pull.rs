@@ -78,15 +78,15 @@ fn with_defaults(sync: &str) -> String {
 
 /// The usual set-up: the shared broker, a fake STS, one `status` feed whose queue holds
 /// `bodies`, and an installation that pulls it with the client certificate.
-struct PullTest {
-    broker: &'static Broker,
-    sts: FakeSts,
-    queue: String,
-    install: Install,
+pub(crate) struct PullTest {
+    pub broker: &'static Broker,
+    pub sts: FakeSts,
+    pub queue: String,
+    pub install: Install,
 }
 
 impl PullTest {
-    fn new(bodies: Vec<Vec<u8>>, sync: &str) -> PullTest {
+    pub(crate) fn new(bodies: Vec<Vec<u8>>, sync: &str) -> PullTest {
         let broker = broker::shared();
         let sts = FakeSts::start(Duration::from_secs(3600));
         let queue = queue_name();
@@ -108,7 +108,7 @@ impl PullTest {
 }
 
 /// `count` realistic status envelopes with fresh ids.
-fn envelopes(prefix: u32, count: u64) -> Vec<Vec<u8>> {
+pub(crate) fn envelopes(prefix: u32, count: u64) -> Vec<Vec<u8>> {
     (0..count)
         .map(|n| {
             status_envelope(
@@ -133,7 +133,7 @@ fn files(dir: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn spawn_sync(install: &Install) -> std::process::Child {
+pub(crate) fn spawn_sync(install: &Install) -> std::process::Child {
     Command::new(BIN)
         .arg("--config")
         .arg(install.config())
@@ -145,7 +145,7 @@ fn spawn_sync(install: &Install) -> std::process::Child {
         .expect("spawn sync")
 }
 
-fn wait_for_commits(install: &Install, at_least: i64, child: &mut std::process::Child) {
+pub(crate) fn wait_for_commits(install: &Install, at_least: i64, child: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Ok(Some(status)) = child.try_wait() {

@@ -1,0 +1,499 @@
+//! Running unattended: run history, `status --check`, the metrics file, JSON logs, retention,
+//! `forget`, `backup`, and the daemon under a service manager.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::pull::{PullTest, envelopes, spawn_sync, wait_for_commits};
+use crate::support::{BIN, Install, TYPES, fixtures, outcome, rows, value};
+
+/// The value of one sample in a Prometheus text file, by its name and labels as written.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no `{series}` in\n{text}"))
+        .parse()
+        .expect("a number")
+}
+
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+#[test]
+fn check_mode_and_metrics_follow_successful_and_failed_syncs() {
+    let test = PullTest::new(envelopes(0xa1, 5), "");
+    let install = &test.install;
+    install.append_config(
+        "\n[metrics]\ntextfile = \"metrics/beskedhent.prom\"\n\n[monitor]\nfailed_runs_warning = 1\nfailed_runs_critical = 2\ncertificate_warning_days = 1\ncertificate_critical_days = 0\n",
+    );
+    std::fs::create_dir(install.path("metrics")).expect("dir");
+
+    // Before any run: the feed has never succeeded, which is critical.
+    outcome(&install.run(&["init"]));
+    let (code, stdout, _) = outcome(&install.run(&["status", "--check"]));
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stdout.starts_with("CRITICAL - feed status: no successful run yet"),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("metrics written to"), "{stdout}");
+    let (code, stdout, _) = outcome(&install.run(&["status", "--check"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with("OK - 1 feed synced within 30 min"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("the certificate expires in"), "{stdout}");
+    assert!(
+        stdout.contains(" | 'status_since_success'=")
+            && stdout.contains("'status_failed_runs'=0;1;2;0"),
+        "{stdout}"
+    );
+    // The run history.
+    let db = install.db();
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT source || ' ' || command || ' ' || status || ' ' || messages || ' ' || duplicates || ' ' || rejected || ' ' || (ended_at >= started_at) FROM run"
+        ),
+        ["status sync ok 5 0 0 1"]
+    );
+    let metrics_path = install.path("metrics/beskedhent.prom");
+    let metrics = std::fs::read_to_string(&metrics_path).expect("metrics");
+    let mode = std::fs::metadata(&metrics_path)
+        .expect("metrics")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+    assert_eq!(
+        sample(&metrics, "beskedhent_run_success{feed=\"status\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "beskedhent_messages_total{feed=\"status\",result=\"new\"}"
+        ),
+        5.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "beskedhent_messages_total{feed=\"status\",result=\"rejected\"}"
+        ),
+        0.0
+    );
+    let success = sample(
+        &metrics,
+        "beskedhent_last_success_timestamp_seconds{feed=\"status\"}",
+    );
+    assert!((now_seconds() - success).abs() < 120.0, "{success}");
+    assert!(
+        sample(&metrics, "beskedhent_run_duration_seconds{feed=\"status\"}") >= 0.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "beskedhent_certificate_expiry_timestamp_seconds") > now_seconds(),
+        "{metrics}"
+    );
+    assert_eq!(sample(&metrics, "beskedhent_notifications_pending"), 0.0);
+    assert!(metrics.contains("beskedhent_letters{outcome="), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE beskedhent_messages_total counter"),
+        "{metrics}"
+    );
+    // No temporary file is left beside it.
+    assert_eq!(
+        std::fs::read_dir(install.path("metrics"))
+            .expect("dir")
+            .count(),
+        1
+    );
+
+    // A mistyped dueslag: one failed run warns, two in a row are critical.
+    let config = std::fs::read_to_string(install.config()).expect("config");
+    let wrong = config.replace(&test.queue, "00000000-0000-4000-8000-000000000bad");
+    std::fs::write(install.config(), &wrong).expect("config");
+    assert_eq!(outcome(&install.run(&["sync"])).0, 4);
+    let (code, stdout, _) = outcome(&install.run(&["status", "--check"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.starts_with("WARNING - feed status: 1 failed runs in a row: "),
+        "{stdout}"
+    );
+    assert_eq!(outcome(&install.run(&["sync"])).0, 4);
+    let (code, stdout, _) = outcome(&install.run(&["status", "--check"]));
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stdout.starts_with("CRITICAL - feed status: 2 failed runs in a row"),
+        "{stdout}"
+    );
+    let metrics = std::fs::read_to_string(&metrics_path).expect("metrics");
+    assert_eq!(
+        sample(&metrics, "beskedhent_run_success{feed=\"status\"}"),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "beskedhent_last_success_timestamp_seconds{feed=\"status\"}"
+        ),
+        success
+    );
+    // Plain `status` names the last successful run.
+    let (_, stdout, _) = outcome(&install.run(&["status"]));
+    assert!(stdout.contains("LAST SUCCESS"), "{stdout}");
+    assert_eq!(
+        value::<i64>(
+            &install.db(),
+            "SELECT count(*) FROM run WHERE status = 'failed' AND error LIKE '%does not exist%'"
+        ),
+        2
+    );
+
+    // Fixed, but the last success is old (as if the timer had stopped three hours ago).
+    std::fs::write(install.config(), &config).expect("config");
+    assert_eq!(outcome(&install.run(&["sync"])).0, 0);
+    install
+        .db()
+        .execute_batch(
+            "UPDATE run SET started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-3 hours'),
+                 ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-3 hours')",
+        )
+        .expect("age the runs");
+    let (code, stdout, _) = outcome(&install.run(&["status", "--check"]));
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stdout.starts_with("CRITICAL - feed status: last successful run 3 h 0 min ago"),
+        "{stdout}"
+    );
+
+    // Whatever goes wrong with the check itself is UNKNOWN, on one line.
+    std::fs::write(
+        install.config(),
+        format!("{config}\n[monitor]\nbogus = 1\n"),
+    )
+    .expect("config");
+    let (code, stdout, _) = outcome(&install.run(&["status", "--check"]));
+    assert_eq!(code, 3, "{stdout}");
+    assert!(
+        stdout.starts_with("UNKNOWN - invalid configuration"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    std::fs::write(install.config(), &config).expect("config");
+    std::fs::rename(install.db_path(), install.path("moved.db")).expect("move");
+    let (code, stdout, _) = outcome(&install.run(&["status", "--check"]));
+    assert_eq!(code, 3, "{stdout}");
+    assert!(
+        stdout.starts_with("UNKNOWN - cannot read the replica: database"),
+        "{stdout}"
+    );
+}
+
+/// Every place in the replica's files where `needle` occurs.
+fn occurrences(install: &Install, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for name in ["replica.db", "replica.db-wal"] {
+        let Ok(bytes) = std::fs::read(install.path(name)) else {
+            continue;
+        };
+        let count = bytes
+            .windows(needle.len())
+            .filter(|window| *window == needle.as_bytes())
+            .count();
+        if count > 0 {
+            found.push(format!("{name}: {count}"));
+        }
+    }
+    found
+}
+
+#[test]
+fn forget_erases_a_party_from_the_files_bytes() {
+    let install = Install::new(TYPES);
+    let good = fixtures().join("good");
+    outcome(&install.run(&["import", good.to_str().expect("utf-8")]));
+    // A refused message that names the party, and one that does not.
+    let refused = install.path("refused");
+    std::fs::create_dir(&refused).expect("dir");
+    std::fs::write(
+        refused.join("a.xml"),
+        "<Haendelsesbesked><cpr>010170-1234</cpr>",
+    )
+    .expect("write");
+    std::fs::write(refused.join("b.xml"), "<Haendelsesbesked><x>other</x>").expect("write");
+    outcome(&install.run(&["import", refused.to_str().expect("utf-8")]));
+    for form in ["0101701234", "010170-1234", "0202802345"] {
+        assert!(!occurrences(&install, form).is_empty(), "{form} is stored");
+    }
+    let rejected_before = value::<i64>(&install.db(), "SELECT count(*) FROM rejected");
+
+    let (code, stdout, stderr) = outcome(&install.run(&["forget", "010170-1234"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("registrations deleted") && !stdout.contains("1234"),
+        "{stdout}"
+    );
+    // Gone from the database file and its WAL, in both forms...
+    assert_eq!(occurrences(&install, "0101701234"), Vec::<String>::new());
+    assert_eq!(occurrences(&install, "010170-1234"), Vec::<String>::new());
+    // ...while everyone else is still there.
+    assert!(!occurrences(&install, "0202802345").is_empty());
+    let db = install.db();
+    assert_eq!(
+        value::<i64>(
+            &db,
+            "SELECT count(*) FROM registration WHERE party = '0101701234'"
+        ),
+        0
+    );
+    assert!(
+        value::<i64>(
+            &db,
+            "SELECT count(*) FROM registration WHERE party = '0202802345'"
+        ) > 0
+    );
+    assert_eq!(
+        value::<i64>(&db, "SELECT count(*) FROM rejected"),
+        rejected_before - 1
+    );
+    // The messages stay (so a copy received again is still a duplicate), without envelope.
+    let pruned = value::<i64>(
+        &db,
+        "SELECT count(*) FROM message WHERE envelope_pruned_at IS NOT NULL AND length(envelope) = 0",
+    );
+    assert!(pruned >= 3, "{pruned}");
+    outcome(&install.run(&["import", good.to_str().expect("utf-8")]));
+    assert_eq!(
+        value::<i64>(
+            &install.db(),
+            "SELECT count(*) FROM registration WHERE party = '0101701234'"
+        ),
+        0
+    );
+
+    let (code, _, stderr) = outcome(&install.run(&["forget", "12345"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not a CPR number"), "{stderr}");
+}
+
+#[test]
+fn prune_applies_retention_and_keeps_the_current_registration() {
+    let install = Install::new(TYPES);
+    let good = fixtures().join("good");
+    let bad = fixtures().join("bad");
+    outcome(&install.run(&["import", good.to_str().expect("utf-8")]));
+    outcome(&install.run(&["import", bad.to_str().expect("utf-8")]));
+    // Nothing is deleted unless configured.
+    let (code, _, stderr) = outcome(&install.run(&["prune"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("sets no [retention]"), "{stderr}");
+
+    let db = install.db();
+    let letters = value::<i64>(&db, "SELECT count(*) FROM letter");
+    let final_letters = value::<i64>(&db, "SELECT count(*) FROM letter WHERE final = 1");
+    let parties = value::<i64>(&db, "SELECT count(*) FROM registration_current");
+    assert!(value::<i64>(&db, "SELECT count(*) FROM rejected") > 0);
+    drop(db);
+    // The fixtures are from 2026; a day is enough to make all of them old.
+    install.append_config(
+        "\n[retention]\nenvelope_days = 1\nstatus_days = 1\nregistration_history_days = 1\nrejected_days = 1\n",
+    );
+    // A refused message from now is kept.
+    let fresh = install.path("fresh");
+    std::fs::create_dir(&fresh).expect("dir");
+    std::fs::write(fresh.join("x.xml"), "not xml").expect("write");
+    outcome(&install.run(&["import", fresh.to_str().expect("utf-8")]));
+    install
+        .db()
+        .execute_batch("UPDATE rejected SET received_at = '2026-01-01T00:00:00.000Z' WHERE origin NOT LIKE '%fresh%'")
+        .expect("age");
+
+    let (code, stdout, stderr) = outcome(&install.run(&["prune"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.starts_with("pruned: "), "{stdout}");
+    let db = install.db();
+    assert_eq!(
+        value::<i64>(&db, "SELECT count(*) FROM letter"),
+        letters - final_letters
+    );
+    assert_eq!(
+        value::<i64>(
+            &db,
+            "SELECT count(*) FROM print_status WHERE message_uuid NOT IN (SELECT message_uuid FROM letter)"
+        ),
+        0
+    );
+    assert_eq!(
+        value::<i64>(&db, "SELECT count(*) FROM registration_current"),
+        parties
+    );
+    assert_eq!(
+        value::<i64>(&db, "SELECT count(*) FROM registration"),
+        parties,
+        "only the current registrations stay"
+    );
+    // Age counts from the message's own time; without one, from its arrival (today).
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT DISTINCT (created_at IS NULL) || ' ' || (length(envelope) > 0) || ' ' || (envelope_pruned_at IS NULL) FROM message ORDER BY 1"
+        ),
+        ["0 0 0", "1 1 1"]
+    );
+    assert_eq!(
+        rows(&db, "SELECT origin LIKE '%fresh%' FROM rejected"),
+        ["1"]
+    );
+    // Nothing left to do: a second prune removes nothing.
+    let (code, stdout, _) = outcome(&install.run(&["prune"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("pruned: 0 envelopes dropped, 0 letters deleted (0 statuses), 0 superseded registrations, 0 refused messages, 0 runs"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn backup_during_a_sync_is_consistent_private_and_verified() {
+    let test = PullTest::new(envelopes(0xb1, 3000), "batch_size = 50\n");
+    let install = &test.install;
+    let mut child = spawn_sync(install);
+    wait_for_commits(install, 100, &mut child);
+    let copy = install.path("backup.db");
+    let (code, stdout, stderr) = outcome(&install.run(&["backup", copy.to_str().expect("utf-8")]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("integrity ok"), "{stdout}");
+    let (sync_code, sync_out, sync_err) = outcome(&child.wait_with_output().expect("sync"));
+    assert_eq!(sync_code, 0, "{sync_out}{sync_err}");
+
+    let mode = std::fs::metadata(&copy).expect("copy").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // One self-contained file, consistent: every status has its message and letter.
+    assert!(!install.path("backup.db-wal").exists());
+    let db = rusqlite::Connection::open(&copy).expect("open copy");
+    assert_eq!(value::<String>(&db, "PRAGMA integrity_check"), "ok");
+    let messages = value::<i64>(&db, "SELECT count(*) FROM message");
+    assert!((100..=3000).contains(&messages), "{messages}");
+    assert_eq!(
+        value::<i64>(&db, "SELECT count(*) FROM print_status"),
+        messages
+    );
+    assert_eq!(
+        value::<i64>(&db, "SELECT sum(messages) FROM cursor"),
+        messages
+    );
+    assert_eq!(
+        value::<i64>(&install.db(), "SELECT count(*) FROM message"),
+        3000
+    );
+    // Never over an existing file.
+    let (code, _, stderr) = outcome(&install.run(&["backup", copy.to_str().expect("utf-8")]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("exists already"), "{stderr}");
+}
+
+#[test]
+fn json_logs_are_one_masked_object_per_line() {
+    let install = Install::new(TYPES);
+    let dir = install.path("in");
+    std::fs::create_dir(&dir).expect("dir");
+    std::fs::write(dir.join("cpr 251248-9996\nforged.xml"), "<a>").expect("write");
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(install.config())
+        .args(["import", dir.to_str().expect("utf-8")])
+        .env("BESKEDHENT_LOG", "info")
+        .env("BESKEDHENT_LOG_FORMAT", "json")
+        .output()
+        .expect("run");
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(!stderr.contains("9996"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let event: serde_json::Value = serde_json::from_str(line).expect(line);
+        assert!(event["timestamp"].is_string(), "{line}");
+        assert!(event["level"].is_string(), "{line}");
+        assert!(event["message"].is_string(), "{line}");
+    }
+    assert!(stderr.contains("\"file\":"), "{stderr}");
+}
+
+#[test]
+fn daemon_tells_systemd_and_exits_after_failing_passes() {
+    use std::os::unix::net::UnixDatagram;
+    let test = PullTest::new(envelopes(0xc1, 1), "retries = 0\n");
+    let install = &test.install;
+    let config = std::fs::read_to_string(install.config()).expect("config");
+    std::fs::write(
+        install.config(),
+        config.replace(&test.queue, "00000000-0000-4000-8000-000000000bad")
+            + "\n[schedule]\ncron = \"* * * * * *\"\nexit_after_failed_passes = 2\n",
+    )
+    .expect("config");
+    let socket_path = install.path("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(install.config())
+        .arg("daemon")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("BESKEDHENT_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("daemon");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut messages = Vec::new();
+    let status = loop {
+        let mut buffer = [0u8; 4096];
+        if let Ok(n) = socket.recv(&mut buffer) {
+            messages.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not give up: {messages:?}"
+        );
+    };
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buffer) {
+        messages.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+    }
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    assert!(messages[0].starts_with("READY=1"), "{messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("FAILED (status); 2 failing passes in a row")),
+        "{messages:?}"
+    );
+    assert!(messages.iter().any(|m| m == "STOPPING=1"), "{messages:?}");
+    assert!(stderr.contains("exit_after_failed_passes"), "{stderr}");
+    assert_eq!(
+        value::<i64>(
+            &install.db(),
+            "SELECT count(*) FROM run WHERE command = 'daemon' AND status = 'failed'"
+        ),
+        2
+    );
+}
