@@ -318,12 +318,15 @@ pub fn show(store: &Store, id: &str) -> Result<Option<String>> {
             fields(&mut out, &names, derived);
         }
     }
-    let envelope: Vec<u8> = connection.query_row(
-        "SELECT envelope FROM message WHERE seq = ?1",
+    let (envelope, pruned_at): (Vec<u8>, Option<String>) = connection.query_row(
+        "SELECT envelope, envelope_pruned_at FROM message WHERE seq = ?1",
         [seq],
-        |row| row.get(0),
+        |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
     out.push_str("\nenvelope\n");
+    if let Some(at) = pruned_at {
+        let _ = write!(out, "(dropped at {at}, by [retention] or `forget`)");
+    }
     out.push_str(&escape_text(&envelope));
     if let Ok(parsed) = crate::envelope::parse_envelope(&envelope)
         && let Some(payload) = parsed.decoded_payload()

@@ -959,7 +959,9 @@ impl Store {
         loop {
             let seqs: Vec<(i64, String)> = tx
                 .prepare_cached(
-                    "SELECT seq, kind FROM message WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    // A message whose envelope was dropped keeps the rows it has.
+                    "SELECT seq, kind FROM message WHERE seq > ?1 AND envelope_pruned_at IS NULL
+                     ORDER BY seq LIMIT ?2",
                 )?
                 .query_map(params![after, CHUNK], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
@@ -1277,9 +1279,16 @@ fn insert_message(
             .write_all(envelope)?;
     }
     if inserted == 0 {
-        let seq: i64 = tx
-            .prepare_cached("SELECT seq FROM message WHERE besked_id = ?1")?
-            .query_row([&message.besked_id], |row| row.get(0))?;
+        let (seq, pruned): (i64, bool) = tx
+            .prepare_cached(
+                "SELECT seq, envelope_pruned_at IS NOT NULL FROM message WHERE besked_id = ?1",
+            )?
+            .query_row([&message.besked_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        if pruned {
+            // Its envelope was dropped (retention, `forget`): nothing to compare with, and
+            // keeping this copy would store again what was erased.
+            return Ok(Inserted::Same(seq));
+        }
         let stored = read_blob(tx, "message", "envelope", seq)?;
         return Ok(if same_document(&stored, envelope) {
             Inserted::Same(seq)

@@ -59,7 +59,8 @@ pub struct Forgotten {
     pub envelopes: u64,
     pub rejected: u64,
     pub notifications: u64,
-    /// Run errors and origins in which the number was replaced.
+    /// Texts in which the number was replaced by asterisks: run errors, origins, free text of
+    /// statuses.
     pub texts: u64,
     pub wal_truncated: bool,
 }
@@ -222,7 +223,7 @@ impl Store {
 
     /// Erases one CPR or CVR number from the replica: its registrations (and their messages'
     /// envelopes), every envelope, refused message and notification that names it, and the
-    /// number in run errors and origins.
+    /// number in run errors, origins and the free text of statuses.
     pub fn forget(&mut self, party: &Party) -> Result<Forgotten> {
         let result = self.forget_unnamed(party);
         self.named(result)
@@ -297,6 +298,14 @@ impl Store {
                          WHERE instr(run_error, ?1) > 0",
                     "UPDATE message SET origin = replace(origin, ?1, ?2)
                          WHERE instr(origin, ?1) > 0",
+                    // Free text of statuses, should a sender have put the number there.
+                    "UPDATE print_status SET fejl_tekst = replace(fejl_tekst, ?1, ?2),
+                         bruger_navn = replace(bruger_navn, ?1, ?2),
+                         enhed_tekst = replace(enhed_tekst, ?1, ?2)
+                     WHERE instr(fejl_tekst, ?1) > 0 OR instr(bruger_navn, ?1) > 0
+                         OR instr(enhed_tekst, ?1) > 0",
+                    "UPDATE letter SET fejl_tekst = replace(fejl_tekst, ?1, ?2)
+                         WHERE instr(fejl_tekst, ?1) > 0",
                 ] {
                     changed += tx.execute(sql, params![form, masked])? as u64;
                 }

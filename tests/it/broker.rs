@@ -205,7 +205,8 @@ impl Broker {
                 "wait",
                 &self.env_var("RABBITMQ_PID_FILE"),
                 "--timeout",
-                "120",
+                // Generous: a loaded two-core machine (a build beside the tests) is slow.
+                "300",
             ])
             .status()
             .expect("rabbitmqctl wait");
