@@ -366,6 +366,13 @@ fn prune_applies_retention_and_keeps_the_current_registration() {
         rows(&db, "SELECT origin LIKE '%fresh%' FROM rejected"),
         ["1"]
     );
+    // The dropped bytes are gone from the files, not only from the rows: the envelopes with
+    // a Dannelsestidspunkt (created_at) were old enough, and not one of them is left (the
+    // element, that is: the schema names it in a comment).
+    assert_eq!(
+        occurrences(&install, "Dannelsestidspunkt>"),
+        Vec::<String>::new()
+    );
     // Nothing left to do: a second prune removes nothing.
     let (code, stdout, _) = outcome(&install.run(&["prune"]));
     assert_eq!(code, 0);
