@@ -7,7 +7,13 @@ use clap::{Parser, Subcommand};
 /// Keeps a local SQLite replica of what KOMBIT's Beskedfordeler says about a municipality's
 /// letters (print status) and citizens (Digital Post and NemSMS registrations).
 #[derive(Debug, Parser)]
-#[command(name = "beskedhent", version, about, long_about = None)]
+#[command(
+    name = "beskedhent",
+    version,
+    about,
+    long_about = None,
+    after_long_help = "EXIT STATUS: 0 done; 1 could not do the job (configuration, database, unreadable input); 2 wrong usage; 3 done, but messages were refused (kept in `rejected`); 4 sync: a feed failed (daemon: too many failing passes in a row); 5 sync: another run holds a feed's lock; 130 stopped by SIGINT/SIGTERM after committing. status --check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n\nENVIRONMENT: BESKEDHENT_CONFIG (the configuration file), BESKEDHENT_LOG (level or filter: warn, info, debug), BESKEDHENT_LOG_FORMAT (text or json), BESKEDHENT_SKIP_UPGRADE_BACKUP (migrate without the backup), NOTIFY_SOCKET (set by systemd for the daemon).\n\nFILES: /etc/beskedhent/config.toml (the configuration when ./config.toml does not exist), /var/lib/beskedhent/replica.db (the package's replica), /usr/share/doc/beskedhent/README.md.gz (the full manual: configuration keys, tables, monitoring, retention, backups)."
+)]
 pub struct Cli {
     /// The configuration file [default: ./config.toml if it exists, else
     /// /etc/beskedhent/config.toml]
@@ -29,7 +35,10 @@ impl Cli {
             Some(path) => path.clone(),
             None => {
                 let local = PathBuf::from("config.toml");
-                if !local.exists() && std::path::Path::new(SYSTEM_CONFIG).exists() {
+                let missing = |path: &std::path::Path| matches!(std::fs::metadata(path), Err(error) if error.kind() == std::io::ErrorKind::NotFound);
+                // A system configuration this user may not read is still the one meant: its
+                // error then says "permission denied", not "not found".
+                if missing(&local) && !missing(std::path::Path::new(SYSTEM_CONFIG)) {
                     PathBuf::from(SYSTEM_CONFIG)
                 } else {
                     local
@@ -133,7 +142,8 @@ pub enum Command {
     /// Erase one CPR or CVR number everywhere the replica holds it (data-protection
     /// requests): registrations, envelopes and refused messages naming it, notifications.
     Forget {
-        /// 10-digit CPR (DDMMYYSSSS or DDMMYY-SSSS) or 8-digit CVR number.
+        /// 10-digit CPR (DDMMYYSSSS, DDMMYY-SSSS or urn:oio:cpr-nr:DDMMYYSSSS) or 8-digit CVR
+        /// number (NNNNNNNN or urn:oio:cvr-nr:NNNNNNNN).
         #[arg(value_name = "PARTY")]
         party: String,
     },

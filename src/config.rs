@@ -190,6 +190,8 @@ fn default_notify_timeout() -> u64 {
 }
 
 fn validate_notify(mut notify: NotifyConfig, base: &Path) -> Result<NotifyConfig> {
+    check_days("notify.overdue_days", notify.overdue_days)?;
+    check_days("notify.max_age_days", notify.max_age_days)?;
     if notify.command.is_empty() && notify.webhook.is_none() {
         bail!(
             "`[notify]` needs `command` (a program and its arguments) or `webhook` (an https:// URL)"
@@ -508,6 +510,7 @@ impl Config {
             .map(|notify| validate_notify(notify, base))
             .transpose()?;
         validate_monitor(&raw.monitor)?;
+        validate_retention(&raw.retention)?;
         let metrics = raw
             .metrics
             .map(|metrics| validate_metrics(metrics, base))
@@ -569,7 +572,50 @@ impl Config {
     }
 }
 
+fn validate_retention(retention: &RetentionConfig) -> Result<()> {
+    for (key, days) in [
+        ("retention.envelope_days", retention.envelope_days),
+        ("retention.status_days", retention.status_days),
+        (
+            "retention.registration_history_days",
+            retention.registration_history_days,
+        ),
+        ("retention.rejected_days", retention.rejected_days),
+        ("retention.run_days", retention.run_days),
+    ] {
+        check_days(key, days)?;
+    }
+    Ok(())
+}
+
 fn validate_monitor(monitor: &MonitorConfig) -> Result<()> {
+    check_days("monitor.overdue_days", monitor.overdue_days)?;
+    for (key, value, max) in [
+        (
+            "monitor.warn_after_minutes",
+            monitor.warn_after_minutes,
+            u64::from(MAX_DAYS) * 24 * 60,
+        ),
+        (
+            "monitor.critical_after_minutes",
+            monitor.critical_after_minutes,
+            u64::from(MAX_DAYS) * 24 * 60,
+        ),
+        (
+            "monitor.certificate_warning_days",
+            monitor.certificate_warning_days,
+            u64::from(MAX_DAYS),
+        ),
+        (
+            "monitor.certificate_critical_days",
+            monitor.certificate_critical_days,
+            u64::from(MAX_DAYS),
+        ),
+    ] {
+        if value > max {
+            bail!("`{key}` is {value}; at most {max} (100 years)");
+        }
+    }
     let pairs = [
         (
             "warn_after_minutes",
@@ -689,20 +735,37 @@ fn validate_amqp(mut amqp: AmqpConfig, base: &Path) -> Result<AmqpConfig> {
     Ok(amqp)
 }
 
+/// A source name (a feed's `name`, `import --source`): 1 to 64 letters, digits, `-`, `_` or
+/// `.`, so that it is safe in file names, metrics labels and plugin output.
+pub fn check_source_name(what: &str, name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !valid {
+        bail!(
+            "{what} `{}` must be 1 to 64 letters, digits, `-`, `_` or `.`",
+            crate::mask::cap(name, 80)
+        );
+    }
+    Ok(())
+}
+
+/// Longest period a `*_days` key may give: 100 years.
+const MAX_DAYS: u32 = 36_500;
+
+fn check_days(key: &str, days: u32) -> Result<()> {
+    if days > MAX_DAYS {
+        bail!("`{key}` is {days} days; at most {MAX_DAYS} (100 years), or 0 where 0 means off");
+    }
+    Ok(())
+}
+
 fn validate_feeds(feeds: Vec<FeedConfig>) -> Result<Vec<FeedConfig>> {
     let mut seen = std::collections::HashSet::new();
     for feed in &feeds {
-        let valid_name = !feed.name.is_empty()
-            && feed
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-        if !valid_name {
-            bail!(
-                "`feed.name` `{}` must be letters, digits, `-`, `_` or `.`",
-                feed.name
-            );
-        }
+        check_source_name("`feed.name`", &feed.name)?;
         if !seen.insert(feed.name.as_str()) {
             bail!("two [[feed]] sections are named `{}`", feed.name);
         }

@@ -45,6 +45,7 @@ pub fn init() {
             false
         }
     };
+    let _ = JSON.set(json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
@@ -149,9 +150,24 @@ pub fn safe_json_line(text: &str) -> String {
     serde_json::to_string(&value).unwrap_or_else(|_| safe_line(text))
 }
 
-/// Prints an error on standard error, made safe like every log line.
+/// Whether log lines are JSON (set once by [`init`]).
+static JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Prints an error on standard error, made safe like every log line: a text line, or with
+/// JSON logging one JSON object like the log's.
 pub fn print_error(text: &str) {
-    let line = safe_line(&format!("error: {text}"));
+    let line = if JSON.get().copied().unwrap_or(false) {
+        safe_json_line(
+            &serde_json::json!({
+                "timestamp": crate::time::now_utc(),
+                "level": "ERROR",
+                "message": text,
+            })
+            .to_string(),
+        )
+    } else {
+        safe_line(&format!("error: {text}"))
+    };
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "{line}");
 }

@@ -12,7 +12,28 @@ use beskedhent::store::Store;
 use beskedhent::{check, exit, import, letters, logging, monitor, notify, schedule, status, sync};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // As a monitoring plugin, a usage mistake is UNKNOWN (exit 3), on one line.
+        Err(error)
+            if !matches!(
+                error.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) && std::env::args().any(|arg| arg == "--check") =>
+        {
+            let text = error.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            println!(
+                "{}",
+                logging::safe_line(&format!(
+                    "UNKNOWN - {}",
+                    first.trim_start_matches("error: ")
+                ))
+            );
+            return ExitCode::from(monitor::State::Unknown.exit_code());
+        }
+        Err(error) => error.exit(),
+    };
     // reqwest and lapin both use rustls; make one crypto provider the process default.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     logging::init();
@@ -66,6 +87,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Import { paths, source } => {
+            beskedhent::config::check_source_name("--source", &source)?;
             let mut store = Store::open(&config.database)?;
             store.record_events(notify::rules(config.notify.as_ref()));
             let summary = import::import(&mut store, &config.decoder(), &paths, &source)?;
@@ -259,7 +281,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Prune => {
             if !config.retention.is_set() {
                 anyhow::bail!(
-                    "`{}` sets no [retention]; nothing is deleted unless configured (see the README)",
+                    "`{}` sets no retention period ([retention] with a key above 0); nothing is deleted unless configured (see the README)",
                     config.path.display()
                 );
             }
@@ -272,6 +294,19 @@ fn run(cli: Cli) -> Result<u8> {
             let party = beskedhent::store::Party::parse(&party)?;
             let mut store = Store::open(&config.database)?;
             let done = store.forget(&party)?;
+            if done.registrations + done.envelopes + done.rejected + done.notifications + done.texts
+                == 0
+            {
+                println!(
+                    "{}",
+                    logging::safe_line(&format!(
+                        "nothing in {} names {}; nothing was changed (check the number)",
+                        config.database.display(),
+                        party.number
+                    ))
+                );
+                return Ok(exit::OK);
+            }
             println!(
                 "{}",
                 logging::safe_line(&format!(

@@ -109,7 +109,7 @@ impl Findings {
         let label: String = label
             .chars()
             .map(|c| {
-                if c == '\'' || c == '=' || c.is_control() {
+                if c == '\'' || c == '=' || c == '|' || c.is_control() {
                     '_'
                 } else {
                     c
@@ -157,6 +157,10 @@ impl Findings {
             line: crate::logging::safe_line(&line),
         }
     }
+}
+
+fn plural(count: u64, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
 }
 
 fn level(value: u64, warning: u64, critical: u64) -> State {
@@ -229,7 +233,10 @@ fn check_replica(
     );
     findings.add(
         state,
-        format!("{rejected} messages refused in the last 24 h (see the `rejected` table)"),
+        format!(
+            "{} refused in the last 24 h (see the `rejected` table)",
+            plural(rejected, "message", "messages")
+        ),
     );
     findings.perf(
         "rejected_24h",
@@ -245,8 +252,10 @@ fn check_replica(
         findings.add(
             state,
             format!(
-                "{overdue} letters without a final status after {} days (`beskedhent letters --overdue {}`)",
-                monitor.overdue_days, monitor.overdue_days
+                "{} without a final status after {} days (`beskedhent letters --overdue {}`)",
+                plural(overdue, "letter", "letters"),
+                monitor.overdue_days,
+                monitor.overdue_days
             ),
         );
         findings.perf(
@@ -262,8 +271,8 @@ fn check_replica(
         findings.add(
             State::Warning,
             format!(
-                "{} notifications cannot be delivered (see `beskedhent notify --dry-run`)",
-                counts.failing
+                "{} cannot be delivered (see `beskedhent notify --dry-run`)",
+                plural(counts.failing as u64, "notification", "notifications")
             ),
         );
     }
@@ -327,7 +336,10 @@ fn check_feed(
             .unwrap_or_default();
         findings.add(
             state,
-            format!("feed {feed}: {failed} failed runs in a row{error}"),
+            format!(
+                "feed {feed}: {} in a row{error}",
+                plural(failed, "failed run", "failed runs")
+            ),
         );
     }
     findings.perf(
@@ -545,8 +557,9 @@ pub fn metrics_text(store: &Store, certificate_expiry: Option<DateTime<Utc>>) ->
     Ok(out)
 }
 
-/// A label value escaped for the text format.
+/// A label value escaped for the text format (and masked: the file is readable by all).
 fn label_value(text: &str) -> String {
+    let text = crate::mask::mask_cpr(text);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

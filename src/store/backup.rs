@@ -30,6 +30,13 @@ impl Store {
     /// until then it lives under a temporary name beside `dest`.
     pub fn backup_to(&self, dest: &Path) -> Result<BackedUp> {
         let started = Instant::now();
+        if dest.is_dir() {
+            bail!(
+                "`{}` is a directory; give the path of the new file, e.g. `{}`",
+                dest.display(),
+                dest.join("replica-backup.db").display()
+            );
+        }
         if dest.exists() || dest.is_symlink() {
             bail!(
                 "`{}` exists already; a backup never overwrites: choose a new name or remove it",

@@ -94,6 +94,16 @@ impl Party {
                 crate::mask::cap(&crate::mask::for_log(trimmed), 40)
             );
         }
+        if number.len() == 10 {
+            let day: u32 = number[..2].parse().unwrap_or(0);
+            let month: u32 = number[2..4].parse().unwrap_or(0);
+            if !(1..=31).contains(&day) || !(1..=12).contains(&month) {
+                bail!(
+                    "`{}` is not a CPR number: its first six digits must be a date (DDMMYY)",
+                    crate::mask::cap(&crate::mask::for_log(trimmed), 40)
+                );
+            }
+        }
         let forms = if number.len() == 10 {
             vec![number.clone(), format!("{}-{}", &number[..6], &number[6..])]
         } else {

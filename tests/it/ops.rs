@@ -127,7 +127,7 @@ fn check_mode_and_metrics_follow_successful_and_failed_syncs() {
     let (code, stdout, _) = outcome(&install.run(&["status", "--check"]));
     assert_eq!(code, 1, "{stdout}");
     assert!(
-        stdout.starts_with("WARNING - feed status: 1 failed runs in a row: "),
+        stdout.starts_with("WARNING - feed status: 1 failed run in a row: "),
         "{stdout}"
     );
     assert_eq!(outcome(&install.run(&["sync"])).0, 4);
@@ -308,7 +308,7 @@ fn prune_applies_retention_and_keeps_the_current_registration() {
     // Nothing is deleted unless configured.
     let (code, _, stderr) = outcome(&install.run(&["prune"]));
     assert_eq!(code, 1);
-    assert!(stderr.contains("sets no [retention]"), "{stderr}");
+    assert!(stderr.contains("sets no retention period"), "{stderr}");
 
     let db = install.db();
     let letters = value::<i64>(&db, "SELECT count(*) FROM letter");
@@ -513,5 +513,75 @@ fn daemon_tells_systemd_and_exits_after_failing_passes() {
             "SELECT count(*) FROM run WHERE command = 'daemon' AND status = 'failed'"
         ),
         2
+    );
+}
+
+#[test]
+fn operations_mistakes_are_refused_plainly() {
+    let install = Install::new(TYPES);
+    outcome(&install.run(&["init"]));
+    // A retention period no calendar can subtract is a configuration error naming the key.
+    install.append_config("\n[retention]\nrun_days = 100000000\n");
+    let (code, _, stderr) = outcome(&install.run(&["prune"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("`retention.run_days` is 100000000 days"),
+        "{stderr}"
+    );
+    let (code, stdout, _) = outcome(&install.run(&["status", "--check"]));
+    assert_eq!(code, 3, "{stdout}");
+    assert!(
+        stdout.starts_with("UNKNOWN - invalid configuration"),
+        "{stdout}"
+    );
+    let config = std::fs::read_to_string(install.config()).expect("config");
+    std::fs::write(install.config(), config.replace("100000000", "0")).expect("config");
+    let (code, _, stderr) = outcome(&install.run(&["prune"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("sets no retention period"), "{stderr}");
+
+    // A plugin given a wrong option is UNKNOWN, not CRITICAL.
+    let (code, stdout, stderr) = outcome(&install.run(&["status", "--check", "--json"]));
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(stdout.starts_with("UNKNOWN - "), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+
+    // `import --source` follows the rule of feed names.
+    let (code, _, stderr) = outcome(&install.run(&["import", "--source", "a|b", "."]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--source `a|b` must be"), "{stderr}");
+
+    // `forget`: an impossible date is refused; a number stored nowhere changes nothing, and
+    // says so.
+    let (code, _, stderr) = outcome(&install.run(&["forget", "3201701234"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("must be a date"), "{stderr}");
+    let (code, stdout, _) = outcome(&install.run(&["forget", "0101701235"]));
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("nothing in "), "{stdout}");
+    assert!(!stdout.contains("1235"), "{stdout}");
+
+    // `backup` to a directory.
+    let (code, _, stderr) =
+        outcome(&install.run(&["backup", install.dir.path().to_str().expect("utf-8")]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is a directory"), "{stderr}");
+
+    // With JSON logging, a fatal error is a JSON line too.
+    let output = Command::new(BIN)
+        .args(["--config", "/nonexistent/beskedhent.toml", "status"])
+        .env("BESKEDHENT_LOG_FORMAT", "json")
+        .output()
+        .expect("run");
+    let (code, _, stderr) = outcome(&output);
+    assert_eq!(code, 1);
+    let event: serde_json::Value = serde_json::from_str(stderr.trim()).expect(&stderr);
+    assert_eq!(event["level"], "ERROR");
+    assert!(
+        event["message"]
+            .as_str()
+            .expect("message")
+            .contains("not found"),
+        "{stderr}"
     );
 }
