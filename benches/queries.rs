@@ -9,7 +9,10 @@
 //!   peak RSS of the child process);
 //! - the cookbook's per-letter questions, through `letter`, through `print_status_latest`, and
 //!   through the view as it was before `letter` existed (a correlated subquery), on a warm
-//!   page cache. Each is run several times; the median is reported.
+//!   page cache. Each is run several times; the median is reported;
+//! - operations at this size: `status --check`, the metrics file, `backup`, and `prune` and
+//!   `forget` while another thread commits small batches as `sync` does (how long its commits
+//!   take meanwhile).
 
 use std::path::Path;
 use std::process::Command;
@@ -250,6 +253,164 @@ fn main() {
         &[],
         3,
     );
+    drop(db);
+
+    operations(&scratch, &path, &party);
+}
+
+/// Operations at this size: `status --check`, the metrics file, `backup`, `prune` and `forget`,
+/// the last two while a writer commits small batches the way `sync` does, timing how long its
+/// commits wait.
+fn operations(scratch: &Path, path: &Path, party: &str) {
+    println!();
+    println!("| operation | time | note |");
+    println!("|---|---|---|");
+    let check = common::run_measured(
+        Command::new(env!("CARGO_BIN_EXE_beskedhent"))
+            .arg("--config")
+            .arg(scratch.join("full.toml"))
+            .args(["status", "--check"])
+            .env("BESKEDHENT_LOG", "warn"),
+    );
+    println!(
+        "| `status --check` | {} | whole process, peak RSS {:.1} MiB |",
+        format_duration(Duration::from_secs_f64(check.seconds)),
+        check.peak_rss_mib
+    );
+    let store = Store::open_existing(path).expect("open");
+    let started = Instant::now();
+    let text = beskedhent::monitor::metrics_text(&store, None).expect("metrics");
+    println!(
+        "| metrics file contents | {} | {} lines |",
+        format_duration(started.elapsed()),
+        text.lines().count()
+    );
+    let copy = scratch.join("backup.db");
+    let done = store.backup_to(&copy).expect("backup");
+    println!(
+        "| `backup` | {} | {:.0} MiB, {:.0} MiB/s, integrity check included |",
+        format_duration(done.elapsed),
+        done.bytes as f64 / 1048576.0,
+        done.bytes as f64 / 1048576.0 / done.elapsed.as_secs_f64()
+    );
+    let _ = std::fs::remove_file(&copy);
+    drop(store);
+
+    let quiet = with_writer(path, || std::thread::sleep(Duration::from_secs(3)));
+    println!(
+        "| (a writer alone, for comparison) | 3 s | its commits of 50 statuses: median {}, longest {} |",
+        format_duration(quiet.median),
+        format_duration(quiet.longest)
+    );
+    // Half of the year's envelopes, and the letters final in its first quarter.
+    let now = chrono::Utc::now().timestamp();
+    let days = |since: i64| ((now - since) / 86_400).max(1) as u32;
+    let retention = beskedhent::config::RetentionConfig {
+        envelope_days: days(YEAR_START + 182 * 86_400),
+        status_days: days(YEAR_START + 91 * 86_400),
+        ..Default::default()
+    };
+    let mut pruned = None;
+    let busy = with_writer(path, || {
+        let mut store = Store::open(path).expect("open");
+        pruned = Some(store.prune(&retention).expect("prune"));
+    });
+    let pruned = pruned.expect("pruned");
+    println!(
+        "| `prune` ({} envelopes dropped, {} letters with {} statuses deleted) | {} | meanwhile a writer's commits: median {}, longest {} |",
+        pruned.envelopes,
+        pruned.letters,
+        pruned.statuses,
+        format_duration(busy.elapsed),
+        format_duration(busy.median),
+        format_duration(busy.longest)
+    );
+    let party = beskedhent::store::Party::parse(party).expect("party");
+    let mut forgotten = None;
+    let busy = with_writer(path, || {
+        let mut store = Store::open(path).expect("open");
+        forgotten = Some(store.forget(&party).expect("forget"));
+    });
+    let forgotten = forgotten.expect("forgotten");
+    println!(
+        "| `forget` (scans every envelope; {} registrations, {} envelopes) | {} | meanwhile a writer's commits: median {}, longest {} |",
+        forgotten.registrations,
+        forgotten.envelopes,
+        format_duration(busy.elapsed),
+        format_duration(busy.median),
+        format_duration(busy.longest)
+    );
+}
+
+/// How a writer beside an operation fared.
+struct Beside {
+    elapsed: Duration,
+    median: Duration,
+    longest: Duration,
+}
+
+/// Runs `operation` while another thread commits batches of 50 new statuses with
+/// `synchronous=FULL`, as `sync` does, one every 10 ms; the operation's time and the writer's
+/// commit times.
+fn with_writer(path: &Path, operation: impl FnOnce()) -> Beside {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let path = path.to_path_buf();
+        std::thread::spawn(move || {
+            let decoder = beskedhent::config::Config::parse(TYPES, Path::new("config.toml"))
+                .expect("config")
+                .decoder();
+            let mut store = Store::open(&path).expect("open");
+            let mut ids = UuidGenerator::new(now_nanos());
+            let at = format_time(chrono::Utc::now().timestamp());
+            let mut times = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let batch: Vec<Incoming> = (0..50)
+                    .map(|_| {
+                        let raw = status_envelope_with(
+                            &ids.next_uuid(),
+                            &ids.next_uuid(),
+                            &Status {
+                                at: &at,
+                                ..Status::SENT
+                            },
+                        );
+                        Incoming {
+                            origin: String::new(),
+                            decoded: decoder.decode(raw.as_bytes()),
+                            raw: Raw::Bytes(raw.into_bytes()),
+                        }
+                    })
+                    .collect();
+                let started = Instant::now();
+                store
+                    .write_batch("writer", "2027-01-01T00:00:00.000Z", &batch)
+                    .expect("write");
+                times.push(started.elapsed());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            times
+        })
+    };
+    let started = Instant::now();
+    operation();
+    let elapsed = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut times = writer.join().expect("writer");
+    times.sort();
+    Beside {
+        elapsed,
+        median: times.get(times.len() / 2).copied().unwrap_or_default(),
+        longest: times.last().copied().unwrap_or_default(),
+    }
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
 }
 
 fn env_number(name: &str, default: usize) -> usize {
