@@ -298,30 +298,47 @@ impl Store {
                 delete_ids(tx, "DELETE FROM notification WHERE id = ?1", chunk)
             })?;
         }
-        forgotten.texts = write(&mut self.conn, |tx| {
-            let mut changed = 0;
-            for form in &party.forms {
-                let masked = "*".repeat(form.len());
-                for sql in [
-                    "UPDATE run SET error = replace(error, ?1, ?2) WHERE instr(error, ?1) > 0",
-                    "UPDATE cursor SET run_error = replace(run_error, ?1, ?2)
-                         WHERE instr(run_error, ?1) > 0",
-                    "UPDATE message SET origin = replace(origin, ?1, ?2)
-                         WHERE instr(origin, ?1) > 0",
-                    // Free text of statuses, should a sender have put the number there.
-                    "UPDATE print_status SET fejl_tekst = replace(fejl_tekst, ?1, ?2),
-                         bruger_navn = replace(bruger_navn, ?1, ?2),
-                         enhed_tekst = replace(enhed_tekst, ?1, ?2)
-                     WHERE instr(fejl_tekst, ?1) > 0 OR instr(bruger_navn, ?1) > 0
-                         OR instr(enhed_tekst, ?1) > 0",
-                    "UPDATE letter SET fejl_tekst = replace(fejl_tekst, ?1, ?2)
-                         WHERE instr(fejl_tekst, ?1) > 0",
-                ] {
-                    changed += tx.execute(sql, params![form, masked])? as u64;
-                }
+        // Texts that may name the number: found by a scan outside any write transaction,
+        // then changed row by row in batches (a scan inside one would hold up `sync`).
+        const TEXTS: &[(&str, &[&str])] = &[
+            ("run", &["error"]),
+            ("cursor", &["run_error"]),
+            ("message", &["origin"]),
+            // Free text of statuses, should a sender have put the number there.
+            (
+                "print_status",
+                &["fejl_tekst", "bruger_navn", "enhed_tekst"],
+            ),
+            ("letter", &["fejl_tekst"]),
+        ];
+        for (table, columns) in TEXTS {
+            let condition = columns
+                .iter()
+                .map(|column| format!("instr({column}, ?1) > 0"))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let rows = named(
+                &self.conn,
+                &format!("SELECT rowid FROM {table} WHERE {condition}"),
+            )?;
+            let assignments = columns
+                .iter()
+                .map(|column| format!("{column} = replace({column}, ?2, ?3)"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("UPDATE {table} SET {assignments} WHERE rowid = ?1");
+            for chunk in rows.chunks(BATCH) {
+                forgotten.texts += write(&mut self.conn, |tx| {
+                    let mut statement = tx.prepare_cached(&sql)?;
+                    for rowid in chunk {
+                        for form in &party.forms {
+                            statement.execute(params![rowid, form, "*".repeat(form.len())])?;
+                        }
+                    }
+                    Ok(chunk.len() as u64)
+                })?;
             }
-            Ok(changed)
-        })?;
+        }
         forgotten.wal_truncated = truncate_wal(&self.conn)?;
         Ok(forgotten)
     }

@@ -222,6 +222,15 @@ fn occurrences(install: &Install, needle: &str) -> Vec<String> {
 fn forget_erases_a_party_from_the_files_bytes() {
     let install = Install::new(TYPES);
     let good = fixtures().join("good");
+    // A letter's status stored from a file whose name holds the number (`message.origin`).
+    let named = install.path("named");
+    std::fs::create_dir(&named).expect("dir");
+    std::fs::copy(
+        good.join("10-status-digital-received.xml"),
+        named.join("status-0101701234.xml"),
+    )
+    .expect("copy");
+    outcome(&install.run(&["import", named.to_str().expect("utf-8")]));
     outcome(&install.run(&["import", good.to_str().expect("utf-8")]));
     // A refused message that names the party, and one that does not.
     let refused = install.path("refused");
@@ -266,6 +275,13 @@ fn forget_erases_a_party_from_the_files_bytes() {
     assert_eq!(
         value::<i64>(&db, "SELECT count(*) FROM rejected"),
         rejected_before - 1
+    );
+    assert_eq!(
+        value::<i64>(
+            &db,
+            "SELECT count(*) FROM message WHERE origin LIKE '%status-**********.xml'"
+        ),
+        1
     );
     // The messages stay (so a copy received again is still a duplicate), without envelope.
     let pruned = value::<i64>(
