@@ -142,6 +142,11 @@ impl Broker {
                 dir.join("mnesia").display().to_string(),
             ),
             ("RABBITMQ_LOG_BASE", dir.join("log").display().to_string()),
+            // A crashing node or control script dumps here, not in the working directory.
+            (
+                "ERL_CRASH_DUMP",
+                dir.join("erl_crash.dump").display().to_string(),
+            ),
             (
                 "RABBITMQ_PID_FILE",
                 dir.join("rabbitmq.pid").display().to_string(),
