@@ -190,6 +190,12 @@ const CACHE_KIB: u32 = 4 * 1024;
 const IMPORT_CACHE_KIB: u32 = 16 * 1024;
 /// WAL pages (of [`PAGE_SIZE`]) after which a commit checkpoints: 32 MiB.
 const CHECKPOINT_PAGES: i64 = 32 * 1024 * 1024 / PAGE_SIZE;
+/// The same for `import`: 256 MiB. Its batches dirty thousands of randomly placed index pages;
+/// a longer WAL lets a page written by several batches be copied to the database once.
+const IMPORT_CHECKPOINT_PAGES: i64 = 256 * 1024 * 1024 / PAGE_SIZE;
+/// After a checkpoint the WAL file is cut back to this size, so a long `import` does not leave
+/// a large one behind.
+const WAL_KEEP_BYTES: i64 = 64 * 1024 * 1024;
 
 /// The bytes of something received.
 #[derive(Debug)]
@@ -476,6 +482,12 @@ impl Store {
             .pragma_update(None, "cache_size", -(CACHE_KIB as i64))?;
         self.conn
             .pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)?;
+        self.conn.pragma_update_and_check(
+            None,
+            "journal_size_limit",
+            WAL_KEEP_BYTES,
+            |_| Ok(()),
+        )?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
         // Deleted content (retention, `forget`) is overwritten with zeros, not left in free
         // space where it could still be read from the file.
@@ -486,13 +498,15 @@ impl Store {
     /// Sets how commits reach the disk, and the page cache that suits the use;
     /// [`Durability::Full`] after opening.
     pub fn set_durability(&self, durability: Durability) -> Result<()> {
-        let (level, cache_kib) = match durability {
-            Durability::Full => ("FULL", CACHE_KIB),
-            Durability::Normal => ("NORMAL", IMPORT_CACHE_KIB),
+        let (level, cache_kib, checkpoint) = match durability {
+            Durability::Full => ("FULL", CACHE_KIB, CHECKPOINT_PAGES),
+            Durability::Normal => ("NORMAL", IMPORT_CACHE_KIB, IMPORT_CHECKPOINT_PAGES),
         };
         self.conn.pragma_update(None, "synchronous", level)?;
         self.conn
             .pragma_update(None, "cache_size", -(cache_kib as i64))?;
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", checkpoint)?;
         Ok(())
     }
 
