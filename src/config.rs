@@ -556,6 +556,14 @@ impl Config {
         self.feeds.iter().map(|feed| feed.name.clone()).collect()
     }
 
+    /// The CVR numbers of the `[[feed]]`s that name their own.
+    pub fn feed_cvrs(&self) -> Vec<String> {
+        self.feeds
+            .iter()
+            .filter_map(|feed| feed.cvr.clone())
+            .collect()
+    }
+
     /// `[sts]`, when configured.
     pub fn sts(&self) -> Option<&StsConfig> {
         self.sts.as_ref()
@@ -736,16 +744,17 @@ fn validate_amqp(mut amqp: AmqpConfig, base: &Path) -> Result<AmqpConfig> {
 }
 
 /// A source name (a feed's `name`, `import --source`): 1 to 64 letters, digits, `-`, `_` or
-/// `.`, so that it is safe in file names, metrics labels and plugin output.
+/// `.`, starting with a letter, so that it is safe in file names, metrics labels and plugin
+/// output, and never looks like a CPR number.
 pub fn check_source_name(what: &str, name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
+    let valid = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if !valid {
         bail!(
-            "{what} `{}` must be 1 to 64 letters, digits, `-`, `_` or `.`",
+            "{what} `{}` must be 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter",
             crate::mask::cap(name, 80)
         );
     }

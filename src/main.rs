@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             if !matches!(
                 error.kind(),
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            ) && std::env::args().any(|arg| arg == "--check") =>
+            ) && std::env::args().any(|arg| arg == "--check" || arg.starts_with("--check=")) =>
         {
             let text = error.to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
@@ -76,13 +76,22 @@ fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Init => {
             let existed = config.database.exists();
+            let before = Store::open_existing(&config.database)
+                .and_then(|store| store.schema_version())
+                .ok();
             let store = Store::open(&config.database)?;
-            let line = format!(
-                "{} database {} (schema {})",
-                if existed { "up to date:" } else { "created" },
-                config.database.display(),
-                store.schema_version()?
-            );
+            let now = store.schema_version()?;
+            let line = match before {
+                Some(before) if before < now => format!(
+                    "migrated: database {} from schema {before} to {now}",
+                    config.database.display()
+                ),
+                _ => format!(
+                    "{} database {} (schema {now})",
+                    if existed { "up to date:" } else { "created" },
+                    config.database.display()
+                ),
+            };
             println!("{}", logging::safe_line(&line));
             Ok(exit::OK)
         }
@@ -292,38 +301,60 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Forget { party } => {
             let party = beskedhent::store::Party::parse(&party)?;
+            // The installation's own CVR numbers are in every envelope it receives.
+            let own: Vec<String> = config
+                .sts()
+                .map(|sts| sts.cvr.clone())
+                .into_iter()
+                .chain(config.feed_cvrs())
+                .collect();
+            if own.contains(&party.number) {
+                anyhow::bail!(
+                    "{} is this installation's own CVR number (in [sts] or a [[feed]]): it is in every envelope, and forgetting it would drop them all",
+                    party.number
+                );
+            }
             let mut store = Store::open(&config.database)?;
             let done = store.forget(&party)?;
-            if done.registrations + done.envelopes + done.rejected + done.notifications + done.texts
-                == 0
-            {
-                println!(
-                    "{}",
-                    logging::safe_line(&format!(
-                        "nothing in {} names {}; nothing was changed (check the number)",
-                        config.database.display(),
-                        party.number
-                    ))
-                );
-                return Ok(exit::OK);
-            }
-            println!(
-                "{}",
-                logging::safe_line(&format!(
-                    "forgot {}: {} registrations deleted, {} envelopes dropped (rows kept, envelope_pruned_at set), {} refused messages deleted, {} notifications deleted, {} texts masked{}",
+            let changed = done.registrations
+                + done.envelopes
+                + done.rejected
+                + done.notifications
+                + done.texts;
+            let text = if changed == 0 {
+                format!(
+                    "nothing in {} names {}; nothing was changed (check the number)",
+                    config.database.display(),
+                    party.number
+                )
+            } else {
+                format!(
+                    "forgot {}: {} registrations deleted, {} envelopes dropped (rows kept, envelope_pruned_at set), {} refused messages deleted, {} notifications deleted, {} texts masked",
                     party.number,
                     done.registrations,
                     done.envelopes,
                     done.rejected,
                     done.notifications,
-                    done.texts,
-                    if done.wal_truncated {
-                        "; database and WAL rewritten"
-                    } else {
-                        "; the WAL is in use by a reader: run `beskedhent forget` again once it is idle, to truncate it"
-                    }
-                ))
-            );
+                    done.texts
+                )
+            };
+            println!("{}", logging::safe_line(&text));
+            let backups = upgrade_backups(&config.database);
+            if !backups.is_empty() {
+                println!(
+                    "{}",
+                    logging::safe_line(&format!(
+                        "backups keep their own copies, including beside the replica: {}",
+                        backups.join(", ")
+                    ))
+                );
+            }
+            if !done.wal_truncated {
+                logging::print_error(
+                    "another process has the replica open, so the erased pages could not yet be written over in the database file; run `beskedhent forget` again when nothing else uses the replica",
+                );
+                return Ok(exit::ERROR);
+            }
             Ok(exit::OK)
         }
         Command::Status { json, .. } => {
@@ -337,4 +368,27 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
     }
+}
+
+/// The copies taken before schema migrations, beside the database.
+fn upgrade_backups(database: &std::path::Path) -> Vec<String> {
+    let (Some(dir), Some(name)) = (database.parent(), database.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.schema", name.to_string_lossy());
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|file| file.starts_with(&prefix) && file.ends_with(".bak"))
+        .map(|file| dir.join(file).display().to_string())
+        .collect();
+    found.sort();
+    found
 }

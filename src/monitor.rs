@@ -105,7 +105,26 @@ impl Findings {
         }
     }
 
+    /// Performance data whose thresholds are "at least this many" (in plugin range syntax: a
+    /// value above threshold − 1 alerts).
     fn perf(&mut self, label: &str, value: impl std::fmt::Display, thresholds: (u64, u64)) {
+        let range = |value: u64| {
+            if value == 0 {
+                String::new()
+            } else {
+                (value - 1).to_string()
+            }
+        };
+        self.perf_ranges(label, value, (range(thresholds.0), range(thresholds.1)));
+    }
+
+    /// Performance data with its warning and critical ranges as written.
+    fn perf_ranges(
+        &mut self,
+        label: &str,
+        value: impl std::fmt::Display,
+        ranges: (String, String),
+    ) {
         let label: String = label
             .chars()
             .map(|c| {
@@ -116,18 +135,8 @@ impl Findings {
                 }
             })
             .collect();
-        let threshold = |value: u64| {
-            if value == 0 {
-                String::new()
-            } else {
-                value.to_string()
-            }
-        };
-        self.perfdata.push(format!(
-            "'{label}'={value};{};{};0",
-            threshold(thresholds.0),
-            threshold(thresholds.1)
-        ));
+        self.perfdata
+            .push(format!("'{label}'={value};{};{};0", ranges.0, ranges.1));
     }
 
     fn verdict(mut self) -> Verdict {
@@ -385,14 +394,20 @@ fn check_certificate(config: &Config, now: DateTime<Utc>, findings: &mut Finding
                 )
             };
             findings.add(state, text);
-            // Below the thresholds is bad here: perfdata ranges say so with a leading `@`-less
-            // plain number; the thresholds are given for graphs.
-            findings.perf(
+            // Fewer days is worse: `N:` alerts below N.
+            let below = |value: u64| {
+                if value == 0 {
+                    String::new()
+                } else {
+                    format!("{value}:")
+                }
+            };
+            findings.perf_ranges(
                 "certificate_days",
                 days,
                 (
-                    monitor.certificate_warning_days,
-                    monitor.certificate_critical_days,
+                    below(monitor.certificate_warning_days),
+                    below(monitor.certificate_critical_days),
                 ),
             );
         }

@@ -62,15 +62,30 @@ impl Store {
             std::process::id()
         ));
         let result = self.copy_checked(&partial).and_then(|()| {
-            std::fs::rename(&partial, dest)
-                .with_context(|| format!("cannot rename `{}`", partial.display()))?;
+            // A link, not a rename: it fails rather than replace a file that appeared at
+            // `dest` in the meantime.
+            std::fs::hard_link(&partial, dest).map_err(|error| {
+                if error.kind() == std::io::ErrorKind::AlreadyExists {
+                    anyhow::anyhow!(
+                        "`{}` appeared while the copy was made; a backup never overwrites: choose a new name",
+                        dest.display()
+                    )
+                } else {
+                    anyhow::Error::new(error).context(format!("cannot create `{}`", dest.display()))
+                }
+            })?;
             if let Ok(dir) = std::fs::File::open(&dir) {
                 let _ = dir.sync_all();
             }
             Ok(())
         });
+        // The temporary name goes in every case, and whatever SQLite made beside it.
+        for suffix in ["", "-journal", "-wal", "-shm"] {
+            let mut path = partial.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
         if let Err(error) = result {
-            let _ = std::fs::remove_file(&partial);
             return Err(error.context(format!("backup to `{}` failed", dest.display())));
         }
         Ok(BackedUp {
@@ -124,15 +139,27 @@ impl Store {
             );
             return Ok(());
         }
-        let mut dest = PathBuf::from(format!("{}.schema{version}.bak", self.path.display()));
-        if dest.exists() {
-            dest = PathBuf::from(format!(
-                "{}.schema{version}-{}.bak",
-                self.path.display(),
-                chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-            ));
-        }
-        let done = self.backup_to(&dest).with_context(|| {
+        let first = PathBuf::from(format!("{}.schema{version}.bak", self.path.display()));
+        // A name of its own when that one is taken (an earlier upgrade, or another process
+        // upgrading at this moment).
+        let other = PathBuf::from(format!(
+            "{}.schema{version}-{}-{}.bak",
+            self.path.display(),
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+            std::process::id()
+        ));
+        let done = if first.exists() {
+            self.backup_to(&other)
+        } else {
+            self.backup_to(&first).or_else(|error| {
+                if first.exists() {
+                    self.backup_to(&other)
+                } else {
+                    Err(error)
+                }
+            })
+        };
+        let done = done.with_context(|| {
             format!(
                 "the database is not migrated (schema {version} to {SCHEMA_VERSION}) without a backup; make room for a copy of it, or take a backup yourself (`beskedhent backup PATH` with the previous version) and set {SKIP_UPGRADE_BACKUP_ENV}=1"
             )

@@ -45,7 +45,7 @@ impl Pruned {
             if self.wal_truncated {
                 ""
             } else {
-                "; the WAL is in use by a reader and was not truncated: deleted bytes leave it at the next checkpoint"
+                "; another process has the replica open, so deleted pages could not yet be written over in the database file: they will be at the next checkpoint (run `beskedhent prune` again when it is idle)"
             }
         )
     }
@@ -105,13 +105,45 @@ impl Party {
             }
         }
         let forms = if number.len() == 10 {
-            vec![number.clone(), format!("{}-{}", &number[..6], &number[6..])]
+            // Every way of writing it that the log masking recognises.
+            let (d, m, y, serial) = (&number[..2], &number[2..4], &number[4..6], &number[6..]);
+            vec![
+                number.clone(),
+                format!("{d}{m}{y}-{serial}"),
+                format!("{d}{m}{y} {serial}"),
+                format!("{d}{m}{y}/{serial}"),
+                format!("{d}{m}{y}.{serial}"),
+                format!("{d}.{m}.{y}-{serial}"),
+                format!("{d}-{m}-{y}-{serial}"),
+            ]
         } else {
             // Eight digits alone also occur inside UUIDs and other numbers (and the
             // municipality's own CVR is in every envelope): only its URN forms count.
             vec![format!("cvr-nr:{number}"), format!("cvr:{number}")]
         };
         Ok(Party { number, forms })
+    }
+}
+
+/// Refused messages up to this size are decoded when `forget` looks for a number in them.
+const DECODE_REFUSED_MAX: i64 = 1024 * 1024;
+
+impl Party {
+    /// Whether `bytes` (an envelope) name the party: in the bytes as received, or in the
+    /// decoded base64 payload.
+    fn named_in(&self, bytes: &[u8]) -> bool {
+        let contains = |haystack: &[u8]| {
+            self.forms.iter().any(|form| {
+                haystack
+                    .windows(form.len())
+                    .any(|window| window == form.as_bytes())
+            })
+        };
+        contains(bytes)
+            || crate::envelope::parse_envelope(bytes)
+                .ok()
+                .and_then(|envelope| envelope.decoded_payload())
+                .is_some_and(|payload| contains(&payload))
     }
 }
 
@@ -216,18 +248,22 @@ impl Store {
             pruned.runs = batches(&mut self.conn, |tx| {
                 let ids = select_ids(
                     tx,
-                    "SELECT id FROM run WHERE started_at < ?1 AND status <> 'running' LIMIT ?2",
+                    // The newest run and the newest successful run of each source stay, so
+                    // monitoring still knows when a source last succeeded.
+                    "SELECT id FROM run WHERE started_at < ?1 AND status <> 'running'
+                         AND id NOT IN (SELECT max(id) FROM run GROUP BY source)
+                         AND id NOT IN (SELECT max(id) FROM run WHERE status = 'ok'
+                             GROUP BY source)
+                     LIMIT ?2",
                     &before,
                 )?;
                 delete_ids(tx, "DELETE FROM run WHERE id = ?1", &ids)
             })?;
         }
-        let removed = pruned.envelopes
-            + pruned.letters
-            + pruned.registrations
-            + pruned.rejected
-            + pruned.runs;
-        pruned.wal_truncated = removed == 0 || truncate_wal(&self.conn)?;
+        // Also when nothing went this time: an earlier run may have left deleted pages to a
+        // checkpoint that a reader held up.
+        // Briefly: `sync` runs this after every pass.
+        pruned.wal_truncated = truncate_wal(&self.conn, std::time::Duration::from_secs(2))?;
         Ok(pruned)
     }
 
@@ -257,10 +293,21 @@ impl Store {
             ids.dedup();
             Ok(ids)
         };
-        let mut envelopes = named(
-            &self.conn,
-            "SELECT seq FROM message WHERE envelope_pruned_at IS NULL AND instr(envelope, ?1) > 0",
-        )?;
+        let mut envelopes = Vec::new();
+        {
+            // Every envelope is read once, one at a time: the number may be in its bytes or in
+            // its base64 payload.
+            let mut statement = self
+                .conn
+                .prepare("SELECT seq, envelope FROM message WHERE envelope_pruned_at IS NULL")?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                let bytes = row.get_ref(1)?.as_blob().unwrap_or_default();
+                if party.named_in(bytes) {
+                    envelopes.push(row.get::<_, i64>(0)?);
+                }
+            }
+        }
         let registrations: Vec<i64> = {
             let mut statement = self
                 .conn
@@ -271,10 +318,26 @@ impl Store {
         envelopes.extend(&registrations);
         envelopes.sort_unstable();
         envelopes.dedup();
-        let rejected = named(
+        let mut rejected = named(
             &self.conn,
-            "SELECT id FROM rejected WHERE instr(raw, ?1) > 0 OR instr(CAST(reason AS BLOB), ?1) > 0",
+            "SELECT id FROM rejected WHERE instr(raw, ?1) > 0 OR instr(CAST(reason AS BLOB), ?1) > 0
+                 OR instr(CAST(coalesce(origin, '') AS BLOB), ?1) > 0",
         )?;
+        {
+            // A refused message may still have a readable base64 payload that names it.
+            let mut statement = self.conn.prepare(
+                "SELECT id, raw FROM rejected WHERE raw_size <= ?1 AND instr(raw, 'Base64') > 0",
+            )?;
+            let mut rows = statement.query([DECODE_REFUSED_MAX])?;
+            while let Some(row) = rows.next()? {
+                let bytes = row.get_ref(1)?.as_blob().unwrap_or_default();
+                if party.named_in(bytes) {
+                    rejected.push(row.get::<_, i64>(0)?);
+                }
+            }
+            rejected.sort_unstable();
+            rejected.dedup();
+        }
         let notifications = named(
             &self.conn,
             "SELECT id FROM notification WHERE instr(CAST(payload AS BLOB), ?1) > 0
@@ -339,7 +402,7 @@ impl Store {
                 })?;
             }
         }
-        forgotten.wal_truncated = truncate_wal(&self.conn)?;
+        forgotten.wal_truncated = truncate_wal(&self.conn, std::time::Duration::from_secs(5))?;
         Ok(forgotten)
     }
 }
@@ -415,9 +478,13 @@ fn delete_message(tx: &rusqlite::Transaction<'_>, seq: i64) -> Result<()> {
     Ok(())
 }
 
-/// Checkpoints the WAL into the database and truncates it; false if a reader kept it from
-/// completing.
-fn truncate_wal(conn: &Connection) -> Result<bool> {
-    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
-    Ok(busy == 0)
+/// Checkpoints the WAL into the database and truncates it, waiting at most `patience` for
+/// readers to finish; false if one kept it from completing.
+fn truncate_wal(conn: &Connection, patience: std::time::Duration) -> Result<bool> {
+    conn.busy_timeout(patience)?;
+    let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+        row.get::<_, i64>(0)
+    });
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    Ok(busy? == 0)
 }

@@ -55,7 +55,7 @@ fn check_mode_and_metrics_follow_successful_and_failed_syncs() {
     assert!(stdout.contains("the certificate expires in"), "{stdout}");
     assert!(
         stdout.contains(" | 'status_since_success'=")
-            && stdout.contains("'status_failed_runs'=0;1;2;0"),
+            && stdout.contains("'status_failed_runs'=0;0;1;0"),
         "{stdout}"
     );
     // The run history.
@@ -232,9 +232,27 @@ fn forget_erases_a_party_from_the_files_bytes() {
     .expect("copy");
     outcome(&install.run(&["import", named.to_str().expect("utf-8")]));
     outcome(&install.run(&["import", good.to_str().expect("utf-8")]));
-    // A refused message that names the party, and one that does not.
+    // A status whose base64 payload (only) names the party, in its error text.
+    let payload_only = install.path("payload");
+    std::fs::create_dir(&payload_only).expect("dir");
+    std::fs::write(
+        payload_only.join("failed.xml"),
+        beskedhent::sample::status_envelope_with(
+            "e1000000-0000-4000-8000-0000000000b1",
+            "e1000000-0000-4000-8000-0000000000b2",
+            &beskedhent::sample::Status {
+                fejl: Some(("3", "Modtager 010170-1234 er fritaget")),
+                ..beskedhent::sample::Status::FAILED
+            },
+        ),
+    )
+    .expect("write");
+    outcome(&install.run(&["import", payload_only.to_str().expect("utf-8")]));
+    // A refused message that names the party, one whose file name does, and one that does
+    // not.
     let refused = install.path("refused");
     std::fs::create_dir(&refused).expect("dir");
+    std::fs::write(refused.join("0101701234-broken.xml"), "<Haendelsesbesked>").expect("write");
     std::fs::write(
         refused.join("a.xml"),
         "<Haendelsesbesked><cpr>010170-1234</cpr>",
@@ -274,8 +292,19 @@ fn forget_erases_a_party_from_the_files_bytes() {
     );
     assert_eq!(
         value::<i64>(&db, "SELECT count(*) FROM rejected"),
-        rejected_before - 1
+        rejected_before - 2
     );
+    // The status named it only in its payload: its envelope is dropped, its error text masked,
+    // and `reprocess` does not bring it back.
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT (envelope_pruned_at IS NOT NULL) || ' ' || fejl_tekst FROM message JOIN print_status USING (seq) WHERE message.besked_id = 'e1000000-0000-4000-8000-0000000000b1'"
+        ),
+        ["1 Modtager *********** er fritaget"]
+    );
+    outcome(&install.run(&["reprocess"]));
+    assert_eq!(occurrences(&install, "010170-1234"), Vec::<String>::new());
     assert_eq!(
         value::<i64>(
             &db,
@@ -309,9 +338,33 @@ fn forget_erases_a_party_from_the_files_bytes() {
         .expect("checkpoint");
     assert_eq!(occurrences(&install, "0101701234"), Vec::<String>::new());
 
+    // Another process reading the replica keeps old pages from being written over: `forget`
+    // says so and fails; once the reader is gone, running it again finishes the job.
+    let reader = install.db();
+    reader.execute_batch("BEGIN").expect("begin");
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM message", [], |row| row.get(0))
+        .expect("read");
+    let (code, _, stderr) = outcome(&install.run(&["forget", "0202802345"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("another process has the replica open"),
+        "{stderr}"
+    );
+    drop(reader);
+    let (code, stdout, stderr) = outcome(&install.run(&["forget", "0202802345"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.starts_with("nothing in "), "{stdout}");
+    assert_eq!(occurrences(&install, "0202802345"), Vec::<String>::new());
+
     let (code, _, stderr) = outcome(&install.run(&["forget", "12345"]));
     assert_eq!(code, 1);
     assert!(stderr.contains("is not a CPR number"), "{stderr}");
+    // The installation's own CVR is in every envelope: refused, not a wipe.
+    install.append_config("\n[[feed]]\nname = \"status\"\ndueslag = \"x\"\ncvr = \"55133018\"\n");
+    let (code, _, stderr) = outcome(&install.run(&["forget", "55133018"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("own CVR number"), "{stderr}");
 }
 
 #[test]
@@ -334,7 +387,7 @@ fn prune_applies_retention_and_keeps_the_current_registration() {
     drop(db);
     // The fixtures are from 2026; a day is enough to make all of them old.
     install.append_config(
-        "\n[retention]\nenvelope_days = 1\nstatus_days = 1\nregistration_history_days = 1\nrejected_days = 1\n",
+        "\n[retention]\nenvelope_days = 1\nstatus_days = 1\nregistration_history_days = 1\nrejected_days = 1\nrun_days = 1\n",
     );
     // A refused message from now is kept.
     let fresh = install.path("fresh");
@@ -343,7 +396,12 @@ fn prune_applies_retention_and_keeps_the_current_registration() {
     outcome(&install.run(&["import", fresh.to_str().expect("utf-8")]));
     install
         .db()
-        .execute_batch("UPDATE rejected SET received_at = '2026-01-01T00:00:00.000Z' WHERE origin NOT LIKE '%fresh%'")
+        .execute_batch(
+            "UPDATE rejected SET received_at = '2026-01-01T00:00:00.000Z' WHERE origin NOT LIKE '%fresh%';
+             UPDATE run SET started_at = '2026-01-01T00:00:00.000Z', ended_at = '2026-01-01T00:00:01.000Z';
+             INSERT INTO run (source, command, started_at, ended_at, status, error)
+                 VALUES ('import', 'import', '2026-01-02T00:00:00.000Z', '2026-01-02T00:00:01.000Z', 'failed', 'x');",
+        )
         .expect("age");
 
     let (code, stdout, stderr) = outcome(&install.run(&["prune"]));
@@ -388,6 +446,12 @@ fn prune_applies_retention_and_keeps_the_current_registration() {
     assert_eq!(
         occurrences(&install, "Dannelsestidspunkt>"),
         Vec::<String>::new()
+    );
+    // Old runs go, but not each source's newest run and newest success (monitoring needs
+    // them).
+    assert_eq!(
+        rows(&db, "SELECT status FROM run ORDER BY id"),
+        ["ok", "failed"]
     );
     // Nothing left to do: a second prune removes nothing.
     let (code, stdout, _) = outcome(&install.run(&["prune"]));
@@ -557,15 +621,23 @@ fn operations_mistakes_are_refused_plainly() {
     assert!(stderr.contains("sets no retention period"), "{stderr}");
 
     // A plugin given a wrong option is UNKNOWN, not CRITICAL.
-    let (code, stdout, stderr) = outcome(&install.run(&["status", "--check", "--json"]));
-    assert_eq!(code, 3, "{stdout}{stderr}");
-    assert!(stdout.starts_with("UNKNOWN - "), "{stdout}");
-    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    for args in [
+        &["status", "--check", "--json"][..],
+        &["status", "--check=yes"],
+        &["status", "--check="],
+    ] {
+        let (code, stdout, stderr) = outcome(&install.run(args));
+        assert_eq!(code, 3, "{args:?}: {stdout}{stderr}");
+        assert!(stdout.starts_with("UNKNOWN - "), "{stdout}");
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    }
 
     // `import --source` follows the rule of feed names.
-    let (code, _, stderr) = outcome(&install.run(&["import", "--source", "a|b", "."]));
-    assert_eq!(code, 1);
-    assert!(stderr.contains("--source `a|b` must be"), "{stderr}");
+    for source in ["a|b", "0101701234", ""] {
+        let (code, _, stderr) = outcome(&install.run(&["import", "--source", source, "."]));
+        assert_eq!(code, 1, "{source}");
+        assert!(stderr.contains("must be 1 to 64 letters"), "{stderr}");
+    }
 
     // `forget`: an impossible date is refused; a number stored nowhere changes nothing, and
     // says so.
