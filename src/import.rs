@@ -96,6 +96,15 @@ pub fn import(
     let run_id = store.begin_run(source, "import", &time::now_utc())?;
     let result = run(store, decoder, paths, source);
     let (status, error, counts) = match &result {
+        // Paths it could not read or had to skip: the run did not do all it was asked.
+        Ok(summary) if summary.unreadable + summary.skipped > 0 => (
+            RunStatus::Failed,
+            Some(format!(
+                "{} unreadable and {} skipped paths (see the log)",
+                summary.unreadable, summary.skipped
+            )),
+            summary.counts,
+        ),
         Ok(summary) => (RunStatus::Ok, None, summary.counts),
         Err(error) => (
             RunStatus::Failed,

@@ -139,7 +139,18 @@ fn fifos_and_devices_among_the_inputs_are_skipped_without_blocking() {
     assert!(stderr.contains("/nonexistent/b.xml"), "{stderr}");
     let db = install.db();
     assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 5);
-    assert_eq!(rows(&db, "SELECT run_status FROM cursor"), ["ok"]);
+    // The run did not do all it was asked: it is recorded as failed, with what went wrong.
+    assert_eq!(
+        rows(&db, "SELECT run_status || ': ' || run_error FROM cursor"),
+        ["failed: 1 unreadable and 0 skipped paths (see the log)"]
+    );
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT status || ' ' || messages FROM run ORDER BY id DESC LIMIT 1"
+        ),
+        ["failed 2"]
+    );
 }
 
 #[test]
