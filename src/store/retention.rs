@@ -295,11 +295,12 @@ impl Store {
         };
         let mut envelopes = Vec::new();
         {
-            // Every envelope is read once, one at a time: the number may be in its bytes or in
-            // its base64 payload.
-            let mut statement = self
-                .conn
-                .prepare("SELECT seq, envelope FROM message WHERE envelope_pruned_at IS NULL")?;
+            // Every envelope is read once, one at a time, in the table's order (not through
+            // the partial index on age, which would visit rows out of order): the number may
+            // be in its bytes or in its base64 payload.
+            let mut statement = self.conn.prepare(
+                "SELECT seq, envelope FROM message NOT INDEXED WHERE envelope_pruned_at IS NULL",
+            )?;
             let mut rows = statement.query([])?;
             while let Some(row) = rows.next()? {
                 let bytes = row.get_ref(1)?.as_blob().unwrap_or_default();
