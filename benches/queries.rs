@@ -12,7 +12,8 @@
 //!   page cache. Each is run several times; the median is reported;
 //! - operations at this size: `status --check`, the metrics file, `backup`, and `prune` and
 //!   `forget` while another thread commits small batches as `sync` does (how long its commits
-//!   take meanwhile).
+//!   take meanwhile); BENCH_SKIP_OPERATIONS=1 leaves them out and the replica as built, in
+//!   `target/bench-queries/replica.db`.
 
 use std::path::Path;
 use std::process::Command;
@@ -255,7 +256,11 @@ fn main() {
     );
     drop(db);
 
-    operations(&scratch, &path, &party);
+    // BENCH_SKIP_OPERATIONS keeps the replica as built (say, for the sync benchmark's
+    // BENCH_SYNC_REPLICA).
+    if std::env::var_os("BENCH_SKIP_OPERATIONS").is_none() {
+        operations(&scratch, &path, &party);
+    }
 }
 
 /// Operations at this size: `status --check`, the metrics file, `backup`, `prune` and `forget`,

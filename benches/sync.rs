@@ -7,6 +7,8 @@
 //! same with batching turned off (`batch_size = 1`: one commit and one acknowledgement per
 //! message), on N/5 messages. Reports rates and peak memory (from `wait4`). BENCH_SYNC adds
 //! `[sync]` keys (separated by `;`); BENCH_MAX_MESSAGE_BYTES sets `max_message_bytes`.
+//! BENCH_SYNC_REPLICA names a replica (say, the queries benchmark's) to sync into a copy of,
+//! against the rate into an empty one.
 //! BENCH_BASELINE_BIN names another build of `beskedhent` (say, of the previous release) to run
 //! the batched measurement with too, against the same broker in the same run.
 
@@ -48,6 +50,23 @@ fn main() {
         count,
         &format!("{tuning}\n"),
     );
+    // BENCH_SYNC_REPLICA: the same into a copy of that replica (say, the queries benchmark's
+    // million messages), against the rate into an empty one.
+    if let Ok(replica) = std::env::var("BENCH_SYNC_REPLICA") {
+        let full = measure_from(
+            &this,
+            &broker,
+            &sts,
+            "into full",
+            count,
+            &format!("{tuning}\n"),
+            Some(std::path::Path::new(&replica)),
+        );
+        println!(
+            "sync into the full replica runs at {:.0}% of its rate into an empty one",
+            100.0 * full / batched
+        );
+    }
     if let Ok(baseline) = std::env::var("BENCH_BASELINE_BIN") {
         let other = measure(
             std::path::Path::new(&baseline),
@@ -165,6 +184,19 @@ fn measure(
     count: u64,
     sync: &str,
 ) -> f64 {
+    measure_from(binary, broker, sts, name, count, sync, None)
+}
+
+/// [`measure`], into a copy of `replica` when given instead of an empty database.
+fn measure_from(
+    binary: &std::path::Path,
+    broker: &broker::Broker,
+    sts: &fake_sts::FakeSts,
+    name: &str,
+    count: u64,
+    sync: &str,
+    replica: Option<&std::path::Path>,
+) -> f64 {
     let mut ids = UuidGenerator::new(count ^ name.len() as u64);
     let queue = ids.next_uuid();
     broker.fill(
@@ -179,6 +211,17 @@ fn measure(
         config_text(broker, sts, &queue, sync),
     )
     .expect("config");
+    let before: i64 = match replica {
+        None => 0,
+        Some(replica) => {
+            std::fs::copy(replica, dir.join("replica.db")).expect("copy the replica");
+            // SAFETY: sync(2) takes no arguments and cannot fail.
+            unsafe { libc::sync() };
+            rusqlite::Connection::open(dir.join("replica.db"))
+                .and_then(|db| db.query_row("SELECT count(*) FROM message", [], |row| row.get(0)))
+                .expect("count")
+        }
+    };
     let run = common::run_measured(
         Command::new(binary)
             .arg("--config")
@@ -192,7 +235,7 @@ fn measure(
     let stored: i64 = db
         .query_row("SELECT count(*) FROM message", [], |row| row.get(0))
         .expect("count");
-    assert_eq!(stored as u64, count, "every message stored once");
+    assert_eq!((stored - before) as u64, count, "every message stored once");
     let rate = count as f64 / run.seconds;
     println!(
         "{name:<9} {count:>6} messages: {rate:>8.0} messages/s ({:.2} s), peak RSS {:.1} MiB, CPU {:.2} s user + {:.2} s system",
