@@ -422,18 +422,7 @@ pub fn write_metrics(
     certificate_expiry: Option<DateTime<Utc>>,
 ) -> Result<()> {
     let text = metrics_text(store, certificate_expiry)?;
-    let dir = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .with_context(|| format!("`{}` does not name a file", path.display()))?;
-    let temporary = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let (_, temporary) = crate::store::temporary_beside(path, "tmp")?;
     let written = (|| -> std::io::Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)

@@ -22,7 +22,7 @@ mod health;
 mod retention;
 
 use crate::payload::post_status::PostStatus;
-pub use backup::{BackedUp, SKIP_UPGRADE_BACKUP_ENV};
+pub use backup::{BackedUp, SKIP_UPGRADE_BACKUP_ENV, temporary_beside};
 pub use health::SourceHealth;
 pub use retention::{Forgotten, Party, Pruned};
 

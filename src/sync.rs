@@ -250,30 +250,37 @@ fn after_run(puller: &Puller, stopping: bool) -> Vec<String> {
             lines.push(format!("{what}: FAILED: {error:#}"));
         }
     };
-    if let Some(notify) = puller.notify.as_ref().filter(|_| !stopping) {
+    let notify = puller.notify.as_ref().filter(|_| !stopping);
+    let prune = puller.retention.is_set() && !stopping;
+    if notify.is_none() && !prune && puller.metrics.is_none() {
+        return lines;
+    }
+    // One connection for all of them.
+    let mut store = match Store::open(&puller.database) {
+        Ok(store) => store,
+        Err(error) => {
+            step("after the run", Err(error));
+            return lines;
+        }
+    };
+    if let Some(notify) = notify {
+        store.record_events(crate::notify::rules(Some(notify)));
         step(
             "notifications",
-            Store::open(&puller.database).and_then(|mut store| {
-                store.record_events(crate::notify::rules(Some(notify)));
-                let done = crate::notify::deliver(&mut store, notify)?;
-                Ok(done.line(&store))
-            }),
+            crate::notify::deliver(&mut store, notify).map(|done| done.line(&store)),
         );
     }
-    if puller.retention.is_set() && !stopping {
+    if prune {
         step(
             "retention",
-            Store::open(&puller.database)
-                .and_then(|mut store| store.prune(&puller.retention))
-                .map(|pruned| pruned.line()),
+            store.prune(&puller.retention).map(|pruned| pruned.line()),
         );
     }
     if let Some(path) = &puller.metrics {
         let expiry = puller.credentials.info().ok().map(|info| info.not_after);
         step(
             "metrics",
-            Store::open_existing(&puller.database)
-                .and_then(|store| crate::monitor::write_metrics(&store, path, expiry))
+            crate::monitor::write_metrics(&store, path, expiry)
                 .map(|()| format!("metrics written to {}", path.display())),
         );
     }

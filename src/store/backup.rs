@@ -43,24 +43,13 @@ impl Store {
                 dest.display()
             );
         }
-        let dir = match dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-            Some(dir) => dir.to_path_buf(),
-            None => PathBuf::from("."),
-        };
+        let (dir, partial) = temporary_beside(dest, "partial")?;
         if !dir.is_dir() {
             bail!(
                 "the directory `{}` of the backup does not exist; create it first",
                 dir.display()
             );
         }
-        let name = dest
-            .file_name()
-            .with_context(|| format!("`{}` does not name a file", dest.display()))?;
-        let partial = dir.join(format!(
-            ".{}.partial-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
         let result = self.copy_checked(&partial).and_then(|()| {
             // A link, not a rename: it fails rather than replace a file that appeared at
             // `dest` in the meantime.
@@ -171,4 +160,22 @@ impl Store {
         );
         Ok(())
     }
+}
+
+/// The directory of `path` and a hidden name in it for a file on its way to `path`:
+/// `.<name>.<tag>-<pid>`, so it is renamed or linked into place within one file system.
+pub fn temporary_beside(path: &Path, tag: &str) -> Result<(PathBuf, PathBuf)> {
+    let dir = match path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        Some(dir) => dir.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("`{}` does not name a file", path.display()))?;
+    let temporary = dir.join(format!(
+        ".{}.{tag}-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    Ok((dir, temporary))
 }
