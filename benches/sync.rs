@@ -7,6 +7,8 @@
 //! same with batching turned off (`batch_size = 1`: one commit and one acknowledgement per
 //! message), on N/5 messages. Reports rates and peak memory (from `wait4`). BENCH_SYNC adds
 //! `[sync]` keys (separated by `;`); BENCH_MAX_MESSAGE_BYTES sets `max_message_bytes`.
+//! BENCH_MESSAGE_BYTES pads every envelope (with a comment) to that size, to measure memory
+//! with messages as large as `max_message_bytes` allows.
 //! BENCH_SYNC_REPLICA names a replica (say, the queries benchmark's) to sync into a copy of,
 //! against the rate into an empty one.
 //! BENCH_BASELINE_BIN names another build of `beskedhent` (say, of the previous release) to run
@@ -175,6 +177,18 @@ fn config_text(
     )
 }
 
+/// The envelope grown to `size` bytes (when larger) by a comment after its BeskedVersion.
+fn padded(envelope: String, size: usize) -> Vec<u8> {
+    let marker = "<ns2:BeskedVersion>1.0</ns2:BeskedVersion>";
+    let room = size.saturating_sub(envelope.len() + "<!---->".len());
+    if room == 0 {
+        return envelope.into_bytes();
+    }
+    envelope
+        .replacen(marker, &format!("{marker}<!--{}-->", "x".repeat(room)), 1)
+        .into_bytes()
+}
+
 /// Queues `count` envelopes, runs `sync` to an empty queue; returns messages per second.
 fn measure(
     binary: &std::path::Path,
@@ -199,10 +213,17 @@ fn measure_from(
 ) -> f64 {
     let mut ids = UuidGenerator::new(count ^ name.len() as u64);
     let queue = ids.next_uuid();
+    let size: usize = std::env::var("BENCH_MESSAGE_BYTES")
+        .ok()
+        .and_then(|bytes| bytes.parse().ok())
+        .unwrap_or(0);
     broker.fill(
         &queue,
         (0..count).map(|n| {
-            status_envelope(&ids.next_uuid(), &ids.next_uuid(), (n % 60) as u32).into_bytes()
+            padded(
+                status_envelope(&ids.next_uuid(), &ids.next_uuid(), (n % 60) as u32),
+                size,
+            )
         }),
     );
     let dir = broker::scratch_dir("bench");

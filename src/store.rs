@@ -188,14 +188,31 @@ const CACHE_KIB: u32 = 4 * 1024;
 /// Page cache of `import`'s writer, in KiB: it holds at most one batch of small messages
 /// besides, so it can afford more cache for the indexes.
 const IMPORT_CACHE_KIB: u32 = 16 * 1024;
+/// Page cache of a feed's writer in `sync`, in KiB, when `max_message_bytes` is at most
+/// [`PULL_CACHE_AT_BYTES`]; smaller in proportion above it (never under [`CACHE_KIB`]), since
+/// the unacknowledged window of large messages takes more memory besides.
+const PULL_CACHE_KIB: u32 = 8 * 1024;
+const PULL_CACHE_AT_BYTES: u64 = 64 * 1024;
 /// WAL pages (of [`PAGE_SIZE`]) after which a commit checkpoints: 32 MiB.
 const CHECKPOINT_PAGES: i64 = 32 * 1024 * 1024 / PAGE_SIZE;
-/// The same for `import`: 256 MiB. Its batches dirty thousands of randomly placed index pages;
-/// a longer WAL lets a page written by several batches be copied to the database once.
-const IMPORT_CHECKPOINT_PAGES: i64 = 256 * 1024 * 1024 / PAGE_SIZE;
+/// The same for a feed's writer in `sync`: 256 MiB. Every batch dirties randomly placed
+/// pages of the indexes keyed by UUIDs; a longer WAL lets a page written by many batches be
+/// copied to the database once.
+const PULL_CHECKPOINT_PAGES: i64 = 256 * 1024 * 1024 / PAGE_SIZE;
+/// The same for `import`, whose batches are larger: 512 MiB.
+const IMPORT_CHECKPOINT_PAGES: i64 = 512 * 1024 * 1024 / PAGE_SIZE;
 /// After a checkpoint the WAL file is cut back to this size, so a long `import` does not leave
-/// a large one behind.
+/// a large one behind. The writers of `sync` and `import` keep theirs at the checkpoint size
+/// while they run (growing the file again after every checkpoint costs more than reusing it);
+/// the file goes when the last connection closes.
 const WAL_KEEP_BYTES: i64 = 64 * 1024 * 1024;
+
+/// The page cache of a feed's writer, in KiB, for messages of up to `max_message_bytes`.
+pub fn pull_cache_kib(max_message_bytes: usize) -> u32 {
+    let scaled =
+        u64::from(PULL_CACHE_KIB) * PULL_CACHE_AT_BYTES / (max_message_bytes.max(1) as u64);
+    scaled.clamp(u64::from(CACHE_KIB), u64::from(PULL_CACHE_KIB)) as u32
+}
 
 /// The bytes of something received.
 #[derive(Debug)]
@@ -495,18 +512,39 @@ impl Store {
         Ok(())
     }
 
-    /// Sets how commits reach the disk, and the page cache that suits the use;
-    /// [`Durability::Full`] after opening.
+    /// Sets how commits reach the disk, and the page cache and checkpoints that suit the use:
+    /// [`Durability::Full`] as after opening, or [`Durability::Normal`] as `import` writes.
     pub fn set_durability(&self, durability: Durability) -> Result<()> {
-        let (level, cache_kib, checkpoint) = match durability {
-            Durability::Full => ("FULL", CACHE_KIB, CHECKPOINT_PAGES),
-            Durability::Normal => ("NORMAL", IMPORT_CACHE_KIB, IMPORT_CHECKPOINT_PAGES),
-        };
+        match durability {
+            Durability::Full => self.tune("FULL", CACHE_KIB, CHECKPOINT_PAGES, WAL_KEEP_BYTES),
+            Durability::Normal => self.tune(
+                "NORMAL",
+                IMPORT_CACHE_KIB,
+                IMPORT_CHECKPOINT_PAGES,
+                IMPORT_CHECKPOINT_PAGES * PAGE_SIZE,
+            ),
+        }
+    }
+
+    /// Tunes the connection as a feed's writer in `sync`: commits durable as after opening,
+    /// a larger page cache (see [`pull_cache_kib`]) and a longer WAL.
+    pub fn tune_for_pull(&self, max_message_bytes: usize) -> Result<()> {
+        self.tune(
+            "FULL",
+            pull_cache_kib(max_message_bytes),
+            PULL_CHECKPOINT_PAGES,
+            PULL_CHECKPOINT_PAGES * PAGE_SIZE,
+        )
+    }
+
+    fn tune(&self, level: &str, cache_kib: u32, checkpoint: i64, wal_keep: i64) -> Result<()> {
         self.conn.pragma_update(None, "synchronous", level)?;
         self.conn
-            .pragma_update(None, "cache_size", -(cache_kib as i64))?;
+            .pragma_update(None, "cache_size", -i64::from(cache_kib))?;
         self.conn
             .pragma_update(None, "wal_autocheckpoint", checkpoint)?;
+        self.conn
+            .pragma_update_and_check(None, "journal_size_limit", wal_keep, |_| Ok(()))?;
         Ok(())
     }
 

@@ -50,6 +50,8 @@ pub struct Puller {
     /// The prefetch asked of the broker: `sync.prefetch`, lowered so that unacknowledged
     /// deliveries of the largest allowed size stay within [`HELD_BYTES`].
     pub prefetch: u16,
+    /// `max_message_bytes`: sizes the page cache of each feed's writer.
+    pub max_message_bytes: usize,
     /// `[notify]`: events are recorded with the batches and sent after the run.
     pub notify: Option<NotifyConfig>,
     /// The command runs are recorded under in `run.command`: `sync` or `daemon`.
@@ -85,6 +87,7 @@ impl Puller {
             credentials,
             sts,
             prefetch,
+            max_message_bytes: config.max_message_bytes,
             notify: config.notify.clone(),
             command,
             retention: config.retention,
@@ -301,6 +304,8 @@ enum SessionEnd {
 /// while a batch commits. The one place that knows this rule.
 struct Committer {
     database: PathBuf,
+    /// Sizes the page cache of a reopened connection.
+    max_message_bytes: usize,
     events: Option<EventRules>,
     slot: Slot,
 }
@@ -335,6 +340,7 @@ impl Committer {
     fn store(&mut self) -> Result<&mut Store> {
         if matches!(self.slot, Slot::Lost) {
             let mut store = Store::open(&self.database)?;
+            store.tune_for_pull(self.max_message_bytes)?;
             store.record_events(self.events);
             self.slot = Slot::Idle(store);
         }
@@ -431,11 +437,12 @@ async fn run_feed(
         }
         Err(error) => return report(Counts::default(), FeedEnd::Failed(error.to_string()), 0),
     };
-    let store = match Store::open(&puller.database) {
-        Ok(mut store) => {
-            store.record_events(crate::notify::rules(puller.notify.as_ref()));
-            store
-        }
+    let store = match Store::open(&puller.database).and_then(|mut store| {
+        store.tune_for_pull(puller.max_message_bytes)?;
+        store.record_events(crate::notify::rules(puller.notify.as_ref()));
+        Ok(store)
+    }) {
+        Ok(store) => store,
         Err(error) => return report(Counts::default(), FeedEnd::Failed(format!("{error:#}")), 0),
     };
     let tuning = &puller.tuning;
@@ -452,6 +459,7 @@ async fn run_feed(
         feed,
         committer: Committer {
             database: puller.database.clone(),
+            max_message_bytes: puller.max_message_bytes,
             events: crate::notify::rules(puller.notify.as_ref()),
             slot: Slot::Idle(store),
         },
@@ -881,6 +889,8 @@ impl FeedRun<'_> {
                 );
             }
         }
+        // The batch's bytes go before the acknowledgement lets the broker send more.
+        drop(items);
         // Committed: the outcome is counted whether or not the acknowledgement gets through
         // (if it does not, the broker redelivers and the copies count as duplicates).
         self.counts.add(counts);
@@ -1051,6 +1061,7 @@ mod tests {
         let database = dir.path().join("replica.db");
         let mut committer = Committer {
             database: database.clone(),
+            max_message_bytes: 64 * 1024,
             events: None,
             slot: Slot::Idle(Store::open(&database).expect("open")),
         };
@@ -1086,5 +1097,15 @@ mod tests {
         assert_eq!(effective_prefetch(2000, 64 * 1024 * 1024), 1);
         assert_eq!(effective_prefetch(10, 4096), 10);
         assert_eq!(effective_prefetch(2000, 1), 2000);
+    }
+
+    #[test]
+    fn the_pull_cache_shrinks_as_messages_may_grow() {
+        use crate::store::pull_cache_kib;
+        assert_eq!(pull_cache_kib(1), 8 * 1024);
+        assert_eq!(pull_cache_kib(64 * 1024), 8 * 1024);
+        assert_eq!(pull_cache_kib(128 * 1024), 4 * 1024);
+        assert_eq!(pull_cache_kib(1024 * 1024), 4 * 1024);
+        assert_eq!(pull_cache_kib(usize::MAX), 4 * 1024);
     }
 }

@@ -1042,6 +1042,42 @@ fn sync_memory_stays_flat_with_large_messages() {
 }
 
 #[test]
+fn sync_memory_stays_flat_with_messages_at_the_default_limit() {
+    // Six hundred messages just under the default max_message_bytes (64 KiB): the window is
+    // full of the largest messages allowed, and the writer's page cache fills with them.
+    let bodies: Vec<Vec<u8>> = (0..600)
+        .map(|n| {
+            let envelope = status_envelope(&test_uuid(0xee, n), &test_uuid(0xef, n), 0);
+            let room = 65_000 - envelope.len();
+            envelope
+                .replace(
+                    "<ns2:BeskedVersion>1.0</ns2:BeskedVersion>",
+                    &format!(
+                        "<ns2:BeskedVersion>1.0</ns2:BeskedVersion><!--{}-->",
+                        "x".repeat(room)
+                    ),
+                )
+                .into_bytes()
+        })
+        .collect();
+    let test = PullTest::new(bodies, "");
+    let (output, peak_kib) =
+        crate::hostile::run_watched(&test.install, &["sync"], Duration::from_secs(300));
+    let (code, stdout, stderr) = outcome(&output);
+    eprintln!("sync of 600 messages of 64 KiB: peak {peak_kib} KiB");
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("feed status: 600 new, 0 duplicates, 0 rejected"),
+        "{stdout}"
+    );
+    assert!(
+        peak_kib < 64 * 1024 + 128,
+        "peak {peak_kib} KiB, over 64 MiB + 2 x max_message_bytes"
+    );
+    assert_eq!(test.broker.depth(&test.queue), 0);
+}
+
+#[test]
 fn sync_tells_about_failed_letters_and_a_feed_that_keeps_failing() {
     use crate::notify::{ago, sent, write_script};
     use beskedhent::sample::{Status, status_envelope_with};
