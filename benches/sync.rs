@@ -12,7 +12,8 @@
 //! BENCH_SYNC_REPLICA names a replica (say, the queries benchmark's) to sync into a copy of,
 //! against the rate into an empty one.
 //! BENCH_BASELINE_BIN names another build of `beskedhent` (say, of the previous release) to run
-//! the batched measurement with too, against the same broker in the same run.
+//! the batched measurement with too, against the same broker in the same run (and, with
+//! BENCH_SYNC_REPLICA, the measurement into the copy of the replica as well).
 
 // The test harness's broker and STS, shared rather than copied; the benchmark uses part of it.
 mod common;
@@ -54,6 +55,7 @@ fn main() {
     );
     // BENCH_SYNC_REPLICA: the same into a copy of that replica (say, the queries benchmark's
     // million messages), against the rate into an empty one.
+    let mut full_rate = None;
     if let Ok(replica) = std::env::var("BENCH_SYNC_REPLICA") {
         let full = measure_from(
             &this,
@@ -68,6 +70,7 @@ fn main() {
             "sync into the full replica runs at {:.0}% of its rate into an empty one",
             100.0 * full / batched
         );
+        full_rate = Some(full);
     }
     if let Ok(baseline) = std::env::var("BENCH_BASELINE_BIN") {
         let other = measure(
@@ -82,6 +85,23 @@ fn main() {
             "this build runs at {:.0}% of the baseline build's rate",
             100.0 * batched / other
         );
+        // Both: the baseline build into a copy of that replica too.
+        if let Ok(replica) = std::env::var("BENCH_SYNC_REPLICA") {
+            let other_full = measure_from(
+                std::path::Path::new(&baseline),
+                &broker,
+                &sts,
+                "base full",
+                count,
+                "",
+                Some(std::path::Path::new(&replica)),
+            );
+            println!(
+                "the baseline build into the full replica runs at {:.0}% of its rate into an empty one; this build runs there at {:.0}% of the baseline's rate",
+                100.0 * other_full / other,
+                100.0 * full_rate.unwrap_or(0.0) / other_full
+            );
+        }
     }
     let unbatched = measure(
         &this,
