@@ -1933,6 +1933,31 @@ mod tests {
     }
 
     #[test]
+    fn writers_are_tuned_for_their_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("replica.db")).expect("open");
+        let pragma = |name: &str| -> i64 {
+            store
+                .connection()
+                .pragma_query_value(None, name, |row| row.get(0))
+                .expect(name)
+        };
+        assert_eq!(pragma("journal_size_limit"), 64 * 1024 * 1024);
+        store.tune_for_pull(64 * 1024).expect("tune");
+        assert_eq!(pragma("synchronous"), 2, "FULL");
+        assert_eq!(pragma("cache_size"), -8 * 1024);
+        assert_eq!(pragma("wal_autocheckpoint"), 256 * 1024 * 1024 / PAGE_SIZE);
+        assert_eq!(pragma("journal_size_limit"), 256 * 1024 * 1024);
+        store.tune_for_pull(1024 * 1024).expect("tune");
+        assert_eq!(pragma("cache_size"), -4 * 1024);
+        store.set_durability(Durability::Normal).expect("normal");
+        assert_eq!(pragma("synchronous"), 1, "NORMAL");
+        assert_eq!(pragma("cache_size"), -16 * 1024);
+        assert_eq!(pragma("wal_autocheckpoint"), 512 * 1024 * 1024 / PAGE_SIZE);
+        assert_eq!(pragma("journal_size_limit"), 512 * 1024 * 1024);
+    }
+
+    #[test]
     fn file_is_created_private_in_wal_mode() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("replica.db");
