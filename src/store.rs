@@ -538,6 +538,17 @@ impl Store {
     }
 
     fn tune(&self, level: &str, cache_kib: u32, checkpoint: i64, wal_keep: i64) -> Result<()> {
+        let result = self.tune_unnamed(level, cache_kib, checkpoint, wal_keep);
+        self.named(result)
+    }
+
+    fn tune_unnamed(
+        &self,
+        level: &str,
+        cache_kib: u32,
+        checkpoint: i64,
+        wal_keep: i64,
+    ) -> Result<()> {
         self.conn.pragma_update(None, "synchronous", level)?;
         self.conn
             .pragma_update(None, "cache_size", -i64::from(cache_kib))?;
