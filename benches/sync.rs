@@ -28,7 +28,7 @@ mod fake_sts;
 use std::process::Command;
 use std::time::Duration;
 
-use beskedhent::sample::{UuidGenerator, status_envelope};
+use beskedhent::sample::{UuidGenerator, padded, status_envelope};
 
 fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -55,51 +55,40 @@ fn main() {
     );
     // BENCH_SYNC_REPLICA: the same into a copy of that replica (say, the queries benchmark's
     // million messages), against the rate into an empty one.
-    let mut full_rate = None;
-    if let Ok(replica) = std::env::var("BENCH_SYNC_REPLICA") {
-        let full = measure_from(
-            &this,
-            &broker,
-            &sts,
-            "into full",
-            count,
-            &format!("{tuning}\n"),
-            Some(std::path::Path::new(&replica)),
-        );
+    let replica = std::env::var("BENCH_SYNC_REPLICA").ok();
+    let into_full = |binary: &std::path::Path, name: &str, sync: &str| {
+        replica.as_ref().map(|replica| {
+            measure_from(
+                binary,
+                &broker,
+                &sts,
+                name,
+                count,
+                sync,
+                Some(std::path::Path::new(replica)),
+            )
+        })
+    };
+    let full = into_full(&this, "into full", &format!("{tuning}\n"));
+    if let Some(full) = full {
         println!(
             "sync into the full replica runs at {:.0}% of its rate into an empty one",
             100.0 * full / batched
         );
-        full_rate = Some(full);
     }
     if let Ok(baseline) = std::env::var("BENCH_BASELINE_BIN") {
-        let other = measure(
-            std::path::Path::new(&baseline),
-            &broker,
-            &sts,
-            "baseline",
-            count,
-            "",
-        );
+        let baseline = std::path::Path::new(&baseline);
+        let other = measure(baseline, &broker, &sts, "baseline", count, "");
         println!(
             "this build runs at {:.0}% of the baseline build's rate",
             100.0 * batched / other
         );
         // Both: the baseline build into a copy of that replica too.
-        if let Ok(replica) = std::env::var("BENCH_SYNC_REPLICA") {
-            let other_full = measure_from(
-                std::path::Path::new(&baseline),
-                &broker,
-                &sts,
-                "base full",
-                count,
-                "",
-                Some(std::path::Path::new(&replica)),
-            );
+        if let (Some(full), Some(other_full)) = (full, into_full(baseline, "base full", "")) {
             println!(
                 "the baseline build into the full replica runs at {:.0}% of its rate into an empty one; this build runs there at {:.0}% of the baseline's rate",
                 100.0 * other_full / other,
-                100.0 * full_rate.unwrap_or(0.0) / other_full
+                100.0 * full / other_full
             );
         }
     }
@@ -195,18 +184,6 @@ fn config_text(
         broker.url(),
         certs.path("ca.pem").display(),
     )
-}
-
-/// The envelope grown to `size` bytes (when larger) by a comment after its BeskedVersion.
-fn padded(envelope: String, size: usize) -> Vec<u8> {
-    let marker = "<ns2:BeskedVersion>1.0</ns2:BeskedVersion>";
-    let room = size.saturating_sub(envelope.len() + "<!---->".len());
-    if room == 0 {
-        return envelope.into_bytes();
-    }
-    envelope
-        .replacen(marker, &format!("{marker}<!--{}-->", "x".repeat(room)), 1)
-        .into_bytes()
 }
 
 /// Queues `count` envelopes, runs `sync` to an empty queue; returns messages per second.

@@ -5,6 +5,19 @@
 
 use base64::Engine;
 
+/// `envelope` grown to `size` bytes (when smaller) by a comment after its BeskedVersion: a
+/// well-formed message of a chosen size, for memory tests and benchmarks.
+pub fn padded(envelope: String, size: usize) -> Vec<u8> {
+    let marker = "<ns2:BeskedVersion>1.0</ns2:BeskedVersion>";
+    let room = size.saturating_sub(envelope.len() + "<!---->".len());
+    if room == 0 || !envelope.contains(marker) {
+        return envelope.into_bytes();
+    }
+    envelope
+        .replacen(marker, &format!("{marker}<!--{}-->", "x".repeat(room)), 1)
+        .into_bytes()
+}
+
 /// A realistic PKO_PostStatus envelope (about 3.3 KB) with the given ids.
 pub fn status_envelope(besked_id: &str, letter: &str, minute: u32) -> String {
     status_envelope_with(
@@ -257,5 +270,11 @@ mod tests {
             status.occurred_at.as_deref(),
             Some("2026-03-01T10:05:00.000Z")
         );
+        // Padded to a size, it is that size and still the same message.
+        let large = padded(envelope.clone(), 65_000);
+        assert_eq!(large.len(), 65_000);
+        let same = config.decoder().decode(&large).expect("decodes padded");
+        assert_eq!(same.besked_id, besked_id);
+        assert_eq!(padded(envelope.clone(), 10), envelope.into_bytes());
     }
 }

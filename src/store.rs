@@ -208,7 +208,7 @@ const IMPORT_CHECKPOINT_PAGES: i64 = 512 * 1024 * 1024 / PAGE_SIZE;
 const WAL_KEEP_BYTES: i64 = 64 * 1024 * 1024;
 
 /// The page cache of a feed's writer, in KiB, for messages of up to `max_message_bytes`.
-pub fn pull_cache_kib(max_message_bytes: usize) -> u32 {
+fn pull_cache_kib(max_message_bytes: usize) -> u32 {
     let scaled =
         u64::from(PULL_CACHE_KIB) * PULL_CACHE_AT_BYTES / (max_message_bytes.max(1) as u64);
     scaled.clamp(u64::from(CACHE_KIB), u64::from(PULL_CACHE_KIB)) as u32
@@ -1961,6 +1961,11 @@ mod tests {
         assert_eq!(pragma("journal_size_limit"), 256 * 1024 * 1024);
         store.tune_for_pull(1024 * 1024).expect("tune");
         assert_eq!(pragma("cache_size"), -4 * 1024);
+        // The cache shrinks as messages may grow, never under the default.
+        assert_eq!(pull_cache_kib(1), 8 * 1024);
+        assert_eq!(pull_cache_kib(96 * 1024), 5461);
+        assert_eq!(pull_cache_kib(128 * 1024), 4 * 1024);
+        assert_eq!(pull_cache_kib(usize::MAX), 4 * 1024);
         store.set_durability(Durability::Normal).expect("normal");
         assert_eq!(pragma("synchronous"), 1, "NORMAL");
         assert_eq!(pragma("cache_size"), -16 * 1024);

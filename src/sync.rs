@@ -1098,14 +1098,4 @@ mod tests {
         assert_eq!(effective_prefetch(10, 4096), 10);
         assert_eq!(effective_prefetch(2000, 1), 2000);
     }
-
-    #[test]
-    fn the_pull_cache_shrinks_as_messages_may_grow() {
-        use crate::store::pull_cache_kib;
-        assert_eq!(pull_cache_kib(1), 8 * 1024);
-        assert_eq!(pull_cache_kib(64 * 1024), 8 * 1024);
-        assert_eq!(pull_cache_kib(128 * 1024), 4 * 1024);
-        assert_eq!(pull_cache_kib(1024 * 1024), 4 * 1024);
-        assert_eq!(pull_cache_kib(usize::MAX), 4 * 1024);
-    }
 }

@@ -9,6 +9,7 @@ use crate::fake_sts::FakeSts;
 use crate::support::{
     BIN, Install, TYPES, fixtures, outcome, rows, status_envelope, test_uuid, value,
 };
+use beskedhent::sample::padded;
 
 /// A unique queue name (a dueslag UUID) for one test.
 fn queue_name() -> String {
@@ -1001,18 +1002,14 @@ fn certificate_and_sts_mistakes_are_explained_plainly() {
 
 #[test]
 fn sync_memory_stays_flat_with_large_messages() {
-    let padded = |n: u64| {
-        status_envelope(&test_uuid(0xec, n), &test_uuid(0xed, n), 0)
-            .replace(
-                "<ns2:BeskedVersion>1.0</ns2:BeskedVersion>",
-                &format!(
-                    "<ns2:BeskedVersion>1.0</ns2:BeskedVersion><!--{}-->",
-                    "x".repeat(900 * 1024)
-                ),
+    let mut bodies: Vec<Vec<u8>> = (0..60)
+        .map(|n| {
+            padded(
+                status_envelope(&test_uuid(0xec, n), &test_uuid(0xed, n), 0),
+                904 * 1024,
             )
-            .into_bytes()
-    };
-    let mut bodies: Vec<Vec<u8>> = (0..60).map(padded).collect();
+        })
+        .collect();
     // Sixty more that are refused (not XML), just under the size limit.
     bodies.extend((0..60u8).map(|n| vec![b'<' ^ (n & 1); 1000 * 1024 + usize::from(n)]));
     let test = PullTest::new(bodies, "");
@@ -1047,17 +1044,10 @@ fn sync_memory_stays_flat_with_messages_at_the_default_limit() {
     // full of the largest messages allowed, and the writer's page cache fills with them.
     let bodies: Vec<Vec<u8>> = (0..600)
         .map(|n| {
-            let envelope = status_envelope(&test_uuid(0xee, n), &test_uuid(0xef, n), 0);
-            let room = 65_000 - envelope.len();
-            envelope
-                .replace(
-                    "<ns2:BeskedVersion>1.0</ns2:BeskedVersion>",
-                    &format!(
-                        "<ns2:BeskedVersion>1.0</ns2:BeskedVersion><!--{}-->",
-                        "x".repeat(room)
-                    ),
-                )
-                .into_bytes()
+            padded(
+                status_envelope(&test_uuid(0xee, n), &test_uuid(0xef, n), 0),
+                65_000,
+            )
         })
         .collect();
     let test = PullTest::new(bodies, "");
