@@ -214,6 +214,33 @@ fn pull_cache_kib(max_message_bytes: usize) -> u32 {
     scaled.clamp(u64::from(CACHE_KIB), u64::from(PULL_CACHE_KIB)) as u32
 }
 
+/// Makes every transaction committed so far durable, for a connection whose commits do not
+/// wait for the disk (`synchronous = NORMAL` in WAL mode): such a commit has written its pages
+/// to the WAL file but not synced it. Syncing the file from another thread lets the next batch
+/// be written meanwhile. Checkpoints sync on their own, so a page that left the WAL for the
+/// database file is already durable.
+#[derive(Debug, Clone)]
+pub struct WalFlusher {
+    wal: PathBuf,
+}
+
+impl WalFlusher {
+    /// Syncs the WAL file to disk. Blocks: call it on a blocking thread.
+    pub fn flush(&self) -> Result<()> {
+        match OpenOptions::new().write(true).open(&self.wal) {
+            Ok(file) => file
+                .sync_data()
+                .with_context(|| format!("cannot sync `{}` to disk", self.wal.display())),
+            // Only the last connection's close removes it, after a checkpoint that synced
+            // everything into the database file; the writer's connection is open.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => {
+                Err(error).with_context(|| format!("cannot open `{}`", self.wal.display()))
+            }
+        }
+    }
+}
+
 /// The bytes of something received.
 #[derive(Debug)]
 pub enum Raw {
@@ -310,8 +337,9 @@ pub struct RunEnd<'a> {
 /// or a corrupt file; they differ only after a power loss or an operating-system crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// The WAL is synced before a commit returns (`synchronous=FULL`): needed when a commit is
-    /// followed by an acknowledgement to the sender.
+    /// The WAL is synced before a commit returns (`synchronous=FULL`), for commits that are
+    /// followed by an acknowledgement. (A feed's writer in `sync` syncs on its own instead:
+    /// see [`Store::tune_for_pull`].)
     Full,
     /// Synced at checkpoints only (`synchronous=NORMAL`): a power loss can take back the last
     /// commits. Enough for `import`, whose files remain and can be imported again.
@@ -526,15 +554,27 @@ impl Store {
         }
     }
 
-    /// Tunes the connection as a feed's writer in `sync`: commits durable as after opening,
-    /// a larger page cache (see [`pull_cache_kib`]) and a longer WAL.
+    /// Tunes the connection as a feed's writer in `sync`: a larger page cache (see
+    /// [`pull_cache_kib`]), a longer WAL, and commits that do not wait for the disk
+    /// (`synchronous = NORMAL`): the feed makes each batch durable with [`WalFlusher::flush`]
+    /// on another thread while it writes the next, and acknowledges the batch only after that.
     pub fn tune_for_pull(&self, max_message_bytes: usize) -> Result<()> {
         self.tune(
-            "FULL",
+            "NORMAL",
             pull_cache_kib(max_message_bytes),
             PULL_CHECKPOINT_PAGES,
             PULL_CHECKPOINT_PAGES * PAGE_SIZE,
         )
+    }
+
+    /// What makes this database's committed transactions durable when commits do not wait
+    /// for the disk.
+    pub fn wal_flusher(&self) -> WalFlusher {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        WalFlusher {
+            wal: PathBuf::from(wal),
+        }
     }
 
     fn tune(&self, level: &str, cache_kib: u32, checkpoint: i64, wal_keep: i64) -> Result<()> {
@@ -1954,8 +1994,10 @@ mod tests {
                 .expect(name)
         };
         assert_eq!(pragma("journal_size_limit"), 64 * 1024 * 1024);
-        store.tune_for_pull(64 * 1024).expect("tune");
         assert_eq!(pragma("synchronous"), 2, "FULL");
+        store.tune_for_pull(64 * 1024).expect("tune");
+        // The feed syncs each commit itself (WalFlusher) while it writes the next.
+        assert_eq!(pragma("synchronous"), 1, "NORMAL");
         assert_eq!(pragma("cache_size"), -8 * 1024);
         assert_eq!(pragma("wal_autocheckpoint"), 256 * 1024 * 1024 / PAGE_SIZE);
         assert_eq!(pragma("journal_size_limit"), 256 * 1024 * 1024);
@@ -1971,6 +2013,28 @@ mod tests {
         assert_eq!(pragma("cache_size"), -16 * 1024);
         assert_eq!(pragma("wal_autocheckpoint"), 512 * 1024 * 1024 / PAGE_SIZE);
         assert_eq!(pragma("journal_size_limit"), 512 * 1024 * 1024);
+    }
+
+    #[test]
+    fn the_wal_flusher_syncs_the_file_sqlite_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("replica.db");
+        let store = Store::open(&path).expect("open");
+        store.tune_for_pull(64 * 1024).expect("tune");
+        let flusher = store.wal_flusher();
+        assert_eq!(flusher.wal, dir.path().join("replica.db-wal"));
+        store
+            .connection()
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .expect("write");
+        assert!(flusher.wal.is_file(), "the commit is in the WAL");
+        flusher.flush().expect("flush");
+        // A WAL that cannot be opened is an error that names it.
+        let elsewhere = WalFlusher {
+            wal: dir.path().join("replica.db-wal").join("x"),
+        };
+        let error = elsewhere.flush().expect_err("not a file");
+        assert!(format!("{error:#}").contains("replica.db-wal"), "{error:#}");
     }
 
     #[test]

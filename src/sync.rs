@@ -5,7 +5,8 @@
 //! runs never process the same feed at once. Deliveries are gathered into batches; a batch is
 //! committed when it is full (by count or by bytes), when nothing more is ready and the broker
 //! will not send more before an acknowledgement, or at the latest `flush_interval_ms` after its
-//! first delivery. A run ends when the queue is empty (`basic.get` says so), at the configured
+//! first delivery. A batch is acknowledged once its commit has reached the disk: the WAL is
+//! synced on another thread while the next batch is written. A run ends when the queue is empty (`basic.get` says so), at the configured
 //! limits, or on a signal. Memory is bounded by bytes: the broker may hold back no more
 //! unacknowledged deliveries than [`HELD_BYTES`] of `max_message_bytes`-sized messages allow.
 
@@ -28,7 +29,9 @@ use crate::config::{
 use crate::credentials::Credentials;
 use crate::exit;
 use crate::message::Decoder;
-use crate::store::{Counts, EventRules, Incoming, Outcome, Raw, RunEnd, RunStatus, Store};
+use crate::store::{
+    Counts, EventRules, Incoming, Outcome, Raw, RunEnd, RunStatus, Store, WalFlusher,
+};
 use crate::sts::TokenClient;
 use crate::time;
 
@@ -302,12 +305,32 @@ enum SessionEnd {
 
 /// Who holds the feed's database connection: the feed between commits, a blocking thread
 /// while a batch commits. The one place that knows this rule.
+///
+/// A commit does not wait for the disk; a committed batch is synced to disk on another
+/// blocking thread while the next batch is written, and acknowledged only once that is done.
+/// At most one commit and one sync are in flight; syncs finish in the order of their commits.
 struct Committer {
     database: PathBuf,
     /// Sizes the page cache of a reopened connection.
     max_message_bytes: usize,
     events: Option<EventRules>,
     slot: Slot,
+    flusher: WalFlusher,
+    /// The last committed batch while it is synced to disk: acknowledged through `last_tag`
+    /// once it is.
+    syncing: Option<Syncing>,
+}
+
+struct Syncing {
+    handle: tokio::task::JoinHandle<Result<()>>,
+    last_tag: u64,
+}
+
+/// A finished sync to disk: everything committed through `last_tag` is durable if it
+/// succeeded.
+struct Synced {
+    result: Result<()>,
+    last_tag: u64,
 }
 
 enum Slot {
@@ -334,6 +357,41 @@ struct Committed {
 impl Committer {
     fn is_busy(&self) -> bool {
         matches!(self.slot, Slot::Busy { .. })
+    }
+
+    fn is_syncing(&self) -> bool {
+        self.syncing.is_some()
+    }
+
+    /// Starts syncing to disk what has been committed, for deliveries through `last_tag`.
+    /// Only when no sync is in flight.
+    fn start_sync(&mut self, last_tag: u64) {
+        debug_assert!(self.syncing.is_none(), "one sync at a time");
+        let flusher = self.flusher.clone();
+        let handle = tokio::task::spawn_blocking(move || flusher.flush());
+        self.syncing = Some(Syncing { handle, last_tag });
+    }
+
+    /// Resolves when the sync in flight has finished (never, if none is). Cancel-safe: if
+    /// dropped before it resolves, the sync stays in flight.
+    async fn synced(&mut self) -> Synced {
+        Self::sync_finished(&mut self.syncing).await
+    }
+
+    async fn sync_finished(syncing: &mut Option<Syncing>) -> Synced {
+        let Some(in_flight) = syncing else {
+            return std::future::pending().await;
+        };
+        let joined = (&mut in_flight.handle).await;
+        let last_tag = in_flight.last_tag;
+        *syncing = None;
+        let result = joined.unwrap_or_else(|error| {
+            Err(anyhow::anyhow!(
+                "the sync thread failed: {}",
+                panic_message(error)
+            ))
+        });
+        Synced { result, last_tag }
     }
 
     /// The connection, when no commit is in flight; reopened if a failed commit lost it.
@@ -365,16 +423,22 @@ impl Committer {
     /// Resolves when the commit in flight has finished (never, if none is). Cancel-safe: if
     /// dropped before it resolves, the commit stays in flight.
     async fn finished(&mut self) -> Committed {
-        let Slot::Busy { handle, .. } = &mut self.slot else {
+        Self::commit_finished(&mut self.slot).await
+    }
+
+    /// [`Committer::finished`] on the slot alone, so that it can be awaited beside
+    /// [`Committer::sync_finished`].
+    async fn commit_finished(slot: &mut Slot) -> Committed {
+        let Slot::Busy { handle, .. } = slot else {
             return std::future::pending().await;
         };
         let joined = handle.await;
-        let Slot::Busy { last_tag, .. } = std::mem::replace(&mut self.slot, Slot::Lost) else {
+        let Slot::Busy { last_tag, .. } = std::mem::replace(slot, Slot::Lost) else {
             unreachable!("the slot was busy");
         };
         let result = match joined {
             Ok((store, outcome, items)) => {
-                self.slot = Slot::Idle(store);
+                *slot = Slot::Idle(store);
                 outcome.map(|(outcomes, counts)| (outcomes, counts, items))
             }
             Err(error) => Err(anyhow::anyhow!(
@@ -450,6 +514,7 @@ async fn run_feed(
     let eager_max = tuning
         .batch_size
         .min((usize::from(puller.prefetch) / 2).max(1));
+    let flusher = store.wal_flusher();
     let mut run = FeedRun {
         puller,
         cvr: feed
@@ -462,6 +527,8 @@ async fn run_feed(
             max_message_bytes: puller.max_message_bytes,
             events: crate::notify::rules(puller.notify.as_ref()),
             slot: Slot::Idle(store),
+            flusher,
+            syncing: None,
         },
         counts: Counts::default(),
         received: 0,
@@ -563,6 +630,7 @@ enum Woke {
     /// The consumer failed or ended.
     Lost(SessionEnd),
     Committed(Committed),
+    Synced(Synced),
     /// The flush deadline passed, or the drain check is due.
     Timer,
     Signal,
@@ -694,11 +762,17 @@ impl FeedRun<'_> {
         held: &mut Held,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<bool, SessionEnd> {
-        // Acknowledge a finished commit at once: the broker sends no more than the window.
+        // Sync a finished commit and acknowledge a finished sync at once: the broker sends no
+        // more than the window.
         if self.committer.is_busy()
             && let Some(committed) = self.committer.finished().now_or_never()
         {
             self.complete(Some(session), committed).await?;
+        }
+        if self.committer.is_syncing()
+            && let Some(synced) = self.committer.synced().now_or_never()
+        {
+            self.acknowledge(Some(session), synced).await?;
         }
         // Take whatever is ready without waiting, up to the eager count: committing then
         // leaves the rest of the window for the broker to fill meanwhile.
@@ -725,11 +799,12 @@ impl FeedRun<'_> {
             Woke::Delivery(delivery) => self.hold(held, delivery),
             Woke::Lost(end) => return Err(end),
             Woke::Committed(committed) => self.complete(Some(session), committed).await?,
+            Woke::Synced(synced) => self.acknowledge(Some(session), synced).await?,
             Woke::Timer if !held.items.is_empty() => {
-                // With no commit in flight, everything unacknowledged is held: perhaps the
-                // broker allows no more. Commit at this count from now on, until more arrive
-                // at once (see above).
-                if !self.committer.is_busy() {
+                // With no commit or sync in flight, everything unacknowledged is held: perhaps
+                // the broker allows no more. Commit at this count from now on, until more
+                // arrive at once (see above).
+                if !self.committer.is_busy() && !self.committer.is_syncing() {
                     self.eager_at = self.eager_at.min(held.items.len()).max(1);
                 }
                 self.flush(session, held).await?;
@@ -744,8 +819,8 @@ impl FeedRun<'_> {
         Ok(false)
     }
 
-    /// Waits for a delivery, the commit in flight, the flush deadline or the drain check, or a
-    /// signal.
+    /// Waits for a delivery, the commit or sync in flight, the flush deadline or the drain
+    /// check, or a signal.
     async fn wait(
         &mut self,
         session: &Session,
@@ -760,14 +835,17 @@ impl FeedRun<'_> {
             }
             None => Duration::from_millis(tuning.drain_check_ms),
         };
-        // With nothing held and a commit in flight, its end comes first.
-        let may_sleep = !self.committer.is_busy() || !held.items.is_empty();
+        // With nothing held and a commit or sync in flight, its end comes first.
+        let may_sleep =
+            !(self.committer.is_busy() || self.committer.is_syncing()) || !held.items.is_empty();
+        let committer = &mut self.committer;
         tokio::select! {
             next = consumer.next() => match delivery(next, session) {
                 Ok(delivery) => Woke::Delivery(delivery),
                 Err(end) => Woke::Lost(end),
             },
-            committed = self.committer.finished() => Woke::Committed(committed),
+            committed = Committer::commit_finished(&mut committer.slot) => Woke::Committed(committed),
+            synced = Committer::sync_finished(&mut committer.syncing) => Woke::Synced(synced),
             _ = tokio::time::sleep(timer), if may_sleep => Woke::Timer,
             _ = stopped(shutdown) => Woke::Signal,
         }
@@ -842,9 +920,9 @@ impl FeedRun<'_> {
     }
 
     /// Starts committing the held deliveries on a blocking thread, after the commit before it
-    /// has finished and been acknowledged. At most one commit is in flight.
+    /// has finished (its sync to disk may still be in flight). At most one commit is in flight.
     async fn flush(&mut self, session: &Session, held: &mut Held) -> Result<(), SessionEnd> {
-        self.settle(Some(session)).await?;
+        self.finish_commit(Some(session)).await?;
         if held.items.is_empty() {
             return Ok(());
         }
@@ -860,8 +938,19 @@ impl FeedRun<'_> {
         Ok(())
     }
 
-    /// Waits for the commit in flight, if any, and acknowledges it (when `session` is given).
+    /// Waits for the commit and the sync in flight, if any, and acknowledges them (when
+    /// `session` is given).
     async fn settle(&mut self, session: Option<&Session>) -> Result<(), SessionEnd> {
+        self.finish_commit(session).await?;
+        if self.committer.is_syncing() {
+            let synced = self.committer.synced().await;
+            self.acknowledge(session, synced).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, if any, and starts its sync to disk (see `complete`).
+    async fn finish_commit(&mut self, session: Option<&Session>) -> Result<(), SessionEnd> {
         if !self.committer.is_busy() {
             return Ok(());
         }
@@ -869,8 +958,28 @@ impl FeedRun<'_> {
         self.complete(session, committed).await
     }
 
-    /// Counts and reports a finished commit; then, only if it committed, acknowledges every
-    /// delivery up to its last tag.
+    /// Acknowledges every delivery through the last tag of a finished sync, if it succeeded
+    /// (and `session` is given).
+    async fn acknowledge(
+        &mut self,
+        session: Option<&Session>,
+        synced: Synced,
+    ) -> Result<(), SessionEnd> {
+        synced
+            .result
+            .map_err(|error| SessionEnd::Fatal(format!("cannot commit: {error:#}")))?;
+        if let Some(session) = session {
+            session
+                .ack_through(synced.last_tag)
+                .await
+                .map_err(|error| SessionEnd::Retry(format!("before acknowledging: {error}")))?;
+        }
+        Ok(())
+    }
+
+    /// Counts and reports a finished commit; then, only if it committed (and `session` is
+    /// given), starts syncing it to disk, after the sync before it has finished and been
+    /// acknowledged. Its deliveries are acknowledged when its sync has finished.
     async fn complete(
         &mut self,
         session: Option<&Session>,
@@ -895,10 +1004,11 @@ impl FeedRun<'_> {
         // (if it does not, the broker redelivers and the copies count as duplicates).
         self.counts.add(counts);
         if let Some(session) = session {
-            session
-                .ack_through(committed.last_tag)
-                .await
-                .map_err(|error| SessionEnd::Retry(format!("before acknowledging: {error}")))?;
+            if self.committer.is_syncing() {
+                let synced = self.committer.synced().await;
+                self.acknowledge(Some(session), synced).await?;
+            }
+            self.committer.start_sync(committed.last_tag);
         }
         Ok(())
     }
@@ -1059,11 +1169,14 @@ mod tests {
     async fn a_panicking_commit_reports_its_cause_and_the_store_comes_back() {
         let dir = tempfile::tempdir().expect("tempdir");
         let database = dir.path().join("replica.db");
+        let store = Store::open(&database).expect("open");
         let mut committer = Committer {
             database: database.clone(),
             max_message_bytes: 64 * 1024,
             events: None,
-            slot: Slot::Idle(Store::open(&database).expect("open")),
+            flusher: store.wal_flusher(),
+            slot: Slot::Idle(store),
+            syncing: None,
         };
         assert!(committer.store().is_ok());
         // A commit thread that dies: its store is gone with it.
