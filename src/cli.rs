@@ -58,7 +58,7 @@ pub enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
         /// The name the files are recorded under in `message.source` and `cursor`.
-        #[arg(long, default_value = "import")]
+        #[arg(long, default_value = "import", value_parser = source_name)]
         source: String,
     },
     /// Run refused messages, and messages of no known kind, through the current configuration
@@ -80,13 +80,13 @@ pub enum Command {
         #[arg(long)]
         failed: bool,
         /// Only letters without a final status whose latest status is older than DAYS days.
-        #[arg(long, value_name = "DAYS")]
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(0..=36_500))]
         overdue: Option<u32>,
         /// Only letters whose latest status is at or after this date or time.
-        #[arg(long, value_name = "WHEN")]
+        #[arg(long, value_name = "WHEN", value_parser = since_bound)]
         since: Option<String>,
         /// Only letters whose latest status is before this time (or on or before this date).
-        #[arg(long, value_name = "WHEN")]
+        #[arg(long, value_name = "WHEN", value_parser = until_bound)]
         until: Option<String>,
         /// Only letters of this channel, e.g. "Digital Post" or "Fysisk Post".
         #[arg(long)]
@@ -168,4 +168,21 @@ pub fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::write(dir.join(file), out)?;
     }
     Ok(())
+}
+
+/// `--source`: a name as `check_source_name` allows; a wrong one is a usage error.
+fn source_name(value: &str) -> Result<String, String> {
+    crate::config::check_source_name("--source", value)
+        .map(|()| value.to_owned())
+        .map_err(|error| error.to_string())
+}
+
+/// `--since`, in its stored form (see [`crate::letters::parse_bound`]).
+fn since_bound(value: &str) -> Result<String, String> {
+    crate::letters::parse_bound(value, false).map_err(|error| error.to_string())
+}
+
+/// `--until`, in its stored form (see [`crate::letters::parse_bound`]).
+fn until_bound(value: &str) -> Result<String, String> {
+    crate::letters::parse_bound(value, true).map_err(|error| error.to_string())
 }

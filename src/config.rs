@@ -221,9 +221,12 @@ fn validate_notify(mut notify: NotifyConfig, base: &Path) -> Result<NotifyConfig
     {
         bail!("`notify.header_name` `{name}` is not a valid HTTP header name");
     }
-    if notify.timeout_seconds == 0 {
-        bail!("`notify.timeout_seconds` must be at least 1");
-    }
+    check_wait(
+        "notify.timeout_seconds",
+        notify.timeout_seconds,
+        1,
+        MAX_WAIT_SECONDS,
+    )?;
     notify.ca_file = notify.ca_file.map(|path| base.join(path));
     Ok(notify)
 }
@@ -721,9 +724,18 @@ fn validate_sts(mut sts: StsConfig, base: &Path) -> Result<StsConfig> {
     {
         *path = base.join(&*path);
     }
-    if sts.timeout_seconds == 0 {
-        bail!("`sts.timeout_seconds` must be at least 1");
-    }
+    check_wait(
+        "sts.timeout_seconds",
+        sts.timeout_seconds,
+        1,
+        MAX_WAIT_SECONDS,
+    )?;
+    check_wait(
+        "sts.refresh_before_seconds",
+        sts.refresh_before_seconds,
+        0,
+        MAX_WAIT_SECONDS,
+    )?;
     Ok(sts)
 }
 
@@ -737,9 +749,12 @@ fn validate_amqp(mut amqp: AmqpConfig, base: &Path) -> Result<AmqpConfig> {
     if let Some(path) = &mut amqp.ca_file {
         *path = base.join(&*path);
     }
-    if amqp.connect_timeout_seconds == 0 {
-        bail!("`amqp.connect_timeout_seconds` must be at least 1");
-    }
+    check_wait(
+        "amqp.connect_timeout_seconds",
+        amqp.connect_timeout_seconds,
+        1,
+        MAX_WAIT_SECONDS,
+    )?;
     Ok(amqp)
 }
 
@@ -763,6 +778,17 @@ pub fn check_source_name(what: &str, name: &str) -> Result<()> {
 
 /// Longest period a `*_days` key may give: 100 years.
 const MAX_DAYS: u32 = 36_500;
+
+/// Longest a timeout or a wait may be: a day. Longer is a mistake (and would overflow clocks).
+const MAX_WAIT_SECONDS: u64 = 86_400;
+
+/// A time value within `min..=max` (in its key's unit).
+fn check_wait(key: &str, value: u64, min: u64, max: u64) -> Result<()> {
+    if value < min || value > max {
+        bail!("`{key}` is {value}; it must be from {min} to {max}");
+    }
+    Ok(())
+}
 
 fn check_days(key: &str, days: u32) -> Result<()> {
     if days > MAX_DAYS {
@@ -801,9 +827,24 @@ fn validate_sync(sync: &SyncConfig) -> Result<()> {
     if sync.prefetch == 0 {
         bail!("`sync.prefetch` must be at least 1");
     }
-    if sync.flush_interval_ms == 0 || sync.drain_check_ms == 0 {
-        bail!("`sync.flush_interval_ms` and `sync.drain_check_ms` must be at least 1");
+    for (key, value) in [
+        ("sync.flush_interval_ms", sync.flush_interval_ms),
+        ("sync.drain_check_ms", sync.drain_check_ms),
+    ] {
+        check_wait(key, value, 1, MAX_WAIT_SECONDS * 1000)?;
     }
+    check_wait(
+        "sync.retry_backoff_ms",
+        sync.retry_backoff_ms,
+        0,
+        MAX_WAIT_SECONDS * 1000,
+    )?;
+    check_wait(
+        "sync.max_seconds",
+        sync.max_seconds,
+        0,
+        u64::from(MAX_DAYS) * 86_400,
+    )?;
     Ok(())
 }
 

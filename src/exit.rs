@@ -5,6 +5,8 @@
 pub const OK: u8 = 0;
 /// The command could not do its job (configuration, database, unreadable input, certificate).
 pub const ERROR: u8 = 1;
+/// Wrong command-line usage (an unknown argument, a value of the wrong form).
+pub const USAGE: u8 = 2;
 /// The command completed, but some messages were refused and kept in `rejected`.
 pub const REJECTED: u8 = 3;
 /// `sync`: at least one feed failed; nothing uncommitted was acknowledged.

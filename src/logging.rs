@@ -113,9 +113,13 @@ fn filter(requested: Option<&str>) -> (EnvFilter, Option<String>) {
 }
 
 /// Makes text safe for one line of a log or terminal: CPR numbers masked, control characters
-/// escaped, at most [`MAX_LINE_BYTES`] (cut with a marker).
+/// escaped, at most [`MAX_LINE_BYTES`] (cut with a marker). Masked again after a cut, which can
+/// leave a CPR-shaped number at the end of a longer one.
 pub fn safe_line(text: &str) -> String {
-    mask::cap(&mask::for_log(text), MAX_LINE_BYTES).into_owned()
+    match mask::cap(&mask::for_log(text), MAX_LINE_BYTES) {
+        std::borrow::Cow::Borrowed(line) => line.to_owned(),
+        std::borrow::Cow::Owned(cut) => mask::mask_cpr_in(&cut),
+    }
 }
 
 /// Longest string value in a JSON log line, in bytes after escaping.
@@ -129,7 +133,10 @@ pub fn safe_json_line(text: &str) -> String {
         use serde_json::Value;
         match value {
             Value::String(text) => {
-                let safe = mask::cap(&mask::mask_cpr(text), MAX_JSON_VALUE_BYTES).into_owned();
+                let safe = match mask::cap(&mask::mask_cpr(text), MAX_JSON_VALUE_BYTES) {
+                    std::borrow::Cow::Borrowed(value) => value.to_owned(),
+                    std::borrow::Cow::Owned(cut) => mask::mask_cpr_in(&cut),
+                };
                 *text = safe;
             }
             Value::Number(number) => {

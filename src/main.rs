@@ -32,7 +32,20 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(monitor::State::Unknown.exit_code());
         }
-        Err(error) => error.exit(),
+        Err(error)
+            if matches!(
+                error.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            error.exit()
+        }
+        // A usage mistake: said like every error, masked and one line per line (an argument
+        // with a newline in it cannot forge one).
+        Err(error) => {
+            eprintln!("{}", usage_error(&error.render().to_string()));
+            return ExitCode::from(exit::USAGE);
+        }
     };
     // reqwest and lapin both use rustls; make one crypto provider the process default.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -44,6 +57,26 @@ fn main() -> ExitCode {
             ExitCode::from(exit::ERROR)
         }
     }
+}
+
+/// clap's text about a usage mistake, made safe: the arguments that have control characters in
+/// them escaped wherever the text quotes them, then each line masked and escaped.
+fn usage_error(text: &str) -> String {
+    let mut text = text.trim_end().to_owned();
+    for arg in std::env::args_os().skip(1) {
+        let arg = arg.to_string_lossy().into_owned();
+        let value = arg.split_once('=').map(|(_, value)| value.to_owned());
+        for quoted in std::iter::once(arg).chain(value) {
+            let escaped = beskedhent::mask::escape_controls(&quoted);
+            if escaped != quoted.as_str() && !quoted.is_empty() {
+                text = text.replace(&quoted, &escaped);
+            }
+        }
+    }
+    text.lines()
+        .map(logging::safe_line)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -96,7 +129,6 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Import { paths, source } => {
-            beskedhent::config::check_source_name("--source", &source)?;
             let mut store = Store::open(&config.database)?;
             store.record_events(notify::rules(config.notify.as_ref()));
             let summary = import::import(&mut store, &config.decoder(), &paths, &source)?;
@@ -128,7 +160,7 @@ fn run(cli: Cli) -> Result<u8> {
             })
         }
         Command::Reprocess => {
-            let mut store = Store::open(&config.database)?;
+            let mut store = Store::open_required(&config.database)?;
             let decoder = config.decoder();
             let done =
                 store.reprocess(&|raw: &[u8]| decoder.decode(raw), config.max_message_bytes)?;
@@ -182,12 +214,8 @@ fn run(cli: Cli) -> Result<u8> {
             let filter = letters::Filter {
                 failed,
                 overdue_days: overdue,
-                since: since
-                    .map(|value| letters::parse_bound(&value, false))
-                    .transpose()?,
-                until: until
-                    .map(|value| letters::parse_bound(&value, true))
-                    .transpose()?,
+                since,
+                until,
                 kanal,
                 limit,
             };
@@ -229,7 +257,7 @@ fn run(cli: Cli) -> Result<u8> {
                     config.path.display()
                 );
             };
-            let mut store = Store::open(&config.database)?;
+            let mut store = Store::open_required(&config.database)?;
             store.record_events(notify::rules(Some(settings)));
             if dry_run {
                 let overdue = store.scan_overdue(settings.overdue_days)?;
@@ -294,7 +322,7 @@ fn run(cli: Cli) -> Result<u8> {
                     config.path.display()
                 );
             }
-            let mut store = Store::open(&config.database)?;
+            let mut store = Store::open_required(&config.database)?;
             let pruned = store.prune(&config.retention)?;
             println!("{}", pruned.line());
             Ok(exit::OK)
@@ -314,7 +342,7 @@ fn run(cli: Cli) -> Result<u8> {
                     party.number
                 );
             }
-            let mut store = Store::open(&config.database)?;
+            let mut store = Store::open_required(&config.database)?;
             let done = store.forget(&party)?;
             let changed = done.registrations
                 + done.envelopes

@@ -46,8 +46,11 @@ pub fn mask_cpr_in(text: &str) -> String {
 /// separator (`cpr 010170-12345` → `cpr 010170-*****`). Such a number must be followed by
 /// neither an ASCII letter, digit or `_`, nor a `-` and one of those (the rest of a UUID).
 ///
-/// The date is not checked (`0000000000` is masked too). The result always has the same length
-/// as `text`. Linear in the length of `text`.
+/// The date part must be a possible birth date, as in every CPR number: the day 01–31 (or 61–91,
+/// as in replacement numbers, which add 60 to the day) and the month 01–12; the year can be any.
+/// So byte counts and other numbers such as `2147483648` or `4294967295` stay readable, while
+/// `0101701234` is masked. A number labelled as a CPR number is masked whatever its date. The
+/// result always has the same length as `text`. Linear in the length of `text`.
 pub fn mask_cpr(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     // Every start is tried against the original text, so a match can never hide another one
@@ -94,18 +97,23 @@ fn cpr_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
     }
     let digit = |at: usize| bytes.get(at).is_some_and(u8::is_ascii_digit);
     let digits = |from: usize, count: usize| (from..from + count).all(digit);
-    let date_end = if digits(start, 6) {
-        start + 6
+    let (date_end, month_at) = if digits(start, 6) {
+        (start + 6, start + 2)
     } else if digits(start, 2)
         && matches!(bytes.get(start + 2), Some(b'.' | b'-'))
         && digits(start + 3, 2)
         && bytes.get(start + 5) == bytes.get(start + 2)
         && digits(start + 6, 2)
     {
-        start + 8
+        (start + 8, start + 3)
     } else {
         return None;
     };
+    let two = |at: usize| (bytes[at] - b'0') * 10 + (bytes[at + 1] - b'0');
+    let (day, month) = (two(start), two(month_at));
+    if !(matches!(day, 1..=31 | 61..=91) && matches!(month, 1..=12)) {
+        return None;
+    }
     let serial = match bytes.get(date_end) {
         Some(separator) if SERIAL_SEPARATORS.contains(separator) => date_end + 1,
         _ => date_end,
@@ -330,10 +338,11 @@ mod tests {
                 "\u{2028}25.12.48 ****\u{2028}",
             ),
             ("cpr\u{a0}2512489996", "cpr\u{a0}251248****"),
-            // The date is not checked.
-            ("0000000000", "000000****"),
-            ("9999999999", "999999****"),
-            ("99.99.99-9999", "99.99.99-****"),
+            // Any day 01-31 or 61-91 (replacement numbers) of any month, any year.
+            ("3112999999", "311299****"),
+            ("0101001234", "010100****"),
+            ("6112701234", "611270****"),
+            ("91.01.70-1234", "91.01.70-****"),
             // Labelled as a CPR number: masked whatever its length.
             ("urn:oio:cpr-nr:030390345", "urn:oio:cpr-nr:030390***"),
             ("urn:oio:cpr-nr:01017012345", "urn:oio:cpr-nr:010170*****"),
@@ -352,8 +361,24 @@ mod tests {
             ("1.2512489996", "1.251248****"),
             ("2512489996.5", "251248****.5"),
             ("251248-9996-1", "251248-****-1"),
-            ("+4512345678", "+451234****"),
+            ("+3112485678", "+311248****"),
         ];
+        // Not a possible birth date: a number, not a CPR number.
+        for kept in [
+            "0000000000",
+            "9999999999",
+            "2147483648",
+            "4294967295",
+            "3201701234",
+            "0013701234",
+            "6001701234",
+            "9201701234",
+            "99.99.99-9999",
+            "message of 2147483648 bytes",
+            "+4512345678",
+        ] {
+            assert!(matches!(mask_cpr(kept), Cow::Borrowed(_)), "{kept:?}");
+        }
         for (input, expected) in cases {
             let masked = mask_cpr(input);
             assert_eq!(masked, expected, "{input:?}");
@@ -646,12 +671,22 @@ mod tests {
                         b == p
                     }
                 });
-                if fits && !word(bytes.get(start + pattern.len())) {
+                let month_at = if pattern.as_bytes()[2] == b'#' { 2 } else { 3 };
+                if fits
+                    && !word(bytes.get(start + pattern.len()))
+                    && possible_date(&candidate[..2], &candidate[month_at..month_at + 2])
+                {
                     found.push((start, pattern.clone()));
                 }
             }
         }
         found
+    }
+
+    /// Whether two-digit day and month could start a CPR number.
+    fn possible_date(day: &[u8], month: &[u8]) -> bool {
+        let number = |two: &[u8]| (two[0] - b'0') * 10 + (two[1] - b'0');
+        matches!(number(day), 1..=31 | 61..=91) && matches!(number(month), 1..=12)
     }
 
     /// Whether `text` holds a run of exactly ten ASCII digits with no ASCII letter, digit or `_`
@@ -668,6 +703,7 @@ mod tests {
             if run == 10
                 && !(start > 0 && word(&bytes[start - 1]))
                 && !bytes.get(start + run).is_some_and(word)
+                && possible_date(&bytes[start..start + 2], &bytes[start + 2..start + 4])
             {
                 return true;
             }
@@ -773,14 +809,21 @@ mod tests {
                     }
                     6..=7 => {
                         let start = text.len();
-                        match rng.below(3) {
-                            0 => text.push_str(&rng.digits(6)),
-                            n => {
-                                let date = if n == 1 { "." } else { "-" };
-                                let (d, m, y) = (rng.digits(2), rng.digits(2), rng.digits(2));
-                                text.push_str(&format!("{d}{date}{m}{date}{y}"));
-                            }
-                        }
+                        let day = match rng.below(2) {
+                            0 => 1 + rng.below(31),
+                            _ => 61 + rng.below(31),
+                        };
+                        let (d, m, y) = (
+                            format!("{day:02}"),
+                            format!("{:02}", 1 + rng.below(12)),
+                            rng.digits(2),
+                        );
+                        let date = match rng.below(3) {
+                            0 => "",
+                            1 => ".",
+                            _ => "-",
+                        };
+                        text.push_str(&format!("{d}{date}{m}{date}{y}"));
                         text.push_str(rng.pick(SEPARATORS));
                         let serial = text.len()..text.len() + 4;
                         text.push_str(&rng.digits(4));

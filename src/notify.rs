@@ -6,6 +6,7 @@
 //! minute doubling up to 6 hours.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -166,6 +167,7 @@ impl<'a> Sender<'a> {
 
     fn run_command(&self, event: &Pending) -> Result<()> {
         let program = &self.config.command[0];
+        // Its own process group, so that a timeout stops whatever it started too.
         let mut child = Command::new(program)
             .args(&self.config.command[1..])
             .env("BESKEDHENT_EVENT", &event.event)
@@ -173,54 +175,93 @@ impl<'a> Sender<'a> {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .with_context(|| format!("cannot run `notify.command` `{program}`"))?;
-        // What it says on standard error is kept (the first 1 KiB) for the error and the log,
-        // where it is masked like everything else; the rest is read and dropped, so that a
-        // talkative command never blocks on a full pipe.
-        let said = child.stderr.take().map(|mut stderr| {
-            std::thread::spawn(move || {
-                let mut kept = Vec::new();
-                let mut buffer = [0u8; 4096];
-                while let Ok(read) = std::io::Read::read(&mut stderr, &mut buffer) {
-                    if read == 0 {
-                        break;
-                    }
-                    let room = 1024usize.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buffer[..read.min(room)]);
-                }
-                String::from_utf8_lossy(&kept).trim().to_owned()
-            })
-        });
-        let said = || {
-            said.map(|thread| thread.join().unwrap_or_default())
-                .filter(|text| !text.is_empty())
-                .map(|text| format!(": {text}"))
-                .unwrap_or_default()
-        };
+        let said = StderrTail::read(child.stderr.take());
         if let Some(mut stdin) = child.stdin.take() {
-            // A command that does not read its input is its own business.
-            let _ = stdin.write_all(event.payload.as_bytes());
-            let _ = stdin.write_all(b"\n");
+            // On a thread: a command that does not read its input is its own business, and
+            // must not block the timeout.
+            let payload = event.payload.clone();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(payload.as_bytes());
+                let _ = stdin.write_all(b"\n");
+            });
         }
         let deadline = Instant::now() + Duration::from_secs(self.config.timeout_seconds);
+        let kill_group = |child: &std::process::Child| {
+            // SAFETY: kill(2) with a negative pid signals the process group the command leads;
+            // no memory is involved.
+            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+        };
         loop {
             if let Some(status) = child.try_wait()? {
                 if status.success() {
                     return Ok(());
                 }
-                bail!("`{program}` exited with {status}{}", said());
+                // What it left running would hold its standard error open.
+                kill_group(&child);
+                bail!("`{program}` exited with {status}{}", said.text());
             }
             if Instant::now() >= deadline {
-                let _ = child.kill();
+                kill_group(&child);
                 let _ = child.wait();
                 bail!(
                     "`{program}` did not finish within {} s (notify.timeout_seconds){}",
                     self.config.timeout_seconds,
-                    said()
+                    said.text()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// What a command says on standard error: the first 1 KiB is kept for the error and the log
+/// (masked there like everything else); the rest is read and dropped, so that a talkative
+/// command never blocks on a full pipe.
+struct StderrTail {
+    kept: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    done: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl StderrTail {
+    const KEEP: usize = 1024;
+
+    fn read(stderr: Option<std::process::ChildStderr>) -> StderrTail {
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let done = stderr.map(|mut stderr| {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            let kept = kept.clone();
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while let Ok(read @ 1..) = std::io::Read::read(&mut stderr, &mut buffer) {
+                    let mut kept = kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let room = Self::KEEP.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buffer[..read.min(room)]);
+                }
+                let _ = sender.send(());
+            });
+            receiver
+        });
+        StderrTail { kept, done }
+    }
+
+    /// `: <what it said>`, or nothing. Waits a moment for the pipe to close, never longer:
+    /// something the command started may still hold it open.
+    fn text(&self) -> String {
+        if let Some(done) = &self.done {
+            let _ = done.recv_timeout(Duration::from_secs(1));
+        }
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let text = String::from_utf8_lossy(&kept).trim().to_owned();
+        if text.is_empty() {
+            String::new()
+        } else {
+            format!(": {text}")
         }
     }
 }

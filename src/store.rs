@@ -439,25 +439,18 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens (and migrates) a database that must exist already: for commands that change a
+    /// replica but have no business creating one (`reprocess`, `notify`, `prune`, `forget`).
+    pub fn open_required(path: &Path) -> Result<Store> {
+        require_file(path)?;
+        Store::open(path)
+    }
+
     /// Opens an existing database read-only, for commands that only read (`status`): a mistyped
     /// path is an error, never a new empty database, and nothing is written (not even a
     /// migration). Like any reader of a WAL database, SQLite needs its `-shm` file.
     pub fn open_existing(path: &Path) -> Result<Store> {
-        match std::fs::metadata(path) {
-            Ok(metadata) if metadata.is_file() => {}
-            Ok(_) => bail!(
-                "database `{}` is not a regular file; check `database` in the configuration",
-                path.display()
-            ),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
-                "database `{}` does not exist; check `database` in the configuration, or create it with `beskedhent init` or a first `import`/`sync`",
-                path.display()
-            ),
-            Err(error) => {
-                return Err(error)
-                    .with_context(|| format!("cannot read database `{}`", path.display()));
-            }
-        }
+        warn_if_shared(path, &require_file(path)?);
         let conn = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -779,7 +772,7 @@ impl Store {
                 serde_json::json!({
                     "message_uuid": uuid,
                     "first_seen_at": first_seen_at,
-                    "event": event,
+                    "latest_event": event,
                 }),
                 occurred_at.as_deref(),
             )?;
@@ -1304,12 +1297,14 @@ fn record_event(
                 < crate::time::format_utc(now - chrono::Duration::days(rules.max_age_days.into()))
                     .as_str()
         });
-    let mut payload = serde_json::Map::new();
+    let mut payload = match facts {
+        serde_json::Value::Object(facts) => facts,
+        _ => serde_json::Map::new(),
+    };
+    // After the facts: no fact can take the place of the key or the kind of event.
+    debug_assert!(!payload.contains_key("key") && !payload.contains_key("event"));
     payload.insert("key".into(), key.into());
     payload.insert("event".into(), event.into());
-    if let serde_json::Value::Object(facts) = facts {
-        payload.extend(facts);
-    }
     let inserted = tx
         .prepare_cached(
             "INSERT INTO notification (key, event, payload, created_at, occurred_at, suppressed)
@@ -1724,6 +1719,37 @@ fn name_database(error: anyhow::Error, path: &Path) -> anyhow::Error {
 
 /// Creates the database file with mode 0600 if it does not exist, and refuses a file that other
 /// users can read.
+/// The database must exist, as a regular file: for the commands that never create one, so that
+/// a mistyped path is an error rather than a new empty database.
+fn require_file(path: &Path) -> Result<std::fs::Metadata> {
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_file() => Ok(metadata),
+        Ok(_) => bail!(
+            "database `{}` is not a regular file; check `database` in the configuration",
+            path.display()
+        ),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
+            "database `{}` does not exist; check `database` in the configuration, or create it with `beskedhent init` or a first `import`/`sync`",
+            path.display()
+        ),
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot read database `{}`", path.display()))
+        }
+    }
+}
+
+/// Warns when other users may read or write the database file.
+fn warn_if_shared(path: &Path, metadata: &std::fs::Metadata) {
+    let mode = metadata.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            database = %path.display(),
+            "the database can be read by other users (mode {:o}); it holds CPR numbers: chmod 600 it",
+            mode & 0o777
+        );
+    }
+}
+
 fn create_private(path: &Path) -> Result<()> {
     if path.is_dir() {
         bail!(
@@ -1740,17 +1766,9 @@ fn create_private(path: &Path) -> Result<()> {
     {
         Ok(_) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            let mode = std::fs::metadata(path)
-                .with_context(|| format!("failed to read `{}`", path.display()))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    database = %path.display(),
-                    "the database can be read by other users (mode {:o}); it holds CPR numbers: chmod 600 it",
-                    mode & 0o777
-                );
-            }
+            let metadata = std::fs::metadata(path)
+                .with_context(|| format!("failed to read `{}`", path.display()))?;
+            warn_if_shared(path, &metadata);
             Ok(())
         }
         Err(error) => {

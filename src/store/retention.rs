@@ -97,7 +97,8 @@ impl Party {
         if number.len() == 10 {
             let day: u32 = number[..2].parse().unwrap_or(0);
             let month: u32 = number[2..4].parse().unwrap_or(0);
-            if !(1..=31).contains(&day) || !(1..=12).contains(&month) {
+            // Replacement numbers add 60 to the day.
+            if !matches!(day, 1..=31 | 61..=91) || !(1..=12).contains(&month) {
                 bail!(
                     "`{}` is not a CPR number: its first six digits must be a date (DDMMYY)",
                     crate::mask::cap(&crate::mask::for_log(trimmed), 40)

@@ -147,6 +147,16 @@ fn each_event_is_sent_once_and_old_ones_are_only_recorded() {
         serde_json::from_str(line.splitn(3, '\t').nth(2).expect("payload")).expect("json");
     assert_eq!(payload["event"], "letter_failed");
     assert_eq!(payload["key"], format!("letter_failed:{l1}"));
+    // An overdue letter's current status is a fact of its own; `event` stays the kind.
+    let line = log
+        .lines()
+        .find(|line| line.starts_with(&format!("letter_overdue:{l4}")))
+        .expect("l4");
+    let overdue: serde_json::Value =
+        serde_json::from_str(line.splitn(3, '\t').nth(2).expect("payload")).expect("json");
+    assert_eq!(overdue["event"], "letter_overdue");
+    assert!(overdue["latest_event"].is_string(), "{overdue}");
+    assert_eq!(overdue["message_uuid"], l4.as_str());
     assert_eq!(payload["message_uuid"], l1.as_str());
     assert_eq!(payload["fejl_kode"], "20");
     assert_eq!(payload["kanal"], "Digital Post");
@@ -422,4 +432,59 @@ fn a_webhook_that_fails_first_gets_the_event_on_a_later_run() {
     let (_, stdout, _) = run(&["notify"]);
     assert!(stdout.contains("0 sent"), "{stdout}");
     assert_eq!(hook.received().len(), 2);
+}
+
+#[test]
+fn a_command_that_hangs_is_stopped_with_everything_it_started() {
+    let install = Install::new("");
+    // It says something, leaves a child that holds its standard error open, and hangs.
+    let script = install.path("hang.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"stuck on 0101701234\" >&2\nsleep 1000 &\necho $! > \"$(dirname \"$0\")/child.pid\"\nsleep 1000\n",
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    install.append_config(&format!(
+        "[notify]\ncommand = [\"{}\"]\ntimeout_seconds = 1\nmax_age_days = 0\n",
+        script.display()
+    ));
+    let dir = install.path("in");
+    status(
+        &dir,
+        "1.xml",
+        &test_uuid(0xb5, 1),
+        &test_uuid(0xa5, 1),
+        &ago(1),
+        Status::FAILED,
+    );
+    let started = Instant::now();
+    let (code, stdout, stderr) = import(&install, &dir);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the run waited for the command's child: {:?}",
+        started.elapsed()
+    );
+    assert!(stdout.contains("0 sent, 1 failed"), "{stdout}");
+    assert_eq!(
+        value::<String>(&install.db(), "SELECT last_error FROM notification"),
+        format!(
+            "`{}` did not finish within 1 s (notify.timeout_seconds): stuck on 010170****",
+            script.display()
+        )
+    );
+    // The child it left behind was stopped with it.
+    let pid = std::fs::read_to_string(install.path("child.pid")).expect("child pid");
+    let alive = Path::new("/proc").join(pid.trim());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !alive.exists(),
+        "the command's child {} still runs",
+        pid.trim()
+    );
 }

@@ -635,8 +635,44 @@ fn operations_mistakes_are_refused_plainly() {
     // `import --source` follows the rule of feed names.
     for source in ["a|b", "0101701234", ""] {
         let (code, _, stderr) = outcome(&install.run(&["import", "--source", source, "."]));
-        assert_eq!(code, 1, "{source}");
+        assert_eq!(code, 2, "{source}");
         assert!(stderr.contains("must be 1 to 64 letters"), "{stderr}");
+        assert!(!stderr.contains("0101701234"), "{stderr}");
+    }
+    // Every usage mistake is said like any error: CPR numbers masked, and a newline in an
+    // argument cannot start a line of its own.
+    for args in [
+        &["status", "0101701234"][..],
+        &["letters", "--limit", "010170-1234"],
+        &["letters", "--overdue", "5\nERROR forged"],
+        &["letters", "--overdue=5\nERROR forged"],
+        &["letters", "--since", "2026-13-01"],
+        &["letters", "--overdue", "4294967295"],
+    ] {
+        let (code, stdout, stderr) = outcome(&install.run(args));
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(!stderr.contains("1234"), "{stderr}");
+        assert!(
+            stderr.lines().all(|line| !line.starts_with("ERROR")),
+            "{stderr}"
+        );
+    }
+
+    // A command that changes a replica never creates one: an erasure on a mistyped path
+    // must not look done.
+    let elsewhere = Install::new(TYPES);
+    elsewhere.append_config("\n[notify]\ncommand = [\"/bin/true\"]\n[retention]\nrun_days = 30\n");
+    for args in [
+        &["forget", "0101701234"][..],
+        &["reprocess"],
+        &["notify", "--dry-run"],
+        &["prune"],
+    ] {
+        let (code, stdout, stderr) = outcome(&elsewhere.run(args));
+        assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains("does not exist"), "{args:?}: {stderr}");
+        assert!(!elsewhere.path("replica.db").exists(), "{args:?}");
     }
 
     // `forget`: an impossible date is refused; a number stored nowhere changes nothing, and
@@ -672,4 +708,18 @@ fn operations_mistakes_are_refused_plainly() {
             .contains("not found"),
         "{stderr}"
     );
+
+    // A replica others can read is pointed out by the commands that only read it too.
+    std::fs::set_permissions(
+        install.path("replica.db"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .expect("chmod");
+    for args in [&["status"][..], &["letters"], &["show", "x"]] {
+        let (_, stdout, stderr) = outcome(&install.run(args));
+        assert!(
+            stderr.contains("can be read by other users (mode 644)"),
+            "{args:?}: {stdout}{stderr}"
+        );
+    }
 }
