@@ -23,14 +23,14 @@ struct Findings {
 
 impl Findings {
     fn ok(&self, what: impl AsRef<str>) {
-        println!("ok    {}", safe_line(what.as_ref()));
+        crate::sayln!("ok    {}", safe_line(what.as_ref()));
     }
     fn warn(&self, what: impl AsRef<str>) {
-        println!("WARN  {}", safe_line(what.as_ref()));
+        crate::sayln!("WARN  {}", safe_line(what.as_ref()));
     }
     fn fail(&mut self, what: impl AsRef<str>) {
         self.failed = true;
-        println!("FAIL  {}", safe_line(what.as_ref()));
+        crate::sayln!("FAIL  {}", safe_line(what.as_ref()));
     }
 }
 

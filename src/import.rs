@@ -10,8 +10,8 @@
 //! Memory is bounded by bytes, not only by counts: readers read only small files (the writer
 //! reads a larger one itself, one at a time, and streams one over the size limit into its row),
 //! every channel is short, a batch is written once it holds [`BATCH_BYTES`], and the walker
-//! holds at most [`LISTING_WINDOW`] names per directory it is in (a larger directory is read
-//! in several sorted passes).
+//! holds at most [`LISTING_WINDOW`] names per directory it is in, and fewer bytes of names the
+//! deeper it is ([`LISTING_BYTES`]; a larger directory is read in several sorted passes).
 
 use std::ffi::OsStr;
 use std::fs;
@@ -164,6 +164,7 @@ fn run(
                 chunk: Vec::with_capacity(CHUNK),
                 unreadable: 0,
                 skipped: 0,
+                depth: 0,
             };
             for path in paths {
                 if !walk.visit(path) {
@@ -441,6 +442,8 @@ struct Walk {
     unreadable: u64,
     /// Paths that are not regular files, reported and never opened.
     skipped: u64,
+    /// How many directories' listings are held above the one being read.
+    depth: u32,
 }
 
 /// What a directory entry is, as far as the walk cares.
@@ -453,11 +456,24 @@ enum EntryKind {
     Special,
 }
 
-/// Most directory entries held at once. A larger directory is read in several passes, each
-/// taking the next names in sorted order, so memory does not grow with the number of files.
+/// Most entries of one directory held at once. A larger directory is read in several passes,
+/// each taking the next names in sorted order, so memory does not grow with the number of files.
 const LISTING_WINDOW: usize = 65_536;
 
-/// The next names of one directory, in sorted order: at most [`LISTING_WINDOW`] of them.
+/// Most bytes of names the top directory's listing holds at once; each level below gets half
+/// of the level above it (never under [`MIN_LISTING_BYTES`]), since a directory's listing is
+/// kept while its subdirectories are walked. Together they stay under twice this however deep
+/// the tree, plus [`MIN_LISTING_BYTES`] per level past the twelfth.
+const LISTING_BYTES: usize = 4 * 1024 * 1024;
+const MIN_LISTING_BYTES: usize = 2 * 1024;
+
+/// What one held name costs, roughly: its bytes and its allocation.
+fn entry_bytes(name: &[u8]) -> usize {
+    name.len() + 48
+}
+
+/// The next names of one directory, in sorted order: at most [`LISTING_WINDOW`] of them and
+/// the bytes its level allows.
 struct Listing {
     entries: Vec<(Vec<u8>, EntryKind)>,
     /// True when the directory holds more names after the last of these.
@@ -465,10 +481,17 @@ struct Listing {
 }
 
 impl Listing {
-    /// Reads the smallest names after `after` (all names when `None`), skipping hidden ones.
-    fn read(dir: &Path, after: Option<&[u8]>, window: usize) -> std::io::Result<Listing> {
+    /// Reads the smallest names after `after` (all names when `None`), skipping hidden ones: at
+    /// most `window` of them and `max_bytes` of [`entry_bytes`] (at least one name).
+    fn read(
+        dir: &Path,
+        after: Option<&[u8]>,
+        window: usize,
+        max_bytes: usize,
+    ) -> std::io::Result<Listing> {
         // A max-heap of the smallest names seen: past the window, the largest is dropped.
         let mut heap = std::collections::BinaryHeap::new();
+        let mut bytes = 0;
         let mut more = false;
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
@@ -495,9 +518,11 @@ impl Listing {
             } else {
                 EntryKind::Special
             };
+            bytes += entry_bytes(name);
             heap.push((name.to_vec(), kind));
-            if heap.len() > window {
-                heap.pop();
+            while heap.len() > window || (bytes > max_bytes && heap.len() > 1) {
+                let (dropped, _) = heap.pop().expect("not empty");
+                bytes -= entry_bytes(&dropped);
                 more = true;
             }
         }
@@ -526,16 +551,21 @@ impl Walk {
     }
 
     fn visit_dir(&mut self, dir: &Path) -> bool {
+        let max_bytes = (LISTING_BYTES >> self.depth.min(31)).max(MIN_LISTING_BYTES);
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let listing = match Listing::read(dir, after.as_deref(), LISTING_WINDOW) {
+            let listing = match Listing::read(dir, after.as_deref(), LISTING_WINDOW, max_bytes) {
                 Ok(listing) => listing,
                 Err(error) => return self.unreadable(dir, &error),
             };
-            for (name, kind) in &listing.entries {
-                if !self.visit_entry(&dir.join(OsStr::from_bytes(name)), *kind) {
-                    return false;
-                }
+            self.depth += 1;
+            let went_on = listing
+                .entries
+                .iter()
+                .all(|(name, kind)| self.visit_entry(&dir.join(OsStr::from_bytes(name)), *kind));
+            self.depth -= 1;
+            if !went_on {
+                return false;
             }
             if !listing.more {
                 return true;
@@ -614,12 +644,19 @@ mod tests {
         }
         std::fs::write(dir.path().join(".hidden"), "").expect("write");
         names.sort();
-        for window in [1, 3, 7, 50, 100] {
+        // Each name here costs entry_bytes = 6 + 48 bytes: a byte limit works as a count.
+        let by_bytes = |count: usize| (count * entry_bytes(b"00.xml"), usize::MAX);
+        let by_count = |count: usize| (usize::MAX, count);
+        for (window, (max_bytes, max_count)) in [1, 3, 7, 50, 100]
+            .into_iter()
+            .flat_map(|n| [(n, by_count(n)), (n, by_bytes(n))])
+        {
             let mut seen = Vec::new();
             let mut after: Option<Vec<u8>> = None;
             let mut passes = 0;
             loop {
-                let listing = Listing::read(dir.path(), after.as_deref(), window).expect("read");
+                let listing = Listing::read(dir.path(), after.as_deref(), max_count, max_bytes)
+                    .expect("read");
                 assert!(listing.entries.len() <= window);
                 passes += 1;
                 seen.extend(

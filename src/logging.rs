@@ -224,6 +224,43 @@ impl Drop for LineBuffer {
     }
 }
 
+/// The first failure to write to standard output, if any (see [`write_stdout`]).
+static STDOUT_FAILED: std::sync::OnceLock<std::io::Error> = std::sync::OnceLock::new();
+
+/// Writes a command's output to standard output, flushed. A failure (a full disk, a closed pipe)
+/// never panics or stops the command: it is kept for [`stdout_failure`], and later output is
+/// dropped. Used through [`say!`](crate::say) and [`sayln!`](crate::sayln).
+pub fn write_stdout(text: std::fmt::Arguments<'_>) {
+    if STDOUT_FAILED.get().is_some() {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        let _ = STDOUT_FAILED.set(error);
+    }
+}
+
+/// Why writing to standard output failed, if it did.
+pub fn stdout_failure() -> Option<&'static std::io::Error> {
+    STDOUT_FAILED.get()
+}
+
+/// `print!` for a command's output, through [`write_stdout`](crate::logging::write_stdout).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::logging::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` for a command's output, through [`write_stdout`](crate::logging::write_stdout).
+#[macro_export]
+macro_rules! sayln {
+    ($($arg:tt)*) => {
+        $crate::logging::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

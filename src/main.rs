@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         {
             let text = error.to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
-            println!(
+            beskedhent::sayln!(
                 "{}",
                 logging::safe_line(&format!(
                     "UNKNOWN - {}",
@@ -50,12 +50,22 @@ fn main() -> ExitCode {
     // reqwest and lapin both use rustls; make one crypto provider the process default.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     logging::init();
-    match run(cli) {
-        Ok(code) => ExitCode::from(code),
+    let code = match run(cli) {
+        Ok(code) => code,
         Err(error) => {
             logging::print_error(&format!("{error:#}"));
-            ExitCode::from(exit::ERROR)
+            exit::ERROR
         }
+    };
+    // Output that could not be written: a reader that went away (`| head`) is its own
+    // business; anything else (a full disk) is an error, said on standard error.
+    match logging::stdout_failure() {
+        Some(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(code),
+        Some(error) => {
+            logging::print_error(&format!("cannot write to standard output: {error}"));
+            ExitCode::from(if code == exit::OK { exit::ERROR } else { code })
+        }
+        None => ExitCode::from(code),
     }
 }
 
@@ -102,7 +112,7 @@ fn run(cli: Cli) -> Result<u8> {
                 line: logging::safe_line(&format!("UNKNOWN - {error:#}")),
             },
         };
-        println!("{}", verdict.line);
+        beskedhent::sayln!("{}", verdict.line);
         return Ok(verdict.state.exit_code());
     }
     let config = Config::load(&config_path)?;
@@ -125,17 +135,17 @@ fn run(cli: Cli) -> Result<u8> {
                     config.database.display()
                 ),
             };
-            println!("{}", logging::safe_line(&line));
+            beskedhent::sayln!("{}", logging::safe_line(&line));
             Ok(exit::OK)
         }
         Command::Import { paths, source } => {
             let mut store = Store::open(&config.database)?;
             store.record_events(notify::rules(config.notify.as_ref()));
             let summary = import::import(&mut store, &config.decoder(), &paths, &source)?;
-            println!("{}", summary.line());
+            beskedhent::sayln!("{}", summary.line());
             if let Some(settings) = &config.notify {
                 match notify::deliver(&mut store, settings) {
-                    Ok(done) => println!("{}", done.line(&store)),
+                    Ok(done) => beskedhent::sayln!("{}", done.line(&store)),
                     Err(error) => {
                         logging::print_error(&format!("cannot send notifications: {error:#}"))
                     }
@@ -164,7 +174,7 @@ fn run(cli: Cli) -> Result<u8> {
             let decoder = config.decoder();
             let done =
                 store.reprocess(&|raw: &[u8]| decoder.decode(raw), config.max_message_bytes)?;
-            println!(
+            beskedhent::sayln!(
                 "reprocessed: {} refused messages taken in, {} already stored, {} still refused; {} messages derived anew, {} not derivable (rows kept)",
                 done.taken_in,
                 done.already_stored,
@@ -184,7 +194,7 @@ fn run(cli: Cli) -> Result<u8> {
                 let shutdown = sync::shutdown_on_signals();
                 let report = sync::run_once(puller, shutdown).await;
                 for line in report.lines() {
-                    println!("{}", logging::safe_line(&line));
+                    beskedhent::sayln!("{}", logging::safe_line(&line));
                 }
                 Ok(report.exit_code())
             })
@@ -229,7 +239,7 @@ fn run(cli: Cli) -> Result<u8> {
             } else {
                 letters::Format::Table
             };
-            print!("{}", letters::render(letters::columns(), &rows, format));
+            beskedhent::say!("{}", letters::render(letters::columns(), &rows, format));
             Ok(exit::OK)
         }
         Command::Show { id } => {
@@ -237,7 +247,7 @@ fn run(cli: Cli) -> Result<u8> {
             store.require_current()?;
             match letters::show(&store, &id)? {
                 Some(text) => {
-                    print!("{text}");
+                    beskedhent::say!("{text}");
                     Ok(exit::OK)
                 }
                 None => {
@@ -276,7 +286,7 @@ fn run(cli: Cli) -> Result<u8> {
                         ]
                     })
                     .collect();
-                print!(
+                beskedhent::say!(
                     "{}",
                     letters::render(
                         &["id", "key", "event", "created_at", "attempts", "last_error"],
@@ -284,14 +294,14 @@ fn run(cli: Cli) -> Result<u8> {
                         letters::Format::Table
                     )
                 );
-                println!(
+                beskedhent::sayln!(
                     "{} pending ({overdue} overdue letters newly recorded); nothing sent (--dry-run)",
                     pending.len()
                 );
                 return Ok(exit::OK);
             }
             let done = notify::deliver(&mut store, settings)?;
-            println!("{}", done.line(&store));
+            beskedhent::sayln!("{}", done.line(&store));
             Ok(if done.failed > 0 {
                 exit::ERROR
             } else {
@@ -303,7 +313,7 @@ fn run(cli: Cli) -> Result<u8> {
             // Read-only: a backup of the replica as it is, never migrated first.
             let store = Store::open_existing(&config.database)?;
             let done = store.backup_to(&path)?;
-            println!(
+            beskedhent::sayln!(
                 "{}",
                 logging::safe_line(&format!(
                     "backup written: {} ({} bytes, schema {}, integrity ok) in {:.1} s",
@@ -324,7 +334,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
             let mut store = Store::open_required(&config.database)?;
             let pruned = store.prune(&config.retention)?;
-            println!("{}", pruned.line());
+            beskedhent::sayln!("{}", pruned.line());
             Ok(exit::OK)
         }
         Command::Forget { party } => {
@@ -366,10 +376,10 @@ fn run(cli: Cli) -> Result<u8> {
                     done.texts
                 )
             };
-            println!("{}", logging::safe_line(&text));
+            beskedhent::sayln!("{}", logging::safe_line(&text));
             let backups = upgrade_backups(&config.database);
             if !backups.is_empty() {
-                println!(
+                beskedhent::sayln!(
                     "{}",
                     logging::safe_line(&format!(
                         "backups keep their own copies, including beside the replica: {}",
@@ -389,9 +399,9 @@ fn run(cli: Cli) -> Result<u8> {
             let store = Store::open_existing(&config.database)?;
             let report = status::report(&store)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                beskedhent::sayln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report.to_text());
+                beskedhent::say!("{}", report.to_text());
             }
             Ok(exit::OK)
         }

@@ -617,3 +617,48 @@ fn a_v1_replica_gets_its_letters_under_the_old_rule() {
     };
     assert_eq!(columns("print_status_latest"), columns("print_status"));
 }
+
+#[test]
+fn names_held_while_walking_do_not_grow_with_the_depth_of_the_tree() {
+    // 12,000 files with 240-byte names per directory, in one directory and in four nested
+    // ones: each listing would hold about 3.5 MB if every level kept all of its names.
+    const PER_LEVEL: u32 = 12_000;
+    let fill = |dir: &Path| {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        for n in 0..PER_LEVEL {
+            let name = format!("{n:06}{}.xml", "x".repeat(230));
+            std::fs::File::create(dir.join(name)).expect("create");
+        }
+    };
+    let flat = Install::new("");
+    fill(&flat.path("in"));
+    let deep = Install::new("");
+    let mut dir = deep.path("in");
+    for level in 0..4 {
+        fill(&dir);
+        dir = dir.join(format!("{level}sub"));
+    }
+    let mut peaks = Vec::new();
+    for (install, files) in [(&flat, PER_LEVEL), (&deep, 4 * PER_LEVEL)] {
+        let input = install.path("in");
+        let (output, peak_kib) = run_watched(
+            install,
+            &["import", input.to_str().expect("utf-8")],
+            Duration::from_secs(600),
+        );
+        let (_, stdout, stderr) = outcome(&output);
+        assert!(
+            stdout.starts_with(&format!("imported {files} files")),
+            "{stdout}{stderr}"
+        );
+        peaks.push(peak_kib);
+    }
+    // Three more levels of the same size add little: the deeper a listing, the fewer names it
+    // holds at a time (at most half of the one above it).
+    assert!(
+        peaks[1] < peaks[0] + 8 * 1024,
+        "one level: peak {} KiB, four levels: {} KiB",
+        peaks[0],
+        peaks[1]
+    );
+}

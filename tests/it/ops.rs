@@ -709,6 +709,38 @@ fn operations_mistakes_are_refused_plainly() {
         "{stderr}"
     );
 
+    // Output that cannot be written is an error said on standard error, never a panic; a
+    // reader that goes away early is not.
+    for args in [&["status"][..], &["status", "--json"], &["letters"]] {
+        let output = Command::new(BIN)
+            .arg("--config")
+            .arg(install.config())
+            .args(args)
+            .stdout(std::fs::File::create("/dev/full").expect("/dev/full"))
+            .output()
+            .expect("run");
+        let (code, _, stderr) = outcome(&output);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot write to standard output: No space left on device"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(install.config())
+        .args(["letters", "--json", "--limit", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait");
+    let (code, _, stderr) = outcome(&output);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
     // A replica others can read is pointed out by the commands that only read it too.
     std::fs::set_permissions(
         install.path("replica.db"),
