@@ -59,12 +59,13 @@ pub enum Payload {
     /// An element written inline: its index in [`Envelope::tree`].
     Inline(usize),
     /// The document decoded from `Base64`.
-    Decoded(Tree),
+    Decoded(Tree<'static>),
 }
 
 /// The parts of a `Haendelsesbesked` beskedhent uses. Identifiers are the trimmed text received.
+/// It borrows the bytes it was read from.
 #[derive(Debug, Clone)]
-pub struct Envelope {
+pub struct Envelope<'a> {
     pub besked_id: String,
     pub beskedtype: Option<String>,
     pub ansvarlig_aktoer: Option<String>,
@@ -74,30 +75,21 @@ pub struct Envelope {
     pub dannelsestidspunkt: Option<String>,
     pub transaktions_id: Option<String>,
     pub kildesystem: Option<String>,
-    pub tree: Tree,
+    pub tree: Tree<'a>,
     pub payload: Payload,
 }
 
-impl Envelope {
+impl Envelope<'_> {
     /// The payload document and the index of its root element, if there is one.
     /// The bytes of a payload sent as `Base64`, decoded (for showing it to a person).
     pub fn decoded_payload(&self) -> Option<Vec<u8>> {
-        let Payload::Decoded(_) = self.payload else {
-            return None;
-        };
-        let root = find_envelope(&self.tree).ok()?;
-        let data = self.tree.child(root, NS_KUVERT, "Beskeddata")?;
-        let first = self.tree.children(data).next()?;
-        let encoded: Vec<u8> = self
-            .tree
-            .raw_text(first)
-            .bytes()
-            .filter(|byte| !byte.is_ascii_whitespace())
-            .collect();
-        BASE64.decode(encoded).ok()
+        match &self.payload {
+            Payload::Decoded(tree) => Some(tree.source_text().as_bytes().to_vec()),
+            _ => None,
+        }
     }
 
-    pub fn payload(&self) -> Option<(&Tree, usize)> {
+    pub fn payload(&self) -> Option<(&Tree<'_>, usize)> {
         match &self.payload {
             Payload::None => None,
             Payload::Inline(index) => Some((&self.tree, *index)),
@@ -125,8 +117,8 @@ pub fn sniff_besked_id(bytes: &[u8]) -> Option<String> {
 }
 
 /// Parses one envelope.
-pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
-    let tree = xml::parse(bytes)?;
+pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+    let mut tree = xml::parse(bytes)?;
     let root = find_envelope(&tree)?;
     let besked_id = tree
         .child(root, NS_KUVERT, "BeskedId")
@@ -178,7 +170,7 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
         dannelsestidspunkt: timestamp(&tree, levering, "Dannelsestidspunkt")?,
         transaktions_id: id_of(levering, "TransaktionsId"),
         kildesystem: id_of(levering, "Kildesystem"),
-        payload: payload(&tree, root)?,
+        payload: payload(&mut tree, root)?,
         besked_id,
         tilladte_modtagere,
         relaterede_objekter,
@@ -214,7 +206,7 @@ fn identifier(tree: &Tree, node: usize) -> Option<String> {
             child.is(NS_SAGDOK, "UUIDIdentifikator") || child.is(NS_SAGDOK, "URNIdentifikator")
         })
         .and_then(|child| tree.text(child))
-        .map(str::to_owned)
+        .map(crate::payload::field)
 }
 
 /// The `TidsstempelDatoTid` inside `parent/name`, as UTC text.
@@ -239,7 +231,7 @@ fn timestamp(
 }
 
 /// Locates the payload: inline XML, or base64 of another XML document.
-fn payload(tree: &Tree, root: usize) -> Result<Payload, EnvelopeError> {
+fn payload(tree: &mut Tree<'_>, root: usize) -> Result<Payload, EnvelopeError> {
     let Some(data) = tree.child(root, NS_KUVERT, "Beskeddata") else {
         return Ok(Payload::None);
     };
@@ -249,17 +241,44 @@ fn payload(tree: &Tree, root: usize) -> Result<Payload, EnvelopeError> {
     if !tree.node(first).is(NS_BASE64, "Base64") {
         return Ok(Payload::Inline(first));
     }
-    let text = tree.raw_text(first);
-    let mut encoded = Vec::with_capacity(text.len());
-    encoded.extend(text.bytes().filter(|byte| !byte.is_ascii_whitespace()));
-    if encoded.is_empty() {
+    let Some(decoded) = decode_base64(tree.raw_text(first))? else {
         return Ok(Payload::None);
-    }
-    let decoded = BASE64
-        .decode(&encoded)
-        .map_err(|error| EnvelopeError::BadBase64(error.to_string()))?;
-    let document = xml::parse(&decoded).map_err(EnvelopeError::BadPayload)?;
+    };
+    // Decoded, the text is not needed again: if it had to be copied out of the envelope's
+    // bytes (entities in it), that copy goes before the payload is parsed.
+    tree.release_text(first);
+    let document = xml::parse_owned(decoded).map_err(EnvelopeError::BadPayload)?;
     Ok(Payload::Decoded(document))
+}
+
+/// Base64 text with whitespace anywhere (lines are often wrapped), decoded; `None` when there
+/// is nothing but whitespace. Decoded a piece at a time, so that it needs no copy of the text.
+fn decode_base64(text: &str) -> Result<Option<Vec<u8>>, EnvelopeError> {
+    /// Characters per piece: a multiple of 4, so each piece but the last is whole groups.
+    const PIECE: usize = 64 * 1024;
+    let bad = |error: base64::DecodeError| EnvelopeError::BadBase64(error.to_string());
+    let mut decoded = Vec::with_capacity(text.len() / 4 * 3);
+    let mut piece = Vec::with_capacity(PIECE);
+    let mut any = false;
+    for byte in text.bytes().filter(|byte| !byte.is_ascii_whitespace()) {
+        if piece.len() == PIECE {
+            // Padding ends the data: only the last piece may have it.
+            if piece.contains(&b'=') {
+                return Err(EnvelopeError::BadBase64(
+                    "padding (`=`) before the end of the data".into(),
+                ));
+            }
+            BASE64.decode_vec(&piece, &mut decoded).map_err(bad)?;
+            piece.clear();
+        }
+        piece.push(byte);
+        any = true;
+    }
+    if !any {
+        return Ok(None);
+    }
+    BASE64.decode_vec(&piece, &mut decoded).map_err(bad)?;
+    Ok(Some(decoded))
 }
 
 /// Standard alphabet; padding may be present or not.
@@ -361,6 +380,28 @@ mod tests {
         let (tree, root) = envelope.payload().expect("decoded");
         assert!(tree.node(root).is("urn:p", "p"));
         assert_eq!(tree.text(root), Some("1"));
+    }
+
+    #[test]
+    fn long_base64_is_decoded_piece_by_piece_as_a_whole() {
+        let document = format!("<p xmlns=\"urn:p\">{}</p>", "x".repeat(300_000));
+        let encoded = BASE64.encode(&document);
+        // Wrapped at 76 characters, as mail-style encoders do.
+        let wrapped: Vec<&str> = encoded
+            .as_bytes()
+            .chunks(76)
+            .map(|line| std::str::from_utf8(line).expect("ascii"))
+            .collect();
+        let text = wrapped.join("\r\n");
+        assert_eq!(
+            decode_base64(&text).expect("valid").expect("some"),
+            document.as_bytes()
+        );
+        assert!(decode_base64(" \n\t").expect("valid").is_none());
+        // Padding belongs at the end only, however long the text.
+        let early = format!("{}=={}", &encoded[..100_002], &encoded[100_004..]);
+        let error = decode_base64(&early).expect_err("padding in the middle");
+        assert!(error.to_string().contains("not valid base64"), "{error}");
     }
 
     #[test]

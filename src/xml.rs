@@ -140,10 +140,11 @@ impl Element<'_> {
     }
 }
 
-/// A parsed document; node 0 is the root element.
+/// A parsed document; node 0 is the root element. It borrows the bytes it was parsed from
+/// ([`parse`]), or owns them ([`parse_owned`]): the text is never copied.
 #[derive(Debug, Clone)]
-pub struct Tree {
-    source: Box<str>,
+pub struct Tree<'a> {
+    source: std::borrow::Cow<'a, str>,
     namespaces: Vec<Box<str>>,
     owned: Vec<String>,
     nodes: Vec<Node>,
@@ -153,7 +154,7 @@ pub struct Tree {
     normalized: String,
 }
 
-impl Tree {
+impl Tree<'_> {
     /// The root element's index.
     pub const ROOT: usize = 0;
 
@@ -231,6 +232,20 @@ impl Tree {
             })
     }
 
+    /// The whole text of the document (after a byte order mark, if it had one).
+    pub fn source_text(&self) -> &str {
+        &self.source
+    }
+
+    /// Drops the text of an element, freeing it if it was a copy: for a text already used up
+    /// (the base64 of a payload once decoded). The element reads as empty afterwards.
+    pub fn release_text(&mut self, index: usize) {
+        if let Text::Owned(at) = self.nodes[index].text {
+            self.owned[at] = String::new();
+        }
+        self.nodes[index].text = Text::None;
+    }
+
     /// The trimmed text of an element, or `None` when it is empty.
     pub fn text(&self, index: usize) -> Option<&str> {
         let text = self.raw_text(index).trim();
@@ -239,16 +254,42 @@ impl Tree {
 }
 
 /// Parses a complete document. `bytes` may start with a UTF-8 byte order mark.
-pub fn parse(bytes: &[u8]) -> Result<Tree, XmlError> {
+pub fn parse(bytes: &[u8]) -> Result<Tree<'_>, XmlError> {
     parse_document(bytes, false)
 }
 
+/// [`parse`], keeping `bytes` as the tree's text rather than borrowing it: for a document
+/// made on the way (a decoded payload), without a second copy of it.
+pub fn parse_owned(mut bytes: Vec<u8>) -> Result<Tree<'static>, XmlError> {
+    let Tree {
+        source: _,
+        namespaces,
+        owned,
+        nodes,
+        attributes,
+        normalized,
+    } = parse_document(&bytes, false)?;
+    // Offsets count from after a byte order mark, as the text does.
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        bytes.drain(..3);
+    }
+    let text = String::from_utf8(bytes).expect("parse_document accepted it as UTF-8");
+    Ok(Tree {
+        source: std::borrow::Cow::Owned(text),
+        namespaces,
+        owned,
+        nodes,
+        attributes,
+        normalized,
+    })
+}
+
 /// Parses a complete document and keeps its attributes too.
-pub fn parse_with_attributes(bytes: &[u8]) -> Result<Tree, XmlError> {
+pub fn parse_with_attributes(bytes: &[u8]) -> Result<Tree<'_>, XmlError> {
     parse_document(bytes, true)
 }
 
-fn parse_document(bytes: &[u8], keep_attributes: bool) -> Result<Tree, XmlError> {
+fn parse_document(bytes: &[u8], keep_attributes: bool) -> Result<Tree<'_>, XmlError> {
     let (text, bom) = decode_utf8(bytes)?;
     let source = Source { text, base: bom };
     if text.starts_with('\u{FEFF}') {
@@ -663,9 +704,9 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn finish(self) -> Tree {
+    fn finish(self) -> Tree<'a> {
         Tree {
-            source: self.source.text.into(),
+            source: std::borrow::Cow::Borrowed(self.source.text),
             namespaces: self.namespaces,
             owned: self.owned,
             nodes: self.nodes,
@@ -1307,6 +1348,10 @@ impl<'a> Builder<'a> {
         let node = &mut self.nodes[node];
         node.text = match node.text {
             Text::None => Text::Source(start, end),
+            // The reader may hand over one run of text in pieces: no copy for that.
+            Text::Source(before_start, before_end) if before_end == start => {
+                Text::Source(before_start, end)
+            }
             Text::Source(before_start, before_end) => {
                 let text = self.source.text;
                 let mut joined = String::with_capacity(before_end - before_start + end - start);

@@ -160,10 +160,15 @@ fn explicit_state(tree: &Tree, root: usize) -> Option<bool> {
     std::iter::once(root)
         .chain(tree.descendants(root))
         .filter(|&i| tree.node(i).name == "Tilmeldt")
-        .find_map(|i| match tree.text(i)?.to_ascii_lowercase().as_str() {
-            "true" | "1" => Some(true),
-            "false" | "0" => Some(false),
-            _ => None,
+        .find_map(|i| {
+            let text = tree.text(i)?;
+            if text.eq_ignore_ascii_case("true") || text == "1" {
+                Some(true)
+            } else if text.eq_ignore_ascii_case("false") || text == "0" {
+                Some(false)
+            } else {
+                None
+            }
         })
 }
 

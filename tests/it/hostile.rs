@@ -662,3 +662,59 @@ fn names_held_while_walking_do_not_grow_with_the_depth_of_the_tree() {
         peaks[1]
     );
 }
+
+#[test]
+fn the_largest_envelope_allowed_decodes_within_the_memory_bound() {
+    use base64::Engine;
+    // At the largest `max_message_bytes`, a status whose error text fills the base64 payload,
+    // with character references in both (each makes the parser copy that text).
+    const MAX: usize = 32 * 1024 * 1024;
+    let install = Install::new(&format!("max_message_bytes = {MAX}\n"));
+    let fixture = std::fs::read_to_string(fixtures().join("good/10-status-digital-failed.xml"))
+        .expect("fixture");
+    let open = fixture.find("<Base64").expect("Base64");
+    let start = open + fixture[open..].find('>').expect("tag end") + 1;
+    let end = start + fixture[start..].find("</Base64>").expect("Base64 end");
+    let engine = base64::engine::general_purpose::STANDARD;
+    let payload = String::from_utf8(engine.decode(fixture[start..end].trim()).expect("base64"))
+        .expect("utf-8");
+    let room = (MAX - fixture.len() - 64) / 4 * 3 - payload.len();
+    let payload = payload.replacen(
+        "<FejlTekst>",
+        &format!("<FejlTekst>{}", "A".repeat(room)),
+        1,
+    );
+    let encoded = engine.encode(payload);
+    let envelope = format!(
+        "{}&#{};{}{}",
+        &fixture[..start],
+        u32::from(encoded.as_bytes()[0]),
+        &encoded[1..],
+        &fixture[end..]
+    );
+    assert!(envelope.len() <= MAX && envelope.len() > MAX - 1024);
+    let input = install.path("in");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    std::fs::write(input.join("large.xml"), envelope).expect("write");
+
+    let limit_kib = (64 * 1024 * 1024 + 2 * MAX) / 1024;
+    let input_arg = input.to_str().expect("utf-8");
+    let (output, peak_kib) =
+        run_watched(&install, &["import", input_arg], Duration::from_secs(300));
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("1 new"), "{stdout}");
+    assert!(peak_kib < limit_kib as u64, "import peak {peak_kib} KiB");
+    // The derived column keeps 64 KiB of the text, and says how much more there was.
+    let db = install.db();
+    let kept: String = value(&db, "SELECT fejl_tekst FROM print_status");
+    assert!(kept.starts_with("AAAA"), "{}", &kept[..40]);
+    assert!(kept.len() < 65 * 1024, "{}", kept.len());
+    assert!(kept.ends_with(" bytes]"), "{}", &kept[kept.len() - 40..]);
+    assert_eq!(value::<String>(&db, "SELECT fejl_tekst FROM letter"), kept);
+
+    let (output, peak_kib) = run_watched(&install, &["reprocess"], Duration::from_secs(300));
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(peak_kib < limit_kib as u64, "reprocess peak {peak_kib} KiB");
+}

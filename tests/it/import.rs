@@ -837,6 +837,6 @@ fn letters_and_show_answer_without_sql() {
     assert_eq!(code, 1);
     assert!(stderr.contains("`010170****`"), "{stderr}");
     let (code, _, stderr) = outcome(&install.run(&["letters", "--since", "last tuesday"]));
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a usage mistake");
     assert!(stderr.contains("is not a date"), "{stderr}");
 }
