@@ -59,7 +59,8 @@ impl Rejection {
     pub fn new(reason: &str, besked_id: Option<String>) -> Rejection {
         Rejection {
             reason: crate::mask::clean_reason(reason),
-            besked_id,
+            // An id that holds a CPR number is not kept beside the bytes (see `decode`).
+            besked_id: besked_id.filter(|id| !holds_cpr(id)),
         }
     }
 
@@ -67,6 +68,11 @@ impl Rejection {
     pub fn reason(&self) -> &str {
         &self.reason
     }
+}
+
+/// True when `text` holds something the log masking takes for a CPR number.
+fn holds_cpr(text: &str) -> bool {
+    matches!(crate::mask::mask_cpr(text), std::borrow::Cow::Owned(_))
 }
 
 /// The form a BeskedId is stored and compared in: a UUID in lower case (so an upper-case copy
@@ -108,6 +114,14 @@ impl Decoder {
         }
         let envelope = envelope::parse_envelope(raw)
             .map_err(|error| Rejection::new(&error.to_string(), envelope::sniff_besked_id(raw)))?;
+        // A BeskedId is a UUID. One that holds a CPR number would put it into the replica's
+        // keys and cursor, where neither masking nor `forget` can take it out.
+        if holds_cpr(&envelope.besked_id) {
+            return Err(Rejection::new(
+                "BeskedId holds what looks like a CPR number (a BeskedId is a UUID)",
+                None,
+            ));
+        }
         let kind = self.kind_of(envelope.beskedtype.as_deref());
         let refuse = |reason: String| Rejection::new(&reason, Some(envelope.besked_id.clone()));
         let detail = match kind {

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_2,
     MIGRATION_3,
     MIGRATION_4,
+    MIGRATION_5,
 ];
 
 /// Version 2: how much of a refused message `rejected.raw` holds (and `raw` moved to the end
@@ -150,6 +151,12 @@ ALTER TABLE message ADD COLUMN envelope_pruned_at TEXT;
 CREATE INDEX message_envelope_age ON message (created_at, received_at)
     WHERE envelope_pruned_at IS NULL;
 CREATE INDEX rejected_by_resolved ON rejected (resolved_seq) WHERE resolved_seq IS NOT NULL;
+";
+
+/// Version 5: `message.envelope_sha256`, the fingerprint of an envelope kept when retention or
+/// `forget` drops its bytes, so that a later copy with other content is still told apart.
+const MIGRATION_5: &str = "
+ALTER TABLE message ADD COLUMN envelope_sha256 TEXT;
 ";
 
 /// Fills `letter` from `print_status` (after the migration that adds it, and after `reprocess`
@@ -1383,9 +1390,16 @@ fn insert_message(
             )?
             .query_row([&message.besked_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
         if pruned {
-            // Its envelope was dropped (retention, `forget`): nothing to compare with, and
-            // keeping this copy would store again what was erased.
-            return Ok(Inserted::Same(seq));
+            // Its envelope was dropped (retention, `forget`); its fingerprint tells a copy of
+            // it from other content. Dropped before the fingerprint was kept (schema 4): taken
+            // for a copy, since keeping it would store again what was erased.
+            let fingerprint: Option<String> = tx
+                .prepare_cached("SELECT envelope_sha256 FROM message WHERE seq = ?1")?
+                .query_row([seq], |row| row.get(0))?;
+            return Ok(match fingerprint {
+                Some(stored) if stored != envelope_fingerprint(envelope) => Inserted::Differs(seq),
+                _ => Inserted::Same(seq),
+            });
         }
         let stored = read_blob(tx, "message", "envelope", seq)?;
         return Ok(if same_document(&stored, envelope) {
@@ -1472,20 +1486,30 @@ fn note_letter(tx: &rusqlite::Transaction<'_>, seq: i64, status: &PostStatus) ->
 /// True when two envelopes are the same bytes, apart from a byte-order mark and white space
 /// before or after the document (a copy re-sent with a trailing newline is the same message).
 fn same_document(a: &[u8], b: &[u8]) -> bool {
-    fn trim(bytes: &[u8]) -> &[u8] {
-        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-        let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
-        let start = bytes
-            .iter()
-            .position(|b| !is_space(b))
-            .unwrap_or(bytes.len());
-        let end = bytes
-            .iter()
-            .rposition(|b| !is_space(b))
-            .map_or(start, |at| at + 1);
-        &bytes[start..end]
-    }
-    trim(a) == trim(b)
+    trim_document(a) == trim_document(b)
+}
+
+/// What of an envelope counts when copies are compared: without a byte order mark and the
+/// whitespace around the document.
+fn trim_document(bytes: &[u8]) -> &[u8] {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let start = bytes
+        .iter()
+        .position(|b| !is_space(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |at| at + 1);
+    &bytes[start..end]
+}
+
+/// The fingerprint kept of a dropped envelope: hex SHA-256 of [`trim_document`], so that
+/// copies [`same_document`] takes for the same have the same fingerprint.
+fn envelope_fingerprint(envelope: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(trim_document(envelope)))
 }
 
 /// Replaces a message's derived rows with those of `message`; true when they changed.
@@ -1526,6 +1550,19 @@ fn read_blob(
     let mut bytes = vec![0; blob.len()];
     blob.read_at_exact(&mut bytes, 0)?;
     Ok(bytes)
+}
+
+/// A message's envelope, unless it was dropped already (or there is no such message).
+fn read_envelope(tx: &rusqlite::Transaction<'_>, seq: i64) -> Result<Option<Vec<u8>>> {
+    let present: bool = tx
+        .prepare_cached(
+            "SELECT count(*) > 0 FROM message WHERE seq = ?1 AND envelope_pruned_at IS NULL",
+        )?
+        .query_row([seq], |row| row.get(0))?;
+    if !present {
+        return Ok(None);
+    }
+    read_blob(tx, "message", "envelope", seq).map(Some)
 }
 
 fn insert_detail(tx: &rusqlite::Transaction<'_>, seq: i64, message: &Message) -> Result<()> {

@@ -452,15 +452,21 @@ fn delete_ids(tx: &rusqlite::Transaction<'_>, sql: &str, ids: &[i64]) -> Result<
     Ok(deleted)
 }
 
-/// Replaces the envelope of each message by no bytes and records when.
+/// Replaces the envelope of each message by no bytes, and records when and its fingerprint
+/// (so that a later copy with other content is still told apart).
 fn drop_envelopes(tx: &rusqlite::Transaction<'_>, seqs: &[i64], stamp: &str) -> Result<u64> {
     let mut statement = tx.prepare_cached(
-        "UPDATE message SET envelope = zeroblob(0), envelope_pruned_at = ?2
+        "UPDATE message SET envelope = zeroblob(0), envelope_pruned_at = ?2,
+             envelope_sha256 = ?3
          WHERE seq = ?1 AND envelope_pruned_at IS NULL",
     )?;
     let mut dropped = 0;
-    for seq in seqs {
-        dropped += statement.execute(params![seq, stamp])? as u64;
+    for &seq in seqs {
+        let Some(envelope) = super::read_envelope(tx, seq)? else {
+            continue;
+        };
+        let fingerprint = super::envelope_fingerprint(&envelope);
+        dropped += statement.execute(params![seq, stamp, fingerprint])? as u64;
     }
     Ok(dropped)
 }

@@ -457,7 +457,7 @@ fn a_v1_replica_is_migrated_with_upper_case_ids_folded() {
     assert_eq!(value::<i64>(&kept, "PRAGMA user_version"), 1);
     assert_eq!(value::<i64>(&kept, "SELECT count(*) FROM message"), 1);
     let db = install.db();
-    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 4);
+    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 5);
     assert_eq!(
         rows(&db, "SELECT besked_id FROM message"),
         ["8a1b2c3d-0000-4000-8000-00000000abcd"]
@@ -587,7 +587,7 @@ fn a_v1_replica_gets_its_letters_under_the_old_rule() {
     let (code, stdout, stderr) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     let db = install.db();
-    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 4);
+    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 5);
     assert_eq!(
         rows(
             &db,
@@ -717,4 +717,71 @@ fn the_largest_envelope_allowed_decodes_within_the_memory_bound() {
     let (code, stdout, stderr) = outcome(&output);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(peak_kib < limit_kib as u64, "reprocess peak {peak_kib} KiB");
+}
+
+#[test]
+fn other_content_under_a_dropped_envelopes_id_is_kept_and_a_cpr_besked_id_is_refused() {
+    let install = Install::new(TYPES);
+    let input = install.path("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    let original = std::fs::read_to_string(fixtures().join("good/10-digitalpost-registered.xml"))
+        .expect("fixture");
+    std::fs::write(input.join("a.xml"), &original).expect("write");
+    let (code, stdout, stderr) = outcome(&install.run(&["import", input.to_str().expect("utf-8")]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) = outcome(&install.run(&["forget", "0101701234"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let db = install.db();
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT length(envelope), length(envelope_sha256) FROM message"
+        ),
+        ["0|64"]
+    );
+
+    // The same envelope again is a duplicate (and is not stored again); a changed copy under
+    // the same BeskedId is kept in `rejected`, as for any reused id.
+    let again = install.path("again");
+    std::fs::create_dir(&again).expect("mkdir");
+    std::fs::write(again.join("a.xml"), format!("\u{feff}{original}\n")).expect("write");
+    std::fs::write(
+        again.join("b.xml"),
+        original.replace("<BeskedVersion>1.0", "<BeskedVersion>2.0"),
+    )
+    .expect("write");
+    let (code, stdout, stderr) = outcome(&install.run(&["import", again.to_str().expect("utf-8")]));
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("0 new, 1 duplicates, 1 rejected"),
+        "{stdout}"
+    );
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT origin LIKE '%b.xml', reason LIKE '%already stored (message seq 1) with different content%' FROM rejected"
+        ),
+        ["1|1"]
+    );
+
+    // A BeskedId that is a CPR number never becomes a key.
+    let cpr_id = install.path("cpr-id");
+    std::fs::create_dir(&cpr_id).expect("mkdir");
+    std::fs::write(
+        cpr_id.join("c.xml"),
+        original.replace("552b82f6-be3e-4c0a-9ef2-a4f04be03db0", "0202802345"),
+    )
+    .expect("write");
+    let (code, stdout, stderr) =
+        outcome(&install.run(&["import", cpr_id.to_str().expect("utf-8")]));
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT besked_id IS NULL, reason FROM rejected WHERE origin LIKE '%c.xml'"
+        ),
+        ["1|BeskedId holds what looks like a CPR number (a BeskedId is a UUID)"]
+    );
+    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 1);
+    assert!(!stderr.contains("0202802345"), "{stderr}");
 }
