@@ -17,7 +17,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
@@ -157,8 +157,10 @@ fn run(
             outputs.push(from_reader);
             scope.spawn(move || read_chunks(decoder, chunks, results));
         }
+        let own = OwnFiles::of(store.path());
         let walker = scope.spawn(move || {
             let mut walk = Walk {
+                own,
                 readers: inputs,
                 next: 0,
                 chunk: Vec::with_capacity(CHUNK),
@@ -434,8 +436,64 @@ fn read_large(decoder: &Decoder, path: &Path) -> std::io::Result<Option<Incoming
     }))
 }
 
+/// The replica's own files (the database, its WAL, shared memory and journal, its pre-upgrade
+/// backups): never imported, even when the directory being imported holds them.
+struct OwnFiles {
+    /// The database's directory, as device and inode.
+    dir: Option<(u64, u64)>,
+    name: Vec<u8>,
+}
+
+impl OwnFiles {
+    fn of(database: &Path) -> OwnFiles {
+        let parent = match database.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        OwnFiles {
+            dir: fs::metadata(parent)
+                .ok()
+                .map(|metadata| (metadata.dev(), metadata.ino())),
+            name: database
+                .file_name()
+                .map(|name| name.as_bytes().to_vec())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether `name` in the directory with `dir_metadata` is one of them.
+    fn holds(&self, dir_metadata: &fs::Metadata, name: &[u8]) -> bool {
+        if self.dir != Some((dir_metadata.dev(), dir_metadata.ino())) || self.name.is_empty() {
+            return false;
+        }
+        let Some(rest) = name.strip_prefix(self.name.as_slice()) else {
+            return false;
+        };
+        matches!(rest, b"" | b"-wal" | b"-shm" | b"-journal")
+            || (rest.starts_with(b".schema") && rest.ends_with(b".bak"))
+    }
+
+    /// Whether `path` names one of them.
+    fn is(&self, path: &Path) -> bool {
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        match (fs::metadata(parent), path.file_name()) {
+            (Ok(metadata), Some(name)) => self.holds(&metadata, name.as_bytes()),
+            _ => false,
+        }
+    }
+}
+
+/// Says in the log that `path` is left out as one of the replica's own files.
+fn report_own(path: &Path) {
+    tracing::warn!(file = %path.display(), "left out: the replica's own file");
+}
+
 /// The walker: lists files in sorted order and deals them out in chunks.
 struct Walk {
+    own: OwnFiles,
     readers: Vec<SyncSender<Vec<PathBuf>>>,
     next: usize,
     chunk: Vec<PathBuf>,
@@ -542,6 +600,9 @@ impl Walk {
         };
         if metadata.is_dir() {
             self.visit_dir(path)
+        } else if self.own.is(path) {
+            report_own(path);
+            true
         } else if is_regular(path, &metadata.file_type()) {
             self.push(path.to_path_buf())
         } else {
@@ -552,6 +613,7 @@ impl Walk {
 
     fn visit_dir(&mut self, dir: &Path) -> bool {
         let max_bytes = (LISTING_BYTES >> self.depth.min(31)).max(MIN_LISTING_BYTES);
+        let dir_metadata = fs::metadata(dir).ok();
         let mut after: Option<Vec<u8>> = None;
         loop {
             let listing = match Listing::read(dir, after.as_deref(), LISTING_WINDOW, max_bytes) {
@@ -559,10 +621,17 @@ impl Walk {
                 Err(error) => return self.unreadable(dir, &error),
             };
             self.depth += 1;
-            let went_on = listing
-                .entries
-                .iter()
-                .all(|(name, kind)| self.visit_entry(&dir.join(OsStr::from_bytes(name)), *kind));
+            let went_on = listing.entries.iter().all(|(name, kind)| {
+                let path = dir.join(OsStr::from_bytes(name));
+                if dir_metadata
+                    .as_ref()
+                    .is_some_and(|metadata| self.own.holds(metadata, name))
+                {
+                    report_own(&path);
+                    return true;
+                }
+                self.visit_entry(&path, *kind)
+            });
             self.depth -= 1;
             if !went_on {
                 return false;

@@ -1,9 +1,12 @@
 //! `init`, `import` and `status` end to end, over the fixtures and generated envelopes.
 
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{Install, TYPES, fixtures, outcome, rows, status_envelope, test_uuid, value};
+use crate::support::{
+    BIN, Install, TYPES, fixtures, outcome, rows, status_envelope, test_uuid, value,
+};
 
 #[test]
 fn fixtures_build_a_correct_replica() {
@@ -839,4 +842,43 @@ fn letters_and_show_answer_without_sql() {
     let (code, _, stderr) = outcome(&install.run(&["letters", "--since", "last tuesday"]));
     assert_eq!(code, 2, "a usage mistake");
     assert!(stderr.contains("is not a date"), "{stderr}");
+}
+
+#[test]
+fn the_replicas_own_files_are_never_imported() {
+    let install = Install::new("");
+    let good = fixtures().join("good");
+    install.run(&["import", good.to_str().expect("utf-8")]);
+    std::fs::copy(install.db_path(), install.path("replica.db.schema4.bak")).expect("backup");
+    // Importing the directory that holds the replica, and the replica itself by name.
+    let dir = install.dir.path().to_str().expect("utf-8").to_owned();
+    let db = install.db_path();
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(install.config())
+        .args(["import", &dir, db.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    let (_, stdout, stderr) = outcome(&output);
+    for name in [
+        "replica.db",
+        "replica.db-wal",
+        "replica.db-shm",
+        "replica.db.schema4.bak",
+    ] {
+        assert!(
+            stderr.contains(&format!(
+                "left out: the replica's own file file={dir}/{name}"
+            )),
+            "{name}: {stderr}"
+        );
+    }
+    assert_eq!(
+        value::<i64>(
+            &install.db(),
+            "SELECT count(*) FROM rejected WHERE origin LIKE '%replica.db%'"
+        ),
+        0,
+        "{stdout}"
+    );
 }
