@@ -6,9 +6,10 @@
 //! committed when it is full (by count or by bytes), when nothing more is ready and the broker
 //! will not send more before an acknowledgement, or at the latest `flush_interval_ms` after its
 //! first delivery. A batch is acknowledged once its commit has reached the disk: the WAL is
-//! synced on another thread while the next batch is written. A run ends when the queue is empty (`basic.get` says so), at the configured
-//! limits, or on a signal. Memory is bounded by bytes: the broker may hold back no more
-//! unacknowledged deliveries than [`HELD_BYTES`] of `max_message_bytes`-sized messages allow.
+//! synced on another thread while the next batch is written. A run ends when the queue is
+//! empty (`basic.get` says so), at the configured limits, or on a signal. Memory is bounded by
+//! bytes: the broker may hold back no more unacknowledged deliveries than [`HELD_BYTES`] of
+//! `max_message_bytes`-sized messages allow.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
