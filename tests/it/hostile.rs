@@ -722,12 +722,18 @@ fn the_largest_envelope_allowed_decodes_within_the_memory_bound() {
 #[test]
 fn other_content_under_a_dropped_envelopes_id_is_kept_and_a_cpr_besked_id_is_refused() {
     let install = Install::new(TYPES);
-    let input = install.path("in");
-    std::fs::create_dir(&input).expect("mkdir");
+    // Writes the files into a directory of their own and imports it.
+    let import = |dir: &str, files: &[(&str, String)]| {
+        let dir = install.path(dir);
+        std::fs::create_dir(&dir).expect("mkdir");
+        for (name, content) in files {
+            std::fs::write(dir.join(name), content).expect("write");
+        }
+        outcome(&install.run(&["import", dir.to_str().expect("utf-8")]))
+    };
     let original = std::fs::read_to_string(fixtures().join("good/10-digitalpost-registered.xml"))
         .expect("fixture");
-    std::fs::write(input.join("a.xml"), &original).expect("write");
-    let (code, stdout, stderr) = outcome(&install.run(&["import", input.to_str().expect("utf-8")]));
+    let (code, stdout, stderr) = import("in", &[("a.xml", original.clone())]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let (code, stdout, stderr) = outcome(&install.run(&["forget", "0101701234"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -742,15 +748,16 @@ fn other_content_under_a_dropped_envelopes_id_is_kept_and_a_cpr_besked_id_is_ref
 
     // The same envelope again is a duplicate (and is not stored again); a changed copy under
     // the same BeskedId is kept in `rejected`, as for any reused id.
-    let again = install.path("again");
-    std::fs::create_dir(&again).expect("mkdir");
-    std::fs::write(again.join("a.xml"), format!("\u{feff}{original}\n")).expect("write");
-    std::fs::write(
-        again.join("b.xml"),
-        original.replace("<BeskedVersion>1.0", "<BeskedVersion>2.0"),
-    )
-    .expect("write");
-    let (code, stdout, stderr) = outcome(&install.run(&["import", again.to_str().expect("utf-8")]));
+    let (code, stdout, stderr) = import(
+        "again",
+        &[
+            ("a.xml", format!("\u{feff}{original}\n")),
+            (
+                "b.xml",
+                original.replace("<BeskedVersion>1.0", "<BeskedVersion>2.0"),
+            ),
+        ],
+    );
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(
         stdout.contains("0 new, 1 duplicates, 1 rejected"),
@@ -765,15 +772,13 @@ fn other_content_under_a_dropped_envelopes_id_is_kept_and_a_cpr_besked_id_is_ref
     );
 
     // A BeskedId that is a CPR number never becomes a key.
-    let cpr_id = install.path("cpr-id");
-    std::fs::create_dir(&cpr_id).expect("mkdir");
-    std::fs::write(
-        cpr_id.join("c.xml"),
-        original.replace("552b82f6-be3e-4c0a-9ef2-a4f04be03db0", "0202802345"),
-    )
-    .expect("write");
-    let (code, stdout, stderr) =
-        outcome(&install.run(&["import", cpr_id.to_str().expect("utf-8")]));
+    let (code, stdout, stderr) = import(
+        "cpr-id",
+        &[(
+            "c.xml",
+            original.replace("552b82f6-be3e-4c0a-9ef2-a4f04be03db0", "0202802345"),
+        )],
+    );
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert_eq!(
         rows(

@@ -139,21 +139,15 @@ fn each_event_is_sent_once_and_old_ones_are_only_recorded() {
 
     // The payload: one JSON object with the key, the event and its facts.
     let log = std::fs::read_to_string(install.path("sent.log")).expect("log");
-    let line = log
-        .lines()
-        .find(|line| line.starts_with(&format!("letter_failed:{l1}")))
-        .expect("l1");
-    let payload: serde_json::Value =
-        serde_json::from_str(line.splitn(3, '\t').nth(2).expect("payload")).expect("json");
+    let payload_of = |key: &str| -> serde_json::Value {
+        let line = log.lines().find(|line| line.starts_with(key)).expect(key);
+        serde_json::from_str(line.splitn(3, '\t').nth(2).expect("payload")).expect("json")
+    };
+    let payload = payload_of(&format!("letter_failed:{l1}"));
     assert_eq!(payload["event"], "letter_failed");
     assert_eq!(payload["key"], format!("letter_failed:{l1}"));
     // An overdue letter's current status is a fact of its own; `event` stays the kind.
-    let line = log
-        .lines()
-        .find(|line| line.starts_with(&format!("letter_overdue:{l4}")))
-        .expect("l4");
-    let overdue: serde_json::Value =
-        serde_json::from_str(line.splitn(3, '\t').nth(2).expect("payload")).expect("json");
+    let overdue = payload_of(&format!("letter_overdue:{l4}"));
     assert_eq!(overdue["event"], "letter_overdue");
     assert!(overdue["latest_event"].is_string(), "{overdue}");
     assert_eq!(overdue["message_uuid"], l4.as_str());
