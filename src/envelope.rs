@@ -81,14 +81,6 @@ pub struct Envelope<'a> {
 
 impl Envelope<'_> {
     /// The payload document and the index of its root element, if there is one.
-    /// The bytes of a payload sent as `Base64`, decoded (for showing it to a person).
-    pub fn decoded_payload(&self) -> Option<Vec<u8>> {
-        match &self.payload {
-            Payload::Decoded(tree) => Some(tree.source_text().as_bytes().to_vec()),
-            _ => None,
-        }
-    }
-
     pub fn payload(&self) -> Option<(&Tree<'_>, usize)> {
         match &self.payload {
             Payload::None => None,
@@ -279,6 +271,20 @@ fn decode_base64(text: &str) -> Result<Option<Vec<u8>>, EnvelopeError> {
     }
     BASE64.decode_vec(&piece, &mut decoded).map_err(bad)?;
     Ok(Some(decoded))
+}
+
+/// The bytes of an envelope's payload sent as `Base64`, decoded, without parsing them (for
+/// showing them, or searching them): `None` when the envelope is not well-formed or has no
+/// such payload.
+pub fn base64_payload(bytes: &[u8]) -> Option<Vec<u8>> {
+    let tree = xml::parse(bytes).ok()?;
+    let root = find_envelope(&tree).ok()?;
+    let data = tree.child(root, NS_KUVERT, "Beskeddata")?;
+    let first = tree.children(data).next()?;
+    if !tree.node(first).is(NS_BASE64, "Base64") {
+        return None;
+    }
+    decode_base64(tree.raw_text(first)).ok().flatten()
 }
 
 /// Standard alphabet; padding may be present or not.

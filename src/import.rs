@@ -26,7 +26,7 @@ use anyhow::Result;
 
 use crate::envelope;
 use crate::message::{self, Decoder, Rejection};
-use crate::store::{Counts, Durability, Incoming, Outcome, Raw, RunEnd, RunStatus, Store};
+use crate::store::{Counts, Incoming, Outcome, Raw, RunEnd, RunStatus, Store};
 use crate::time;
 
 /// How much of an oversized file is searched for its besked id.
@@ -92,7 +92,7 @@ pub fn import(
     source: &str,
 ) -> Result<ImportSummary> {
     let started = Instant::now();
-    store.set_durability(Durability::Normal)?;
+    store.tune_for_import(decoder.max_message_bytes)?;
     let run_id = store.begin_run(source, "import", &time::now_utc())?;
     let result = run(store, decoder, paths, source);
     let (status, error, counts) = match &result {

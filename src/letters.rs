@@ -3,6 +3,7 @@
 //! are escaped so that a hostile value cannot drive the terminal.
 
 use std::fmt::Write as _;
+use std::io::Read as _;
 
 use anyhow::{Result, bail};
 use rusqlite::types::Value;
@@ -318,21 +319,30 @@ pub fn show(store: &Store, id: &str) -> Result<Option<String>> {
             fields(&mut out, &names, derived);
         }
     }
-    let (envelope, pruned_at): (Vec<u8>, Option<String>) = connection.query_row(
-        "SELECT envelope, envelope_pruned_at FROM message WHERE seq = ?1",
+    let pruned_at: Option<String> = connection.query_row(
+        "SELECT envelope_pruned_at FROM message WHERE seq = ?1",
         [seq],
-        |row| Ok((row.get(0)?, row.get(1)?)),
+        |row| row.get(0),
     )?;
+    // Read straight from the row, not through a result column, which SQLite would first
+    // copy whole into memory of its own.
+    let mut envelope = Vec::new();
+    connection
+        .blob_open(rusqlite::MAIN_DB, "message", "envelope", seq, true)?
+        .read_to_end(&mut envelope)?;
     out.push_str("\nenvelope\n");
     if let Some(at) = pruned_at {
         let _ = write!(out, "(dropped at {at}, by [retention] or `forget`)");
     }
-    out.push_str(&escape_text(&envelope));
-    if let Ok(parsed) = crate::envelope::parse_envelope(&envelope)
-        && let Some(payload) = parsed.decoded_payload()
-    {
+    // Decoded before anything is written out (decoding may need copies for a moment), then
+    // written straight into the text, once, each copy dropped when written: an envelope may be
+    // as large as `max_message_bytes`, and its payload three quarters of that.
+    let payload = crate::envelope::base64_payload(&envelope);
+    push_text(&mut out, &envelope);
+    drop(envelope);
+    if let Some(payload) = payload {
         out.push_str("\n\npayload (decoded from Base64)\n");
-        out.push_str(&escape_text(&payload));
+        push_text(&mut out, &payload);
     }
     out.push('\n');
     Ok(Some(out))
@@ -349,14 +359,15 @@ fn fields(out: &mut String, names: &[&str], values: &[Value]) {
     }
 }
 
-/// Bytes as text for a terminal: invalid UTF-8 replaced, control characters other than line
-/// breaks and tabs escaped.
-fn escape_text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .split('\n')
-        .map(|line| escape_controls(line.trim_end_matches('\r')).into_owned())
-        .collect::<Vec<_>>()
-        .join("\n")
+/// Appends bytes as text for a terminal: invalid UTF-8 replaced, control characters other than
+/// line breaks and tabs escaped.
+fn push_text(out: &mut String, bytes: &[u8]) {
+    for (at, line) in String::from_utf8_lossy(bytes).split('\n').enumerate() {
+        if at > 0 {
+            out.push('\n');
+        }
+        out.push_str(&escape_controls(line.trim_end_matches('\r')));
+    }
 }
 
 #[cfg(test)]

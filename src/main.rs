@@ -50,6 +50,7 @@ fn main() -> ExitCode {
     // reqwest and lapin both use rustls; make one crypto provider the process default.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     logging::init();
+    bound_the_heap();
     let code = match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -66,6 +67,17 @@ fn main() -> ExitCode {
             ExitCode::from(if code == exit::OK { exit::ERROR } else { code })
         }
         None => ExitCode::from(code),
+    }
+}
+
+/// Large buffers (a message's bytes, its decoded payload) are mapped on their own and given
+/// back when freed. By default the C allocator raises this threshold to the largest buffer freed
+/// so far and serves later ones from its heaps, which keep the memory: a run through several
+/// large messages would then hold more than the bound promises.
+fn bound_the_heap() {
+    // SAFETY: mallopt only changes allocator settings; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
     }
 }
 

@@ -554,6 +554,23 @@ impl Store {
         }
     }
 
+    /// Tunes the connection as `import`'s writer ([`Durability::Normal`]), with the default
+    /// page cache instead of the larger one when messages may be larger than 1 MiB: the
+    /// largest of them take that memory while they are decoded.
+    pub fn tune_for_import(&self, max_message_bytes: usize) -> Result<()> {
+        let cache_kib = if max_message_bytes > 1024 * 1024 {
+            CACHE_KIB
+        } else {
+            IMPORT_CACHE_KIB
+        };
+        self.tune(
+            "NORMAL",
+            cache_kib,
+            IMPORT_CHECKPOINT_PAGES,
+            IMPORT_CHECKPOINT_PAGES * PAGE_SIZE,
+        )
+    }
+
     /// Tunes the connection as a feed's writer in `sync`: a larger page cache (see
     /// [`pull_cache_kib`]), a longer WAL, and commits that do not wait for the disk
     /// (`synchronous = NORMAL`): the feed makes each batch durable with [`WalFlusher::flush`]
@@ -2063,6 +2080,11 @@ mod tests {
         assert_eq!(pull_cache_kib(96 * 1024), 5461);
         assert_eq!(pull_cache_kib(128 * 1024), 4 * 1024);
         assert_eq!(pull_cache_kib(usize::MAX), 4 * 1024);
+        store.set_durability(Durability::Normal).expect("normal");
+        store.tune_for_import(1024 * 1024).expect("import");
+        assert_eq!(pragma("cache_size"), -16 * 1024);
+        store.tune_for_import(1024 * 1024 + 1).expect("import");
+        assert_eq!(pragma("cache_size"), -4 * 1024);
         store.set_durability(Durability::Normal).expect("normal");
         assert_eq!(pragma("synchronous"), 1, "NORMAL");
         assert_eq!(pragma("cache_size"), -16 * 1024);

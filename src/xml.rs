@@ -232,11 +232,6 @@ impl Tree<'_> {
             })
     }
 
-    /// The whole text of the document (after a byte order mark, if it had one).
-    pub fn source_text(&self) -> &str {
-        &self.source
-    }
-
     /// Drops the text of an element, freeing it if it was a copy: for a text already used up
     /// (the base64 of a payload once decoded). The element reads as empty afterwards.
     pub fn release_text(&mut self, index: usize) {

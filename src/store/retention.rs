@@ -141,10 +141,7 @@ impl Party {
             })
         };
         contains(bytes)
-            || crate::envelope::parse_envelope(bytes)
-                .ok()
-                .and_then(|envelope| envelope.decoded_payload())
-                .is_some_and(|payload| contains(&payload))
+            || crate::envelope::base64_payload(bytes).is_some_and(|payload| contains(&payload))
     }
 }
 
