@@ -73,7 +73,7 @@ pub enum Command {
     /// List letters (one row per message_uuid, with its current status). Prints personal
     /// data unmasked: for authorised users.
     #[command(
-        after_help = "Times are UTC. --since and --until take a date (2026-03-01; --until includes that day) or a timestamp with an offset, and apply to the letter's latest status."
+        after_help = "Times are UTC. --since and --until take a date (2026-03-01; --until includes that day) or a timestamp (with an offset, or without one as Danish local time), and apply to the letter's latest status."
     )]
     Letters {
         /// Only letters whose current status is a failure.
@@ -92,7 +92,7 @@ pub enum Command {
         #[arg(long)]
         kanal: Option<String>,
         /// At most this many letters, newest first (0 for all).
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(..=i64::MAX as u64))]
         limit: u64,
         /// Print CSV (RFC 4180) instead of a table.
         #[arg(long, conflicts_with = "json")]

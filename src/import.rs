@@ -13,6 +13,7 @@
 //! holds at most [`LISTING_WINDOW`] names per directory it is in, and fewer bytes of names the
 //! deeper it is ([`LISTING_BYTES`]; a larger directory is read in several sorted passes).
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
@@ -138,6 +139,8 @@ enum Item {
     /// Not a regular file, or unreadable: already reported.
     Skipped,
     Unreadable,
+    /// One of the replica's own files under another name (a link): left out, reported.
+    Own,
 }
 
 fn run(
@@ -146,6 +149,7 @@ fn run(
     paths: &[PathBuf],
     source: &str,
 ) -> Result<ImportSummary> {
+    let own_ids = OwnFiles::identities(store.path());
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, MAX_READERS));
     std::thread::scope(|scope| {
         let mut inputs = Vec::with_capacity(readers);
@@ -155,7 +159,8 @@ fn run(
             let (results, from_reader) = sync_channel::<Vec<Item>>(2);
             inputs.push(to_reader);
             outputs.push(from_reader);
-            scope.spawn(move || read_chunks(decoder, chunks, results));
+            let own_ids = &own_ids;
+            scope.spawn(move || read_chunks(decoder, own_ids, chunks, results));
         }
         let own = OwnFiles::of(store.path());
         let walker = scope.spawn(move || {
@@ -257,6 +262,7 @@ impl Writer<'_> {
                 self.summary.unreadable += 1;
                 return Ok(());
             }
+            Item::Own => return Ok(()),
         };
         self.batch_bytes += incoming.raw.held_bytes();
         if matches!(incoming.raw, Raw::File { .. }) {
@@ -307,11 +313,16 @@ fn report_unreadable(path: &Path, error: &std::io::Error) {
 
 /// A reader: reads and decodes each chunk of files, answering every chunk (even with nothing)
 /// so the writer's round-robin stays in step.
-fn read_chunks(decoder: &Decoder, chunks: Receiver<Vec<PathBuf>>, results: SyncSender<Vec<Item>>) {
+fn read_chunks(
+    decoder: &Decoder,
+    own_ids: &HashSet<(u64, u64)>,
+    chunks: Receiver<Vec<PathBuf>>,
+    results: SyncSender<Vec<Item>>,
+) {
     for chunk in chunks {
         let decoded = chunk
             .into_iter()
-            .map(|path| match read_small(decoder, &path) {
+            .map(|path| match read_small(decoder, own_ids, &path) {
                 Ok(Some(item)) => item,
                 Ok(None) => Item::Skipped,
                 Err(error) => {
@@ -370,10 +381,19 @@ fn report_skipped(path: &Path, file_type: &fs::FileType) {
 }
 
 /// A reader's part: reads and decodes a small file; hands a larger one to the writer.
-fn read_small(decoder: &Decoder, path: &Path) -> std::io::Result<Option<Item>> {
+fn read_small(
+    decoder: &Decoder,
+    own_ids: &HashSet<(u64, u64)>,
+    path: &Path,
+) -> std::io::Result<Option<Item>> {
     let Some((file, len)) = open_regular(path)? else {
         return Ok(None);
     };
+    let metadata = file.metadata()?;
+    if own_ids.contains(&(metadata.dev(), metadata.ino())) {
+        report_own(path);
+        return Ok(Some(Item::Own));
+    }
     if len > READER_MAX {
         return Ok(Some(Item::Large(path.to_path_buf())));
     }
@@ -471,6 +491,35 @@ impl OwnFiles {
         };
         matches!(rest, b"" | b"-wal" | b"-shm" | b"-journal")
             || (rest.starts_with(b".schema") && rest.ends_with(b".bak"))
+    }
+
+    /// The device and inode of each of them that exists now, found through the database's real
+    /// path: so a link to one of them, or a link to the database, is recognised too.
+    fn identities(database: &Path) -> HashSet<(u64, u64)> {
+        let mut ids = HashSet::new();
+        let Ok(real) = fs::canonicalize(database) else {
+            return ids;
+        };
+        let (Some(dir), Some(name)) = (real.parent(), real.file_name()) else {
+            return ids;
+        };
+        let own = OwnFiles {
+            dir: fs::metadata(dir)
+                .ok()
+                .map(|metadata| (metadata.dev(), metadata.ino())),
+            name: name.as_bytes().to_vec(),
+        };
+        let Some(dir_metadata) = fs::metadata(dir).ok() else {
+            return ids;
+        };
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if own.holds(&dir_metadata, entry.file_name().as_bytes())
+                && let Ok(metadata) = entry.metadata()
+            {
+                ids.insert((metadata.dev(), metadata.ino()));
+            }
+        }
+        ids
     }
 
     /// Whether `path` names one of them.

@@ -54,21 +54,22 @@ const COLUMNS: &[&str] = &[
 /// offset. Returns the stored form.
 pub fn parse_bound(value: &str, until: bool) -> Result<String> {
     if let Ok(date) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-        let date = if until {
-            date.succ_opt().unwrap_or(date)
-        } else {
-            date
-        };
+        let next = date.succ_opt();
+        let date = if until { next.unwrap_or(date) } else { date };
         let instant = date.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
         if let Some(text) = crate::time::try_format_utc(instant) {
             return Ok(text);
+        }
+        if until {
+            // The day after the last one there is: after every stored time of that day.
+            return Ok(format!("{}T24:00:00.000Z", value.trim()));
         }
     }
     if let Some(text) = crate::time::normalize(value) {
         return Ok(text);
     }
     bail!(
-        "`{}` is not a date (2026-03-01) or a timestamp with an offset (2026-03-01T10:00:00Z)",
+        "`{}` is not a date (2026-03-01) or a timestamp (2026-03-01T10:00:00Z; without an offset, Danish local time)",
         escape_controls(&crate::mask::cap(value, 100))
     )
 }

@@ -38,7 +38,16 @@ fn main() -> ExitCode {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
             ) =>
         {
-            error.exit()
+            // Help and version go to standard output; a failure to write them is an error.
+            use std::io::Write as _;
+            return match error.print().and_then(|()| std::io::stdout().flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(write) if write.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(write) => {
+                    eprintln!("error: cannot write to standard output: {write}");
+                    ExitCode::from(exit::ERROR)
+                }
+            };
         }
         // A usage mistake: said like every error, masked and one line per line (an argument
         // with a newline in it cannot forge one).

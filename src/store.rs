@@ -429,6 +429,16 @@ impl Store {
             conn,
             path: path.to_path_buf(),
         };
+        // Before anything is written: another program's database is never taken over.
+        if store
+            .foreign()
+            .map_err(|error| name_database(error, path))?
+        {
+            bail!(
+                "`{}` is an SQLite database of another program (it has tables, but no beskedhent schema); check `database` in the configuration",
+                path.display()
+            );
+        }
         store
             .configure()
             .map_err(|error| name_database(error.into(), path))?;
@@ -450,7 +460,18 @@ impl Store {
     /// replica but have no business creating one (`reprocess`, `notify`, `prune`, `forget`).
     pub fn open_required(path: &Path) -> Result<Store> {
         require_file(path)?;
+        // A beskedhent replica, not an empty file or another program's database.
+        drop(Store::open_replica_read_only(path)?);
         Store::open(path)
+    }
+
+    /// True for a database with tables but no beskedhent schema version: another program's.
+    fn foreign(&self) -> Result<bool> {
+        let version = self.schema_version()?;
+        let objects: i64 =
+            self.conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))?;
+        Ok(version == 0 && objects > 0)
     }
 
     /// Opens an existing database read-only, for commands that only read (`status`): a mistyped
@@ -458,6 +479,11 @@ impl Store {
     /// migration). Like any reader of a WAL database, SQLite needs its `-shm` file.
     pub fn open_existing(path: &Path) -> Result<Store> {
         warn_if_shared(path, &require_file(path)?);
+        Store::open_replica_read_only(path)
+    }
+
+    /// [`Store::open_existing`] once the file is known to be there.
+    fn open_replica_read_only(path: &Path) -> Result<Store> {
         let conn = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -43,6 +43,35 @@ impl Store {
                 dest.display()
             );
         }
+        // The names SQLite gives the replica's own files beside it: a file there would be
+        // taken for the replica's journal, WAL or shared memory.
+        if let (Some(name), Some(own)) = (dest.file_name(), self.path.file_name()) {
+            let same_dir = match (dest.parent(), self.path.parent()) {
+                (Some(a), Some(b)) => {
+                    let real = |dir: &Path| {
+                        let dir = if dir.as_os_str().is_empty() {
+                            Path::new(".")
+                        } else {
+                            dir
+                        };
+                        std::fs::canonicalize(dir).ok()
+                    };
+                    real(a).is_some() && real(a) == real(b)
+                }
+                _ => false,
+            };
+            let own = own.to_string_lossy();
+            if same_dir
+                && ["-journal", "-wal", "-shm"]
+                    .iter()
+                    .any(|suffix| name.to_string_lossy() == format!("{own}{suffix}"))
+            {
+                bail!(
+                    "`{}` is the name of one of the replica's own files (SQLite would take it for the replica's journal); choose another name",
+                    dest.display()
+                );
+            }
+        }
         let (dir, partial) = temporary_beside(dest, "partial")?;
         if !dir.is_dir() {
             bail!(

@@ -881,4 +881,22 @@ fn the_replicas_own_files_are_never_imported() {
         0,
         "{stdout}"
     );
+
+    // Under other names too: a hard link and a symbolic link elsewhere.
+    let links = install.path("links");
+    std::fs::create_dir(&links).expect("mkdir");
+    std::fs::hard_link(&db, links.join("hard.db")).expect("hard link");
+    std::os::unix::fs::symlink(&db, links.join("soft.db")).expect("symlink");
+    std::os::unix::fs::symlink(install.path("replica.db-wal"), links.join("wal")).expect("link");
+    let (code, stdout, stderr) = outcome(&install.run(&["import", links.to_str().expect("utf-8")]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("imported 0 files: 0 new, 0 duplicates, 0 rejected"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr.matches("left out: the replica's own file").count(),
+        3,
+        "{stderr}"
+    );
 }

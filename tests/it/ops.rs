@@ -2,6 +2,7 @@
 //! `forget`, `backup`, and the daemon under a service manager.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -674,6 +675,47 @@ fn operations_mistakes_are_refused_plainly() {
         assert!(stderr.contains("does not exist"), "{args:?}: {stderr}");
         assert!(!elsewhere.path("replica.db").exists(), "{args:?}");
     }
+
+    // Nor is another program's database, or an empty file, taken for one.
+    let foreign = Install::new(TYPES);
+    foreign.append_config("\n[retention]\nrun_days = 30\n");
+    rusqlite::Connection::open(foreign.path("replica.db"))
+        .and_then(|db| db.execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY)"))
+        .expect("foreign database");
+    for args in [
+        &["forget", "0101701234"][..],
+        &["reprocess"],
+        &["prune"],
+        &["init"],
+        &["import", "/nonexistent"],
+        &["status"],
+    ] {
+        let (code, _, stderr) = outcome(&foreign.run(args));
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("another program") || stderr.contains("not a beskedhent database"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        rows(&foreign.db(), "SELECT name FROM sqlite_master"),
+        ["customers"],
+        "nothing was written into it"
+    );
+    std::fs::write(elsewhere.path("replica.db"), b"").expect("empty file");
+    let (code, _, stderr) = outcome(&elsewhere.run(&["forget", "0101701234"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("not a beskedhent database"), "{stderr}");
+
+    // `backup` never writes where SQLite looks for the replica's own files.
+    let journal = format!("{}-journal", install.db_path().display());
+    let (code, _, stderr) = outcome(&install.run(&["backup", &journal]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("one of the replica's own files"),
+        "{stderr}"
+    );
+    assert!(!Path::new(&journal).exists());
 
     // `forget`: an impossible date is refused; a number stored nowhere changes nothing, and
     // says so.
