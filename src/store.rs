@@ -737,8 +737,8 @@ impl Store {
             params![source, ended_at, status.as_str(), error, failed],
         )?;
         tx.execute(
-            "UPDATE run SET ended_at = ?2, status = ?3, error = ?4, messages = ?5,
-                 duplicates = ?6, rejected = ?7
+            "UPDATE run SET ended_at = ?2, status = ?3, error = ?4, messages = max(messages, ?5),
+                 duplicates = max(duplicates, ?6), rejected = max(rejected, ?7)
              WHERE id = ?1",
             params![
                 run,
@@ -994,6 +994,19 @@ impl Store {
                 counts.rejected as i64
             ],
         )?;
+        // The source's run so far, so that a run that never ends (killed, or stopped by a
+        // full disk) still says what it stored.
+        tx.prepare_cached(
+            "UPDATE run SET messages = messages + ?2, duplicates = duplicates + ?3,
+                 rejected = rejected + ?4
+             WHERE source = ?1 AND status = 'running'",
+        )?
+        .execute(params![
+            source,
+            counts.new as i64,
+            counts.duplicates as i64,
+            counts.rejected as i64
+        ])?;
         tx.commit()?;
         Ok((outcomes, counts))
     }

@@ -607,6 +607,11 @@ fn import_killed_mid_run_resumes_without_loss_or_duplicates() {
         value::<String>(&db, "SELECT run_status FROM cursor"),
         "running"
     );
+    // The run that never ended says what it stored.
+    assert_eq!(
+        value::<i64>(&db, "SELECT messages FROM run WHERE status = 'running'"),
+        stored
+    );
     drop(db);
 
     let (code, stdout, stderr) = outcome(&install.run(&["import", input.to_str().expect("utf-8")]));
