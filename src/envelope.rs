@@ -248,7 +248,22 @@ fn payload(tree: &mut Tree<'_>, root: usize) -> Result<Payload, EnvelopeError> {
 fn decode_base64(text: &str) -> Result<Option<Vec<u8>>, EnvelopeError> {
     /// Characters per piece: a multiple of 4, so each piece but the last is whole groups.
     const PIECE: usize = 64 * 1024;
-    let bad = |error: base64::DecodeError| EnvelopeError::BadBase64(error.to_string());
+    // Offsets in an error count from the start of the text (white space left out), not of
+    // the piece.
+    let bad = |done: usize| {
+        move |error: base64::DecodeError| {
+            use base64::DecodeError::*;
+            EnvelopeError::BadBase64(match error {
+                InvalidByte(at, byte) => format!("invalid byte {byte} at character {}", done + at),
+                InvalidLastSymbol(at, byte) => {
+                    format!("invalid last symbol {byte} at character {}", done + at)
+                }
+                InvalidLength(length) => format!("invalid length {}", done + length),
+                InvalidPadding => "invalid padding".into(),
+            })
+        }
+    };
+    let mut done = 0;
     let mut decoded = Vec::with_capacity(text.len() / 4 * 3);
     let mut piece = Vec::with_capacity(PIECE);
     let mut any = false;
@@ -260,7 +275,8 @@ fn decode_base64(text: &str) -> Result<Option<Vec<u8>>, EnvelopeError> {
                     "padding (`=`) before the end of the data".into(),
                 ));
             }
-            BASE64.decode_vec(&piece, &mut decoded).map_err(bad)?;
+            BASE64.decode_vec(&piece, &mut decoded).map_err(bad(done))?;
+            done += piece.len();
             piece.clear();
         }
         piece.push(byte);
@@ -269,7 +285,7 @@ fn decode_base64(text: &str) -> Result<Option<Vec<u8>>, EnvelopeError> {
     if !any {
         return Ok(None);
     }
-    BASE64.decode_vec(&piece, &mut decoded).map_err(bad)?;
+    BASE64.decode_vec(&piece, &mut decoded).map_err(bad(done))?;
     Ok(Some(decoded))
 }
 
@@ -408,6 +424,10 @@ mod tests {
         let early = format!("{}=={}", &encoded[..100_002], &encoded[100_004..]);
         let error = decode_base64(&early).expect_err("padding in the middle");
         assert!(error.to_string().contains("not valid base64"), "{error}");
+        // A bad character far in is placed where it is.
+        let late = format!("{}!{}", &encoded[..200_000], &encoded[200_001..]);
+        let error = decode_base64(&late).expect_err("bad character");
+        assert!(error.to_string().contains("at character 200000"), "{error}");
     }
 
     #[test]
