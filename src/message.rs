@@ -122,6 +122,17 @@ impl Decoder {
                 None,
             ));
         }
+        // Other digits than ASCII ones (full-width, say) could hide a CPR number from masking.
+        if envelope
+            .besked_id
+            .chars()
+            .any(|c| c.is_numeric() && !c.is_ascii_digit())
+        {
+            return Err(Rejection::new(
+                "BeskedId has digits other than 0-9 (a BeskedId is a UUID)",
+                None,
+            ));
+        }
         let kind = self.kind_of(envelope.beskedtype.as_deref());
         let refuse = |reason: String| Rejection::new(&reason, Some(envelope.besked_id.clone()));
         let detail = match kind {

@@ -816,4 +816,23 @@ fn other_content_under_a_dropped_envelopes_id_is_kept_and_a_cpr_besked_id_is_ref
     );
     assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 1);
     assert!(!stderr.contains("0202802345"), "{stderr}");
+    // Nor in digits the masking does not know.
+    let (code, stdout, stderr) = import(
+        "wide-id",
+        &[(
+            "d.xml",
+            original.replace(
+                "552b82f6-be3e-4c0a-9ef2-a4f04be03db0",
+                "\u{ff10}\u{ff12}\u{ff10}\u{ff12}\u{ff18}\u{ff10}\u{ff12}\u{ff13}\u{ff14}\u{ff15}",
+            ),
+        )],
+    );
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT besked_id IS NULL, reason FROM rejected WHERE origin LIKE '%d.xml'"
+        ),
+        ["1|BeskedId has digits other than 0-9 (a BeskedId is a UUID)"]
+    );
 }
