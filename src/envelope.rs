@@ -265,7 +265,7 @@ fn decode_base64(text: &str) -> Result<Option<Vec<u8>>, EnvelopeError> {
     };
     let mut done = 0;
     let mut decoded = Vec::with_capacity(text.len() / 4 * 3);
-    let mut piece = Vec::with_capacity(PIECE);
+    let mut piece = Vec::with_capacity(PIECE.min(text.len()));
     let mut any = false;
     for byte in text.bytes().filter(|byte| !byte.is_ascii_whitespace()) {
         if piece.len() == PIECE {
@@ -409,12 +409,7 @@ mod tests {
         let document = format!("<p xmlns=\"urn:p\">{}</p>", "x".repeat(300_000));
         let encoded = BASE64.encode(&document);
         // Wrapped at 76 characters, as mail-style encoders do.
-        let wrapped: Vec<&str> = encoded
-            .as_bytes()
-            .chunks(76)
-            .map(|line| std::str::from_utf8(line).expect("ascii"))
-            .collect();
-        let text = wrapped.join("\r\n");
+        let text = crate::sample::wrapped(&encoded, 76);
         assert_eq!(
             decode_base64(&text).expect("valid").expect("some"),
             document.as_bytes()

@@ -466,12 +466,8 @@ struct OwnFiles {
 
 impl OwnFiles {
     fn of(database: &Path) -> OwnFiles {
-        let parent = match database.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
         OwnFiles {
-            dir: fs::metadata(parent)
+            dir: fs::metadata(directory_of(database))
                 .ok()
                 .map(|metadata| (metadata.dev(), metadata.ino())),
             name: database
@@ -496,42 +492,38 @@ impl OwnFiles {
     /// The device and inode of each of them that exists now, found through the database's real
     /// path: so a link to one of them, or a link to the database, is recognised too.
     fn identities(database: &Path) -> HashSet<(u64, u64)> {
-        let mut ids = HashSet::new();
         let Ok(real) = fs::canonicalize(database) else {
-            return ids;
+            return HashSet::new();
         };
-        let (Some(dir), Some(name)) = (real.parent(), real.file_name()) else {
-            return ids;
+        let own = OwnFiles::of(&real);
+        let dir = directory_of(&real);
+        let Ok(dir_metadata) = fs::metadata(dir) else {
+            return HashSet::new();
         };
-        let own = OwnFiles {
-            dir: fs::metadata(dir)
-                .ok()
-                .map(|metadata| (metadata.dev(), metadata.ino())),
-            name: name.as_bytes().to_vec(),
-        };
-        let Some(dir_metadata) = fs::metadata(dir).ok() else {
-            return ids;
-        };
-        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-            if own.holds(&dir_metadata, entry.file_name().as_bytes())
-                && let Ok(metadata) = entry.metadata()
-            {
-                ids.insert((metadata.dev(), metadata.ino()));
-            }
-        }
-        ids
+        fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| own.holds(&dir_metadata, entry.file_name().as_bytes()))
+            .filter_map(|entry| entry.metadata().ok())
+            .map(|metadata| (metadata.dev(), metadata.ino()))
+            .collect()
     }
 
     /// Whether `path` names one of them.
     fn is(&self, path: &Path) -> bool {
-        let parent = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        match (fs::metadata(parent), path.file_name()) {
+        match (fs::metadata(directory_of(path)), path.file_name()) {
             (Ok(metadata), Some(name)) => self.holds(&metadata, name.as_bytes()),
             _ => false,
         }
+    }
+}
+
+/// The directory a path names its file in (`.` for a bare name).
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
     }
 }
 

@@ -5,6 +5,18 @@
 
 use base64::Engine;
 
+/// ASCII text (base64, say) in lines of `width` characters ending in CRLF, as mail-style
+/// encoders wrap it: the shape that makes a parser copy the text.
+pub fn wrapped(text: &str, width: usize) -> String {
+    assert!(text.is_ascii(), "only ASCII text is wrapped");
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(width.max(1))
+        .map(|line| std::str::from_utf8(line).expect("ASCII"))
+        .collect();
+    lines.join("\r\n")
+}
+
 /// `envelope` grown to `size` bytes (when smaller) by a comment after its BeskedVersion: a
 /// well-formed message of a chosen size, for memory tests and benchmarks.
 pub fn padded(envelope: String, size: usize) -> Vec<u8> {

@@ -571,12 +571,7 @@ impl Store {
     pub fn set_durability(&self, durability: Durability) -> Result<()> {
         match durability {
             Durability::Full => self.tune("FULL", CACHE_KIB, CHECKPOINT_PAGES, WAL_KEEP_BYTES),
-            Durability::Normal => self.tune(
-                "NORMAL",
-                IMPORT_CACHE_KIB,
-                IMPORT_CHECKPOINT_PAGES,
-                IMPORT_CHECKPOINT_PAGES * PAGE_SIZE,
-            ),
+            Durability::Normal => self.tune_for_import(0),
         }
     }
 
@@ -1440,18 +1435,18 @@ fn insert_message(
             .write_all(envelope)?;
     }
     if inserted == 0 {
-        let (seq, pruned): (i64, bool) = tx
+        let (seq, pruned, fingerprint): (i64, bool, Option<String>) = tx
             .prepare_cached(
-                "SELECT seq, envelope_pruned_at IS NOT NULL FROM message WHERE besked_id = ?1",
+                "SELECT seq, envelope_pruned_at IS NOT NULL, envelope_sha256 FROM message
+                 WHERE besked_id = ?1",
             )?
-            .query_row([&message.besked_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            .query_row([&message.besked_id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
         if pruned {
             // Its envelope was dropped (retention, `forget`); its fingerprint tells a copy of
             // it from other content. Dropped before the fingerprint was kept (schema 4): taken
             // for a copy, since keeping it would store again what was erased.
-            let fingerprint: Option<String> = tx
-                .prepare_cached("SELECT envelope_sha256 FROM message WHERE seq = ?1")?
-                .query_row([seq], |row| row.get(0))?;
             return Ok(match fingerprint {
                 Some(stored) if stored != envelope_fingerprint(envelope) => Inserted::Differs(seq),
                 _ => Inserted::Same(seq),

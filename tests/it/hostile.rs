@@ -686,12 +686,7 @@ fn the_largest_envelope_allowed_decodes_within_the_memory_bound() {
         1,
     );
     let encoded = engine.encode(payload);
-    let lines: Vec<&str> = encoded
-        .as_bytes()
-        .chunks(76)
-        .map(|line| std::str::from_utf8(line).expect("ascii"))
-        .collect();
-    let wrapped = lines.join("\r\n");
+    let wrapped = beskedhent::sample::wrapped(&encoded, 76);
     let envelope = format!(
         "{}&#{};{}{}",
         &fixture[..start],
