@@ -338,8 +338,9 @@ fn read_chunks(
 }
 
 /// Opens a path for reading without blocking, and only if it is a regular file (a FIFO would
-/// block, a device could be endless). `None` for anything else, which is reported here.
-fn open_regular(path: &Path) -> std::io::Result<Option<(fs::File, u64)>> {
+/// block, a device could be endless), with what the open file says of itself. `None` for
+/// anything else, which is reported here.
+fn open_regular(path: &Path) -> std::io::Result<Option<(fs::File, fs::Metadata)>> {
     // The walker only hands out regular files (opening some devices has effects); what was
     // opened is looked at again, in case the path was replaced in between.
     let file = fs::OpenOptions::new()
@@ -350,7 +351,7 @@ fn open_regular(path: &Path) -> std::io::Result<Option<(fs::File, u64)>> {
     if !is_regular(path, &metadata.file_type()) {
         return Ok(None);
     }
-    Ok(Some((file, metadata.len())))
+    Ok(Some((file, metadata)))
 }
 
 /// True for a regular file; anything else is reported as skipped.
@@ -386,14 +387,14 @@ fn read_small(
     own_ids: &HashSet<(u64, u64)>,
     path: &Path,
 ) -> std::io::Result<Option<Item>> {
-    let Some((file, len)) = open_regular(path)? else {
+    let Some((file, metadata)) = open_regular(path)? else {
         return Ok(None);
     };
-    let metadata = file.metadata()?;
     if own_ids.contains(&(metadata.dev(), metadata.ino())) {
         report_own(path);
         return Ok(Some(Item::Own));
     }
+    let len = metadata.len();
     if len > READER_MAX {
         return Ok(Some(Item::Large(path.to_path_buf())));
     }
@@ -415,9 +416,10 @@ fn read_small(
 /// read whole: only its start is searched for the besked id, and the store streams it into its
 /// `rejected` row.
 fn read_large(decoder: &Decoder, path: &Path) -> std::io::Result<Option<Incoming>> {
-    let Some((file, len)) = open_regular(path)? else {
+    let Some((file, metadata)) = open_regular(path)? else {
         return Ok(None);
     };
+    let len = metadata.len();
     let limit = decoder.max_message_bytes as u64;
     let origin = path.display().to_string();
     if len <= limit {

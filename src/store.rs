@@ -200,14 +200,14 @@ const IMPORT_CACHE_KIB: u32 = 16 * 1024;
 /// the unacknowledged window of large messages takes more memory besides.
 const PULL_CACHE_KIB: u32 = 8 * 1024;
 const PULL_CACHE_AT_BYTES: u64 = 64 * 1024;
-/// WAL pages (of [`PAGE_SIZE`]) after which a commit checkpoints: 32 MiB.
-const CHECKPOINT_PAGES: i64 = 32 * 1024 * 1024 / PAGE_SIZE;
+/// WAL bytes after which a commit checkpoints: 32 MiB.
+const CHECKPOINT_BYTES: i64 = 32 * 1024 * 1024;
 /// The same for a feed's writer in `sync`: 256 MiB. Every batch dirties randomly placed
 /// pages of the indexes keyed by UUIDs; a longer WAL lets a page written by many batches be
 /// copied to the database once.
-const PULL_CHECKPOINT_PAGES: i64 = 256 * 1024 * 1024 / PAGE_SIZE;
+const PULL_CHECKPOINT_BYTES: i64 = 256 * 1024 * 1024;
 /// The same for `import`, whose batches are larger: 512 MiB.
-const IMPORT_CHECKPOINT_PAGES: i64 = 512 * 1024 * 1024 / PAGE_SIZE;
+const IMPORT_CHECKPOINT_BYTES: i64 = 512 * 1024 * 1024;
 /// After a checkpoint the WAL file is cut back to this size, so a long `import` does not leave
 /// a large one behind. The writers of `sync` and `import` keep theirs at the checkpoint size
 /// while they run (growing the file again after every checkpoint costs more than reusing it);
@@ -551,14 +551,7 @@ impl Store {
         self.conn.pragma_update(None, "synchronous", "FULL")?;
         self.conn
             .pragma_update(None, "cache_size", -(CACHE_KIB as i64))?;
-        self.conn
-            .pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)?;
-        self.conn.pragma_update_and_check(
-            None,
-            "journal_size_limit",
-            WAL_KEEP_BYTES,
-            |_| Ok(()),
-        )?;
+        self.checkpoint_after(CHECKPOINT_BYTES, WAL_KEEP_BYTES)?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
         // Deleted content (retention, `forget`) is overwritten with zeros, not left in free
         // space where it could still be read from the file.
@@ -570,7 +563,7 @@ impl Store {
     /// [`Durability::Full`] as after opening, or [`Durability::Normal`] as `import` writes.
     pub fn set_durability(&self, durability: Durability) -> Result<()> {
         match durability {
-            Durability::Full => self.tune("FULL", CACHE_KIB, CHECKPOINT_PAGES, WAL_KEEP_BYTES),
+            Durability::Full => self.tune("FULL", CACHE_KIB, CHECKPOINT_BYTES, WAL_KEEP_BYTES),
             Durability::Normal => self.tune_for_import(0),
         }
     }
@@ -587,8 +580,8 @@ impl Store {
         self.tune(
             "NORMAL",
             cache_kib,
-            IMPORT_CHECKPOINT_PAGES,
-            IMPORT_CHECKPOINT_PAGES * PAGE_SIZE,
+            IMPORT_CHECKPOINT_BYTES,
+            IMPORT_CHECKPOINT_BYTES,
         )
     }
 
@@ -600,8 +593,8 @@ impl Store {
         self.tune(
             "NORMAL",
             pull_cache_kib(max_message_bytes),
-            PULL_CHECKPOINT_PAGES,
-            PULL_CHECKPOINT_PAGES * PAGE_SIZE,
+            PULL_CHECKPOINT_BYTES,
+            PULL_CHECKPOINT_BYTES,
         )
     }
 
@@ -630,8 +623,19 @@ impl Store {
         self.conn.pragma_update(None, "synchronous", level)?;
         self.conn
             .pragma_update(None, "cache_size", -i64::from(cache_kib))?;
+        self.checkpoint_after(checkpoint, wal_keep)?;
+        Ok(())
+    }
+
+    /// Checkpoints once the WAL holds `checkpoint` bytes (in pages of this database's own
+    /// size: a replica created by an older build may have other pages than [`PAGE_SIZE`]),
+    /// and keeps at most `wal_keep` bytes of WAL file after a checkpoint.
+    fn checkpoint_after(&self, checkpoint: i64, wal_keep: i64) -> rusqlite::Result<()> {
+        let page_size: i64 = self
+            .conn
+            .pragma_query_value(None, "page_size", |row| row.get(0))?;
         self.conn
-            .pragma_update(None, "wal_autocheckpoint", checkpoint)?;
+            .pragma_update(None, "wal_autocheckpoint", checkpoint / page_size.max(512))?;
         self.conn
             .pragma_update_and_check(None, "journal_size_limit", wal_keep, |_| Ok(()))?;
         Ok(())
@@ -2123,6 +2127,36 @@ mod tests {
         assert_eq!(pragma("synchronous"), 1, "NORMAL");
         assert_eq!(pragma("cache_size"), -16 * 1024);
         assert_eq!(pragma("wal_autocheckpoint"), 512 * 1024 * 1024 / PAGE_SIZE);
+        assert_eq!(pragma("journal_size_limit"), 512 * 1024 * 1024);
+    }
+
+    #[test]
+    fn checkpoints_follow_the_page_size_of_an_older_replica() {
+        // A replica created by an older build with 32 KiB pages checkpoints after the same
+        // number of bytes as a new one, not after four times as many.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("replica.db");
+        drop(Store::open(&path).expect("create"));
+        let db = Connection::open(&path).expect("open");
+        db.execute_batch(
+            "PRAGMA journal_mode = DELETE; PRAGMA page_size = 32768; VACUUM;
+             PRAGMA journal_mode = WAL;",
+        )
+        .expect("repage");
+        drop(db);
+        let store = Store::open(&path).expect("reopen");
+        let pragma = |name: &str| -> i64 {
+            store
+                .connection()
+                .pragma_query_value(None, name, |row| row.get(0))
+                .expect(name)
+        };
+        assert_eq!(pragma("page_size"), 32768);
+        assert_eq!(pragma("wal_autocheckpoint"), 32 * 1024 * 1024 / 32768);
+        store.tune_for_pull(64 * 1024).expect("tune");
+        assert_eq!(pragma("wal_autocheckpoint"), 256 * 1024 * 1024 / 32768);
+        store.tune_for_import(0).expect("tune");
+        assert_eq!(pragma("wal_autocheckpoint"), 512 * 1024 * 1024 / 32768);
         assert_eq!(pragma("journal_size_limit"), 512 * 1024 * 1024);
     }
 
