@@ -144,7 +144,7 @@ pub enum Command {
     Forget {
         /// 10-digit CPR (DDMMYYSSSS, DDMMYY-SSSS or urn:oio:cpr-nr:DDMMYYSSSS) or 8-digit CVR
         /// number (NNNNNNNN or urn:oio:cvr-nr:NNNNNNNN).
-        #[arg(value_name = "PARTY")]
+        #[arg(value_name = "PARTY", value_parser = party)]
         party: String,
     },
 }
@@ -168,6 +168,14 @@ pub fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::write(dir.join(file), out)?;
     }
     Ok(())
+}
+
+/// `forget PARTY`: a CPR or CVR number in one of the forms `forget` takes; anything else is a
+/// usage error.
+fn party(value: &str) -> Result<String, String> {
+    crate::store::Party::parse(value)
+        .map(|_| value.to_owned())
+        .map_err(|error| error.to_string())
 }
 
 /// `--source`: a name as `check_source_name` allows; a wrong one is a usage error.

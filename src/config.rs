@@ -230,6 +230,14 @@ fn validate_notify(mut notify: NotifyConfig, base: &Path) -> Result<NotifyConfig
         MAX_WAIT_SECONDS,
     )?;
     notify.ca_file = notify.ca_file.map(|path| base.join(path));
+    // A program given as a path (`./alert.sh`, `bin/alert`) is relative to the configuration
+    // file, like every other path in it; a bare name is looked up in PATH.
+    if let Some(program) = notify.command.first_mut()
+        && program.contains('/')
+        && Path::new(program.as_str()).is_relative()
+    {
+        *program = base.join(program.as_str()).display().to_string();
+    }
     Ok(notify)
 }
 
@@ -775,6 +783,14 @@ pub fn check_source_name(what: &str, name: &str) -> Result<()> {
             crate::mask::cap(name, 80)
         );
     }
+    // A name is kept in every row it stores, the run history and file names: never a CPR
+    // number, which `forget` could not take out of them.
+    if crate::mask::mask_cpr(name) != name {
+        bail!(
+            "{what} `{}` holds what looks like a CPR number; choose a name without one",
+            crate::mask::mask_cpr(name)
+        );
+    }
     Ok(())
 }
 
@@ -903,6 +919,31 @@ mod tests {
 
     fn check(text: &str) -> Result<Config> {
         Config::parse(text, Path::new("/etc/beskedhent/config.toml"))
+    }
+
+    #[test]
+    fn a_source_name_never_holds_a_cpr_number() {
+        for name in ["a-0101901234", "b.010190-1234", "import_0101901234"] {
+            let error = check_source_name("--source", name)
+                .expect_err(name)
+                .to_string();
+            assert!(error.contains("CPR"), "{error}");
+            assert!(!error.contains("1234"), "masked: {error}");
+        }
+        check_source_name("--source", "feed-2026").expect("a plain name");
+        check_source_name("--source", "import").expect("the default");
+    }
+
+    #[test]
+    fn a_notify_program_given_as_a_path_is_beside_the_configuration() {
+        let config =
+            check("database = \"replica.db\"\n[notify]\ncommand = [\"./alert.sh\", \"--flag\"]\n")
+                .expect("valid");
+        let notify = config.notify.expect("notify");
+        assert_eq!(notify.command, ["/etc/beskedhent/./alert.sh", "--flag"]);
+        let config =
+            check("database = \"replica.db\"\n[notify]\ncommand = [\"logger\"]\n").expect("valid");
+        assert_eq!(config.notify.expect("notify").command, ["logger"]);
     }
 
     #[test]

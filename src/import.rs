@@ -395,6 +395,12 @@ fn read_small(
         return Ok(Some(Item::Own));
     }
     let len = metadata.len();
+    let mut magic = [0u8; 16];
+    let start = file.read_at(&mut magic, 0)?;
+    if is_database_file(&magic[..start]) {
+        tracing::warn!(file = %path.display(), "left out: an SQLite database or journal (a backup of a replica, say), never an envelope");
+        return Ok(Some(Item::Own));
+    }
     if len > READER_MAX {
         return Ok(Some(Item::Large(path.to_path_buf())));
     }
@@ -410,6 +416,16 @@ fn read_small(
         origin: path.display().to_string(),
         decoded,
     })))
+}
+
+/// Whether a file starting with `head` is an SQLite database, WAL or rollback journal: such a
+/// file beside the replica (a backup, another program's database) is never an envelope, and
+/// may hold a copy of all its personal data.
+fn is_database_file(head: &[u8]) -> bool {
+    head.starts_with(b"SQLite format 3\0")
+        || head.starts_with(&[0x37, 0x7f, 0x06, 0x82])
+        || head.starts_with(&[0x37, 0x7f, 0x06, 0x83])
+        || head.starts_with(&[0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7])
 }
 
 /// The writer's part: reads and decodes a file up to the size limit; a file over it is not
@@ -484,11 +500,7 @@ impl OwnFiles {
         if self.dir != Some((dir_metadata.dev(), dir_metadata.ino())) || self.name.is_empty() {
             return false;
         }
-        let Some(rest) = name.strip_prefix(self.name.as_slice()) else {
-            return false;
-        };
-        matches!(rest, b"" | b"-wal" | b"-shm" | b"-journal")
-            || (rest.starts_with(b".schema") && rest.ends_with(b".bak"))
+        crate::store::is_own_file_name(&self.name, name)
     }
 
     /// The device and inode of each of them that exists now, found through the database's real

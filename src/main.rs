@@ -60,6 +60,8 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     logging::init();
     bound_the_heap();
+    // A monitoring plugin's every failure is UNKNOWN, also one to write its line.
+    let plugin = matches!(cli.command, Command::Status { check: true, .. });
     let code = match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -73,7 +75,13 @@ fn main() -> ExitCode {
         Some(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(code),
         Some(error) => {
             logging::print_error(&format!("cannot write to standard output: {error}"));
-            ExitCode::from(if code == exit::OK { exit::ERROR } else { code })
+            ExitCode::from(if plugin {
+                monitor::State::Unknown.exit_code()
+            } else if code == exit::OK {
+                exit::ERROR
+            } else {
+                code
+            })
         }
         None => ExitCode::from(code),
     }
@@ -161,6 +169,18 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Import { paths, source } => {
             let mut store = Store::open(&config.database)?;
+            // One run of a source at a time, as `sync` does for a feed: two would record each
+            // other's counts and take each other for killed.
+            let _lock = match beskedhent::sync::FeedLock::acquire(&config.database, &source) {
+                Ok(lock) => lock,
+                Err(beskedhent::sync::LockError::Held { holder, path, .. }) => {
+                    logging::print_error(&format!(
+                        "source `{source}` is being written by another beskedhent run ({holder}, lock file `{path}`); wait for it to finish, or import under another --source"
+                    ));
+                    return Ok(exit::LOCKED);
+                }
+                Err(error) => return Err(error.into()),
+            };
             store.record_events(notify::rules(config.notify.as_ref()));
             let summary = import::import(&mut store, &config.decoder(), &paths, &source)?;
             beskedhent::sayln!("{}", summary.line());

@@ -188,6 +188,22 @@ pub const RAW_PREFIX_BYTES: u64 = 1024 * 1024;
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
+/// Whether `name` is, beside a database file named `database`, one of the replica's own files:
+/// the database itself, the journal, WAL and shared memory SQLite gives it, the copies kept
+/// before a schema upgrade (`.schemaN.bak`), and the lock files of its feeds and import
+/// sources (`-NAME.lock`).
+pub fn is_own_file_name(database: &[u8], name: &[u8]) -> bool {
+    if database.is_empty() {
+        return false;
+    }
+    let Some(rest) = name.strip_prefix(database) else {
+        return false;
+    };
+    matches!(rest, b"" | b"-wal" | b"-shm" | b"-journal")
+        || (rest.starts_with(b".schema") && rest.ends_with(b".bak"))
+        || (rest.len() > b"-.lock".len() && rest.starts_with(b"-") && rest.ends_with(b".lock"))
+}
+
 /// Database page size in bytes, for new databases.
 const PAGE_SIZE: i64 = 8 * 1024;
 /// Page cache of a connection, in KiB.
@@ -465,13 +481,30 @@ impl Store {
         Store::open(path)
     }
 
-    /// True for a database with tables but no beskedhent schema version: another program's.
+    /// True for a database with tables but not a beskedhent replica's: another program's
+    /// (whatever its `user_version` says; many programs set one).
     fn foreign(&self) -> Result<bool> {
-        let version = self.schema_version()?;
         let objects: i64 =
             self.conn
                 .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))?;
-        Ok(version == 0 && objects > 0)
+        Ok(objects > 0 && !self.is_replica()?)
+    }
+
+    /// True when the database has a beskedhent schema version and the tables every version
+    /// has: `message` (with its key and envelope) and `cursor`.
+    fn is_replica(&self) -> Result<bool> {
+        if self.schema_version()? < 1 {
+            return Ok(false);
+        }
+        let shape: i64 = self.conn.query_row(
+            "SELECT (SELECT count(*) FROM pragma_table_info('message')
+                     WHERE name IN ('seq', 'besked_id', 'kind', 'envelope'))
+                  + (SELECT count(*) FROM pragma_table_info('cursor')
+                     WHERE name IN ('source', 'last_seq'))",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(shape == 6)
     }
 
     /// Opens an existing database read-only, for commands that only read (`status`): a mistyped
@@ -498,15 +531,10 @@ impl Store {
         let version = store
             .schema_version()
             .map_err(|error| name_database(error, path))?;
-        let has_messages: bool = store
-            .conn
-            .query_row(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'message'",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(|error| name_database(error.into(), path))?;
-        if version < 1 || !has_messages {
+        if !store
+            .is_replica()
+            .map_err(|error| name_database(error, path))?
+        {
             bail!(
                 "`{}` is not a beskedhent database; check `database` in the configuration",
                 path.display()

@@ -2,6 +2,7 @@
 //! `sync` writes (it copies one snapshot, in a read transaction a writer does not wait for).
 
 use std::fs::OpenOptions;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -43,31 +44,32 @@ impl Store {
                 dest.display()
             );
         }
-        // The names SQLite gives the replica's own files beside it: a file there would be
-        // taken for the replica's journal, WAL or shared memory.
-        if let (Some(name), Some(own)) = (dest.file_name(), self.path.file_name()) {
-            let same_dir = match (dest.parent(), self.path.parent()) {
-                (Some(a), Some(b)) => {
-                    let real = |dir: &Path| {
-                        let dir = if dir.as_os_str().is_empty() {
-                            Path::new(".")
-                        } else {
-                            dir
-                        };
-                        std::fs::canonicalize(dir).ok()
-                    };
-                    real(a).is_some() && real(a) == real(b)
-                }
-                _ => false,
+        // The names of the replica's own files beside it, beside the path configured and beside
+        // the real file it may link to: SQLite would take a file there for the replica's
+        // journal, WAL or shared memory, and a feed's run would write its pid into a lock file.
+        if let Some(name) = dest.file_name() {
+            let real_dir = |dir: Option<&Path>| {
+                let dir = match dir {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir,
+                    _ => Path::new("."),
+                };
+                std::fs::canonicalize(dir).ok()
             };
-            let own = own.to_string_lossy();
-            if same_dir
-                && ["-journal", "-wal", "-shm"]
-                    .iter()
-                    .any(|suffix| name.to_string_lossy() == format!("{own}{suffix}"))
-            {
+            let dest_dir = real_dir(dest.parent());
+            let databases = [
+                Some(self.path.clone()),
+                std::fs::canonicalize(&self.path).ok(),
+            ];
+            let own = databases.iter().flatten().any(|database| {
+                database.file_name().is_some_and(|own| {
+                    dest_dir.is_some()
+                        && real_dir(database.parent()) == dest_dir
+                        && super::is_own_file_name(own.as_bytes(), name.as_bytes())
+                })
+            });
+            if own {
                 bail!(
-                    "`{}` is the name of one of the replica's own files (SQLite would take it for the replica's journal); choose another name",
+                    "`{}` is the name of one of the replica's own files (SQLite would take it for the replica's journal, or a run for its lock); choose another name",
                     dest.display()
                 );
             }

@@ -360,42 +360,58 @@ impl Store {
                 delete_ids(tx, "DELETE FROM notification WHERE id = ?1", chunk)
             })?;
         }
-        // Texts that may name the number: found by a scan outside any write transaction,
-        // then changed row by row in batches (a scan inside one would hold up `sync`).
-        const TEXTS: &[(&str, &[&str])] = &[
-            ("run", &["error"]),
-            ("cursor", &["run_error"]),
-            ("message", &["origin"]),
-            // Free text of statuses, should a sender have put the number there.
-            (
-                "print_status",
-                &["fejl_tekst", "bruger_navn", "enhed_tekst"],
-            ),
-            ("letter", &["fejl_tekst"]),
-        ];
-        for (table, columns) in TEXTS {
+        // Every text of every table that may name the number (identifiers too: a sender may
+        // have put it in a letter's id), found by one scan per table outside any write
+        // transaction, then changed row by row in batches (a scan inside one would hold up
+        // `sync`). Its digits become asterisks and its separators stay, so two texts that
+        // differed only in how they wrote the number still differ.
+        let forms: Vec<&[u8]> = party.forms.iter().map(|form| form.as_bytes()).collect();
+        let masked: Vec<String> = party
+            .forms
+            .iter()
+            .map(|form| {
+                form.chars()
+                    .map(|c| if c.is_ascii_digit() { '*' } else { c })
+                    .collect()
+            })
+            .collect();
+        for (table, columns) in text_columns(&self.conn)? {
             let condition = columns
                 .iter()
-                .map(|column| format!("instr({column}, ?1) > 0"))
+                .flat_map(|column| {
+                    (1..=forms.len())
+                        .map(move |n| format!("instr(CAST({column} AS BLOB), ?{n}) > 0"))
+                })
                 .collect::<Vec<_>>()
                 .join(" OR ");
-            let rows = named(
-                &self.conn,
-                &format!("SELECT rowid FROM {table} WHERE {condition}"),
-            )?;
+            let rows: Vec<i64> = {
+                let mut statement = self
+                    .conn
+                    .prepare(&format!("SELECT rowid FROM \"{table}\" WHERE {condition}"))?;
+                let rows = statement.query_map(params_from_iter(&forms), |row| row.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
             let assignments = columns
                 .iter()
-                .map(|column| format!("{column} = replace({column}, ?2, ?3)"))
+                .map(|column| {
+                    let replaced = (0..forms.len()).fold(column.clone(), |text, n| {
+                        format!("replace({text}, ?{}, ?{})", 2 * n + 2, 2 * n + 3)
+                    });
+                    format!("{column} = {replaced}")
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
-            let sql = format!("UPDATE {table} SET {assignments} WHERE rowid = ?1");
+            let sql = format!("UPDATE \"{table}\" SET {assignments} WHERE rowid = ?1");
             for chunk in rows.chunks(BATCH) {
                 forgotten.texts += write(&mut self.conn, |tx| {
                     let mut statement = tx.prepare_cached(&sql)?;
                     for rowid in chunk {
-                        for form in &party.forms {
-                            statement.execute(params![rowid, form, "*".repeat(form.len())])?;
+                        let mut values: Vec<&dyn rusqlite::ToSql> = vec![rowid];
+                        for (form, mask) in party.forms.iter().zip(&masked) {
+                            values.push(form);
+                            values.push(mask);
                         }
+                        statement.execute(&*values)?;
                     }
                     Ok(chunk.len() as u64)
                 })?;
@@ -404,6 +420,40 @@ impl Store {
         forgotten.wal_truncated = truncate_wal(&self.conn, std::time::Duration::from_secs(5))?;
         Ok(forgotten)
     }
+}
+
+/// Every table of the replica with its text columns (declared `TEXT`, or with no type), as
+/// the schema says now, so a column added later is searched too.
+fn text_columns(conn: &Connection) -> Result<Vec<(String, Vec<String>)>> {
+    let tables: Vec<String> = {
+        let mut statement = conn.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+             ORDER BY name",
+        )?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut found = Vec::new();
+    for table in tables {
+        let mut statement =
+            conn.prepare("SELECT name, upper(type) FROM pragma_table_info(?1) ORDER BY cid")?;
+        let columns: Vec<String> = statement
+            .query_map([&table], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?
+            .filter_map(|column| match column {
+                Ok((name, kind)) if kind.contains("TEXT") || kind.is_empty() => {
+                    Some(Ok(format!("\"{}\"", name.replace('"', "\"\""))))
+                }
+                Ok(_) => None,
+                Err(error) => Some(Err(error)),
+            })
+            .collect::<rusqlite::Result<_>>()?;
+        if !columns.is_empty() {
+            found.push((table, columns));
+        }
+    }
+    Ok(found)
 }
 
 /// Runs `step` in its own transaction until it reports 0 rows; returns the sum.

@@ -904,4 +904,70 @@ fn the_replicas_own_files_are_never_imported() {
         3,
         "{stderr}"
     );
+
+    // Nor is any other SQLite database (a backup kept beside the replica, another program's),
+    // which may hold a copy of all its personal data.
+    let backups = install.path("backups");
+    std::fs::create_dir(&backups).expect("mkdir");
+    let backup = backups.join("backup-2026-11-28.db");
+    let (code, _, stderr) = outcome(&install.run(&["backup", backup.to_str().expect("utf-8")]));
+    assert_eq!(code, 0, "{stderr}");
+    rusqlite::Connection::open(backups.join("small.db"))
+        .and_then(|db| db.execute_batch("CREATE TABLE t (x)"))
+        .expect("small database");
+    let (code, stdout, stderr) =
+        outcome(&install.run(&["import", backups.to_str().expect("utf-8")]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("imported 0 files: 0 new, 0 duplicates, 0 rejected"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr.matches("left out: an SQLite database").count(),
+        2,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn one_import_of_a_source_at_a_time() {
+    let install = Install::new("");
+    let good = fixtures().join("good");
+    let (code, _, stderr) = outcome(&install.run(&["import", good.to_str().expect("utf-8")]));
+    assert_eq!(code, 0, "{stderr}");
+    // Another run of the source holds its lock: this one leaves the replica alone (exit 5),
+    // so neither takes the other for killed nor counts the other's messages.
+    let lock = beskedhent::sync::FeedLock::acquire(&install.db_path(), "import").expect("lock");
+    let runs = value::<i64>(&install.db(), "SELECT count(*) FROM run");
+    let (code, _, stderr) = outcome(&install.run(&["import", good.to_str().expect("utf-8")]));
+    assert_eq!(code, 5, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "source `import` is being written by another beskedhent run (pid {}",
+            std::process::id()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        value::<i64>(&install.db(), "SELECT count(*) FROM run"),
+        runs
+    );
+    // Another source is another lock.
+    let (code, _, stderr) = outcome(&install.run(&[
+        "import",
+        "--source",
+        "archive",
+        good.to_str().expect("utf-8"),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    drop(lock);
+    let (code, _, stderr) = outcome(&install.run(&["import", good.to_str().expect("utf-8")]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        rows(
+            &install.db(),
+            "SELECT source || ' ' || status FROM run ORDER BY id"
+        ),
+        ["import ok", "archive ok", "import ok"]
+    );
 }

@@ -248,6 +248,17 @@ fn forget_erases_a_party_from_the_files_bytes() {
         ),
     )
     .expect("write");
+    // A status whose letter id (and so the letter's key, its transmission and correlation
+    // ids) is the number.
+    std::fs::write(
+        payload_only.join("letter.xml"),
+        beskedhent::sample::status_envelope_with(
+            "e1000000-0000-4000-8000-0000000000b3",
+            "010170-1234",
+            &beskedhent::sample::Status::SENT,
+        ),
+    )
+    .expect("write");
     outcome(&install.run(&["import", payload_only.to_str().expect("utf-8")]));
     // A refused message that names the party, one whose file name does, and one that does
     // not.
@@ -302,7 +313,16 @@ fn forget_erases_a_party_from_the_files_bytes() {
             &db,
             "SELECT (envelope_pruned_at IS NOT NULL) || ' ' || fejl_tekst FROM message JOIN print_status USING (seq) WHERE message.besked_id = 'e1000000-0000-4000-8000-0000000000b1'"
         ),
-        ["1 Modtager *********** er fritaget"]
+        ["1 Modtager ******-**** er fritaget"]
+    );
+    // The letter named by the number keeps its statuses under the masked id.
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT letter.message_uuid || ' ' || statuses || ' ' || print_status.transmission_id FROM letter JOIN print_status USING (seq)
+             WHERE print_status.besked_id = 'e1000000-0000-4000-8000-0000000000b3'"
+        ),
+        ["******-**** 1 ******-****"]
     );
     outcome(&install.run(&["reprocess"]));
     assert_eq!(occurrences(&install, "010170-1234"), Vec::<String>::new());
@@ -358,9 +378,12 @@ fn forget_erases_a_party_from_the_files_bytes() {
     assert!(stdout.starts_with("nothing in "), "{stdout}");
     assert_eq!(occurrences(&install, "0202802345"), Vec::<String>::new());
 
-    let (code, _, stderr) = outcome(&install.run(&["forget", "12345"]));
-    assert_eq!(code, 1);
-    assert!(stderr.contains("is not a CPR number"), "{stderr}");
+    // A number of the wrong form is a usage error (exit 2).
+    for party in ["12345", "", "0101701234x"] {
+        let (code, _, stderr) = outcome(&install.run(&["forget", party]));
+        assert_eq!(code, 2, "{party}: {stderr}");
+        assert!(stderr.contains("is not a CPR number"), "{stderr}");
+    }
     // The installation's own CVR is in every envelope: refused, not a wipe.
     install.append_config("\n[[feed]]\nname = \"status\"\ndueslag = \"x\"\ncvr = \"55133018\"\n");
     let (code, _, stderr) = outcome(&install.run(&["forget", "55133018"]));
@@ -676,32 +699,41 @@ fn operations_mistakes_are_refused_plainly() {
         assert!(!elsewhere.path("replica.db").exists(), "{args:?}");
     }
 
-    // Nor is another program's database, or an empty file, taken for one.
-    let foreign = Install::new(TYPES);
-    foreign.append_config("\n[retention]\nrun_days = 30\n");
-    rusqlite::Connection::open(foreign.path("replica.db"))
-        .and_then(|db| db.execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY)"))
-        .expect("foreign database");
-    for args in [
-        &["forget", "0101701234"][..],
-        &["reprocess"],
-        &["prune"],
-        &["init"],
-        &["import", "/nonexistent"],
-        &["status"],
-    ] {
-        let (code, _, stderr) = outcome(&foreign.run(args));
-        assert_eq!(code, 1, "{args:?}: {stderr}");
-        assert!(
-            stderr.contains("another program") || stderr.contains("not a beskedhent database"),
-            "{args:?}: {stderr}"
+    // Nor is another program's database, or an empty file, taken for one, whatever schema
+    // version it sets for itself.
+    for version in [0, 3, 5] {
+        let foreign = Install::new(TYPES);
+        foreign.append_config("\n[retention]\nrun_days = 30\n");
+        rusqlite::Connection::open(foreign.path("replica.db"))
+            .and_then(|db| {
+                db.execute_batch(&format!(
+                    "CREATE TABLE customers (id INTEGER PRIMARY KEY); PRAGMA user_version = {version};"
+                ))
+            })
+            .expect("foreign database");
+        let before = std::fs::read(foreign.path("replica.db")).expect("read");
+        for args in [
+            &["forget", "0101701234"][..],
+            &["reprocess"],
+            &["prune"],
+            &["init"],
+            &["import", "/nonexistent"],
+            &["status"],
+        ] {
+            let (code, _, stderr) = outcome(&foreign.run(args));
+            assert_eq!(code, 1, "{version} {args:?}: {stderr}");
+            assert!(
+                stderr.contains("another program") || stderr.contains("not a beskedhent database"),
+                "{version} {args:?}: {stderr}"
+            );
+        }
+        assert_eq!(
+            std::fs::read(foreign.path("replica.db")).expect("read"),
+            before,
+            "nothing was written into it (version {version})"
         );
+        assert!(!foreign.path("replica.db-wal").exists());
     }
-    assert_eq!(
-        rows(&foreign.db(), "SELECT name FROM sqlite_master"),
-        ["customers"],
-        "nothing was written into it"
-    );
     std::fs::write(elsewhere.path("replica.db"), b"").expect("empty file");
     let (code, _, stderr) = outcome(&elsewhere.run(&["forget", "0101701234"]));
     assert_eq!(code, 1, "{stderr}");
@@ -716,11 +748,35 @@ fn operations_mistakes_are_refused_plainly() {
         "{stderr}"
     );
     assert!(!Path::new(&journal).exists());
+    // Nor where a feed's or an import's run keeps its lock, nor beside the real file when
+    // `database` is a symbolic link to it.
+    let lock = format!("{}-status.lock", install.db_path().display());
+    let (code, _, stderr) = outcome(&install.run(&["backup", &lock]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("one of the replica's own files"),
+        "{stderr}"
+    );
+    assert!(!Path::new(&lock).exists());
+    let linked = Install::new(TYPES);
+    std::os::unix::fs::symlink(install.db_path(), linked.path("link.db")).expect("link");
+    std::fs::write(
+        linked.config(),
+        format!("database = \"{}\"\n", linked.path("link.db").display()),
+    )
+    .expect("config");
+    let (code, _, stderr) = outcome(&linked.run(&["backup", &journal]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("one of the replica's own files"),
+        "{stderr}"
+    );
+    assert!(!Path::new(&journal).exists());
 
     // `forget`: an impossible date is refused; a number stored nowhere changes nothing, and
     // says so.
     let (code, _, stderr) = outcome(&install.run(&["forget", "3201701234"]));
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(stderr.contains("must be a date"), "{stderr}");
     let (code, stdout, _) = outcome(&install.run(&["forget", "0101701235"]));
     assert_eq!(code, 0);
@@ -753,7 +809,13 @@ fn operations_mistakes_are_refused_plainly() {
 
     // Output that cannot be written is an error said on standard error, never a panic; a
     // reader that goes away early is not.
-    for args in [&["status"][..], &["status", "--json"], &["letters"]] {
+    // As a monitoring plugin, that is UNKNOWN (3) like any failure of the plugin.
+    for (args, expected) in [
+        (&["status"][..], 1),
+        (&["status", "--json"], 1),
+        (&["letters"], 1),
+        (&["status", "--check"], 3),
+    ] {
         let output = Command::new(BIN)
             .arg("--config")
             .arg(install.config())
@@ -762,7 +824,7 @@ fn operations_mistakes_are_refused_plainly() {
             .output()
             .expect("run");
         let (code, _, stderr) = outcome(&output);
-        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert_eq!(code, expected, "{args:?}: {stderr}");
         assert!(
             stderr.contains("cannot write to standard output: No space left on device"),
             "{args:?}: {stderr}"
