@@ -466,8 +466,13 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
-                "configuration file `{}` not found; pass --config PATH or set BESKEDHENT_CONFIG",
-                path.display()
+                "configuration file `{}` not found{}; pass --config PATH or set BESKEDHENT_CONFIG",
+                path.display(),
+                if path == Path::new("config.toml") {
+                    format!(" (nor `{}`)", crate::cli::SYSTEM_CONFIG)
+                } else {
+                    String::new()
+                }
             ),
             Err(error) => {
                 return Err(error)

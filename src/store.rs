@@ -193,14 +193,24 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 /// before a schema upgrade (`.schemaN.bak`), and the lock files of its feeds and import
 /// sources (`-NAME.lock`).
 pub fn is_own_file_name(database: &[u8], name: &[u8]) -> bool {
+    is_claimed_file_name(database, name)
+        || name.strip_prefix(database).is_some_and(|rest| {
+            !database.is_empty()
+                && (rest.is_empty() || (rest.starts_with(b".schema") && rest.ends_with(b".bak")))
+        })
+}
+
+/// Whether `name`, beside a database file named `database`, is a name that SQLite or a run
+/// of beskedhent writes to by itself: the journal, WAL and shared memory, and the lock files
+/// of feeds and import sources. A file put there would be taken for one of them.
+pub fn is_claimed_file_name(database: &[u8], name: &[u8]) -> bool {
     if database.is_empty() {
         return false;
     }
     let Some(rest) = name.strip_prefix(database) else {
         return false;
     };
-    matches!(rest, b"" | b"-wal" | b"-shm" | b"-journal")
-        || (rest.starts_with(b".schema") && rest.ends_with(b".bak"))
+    matches!(rest, b"-wal" | b"-shm" | b"-journal")
         || (rest.len() > b"-.lock".len() && rest.starts_with(b"-") && rest.ends_with(b".lock"))
 }
 
@@ -213,9 +223,11 @@ const CACHE_KIB: u32 = 4 * 1024;
 const IMPORT_CACHE_KIB: u32 = 16 * 1024;
 /// Page cache of a feed's writer in `sync`, in KiB, when `max_message_bytes` is at most
 /// [`PULL_CACHE_AT_BYTES`]; smaller in proportion above it (never under [`CACHE_KIB`]), since
-/// the unacknowledged window of large messages takes more memory besides.
+/// the unacknowledged window of large messages takes more memory besides: at the default
+/// limit of 64 KiB it is 4 MiB, which keeps a window full of the largest messages a few MiB
+/// within the bound.
 const PULL_CACHE_KIB: u32 = 8 * 1024;
-const PULL_CACHE_AT_BYTES: u64 = 64 * 1024;
+const PULL_CACHE_AT_BYTES: u64 = 32 * 1024;
 /// WAL bytes after which a commit checkpoints: 32 MiB.
 const CHECKPOINT_BYTES: i64 = 32 * 1024 * 1024;
 /// The same for a feed's writer in `sync`: 256 MiB. Every batch dirties randomly placed
@@ -1827,10 +1839,22 @@ fn name_database(error: anyhow::Error, path: &Path) -> anyhow::Error {
                 if matches!(failure.code, rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
         )
     });
+    let full = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DiskFull
+        )
+    });
     if read_only {
         let path = path.display();
         error.context(format!(
             "database `{path}` cannot be written: this user must be able to write `{path}`, `{path}-wal`, `{path}-shm` and their directory (check owners and modes, e.g. after running beskedhent as another user)"
+        ))
+    } else if full {
+        error.context(format!(
+            "database `{}`: its file system is full; free space there and run again (what failed to be written was not kept, and `sync` did not acknowledge it)",
+            path.display()
         ))
     } else {
         error.context(format!("database `{}`", path.display()))
@@ -2136,15 +2160,16 @@ mod tests {
         store.tune_for_pull(64 * 1024).expect("tune");
         // The feed syncs each commit itself (WalFlusher) while it writes the next.
         assert_eq!(pragma("synchronous"), 1, "NORMAL");
-        assert_eq!(pragma("cache_size"), -8 * 1024);
+        assert_eq!(pragma("cache_size"), -4 * 1024);
         assert_eq!(pragma("wal_autocheckpoint"), 256 * 1024 * 1024 / PAGE_SIZE);
         assert_eq!(pragma("journal_size_limit"), 256 * 1024 * 1024);
         store.tune_for_pull(1024 * 1024).expect("tune");
         assert_eq!(pragma("cache_size"), -4 * 1024);
         // The cache shrinks as messages may grow, never under the default.
         assert_eq!(pull_cache_kib(1), 8 * 1024);
-        assert_eq!(pull_cache_kib(96 * 1024), 5461);
-        assert_eq!(pull_cache_kib(128 * 1024), 4 * 1024);
+        assert_eq!(pull_cache_kib(32 * 1024), 8 * 1024);
+        assert_eq!(pull_cache_kib(48 * 1024), 5461);
+        assert_eq!(pull_cache_kib(64 * 1024), 4 * 1024);
         assert_eq!(pull_cache_kib(usize::MAX), 4 * 1024);
         store.set_durability(Durability::Normal).expect("normal");
         store.tune_for_import(1024 * 1024).expect("import");
@@ -2156,6 +2181,24 @@ mod tests {
         assert_eq!(pragma("cache_size"), -16 * 1024);
         assert_eq!(pragma("wal_autocheckpoint"), 512 * 1024 * 1024 / PAGE_SIZE);
         assert_eq!(pragma("journal_size_limit"), 512 * 1024 * 1024);
+    }
+
+    #[test]
+    fn a_full_disk_is_named_with_what_to_do() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        let text = format!(
+            "{:#}",
+            name_database(full.into(), Path::new("/var/lib/beskedhent/replica.db"))
+        );
+        assert!(
+            text.starts_with(
+                "database `/var/lib/beskedhent/replica.db`: its file system is full; free space there"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl Store {
                 database.file_name().is_some_and(|own| {
                     dest_dir.is_some()
                         && real_dir(database.parent()) == dest_dir
-                        && super::is_own_file_name(own.as_bytes(), name.as_bytes())
+                        && super::is_claimed_file_name(own.as_bytes(), name.as_bytes())
                 })
             });
             if own {

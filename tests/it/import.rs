@@ -1,6 +1,7 @@
 //! `init`, `import` and `status` end to end, over the fixtures and generated envelopes.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -485,6 +486,26 @@ fn config_errors_name_the_file_and_key() {
         stderr.contains("not found; pass --config PATH or set BESKEDHENT_CONFIG"),
         "{stderr}"
     );
+    // Without --config, where neither place has one, both places are named.
+    let nowhere = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(BIN)
+        .arg("status")
+        .current_dir(nowhere.path())
+        .env_remove("BESKEDHENT_CONFIG")
+        .output()
+        .expect("run");
+    let (code, _, stderr) = outcome(&output);
+    assert_eq!(code, 1, "{stderr}");
+    if !Path::new(beskedhent::cli::SYSTEM_CONFIG).exists() {
+        assert!(
+            stderr.contains(
+                "configuration file `config.toml` not found (nor `/etc/beskedhent/config.toml`)"
+            ),
+            "{stderr}"
+        );
+    } else {
+        assert!(!stderr.contains("`config.toml` not found"), "{stderr}");
+    }
 }
 
 #[test]
