@@ -12,8 +12,22 @@ use std::fmt::Write as _;
 /// The most bytes [`clean_reason`] keeps of a reason (before its cut marker).
 pub const REASON_MAX_BYTES: usize = 1024;
 
-/// The separators allowed between the date part and the serial of a CPR number.
-const SERIAL_SEPARATORS: [u8; 4] = [b'-', b'/', b' ', b'.'];
+/// The separators allowed between the date part and the serial of a CPR number: `-`, `/`, a
+/// space, `.`, and what word processors put in their place (a no-break or narrow no-break
+/// space, the Unicode hyphens and dashes, the minus sign). `forget` looks for each of them.
+pub const SERIAL_SEPARATORS: [&str; 12] = [
+    "-", "/", " ", ".", "\u{a0}", "\u{202f}", "\u{2010}", "\u{2011}", "\u{2012}", "\u{2013}",
+    "\u{2014}", "\u{2212}",
+];
+
+/// The length in bytes of the serial separator at `at`, if there is one.
+fn separator_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let rest = bytes.get(at..)?;
+    SERIAL_SEPARATORS
+        .iter()
+        .find(|separator| rest.starts_with(separator.as_bytes()))
+        .map(|separator| separator.len())
+}
 
 /// [`mask_cpr`], as a `String`: the serial part of every CPR number in `text` masked.
 pub fn mask_cpr_in(text: &str) -> String {
@@ -114,10 +128,7 @@ fn cpr_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
     if !(matches!(day, 1..=31 | 61..=91) && matches!(month, 1..=12)) {
         return None;
     }
-    let serial = match bytes.get(date_end) {
-        Some(separator) if SERIAL_SEPARATORS.contains(separator) => date_end + 1,
-        _ => date_end,
-    };
+    let serial = date_end + separator_at(bytes, date_end).unwrap_or(0);
     (digits(serial, 4) && ends_alone(bytes, serial + 4)).then_some((serial, serial + 4))
 }
 
@@ -151,14 +162,16 @@ fn labelled_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
     let end = if first > 6 {
         number + first
     } else {
-        let separated = bytes
-            .get(number + 6)
-            .is_some_and(|b| SERIAL_SEPARATORS.contains(b));
-        let second = if separated { run(number + 7) } else { 0 };
+        let separator = separator_at(bytes, number + 6).unwrap_or(0);
+        let second = if separator > 0 {
+            run(number + 6 + separator)
+        } else {
+            0
+        };
         if second == 0 {
             return None;
         }
-        number + 7 + second
+        number + 6 + separator + second
     };
     let uuid_goes_on =
         bytes.get(end) == Some(&b'-') && bytes.get(end + 1).is_some_and(u8::is_ascii_alphanumeric);
@@ -296,6 +309,12 @@ mod tests {
             ("251248 9996", "251248 ****"),
             ("251248/9996", "251248/****"),
             ("251248.9996", "251248.****"),
+            // What word processors write in place of a hyphen or a space.
+            ("251248\u{a0}9996", "251248\u{a0}****"),
+            ("251248\u{2013}9996", "251248\u{2013}****"),
+            ("251248\u{2010}9996", "251248\u{2010}****"),
+            ("251248\u{2212}9996", "251248\u{2212}****"),
+            ("cpr 251248\u{2013}99961", "cpr 251248\u{2013}*****"),
             ("25.12.48-9996", "25.12.48-****"),
             ("25-12-48-9996", "25-12-48-****"),
             ("25.12.48 9996", "25.12.48 ****"),

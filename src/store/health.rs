@@ -58,10 +58,11 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Refused messages received at or after `since`.
+    /// Refused messages received at or after `since` that are still refused (not taken in
+    /// since by `reprocess`).
     pub fn rejected_since(&self, since: &str) -> Result<i64> {
         Ok(self.conn.query_row(
-            "SELECT count(*) FROM rejected WHERE received_at >= ?1",
+            "SELECT count(*) FROM rejected WHERE received_at >= ?1 AND resolved_seq IS NULL",
             [since],
             |row| row.get(0),
         )?)
@@ -83,5 +84,33 @@ impl Store {
         )?;
         let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+
+    #[test]
+    fn a_refusal_reprocess_took_in_is_no_longer_counted() {
+        let store = Store::open_in_memory().expect("store");
+        store
+            .connection()
+            .execute_batch(
+                "INSERT INTO message (seq, besked_id, kind, source, received_at, envelope)
+                     VALUES (7, 'b', 'other', 'import', '2026-11-28T10:00:00.000Z', x'00');
+                 INSERT INTO rejected (source, received_at, reason, raw_sha256, raw_size,
+                     raw_complete, raw, resolved_seq)
+                 VALUES ('import', '2026-11-28T10:00:00.000Z', 'bad', 'x', 1, 1, x'00', NULL),
+                        ('import', '2026-11-28T10:00:00.000Z', 'bad', 'y', 1, 1, x'01', 7),
+                        ('import', '2026-11-26T10:00:00.000Z', 'bad', 'z', 1, 1, x'02', NULL);",
+            )
+            .expect("rows");
+        assert_eq!(
+            store
+                .rejected_since("2026-11-27T10:00:00.000Z")
+                .expect("count"),
+            1
+        );
     }
 }

@@ -108,15 +108,15 @@ impl Party {
         let forms = if number.len() == 10 {
             // Every way of writing it that the log masking recognises.
             let (d, m, y, serial) = (&number[..2], &number[2..4], &number[4..6], &number[6..]);
-            vec![
-                number.clone(),
-                format!("{d}{m}{y}-{serial}"),
-                format!("{d}{m}{y} {serial}"),
-                format!("{d}{m}{y}/{serial}"),
-                format!("{d}{m}{y}.{serial}"),
-                format!("{d}.{m}.{y}-{serial}"),
-                format!("{d}-{m}-{y}-{serial}"),
-            ]
+            let mut forms = vec![number.clone()];
+            for separator in crate::mask::SERIAL_SEPARATORS {
+                forms.push(format!("{d}{m}{y}{separator}{serial}"));
+                forms.push(format!("{d}.{m}.{y}{separator}{serial}"));
+                forms.push(format!("{d}-{m}-{y}{separator}{serial}"));
+            }
+            forms.push(format!("{d}.{m}.{y}{serial}"));
+            forms.push(format!("{d}-{m}-{y}{serial}"));
+            forms
         } else {
             // Eight digits alone also occur inside UUIDs and other numbers (and the
             // municipality's own CVR is in every envelope): only its URN forms count.
@@ -133,15 +133,24 @@ impl Party {
     /// Whether `bytes` (an envelope) name the party: in the bytes as received, or in the
     /// decoded base64 payload.
     fn named_in(&self, bytes: &[u8]) -> bool {
-        let contains = |haystack: &[u8]| {
-            self.forms.iter().any(|form| {
-                haystack
-                    .windows(form.len())
-                    .any(|window| window == form.as_bytes())
+        self.named_in_text(bytes)
+            || crate::envelope::base64_payload(bytes)
+                .is_some_and(|payload| self.named_in_text(&payload))
+    }
+
+    /// Whether `text` holds one of the forms, in one pass: every form ends with the number's
+    /// last four digits, so only where those occur are the forms compared.
+    fn named_in_text(&self, text: &[u8]) -> bool {
+        let tail = &self.number.as_bytes()[self.number.len() - 4..];
+        text.windows(tail.len())
+            .enumerate()
+            .filter(|(_, window)| *window == tail)
+            .any(|(at, _)| {
+                let before = &text[..at + tail.len()];
+                self.forms
+                    .iter()
+                    .any(|form| before.ends_with(form.as_bytes()))
             })
-        };
-        contains(bytes)
-            || crate::envelope::base64_payload(bytes).is_some_and(|payload| contains(&payload))
     }
 }
 
@@ -365,7 +374,6 @@ impl Store {
         // transaction, then changed row by row in batches (a scan inside one would hold up
         // `sync`). Its digits become asterisks and its separators stay, so two texts that
         // differed only in how they wrote the number still differ.
-        let forms: Vec<&[u8]> = party.forms.iter().map(|form| form.as_bytes()).collect();
         let masked: Vec<String> = party
             .forms
             .iter()
@@ -376,25 +384,30 @@ impl Store {
             })
             .collect();
         for (table, columns) in text_columns(&self.conn)? {
-            let condition = columns
-                .iter()
-                .flat_map(|column| {
-                    (1..=forms.len())
-                        .map(move |n| format!("instr(CAST({column} AS BLOB), ?{n}) > 0"))
-                })
-                .collect::<Vec<_>>()
-                .join(" OR ");
             let rows: Vec<i64> = {
-                let mut statement = self
-                    .conn
-                    .prepare(&format!("SELECT rowid FROM \"{table}\" WHERE {condition}"))?;
-                let rows = statement.query_map(params_from_iter(&forms), |row| row.get(0))?;
-                rows.collect::<rusqlite::Result<_>>()?
+                let mut statement = self.conn.prepare(&format!(
+                    "SELECT rowid, {} FROM \"{table}\"",
+                    columns.join(", ")
+                ))?;
+                let mut rows = statement.query([])?;
+                let mut found = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let mut named = false;
+                    for index in 1..=columns.len() {
+                        if let rusqlite::types::ValueRef::Text(text) = row.get_ref(index)? {
+                            named |= party.named_in_text(text);
+                        }
+                    }
+                    if named {
+                        found.push(row.get(0)?);
+                    }
+                }
+                found
             };
             let assignments = columns
                 .iter()
                 .map(|column| {
-                    let replaced = (0..forms.len()).fold(column.clone(), |text, n| {
+                    let replaced = (0..party.forms.len()).fold(column.clone(), |text, n| {
                         format!("replace({text}, ?{}, ?{})", 2 * n + 2, 2 * n + 3)
                     });
                     format!("{column} = {replaced}")

@@ -248,6 +248,19 @@ fn forget_erases_a_party_from_the_files_bytes() {
         ),
     )
     .expect("write");
+    // One written with a no-break space, as word processors do.
+    std::fs::write(
+        payload_only.join("nbsp.xml"),
+        beskedhent::sample::status_envelope_with(
+            "e1000000-0000-4000-8000-0000000000b4",
+            "e1000000-0000-4000-8000-0000000000b5",
+            &beskedhent::sample::Status {
+                fejl: Some(("3", "Modtager 010170\u{a0}1234 er fritaget")),
+                ..beskedhent::sample::Status::FAILED
+            },
+        ),
+    )
+    .expect("write");
     // A status whose letter id (and so the letter's key, its transmission and correlation
     // ids) is the number.
     std::fs::write(
@@ -272,7 +285,12 @@ fn forget_erases_a_party_from_the_files_bytes() {
     .expect("write");
     std::fs::write(refused.join("b.xml"), "<Haendelsesbesked><x>other</x>").expect("write");
     outcome(&install.run(&["import", refused.to_str().expect("utf-8")]));
-    for form in ["0101701234", "010170-1234", "0202802345"] {
+    for form in [
+        "0101701234",
+        "010170-1234",
+        "010170\u{a0}1234",
+        "0202802345",
+    ] {
         assert!(!occurrences(&install, form).is_empty(), "{form} is stored");
     }
     let rejected_before = value::<i64>(&install.db(), "SELECT count(*) FROM rejected");
@@ -286,6 +304,10 @@ fn forget_erases_a_party_from_the_files_bytes() {
     // Gone from the database file and its WAL, in both forms...
     assert_eq!(occurrences(&install, "0101701234"), Vec::<String>::new());
     assert_eq!(occurrences(&install, "010170-1234"), Vec::<String>::new());
+    assert_eq!(
+        occurrences(&install, "010170\u{a0}1234"),
+        Vec::<String>::new()
+    );
     // ...while everyone else is still there.
     assert!(!occurrences(&install, "0202802345").is_empty());
     let db = install.db();
