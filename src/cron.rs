@@ -31,6 +31,18 @@ pub fn validate(expression: &str) -> Result<(), String> {
             format!("`{expression}`: the {name} field `{field}` {why} (allowed: {min}-{max})")
         })?;
     }
+    // A day of the month that no month allowed has (the 31st of February) never comes.
+    if let (Some(days), Some(months)) = (expand(fields[3], 3), expand(fields[4], 4))
+        && matches!(fields[5], "*" | "?")
+        && !months
+            .iter()
+            .any(|&month| days.iter().any(|&day| day <= days_in(month)))
+    {
+        return Err(format!(
+            "`{expression}` never runs: no month in `{}` has a day `{}`",
+            fields[4], fields[3]
+        ));
+    }
     // The scheduler's own parser has the last word (it knows extensions such as `L` and `#`).
     tokio_cron_scheduler::Job::new_async_tz(expression, chrono_tz::Europe::Copenhagen, |_, _| {
         Box::pin(async {})
@@ -81,6 +93,42 @@ fn check_field(field: &str, index: usize, min: u32, max: u32) -> Result<(), Stri
     Ok(())
 }
 
+/// The values a checked field of numbers, names, ranges and steps allows; `None` for one with
+/// extensions (`L`, `W`, `#`), left to the scheduler.
+fn expand(field: &str, index: usize) -> Option<Vec<u32>> {
+    let (_, min, max) = FIELDS[index];
+    let mut values = Vec::new();
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((range, step)) => (range, step.parse().ok()?),
+            None => (item, 1),
+        };
+        let (low, high) = if range == "*" || range == "?" {
+            (min, max)
+        } else {
+            match range.split_once('-') {
+                Some((low, high)) => (value(low, index).ok()?, value(high, index).ok()?),
+                None if item.contains('/') => (value(range, index).ok()?, max),
+                None => {
+                    let only = value(range, index).ok()?;
+                    (only, only)
+                }
+            }
+        };
+        values.extend((low..=high).step_by(step));
+    }
+    Some(values)
+}
+
+/// The most days month `month` (1-12) can have: February has 29 in a leap year.
+fn days_in(month: u32) -> u32 {
+    match month {
+        2 => 29,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 fn value(text: &str, index: usize) -> Result<u32, String> {
     if let Ok(number) = text.parse::<u32>() {
         return Ok(number);
@@ -120,6 +168,9 @@ mod tests {
             ("0 0 x * * *", "`x`, which is not a number"),
             ("0 0 1,,2 * * *", "empty list item"),
             ("0 0 */0 * * *", "step 0"),
+            ("0 0 0 31 2 *", "never runs: no month in `2` has a day `31`"),
+            ("0 0 0 30,31 FEB *", "never runs"),
+            ("0 0 0 31 4,6,9,11 *", "never runs"),
         ];
         for (expression, expected) in cases {
             let error = validate(expression).expect_err(expression);
@@ -140,6 +191,11 @@ mod tests {
             "0 0,30 * * * *",
             "0 0 12 * * 0",
             "0 0 12 * * 7",
+            // Days only some months have: they come.
+            "0 0 0 29 2 *",
+            "0 0 0 31 */2 *",
+            "0 0 0 30-31 1-2 *",
+            "0 0 0 31 2 MON",
         ] {
             validate(expression).unwrap_or_else(|error| panic!("{expression}: {error}"));
         }
