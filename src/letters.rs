@@ -139,9 +139,19 @@ pub fn render(columns: &[&str], rows: &[Vec<Value>], format: Format) -> String {
                     Json::Object(object)
                 })
                 .collect();
-            let mut text = serde_json::to_string_pretty(&array).expect("JSON of plain values");
-            text.push('\n');
-            text
+            let text = serde_json::to_string_pretty(&array).expect("JSON of plain values");
+            // Characters that could steer a terminal (C1 controls, line separators,
+            // bidirectional overrides) as `\u` escapes: the same JSON value, safe to view.
+            let mut safe = String::with_capacity(text.len() + 1);
+            for c in text.chars() {
+                if crate::mask::is_control(c) && !c.is_ascii() {
+                    safe.push_str(&format!("\\u{:04x}", u32::from(c)));
+                } else {
+                    safe.push(c);
+                }
+            }
+            safe.push('\n');
+            safe
         }
         Format::Csv => {
             let mut out = String::new();
@@ -414,5 +424,20 @@ mod tests {
         let parsed: Json = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed[0]["y"], "say \"hi\"\nbye");
         assert_eq!(parsed[0]["z"], Json::Null);
+        // A value that could steer a terminal is escaped in JSON, and means the same.
+        let rows = vec![vec![Value::Text("a\u{9b}2J\u{202e}b".into())]];
+        let json = render(&["x"], &rows, Format::Json);
+        assert!(json.contains("a\\u009b2J\\u202eb"), "{json}");
+        assert!(
+            !json.contains('\u{9b}') && !json.contains('\u{202e}'),
+            "{json}"
+        );
+        let parsed: Json = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed[0]["x"], "a\u{9b}2J\u{202e}b");
+        let table = render(&["x"], &rows, Format::Table);
+        assert!(
+            !table.contains('\u{9b}') && !table.contains('\u{202e}'),
+            "{table}"
+        );
     }
 }

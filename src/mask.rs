@@ -179,7 +179,7 @@ fn labelled_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
 }
 
 /// Whether `c` is written as an escape by [`escape_controls`].
-fn is_control(c: char) -> bool {
+pub(crate) fn is_control(c: char) -> bool {
     matches!(c,
         // C0, DEL and C1.
         '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
