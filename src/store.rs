@@ -20,6 +20,7 @@ use crate::message::{Detail, Message, Rejection};
 mod backup;
 mod health;
 mod retention;
+mod search;
 
 use crate::payload::post_status::PostStatus;
 pub use backup::{BackedUp, SKIP_UPGRADE_BACKUP_ENV, temporary_beside};

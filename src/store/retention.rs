@@ -6,8 +6,9 @@
 //! and truncated, so that the erased bytes are gone from `-wal` as well.
 
 use anyhow::{Result, bail};
-use rusqlite::{Connection, TransactionBehavior, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use serde::Serialize;
+use sha2::Digest as _;
 
 use super::Store;
 use crate::config::RetentionConfig;
@@ -126,32 +127,97 @@ impl Party {
     }
 }
 
-/// Refused messages up to this size are decoded when `forget` looks for a number in them.
-const DECODE_REFUSED_MAX: i64 = 1024 * 1024;
+/// Refused messages are searched in windows of this many bytes (overlapping by
+/// [`WINDOW_OVERLAP`]), so that one of any size is searched with bounded memory.
+const WINDOW: usize = 1024 * 1024;
+const WINDOW_OVERLAP: usize = 64 * 1024;
 
 impl Party {
-    /// Whether `bytes` (an envelope) name the party: in the bytes as received, or in the
-    /// decoded base64 payload.
-    fn named_in(&self, bytes: &[u8]) -> bool {
-        self.named_in_text(bytes)
-            || crate::envelope::base64_payload(bytes)
-                .is_some_and(|payload| self.named_in_text(&payload))
+    /// Whether `bytes` (an envelope, or a window of a refused message) name the party: as
+    /// received, as the XML reads (references, comments, CDATA), or in any base64 in them,
+    /// decoded (see [`super::search`]). `every_alignment` for bytes that may be broken or cut.
+    fn named_in(&self, bytes: &[u8], every_alignment: bool) -> bool {
+        super::search::any_view(bytes, every_alignment, &mut |view| self.named_in_text(view))
     }
 
-    /// Whether `text` holds one of the forms, in one pass: every form ends with the number's
-    /// last four digits, so only where those occur are the forms compared.
+    /// Whether `text` holds one of the forms, not within a longer run of digits, in one pass:
+    /// every form ends with the number's last four digits, so only where those occur are the
+    /// forms compared.
     fn named_in_text(&self, text: &[u8]) -> bool {
-        let tail = &self.number.as_bytes()[self.number.len() - 4..];
-        text.windows(tail.len())
-            .enumerate()
-            .filter(|(_, window)| *window == tail)
-            .any(|(at, _)| {
-                let before = &text[..at + tail.len()];
-                self.forms
-                    .iter()
-                    .any(|form| before.ends_with(form.as_bytes()))
-            })
+        self.occurrences(text).next().is_some()
     }
+
+    /// Where the forms occur in `text`, as byte ranges in order (a form found is skipped
+    /// over), each neither preceded nor followed by an ASCII digit.
+    fn occurrences<'a>(&'a self, text: &'a [u8]) -> impl Iterator<Item = (usize, usize)> + 'a {
+        let tail = &self.number.as_bytes()[self.number.len() - 4..];
+        let mut from = 0;
+        std::iter::from_fn(move || {
+            while from + tail.len() <= text.len() {
+                let at = from;
+                from += 1;
+                if &text[at..at + tail.len()] != tail {
+                    continue;
+                }
+                let end = at + tail.len();
+                if text.get(end).is_some_and(u8::is_ascii_digit) {
+                    continue;
+                }
+                let before = &text[..end];
+                let start = self
+                    .forms
+                    .iter()
+                    .filter(|form| before.ends_with(form.as_bytes()))
+                    .map(|form| end - form.len())
+                    .find(|&start| start == 0 || !text[start - 1].is_ascii_digit());
+                if let Some(start) = start {
+                    from = end;
+                    return Some((start, end));
+                }
+            }
+            None
+        })
+    }
+
+    /// `text` with the number's digits replaced by `*` wherever it occurs (its separators
+    /// kept), each occurrence followed by `#` and `tag`; `None` when it does not occur.
+    fn masked(&self, text: &str, tag: &str) -> Option<String> {
+        let mut out = String::with_capacity(text.len() + tag.len() + 1);
+        let mut done = 0;
+        for (start, end) in self.occurrences(text.as_bytes()) {
+            out.push_str(&text[done..start]);
+            out.extend(
+                text[start..end]
+                    .chars()
+                    .map(|c| if c.is_ascii_digit() { '*' } else { c }),
+            );
+            out.push('#');
+            out.push_str(tag);
+            done = end;
+        }
+        (done > 0).then(|| {
+            out.push_str(&text[done..]);
+            out
+        })
+    }
+}
+
+/// A tag that tells one `forget` run's masks from every other's, so that identifiers that
+/// named different people (or the same text written before) never become equal: eight hex
+/// digits from the system's random source, unrelated to the number.
+fn mask_tag() -> String {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 4];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if random.is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seed = now.as_nanos() ^ u128::from(std::process::id()) << 64;
+        let digest = sha2::Sha256::digest(seed.to_le_bytes());
+        bytes.copy_from_slice(&digest[..4]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Store {
@@ -285,33 +351,19 @@ impl Store {
     fn forget_unnamed(&mut self, party: &Party) -> Result<Forgotten> {
         let stamp = crate::time::now_utc();
         let mut forgotten = Forgotten::default();
-        // Which messages name the party: found first, outside any write transaction (a scan
-        // of every envelope), then changed in batches.
-        let named = |conn: &Connection, sql: &str| -> Result<Vec<i64>> {
-            let mut ids = Vec::new();
-            for form in &party.forms {
-                let mut statement = conn.prepare(sql)?;
-                let rows = statement.query_map([form.as_bytes()], |row| row.get(0))?;
-                for id in rows {
-                    ids.push(id?);
-                }
-            }
-            ids.sort_unstable();
-            ids.dedup();
-            Ok(ids)
-        };
+        // Which rows name the party: found first, outside any write transaction (a scan of
+        // every envelope), then changed in batches.
         let mut envelopes = Vec::new();
         {
             // Every envelope is read once, one at a time, in the table's order (not through
-            // the partial index on age, which would visit rows out of order): the number may
-            // be in its bytes or in its base64 payload.
+            // the partial index on age, which would visit rows out of order).
             let mut statement = self.conn.prepare(
                 "SELECT seq, envelope FROM message NOT INDEXED WHERE envelope_pruned_at IS NULL",
             )?;
             let mut rows = statement.query([])?;
             while let Some(row) = rows.next()? {
                 let bytes = row.get_ref(1)?.as_blob().unwrap_or_default();
-                if party.named_in(bytes) {
+                if party.named_in(bytes, false) {
                     envelopes.push(row.get::<_, i64>(0)?);
                 }
             }
@@ -326,31 +378,26 @@ impl Store {
         envelopes.extend(&registrations);
         envelopes.sort_unstable();
         envelopes.dedup();
-        let mut rejected = named(
-            &self.conn,
-            "SELECT id FROM rejected WHERE instr(raw, ?1) > 0 OR instr(CAST(reason AS BLOB), ?1) > 0
-                 OR instr(CAST(coalesce(origin, '') AS BLOB), ?1) > 0",
-        )?;
-        {
-            // A refused message may still have a readable base64 payload that names it.
-            let mut statement = self.conn.prepare(
-                "SELECT id, raw FROM rejected WHERE raw_size <= ?1 AND instr(raw, 'Base64') > 0",
-            )?;
-            let mut rows = statement.query([DECODE_REFUSED_MAX])?;
+        let rejected = self.rejected_naming(party)?;
+        let notifications: Vec<i64> = {
+            let mut statement = self
+                .conn
+                .prepare("SELECT id, payload, last_error FROM notification")?;
+            let mut rows = statement.query([])?;
+            let mut found = Vec::new();
             while let Some(row) = rows.next()? {
-                let bytes = row.get_ref(1)?.as_blob().unwrap_or_default();
-                if party.named_in(bytes) {
-                    rejected.push(row.get::<_, i64>(0)?);
+                let named = [1, 2].into_iter().any(|index| {
+                    row.get_ref(index).ok().is_some_and(|value| match value {
+                        rusqlite::types::ValueRef::Text(text) => party.named_in(text, false),
+                        _ => false,
+                    })
+                });
+                if named {
+                    found.push(row.get(0)?);
                 }
             }
-            rejected.sort_unstable();
-            rejected.dedup();
-        }
-        let notifications = named(
-            &self.conn,
-            "SELECT id FROM notification WHERE instr(CAST(payload AS BLOB), ?1) > 0
-                 OR instr(CAST(coalesce(last_error, '') AS BLOB), ?1) > 0",
-        )?;
+            found
+        };
         for chunk in registrations.chunks(BATCH) {
             forgotten.registrations += write(&mut self.conn, |tx| {
                 delete_ids(tx, "DELETE FROM registration WHERE seq = ?1", chunk)
@@ -369,69 +416,142 @@ impl Store {
                 delete_ids(tx, "DELETE FROM notification WHERE id = ?1", chunk)
             })?;
         }
-        // Every text of every table that may name the number (identifiers too: a sender may
-        // have put it in a letter's id), found by one scan per table outside any write
-        // transaction, then changed row by row in batches (a scan inside one would hold up
-        // `sync`). Its digits become asterisks and its separators stay, so two texts that
-        // differed only in how they wrote the number still differ.
-        let masked: Vec<String> = party
-            .forms
-            .iter()
-            .map(|form| {
-                form.chars()
-                    .map(|c| if c.is_ascii_digit() { '*' } else { c })
-                    .collect()
-            })
-            .collect();
-        for (table, columns) in text_columns(&self.conn)? {
-            let rows: Vec<i64> = {
-                let mut statement = self.conn.prepare(&format!(
-                    "SELECT rowid, {} FROM \"{table}\"",
-                    columns.join(", ")
-                ))?;
-                let mut rows = statement.query([])?;
-                let mut found = Vec::new();
-                while let Some(row) = rows.next()? {
-                    let mut named = false;
-                    for index in 1..=columns.len() {
-                        if let rusqlite::types::ValueRef::Text(text) = row.get_ref(index)? {
-                            named |= party.named_in_text(text);
-                        }
-                    }
-                    if named {
-                        found.push(row.get(0)?);
-                    }
-                }
-                found
-            };
-            let assignments = columns
-                .iter()
-                .map(|column| {
-                    let replaced = (0..party.forms.len()).fold(column.clone(), |text, n| {
-                        format!("replace({text}, ?{}, ?{})", 2 * n + 2, 2 * n + 3)
-                    });
-                    format!("{column} = {replaced}")
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!("UPDATE \"{table}\" SET {assignments} WHERE rowid = ?1");
-            for chunk in rows.chunks(BATCH) {
-                forgotten.texts += write(&mut self.conn, |tx| {
-                    let mut statement = tx.prepare_cached(&sql)?;
-                    for rowid in chunk {
-                        let mut values: Vec<&dyn rusqlite::ToSql> = vec![rowid];
-                        for (form, mask) in party.forms.iter().zip(&masked) {
-                            values.push(form);
-                            values.push(mask);
-                        }
-                        statement.execute(&*values)?;
-                    }
-                    Ok(chunk.len() as u64)
-                })?;
-            }
-        }
+        forgotten.texts = self.mask_texts(party)?;
         forgotten.wal_truncated = truncate_wal(&self.conn, std::time::Duration::from_secs(5))?;
         Ok(forgotten)
+    }
+
+    /// The refused messages that name the party: in their reason, origin or besked id, or in
+    /// their bytes, read in overlapping windows (see [`Party::named_in`]), since they may be
+    /// broken anywhere and as large as [`super::RAW_KEEP_MAX`].
+    fn rejected_naming(&self, party: &Party) -> Result<Vec<i64>> {
+        let mut found = Vec::new();
+        let rows: Vec<(i64, i64, bool)> = {
+            let mut statement = self
+                .conn
+                .prepare("SELECT id, length(raw), reason, origin, besked_id FROM rejected")?;
+            let mut rows = statement.query([])?;
+            let mut all = Vec::new();
+            while let Some(row) = rows.next()? {
+                let named = (2..=4).any(|index| {
+                    row.get_ref(index).ok().is_some_and(|value| match value {
+                        rusqlite::types::ValueRef::Text(text) => party.named_in_text(text),
+                        _ => false,
+                    })
+                });
+                all.push((
+                    row.get(0)?,
+                    row.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                    named,
+                ));
+            }
+            all
+        };
+        let mut window = Vec::new();
+        for (id, size, named) in rows {
+            let size = usize::try_from(size).unwrap_or(0);
+            let named = named || {
+                let blob = self
+                    .conn
+                    .blob_open(rusqlite::MAIN_DB, "rejected", "raw", id, true)?;
+                let mut start = 0;
+                let mut named = false;
+                while start < size && !named {
+                    let end = size.min(start + WINDOW);
+                    window.resize(end - start, 0);
+                    blob.read_at_exact(&mut window, start)?;
+                    named = party.named_in(&window, true);
+                    if end == size {
+                        break;
+                    }
+                    start = end - WINDOW_OVERLAP;
+                }
+                named
+            };
+            if named {
+                found.push(id);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Replaces the number in every text column of every table (identifiers too: a sender may
+    /// have put it in a letter's id), found by one scan per table outside any write
+    /// transaction, then changed in one transaction, so that an identifier is never masked in
+    /// one table and not yet in another (a scan inside it would hold up `sync`). Its digits
+    /// become asterisks and its separators stay, so two texts that differed only in how they
+    /// wrote the number still differ; each mask is followed by this run's tag, so that it
+    /// never equals a text masked by another run (see [`mask_tag`]).
+    fn mask_texts(&mut self, party: &Party) -> Result<u64> {
+        let mut found: Vec<(String, Vec<String>, Vec<i64>)> = Vec::new();
+        for (table, columns) in text_columns(&self.conn)? {
+            let mut statement = self.conn.prepare(&format!(
+                "SELECT rowid, {} FROM \"{table}\"",
+                columns.join(", ")
+            ))?;
+            let mut rows = statement.query([])?;
+            let mut named = Vec::new();
+            while let Some(row) = rows.next()? {
+                let mut hit = false;
+                for index in 1..=columns.len() {
+                    if let rusqlite::types::ValueRef::Text(text) = row.get_ref(index)? {
+                        hit |= party.named_in_text(text);
+                    }
+                }
+                if hit {
+                    named.push(row.get(0)?);
+                }
+            }
+            if !named.is_empty() {
+                found.push((table, columns, named));
+            }
+        }
+        if found.is_empty() {
+            return Ok(0);
+        }
+        let tag = mask_tag();
+        write(&mut self.conn, |tx| {
+            let mut texts = 0;
+            for (table, columns, rowids) in &found {
+                let mut read = tx.prepare(&format!(
+                    "SELECT {} FROM \"{table}\" WHERE rowid = ?1",
+                    columns.join(", ")
+                ))?;
+                for &rowid in rowids {
+                    let values: Option<Vec<Option<String>>> = read
+                        .query_row([rowid], |row| {
+                            (0..columns.len())
+                                .map(|index| match row.get_ref(index)? {
+                                    rusqlite::types::ValueRef::Text(text) => {
+                                        Ok(Some(String::from_utf8_lossy(text).into_owned()))
+                                    }
+                                    _ => Ok(None),
+                                })
+                                .collect()
+                        })
+                        .optional()?;
+                    let Some(values) = values else { continue };
+                    let mut changed = false;
+                    for (column, value) in columns.iter().zip(values) {
+                        let Some(masked) = value.and_then(|text| party.masked(&text, &tag)) else {
+                            continue;
+                        };
+                        tx.prepare_cached(&format!(
+                            "UPDATE \"{table}\" SET {column} = ?2 WHERE rowid = ?1"
+                        ))?
+                        .execute(params![rowid, masked])
+                        .map_err(|error| {
+                            anyhow::anyhow!(
+                                "could not replace the number in {table}.{column}: {error}; nothing of this step was changed, run `beskedhent forget` again"
+                            )
+                        })?;
+                        changed = true;
+                    }
+                    texts += u64::from(changed);
+                }
+            }
+            Ok(texts)
+        })
     }
 }
 

@@ -1,0 +1,228 @@
+//! Where a number can hide in bytes that `forget` searches: XML that writes it with character
+//! references, splits it with a comment or wraps it in CDATA, UTF-16 text, and base64 (whole,
+//! broken, or cut anywhere).
+//!
+//! Everything here is lenient and linear in its input: it never fails, it reads documents that
+//! are not well-formed, and it may find more than a parser would (erasure errs towards erasing).
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// The shortest run of base64 characters that is decoded (a CPR number takes 14).
+const MIN_BASE64_RUN: usize = 12;
+
+/// How deep base64 inside base64 is followed.
+const MAX_DEPTH: usize = 3;
+
+/// The text of `bytes` as a reader of the XML would see it: comments and processing
+/// instructions removed (so the text on either side joins), CDATA markers removed, character
+/// and predefined entity references replaced by their characters, and the zero bytes of UTF-16
+/// dropped (which leaves its ASCII as ASCII). Borrowed when there is nothing to change.
+pub(super) fn readable(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let utf16 = bytes.starts_with(b"\xFF\xFE")
+        || bytes.starts_with(b"\xFE\xFF")
+        || bytes.get(..4).is_some_and(|head| head.contains(&0));
+    let special = |b: &u8| matches!(b, b'<' | b'&' | b']') || (utf16 && *b == 0);
+    if !bytes.iter().any(special) {
+        return Cow::Borrowed(bytes);
+    }
+    let stripped;
+    let bytes = if utf16 {
+        stripped = bytes
+            .iter()
+            .copied()
+            .filter(|&b| b != 0)
+            .collect::<Vec<u8>>();
+        &stripped[..]
+    } else {
+        bytes
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        if rest.starts_with(b"<!--") {
+            at += 4 + find(&rest[4..], b"-->").map_or(rest.len() - 4, |end| end + 3);
+        } else if rest.starts_with(b"<?") {
+            at += 2 + find(&rest[2..], b"?>").map_or(rest.len() - 2, |end| end + 2);
+        } else if rest.starts_with(b"<![CDATA[") {
+            at += 9;
+        } else if rest.starts_with(b"]]>") {
+            at += 3;
+        } else if rest[0] == b'&' {
+            match reference(rest) {
+                Some((c, len)) => {
+                    let mut buffer = [0; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buffer).as_bytes());
+                    at += len;
+                }
+                None => {
+                    out.push(b'&');
+                    at += 1;
+                }
+            }
+        } else {
+            out.push(rest[0]);
+            at += 1;
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The first position of `needle` in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// A reference at the start of `text` (`&#48;`, `&#x30;`, `&amp;` ...): its character and
+/// length.
+fn reference(text: &[u8]) -> Option<(char, usize)> {
+    let end = text.iter().take(12).position(|&b| b == b';')?;
+    let name = &text[1..end];
+    let c = match name {
+        b"lt" => '<',
+        b"gt" => '>',
+        b"amp" => '&',
+        b"quot" => '"',
+        b"apos" => '\'',
+        _ => {
+            let digits = std::str::from_utf8(name.strip_prefix(b"#")?).ok()?;
+            let value = match digits.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => digits.parse().ok()?,
+            };
+            char::from_u32(value)?
+        }
+    };
+    Some((c, end + 1))
+}
+
+/// Calls `found` with `bytes`, its [`readable`] text, and every decoding of the base64 in
+/// them (to [`MAX_DEPTH`]), until it returns true; returns whether it did.
+///
+/// A run of base64 is a stretch of its alphabet, white space inside it skipped; anything else
+/// ends it. With `every_alignment`, each run is decoded from each of its first four characters,
+/// so base64 that was cut, or broken by a character too many or too few, still shows what
+/// follows the break.
+pub(super) fn any_view(
+    bytes: &[u8],
+    every_alignment: bool,
+    found: &mut dyn FnMut(&[u8]) -> bool,
+) -> bool {
+    view(bytes, every_alignment, 0, found)
+}
+
+fn view(
+    bytes: &[u8],
+    every_alignment: bool,
+    depth: usize,
+    found: &mut dyn FnMut(&[u8]) -> bool,
+) -> bool {
+    if found(bytes) {
+        return true;
+    }
+    let text = readable(bytes);
+    if matches!(text, Cow::Owned(_)) && found(&text) {
+        return true;
+    }
+    if depth >= MAX_DEPTH {
+        return false;
+    }
+    let mut run = Vec::new();
+    let mut decoded = Vec::new();
+    let mut check = |run: &mut Vec<u8>, found: &mut dyn FnMut(&[u8]) -> bool| {
+        if run.len() >= MIN_BASE64_RUN {
+            let shifts = if every_alignment { 4 } else { 1 };
+            for shift in 0..shifts {
+                let usable = (run.len() - shift) / 4 * 4;
+                decoded.clear();
+                if LENIENT
+                    .decode_vec(&run[shift..shift + usable], &mut decoded)
+                    .is_ok()
+                    && view(&decoded, every_alignment, depth + 1, found)
+                {
+                    return true;
+                }
+            }
+        }
+        run.clear();
+        false
+    };
+    for &byte in text.iter() {
+        if byte.is_ascii_alphanumeric() || byte == b'+' || byte == b'/' {
+            run.push(byte);
+        } else if !matches!(byte, b' ' | b'\t' | b'\r' | b'\n') && check(&mut run, found) {
+            return true;
+        }
+    }
+    check(&mut run, found)
+}
+
+/// Standard alphabet, padding optional, stray bits at the end allowed.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+
+    fn finds(bytes: &[u8], every_alignment: bool) -> bool {
+        any_view(bytes, every_alignment, &mut |view| {
+            view.windows(10).any(|w| w == b"0101701234")
+        })
+    }
+
+    #[test]
+    fn sees_through_references_comments_cdata_and_utf16() {
+        for text in [
+            "<a>01017&#48;1234</a>",
+            "<a>&#x30;101701234</a>",
+            "<a b='0101&#55;01234'/>",
+            "<a>0101<!-- x -->701234</a>",
+            "<a>0101<?pi x?>701234</a>",
+            "<a><![CDATA[0101]]><![CDATA[701234]]></a>",
+        ] {
+            assert!(finds(text.as_bytes(), false), "{text}");
+        }
+        let utf16: Vec<u8> = "<a>0101701234</a>"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        assert!(finds(&utf16, false));
+        assert!(!finds(b"<a>0101<b/>701234</a>", false));
+        assert!(!finds(b"<a>&#xZZ;0101 701234 &unknown;</a>", false));
+    }
+
+    #[test]
+    fn decodes_base64_whole_nested_broken_and_cut() {
+        let inner = STANDARD.encode("<p>cpr 0101701234</p>");
+        let whole = format!("<e><Base64>{inner}</Base64></e>");
+        assert!(finds(whole.as_bytes(), false));
+        let wrapped: String = inner
+            .as_bytes()
+            .chunks(7)
+            .map(|c| format!("{}\n ", std::str::from_utf8(c).unwrap()))
+            .collect();
+        assert!(finds(format!("<B>{wrapped}</B>").as_bytes(), false));
+        let nested = STANDARD.encode(format!("<x>{inner}</x>"));
+        assert!(finds(format!("<B>{nested}</B>").as_bytes(), false));
+        // A character dropped near the start misaligns the rest: found only when every
+        // alignment is tried.
+        let broken = format!("<B>{}{}</B>", &inner[..3], &inner[4..]);
+        assert!(!finds(broken.as_bytes(), false));
+        assert!(finds(broken.as_bytes(), true));
+        // A stray character splits the run; the part after it is still decoded.
+        let split = format!("<B>{}!{}</B>", &inner[..4], &inner[4..]);
+        assert!(finds(split.as_bytes(), true));
+        assert!(!finds(STANDARD.encode("0101801234").as_bytes(), true));
+    }
+}
