@@ -397,7 +397,7 @@ fn read_small(
     let len = metadata.len();
     let mut magic = [0u8; 16];
     let start = file.read_at(&mut magic, 0)?;
-    if is_database_file(&magic[..start]) {
+    if is_database_file(&magic[..start]) || is_database_companion(path) {
         tracing::warn!(file = %path.display(), "left out: an SQLite database or journal (a backup of a replica, say), never an envelope");
         return Ok(Some(Item::Own));
     }
@@ -426,6 +426,28 @@ fn is_database_file(head: &[u8]) -> bool {
         || head.starts_with(&[0x37, 0x7f, 0x06, 0x82])
         || head.starts_with(&[0x37, 0x7f, 0x06, 0x83])
         || head.starts_with(&[0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7])
+}
+
+/// Whether `path` is the `-journal`, `-wal` or `-shm` file of an SQLite database beside it:
+/// their headers may be zeroed (a journal in `PERSIST` mode), so only the name and the
+/// database tell.
+fn is_database_companion(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+        return false;
+    };
+    let Some(database) = ["-journal", "-wal", "-shm"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+    else {
+        return false;
+    };
+    let mut magic = [0u8; 16];
+    // Opened as an input is (never blocking on a FIFO), and only a regular file counts.
+    open_regular(&path.with_file_name(database))
+        .ok()
+        .flatten()
+        .and_then(|(file, _)| file.read_at(&mut magic, 0).ok())
+        .is_some_and(|read| is_database_file(&magic[..read]))
 }
 
 /// The writer's part: reads and decodes a file up to the size limit; a file over it is not

@@ -439,6 +439,43 @@ pub struct NotificationCounts {
     pub suppressed: i64,
 }
 
+/// Refuses an existing, non-empty database that is not a beskedhent replica, deciding
+/// without writing anything: read-only, so that SQLite neither rolls back another program's
+/// journal nor checkpoints and deletes its WAL. A replica is always in WAL mode, so a database
+/// with a journal left by an unfinished transaction is another program's.
+fn refuse_foreign(path: &Path) -> Result<()> {
+    let mut journal = path.as_os_str().to_owned();
+    journal.push("-journal");
+    let journal = PathBuf::from(journal);
+    let hot = std::fs::metadata(&journal).is_ok_and(|meta| meta.len() > 0);
+    let foreign = || {
+        anyhow::anyhow!(
+            "`{}` is an SQLite database of another program (it has tables, but no beskedhent schema); check `database` in the configuration",
+            path.display()
+        )
+    };
+    let conn = match Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(conn) => conn,
+        Err(_) if hot => return Err(foreign()),
+        Err(error) => return Err(name_database(error.into(), path)),
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    let store = Store {
+        events: None,
+        conn,
+        path: path.to_path_buf(),
+    };
+    match store.foreign() {
+        Ok(false) => Ok(()),
+        Ok(_) => Err(foreign()),
+        Err(_) if hot => Err(foreign()),
+        Err(error) => Err(name_database(error, path)),
+    }
+}
+
 impl Store {
     /// Opens (creating it private, mode 0600, if missing) and migrates the database.
     pub fn open(path: &Path) -> Result<Store> {
@@ -451,6 +488,11 @@ impl Store {
             );
         }
         create_private(path)?;
+        // Before it is opened for writing (which would let SQLite roll back a journal or
+        // checkpoint and delete a WAL): another program's database is never touched.
+        if std::fs::metadata(path).is_ok_and(|meta| meta.len() > 0) {
+            refuse_foreign(path)?;
+        }
         let conn = Connection::open(path)
             .with_context(|| format!("failed to open database `{}`", path.display()))?;
         let mut store = Store {
@@ -458,7 +500,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
         };
-        // Before anything is written: another program's database is never taken over.
+        // The file may have been empty above, and written since by another program.
         if store
             .foreign()
             .map_err(|error| name_database(error, path))?
@@ -530,6 +572,7 @@ impl Store {
 
     /// [`Store::open_existing`] once the file is known to be there.
     fn open_replica_read_only(path: &Path) -> Result<Store> {
+        refuse_foreign(path)?;
         let conn = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -933,9 +933,17 @@ fn the_replicas_own_files_are_never_imported() {
     let backup = backups.join("backup-2026-11-28.db");
     let (code, _, stderr) = outcome(&install.run(&["backup", backup.to_str().expect("utf-8")]));
     assert_eq!(code, 0, "{stderr}");
+    // One in PERSIST journal mode keeps its journal after each transaction, header zeroed:
+    // only its name and the database beside it say what it is.
     rusqlite::Connection::open(backups.join("small.db"))
-        .and_then(|db| db.execute_batch("CREATE TABLE t (x)"))
+        .and_then(|db| {
+            db.execute_batch(
+                "PRAGMA journal_mode = PERSIST; CREATE TABLE t (x); INSERT INTO t VALUES ('0101701234');",
+            )
+        })
         .expect("small database");
+    let journal = std::fs::read(backups.join("small.db-journal")).expect("persistent journal");
+    assert!(!journal.is_empty() && journal[..4] == [0; 4]);
     let (code, stdout, stderr) =
         outcome(&install.run(&["import", backups.to_str().expect("utf-8")]));
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -945,7 +953,7 @@ fn the_replicas_own_files_are_never_imported() {
     );
     assert_eq!(
         stderr.matches("left out: an SQLite database").count(),
-        2,
+        3,
         "{stderr}"
     );
 }

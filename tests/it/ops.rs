@@ -892,6 +892,55 @@ fn operations_mistakes_are_refused_plainly() {
         );
         assert!(!foreign.path("replica.db-wal").exists());
     }
+    // Nor one whose last transactions are in its WAL, or half-way in a journal: deciding
+    // must not let SQLite checkpoint, delete or roll back another program's files.
+    for journal_mode in ["wal", "delete"] {
+        let foreign = Install::new(TYPES);
+        foreign.append_config("\n[retention]\nrun_days = 30\n");
+        let scratch = foreign.path("scratch.db");
+        let db = rusqlite::Connection::open(&scratch).expect("open");
+        db.execute_batch(&format!(
+            "PRAGMA journal_mode = {journal_mode}; PRAGMA wal_autocheckpoint = 0;
+             CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500)
+             INSERT INTO customers (name) SELECT hex(randomblob(200)) FROM n;"
+        ))
+        .expect("foreign database");
+        let side = if journal_mode == "wal" {
+            "-wal"
+        } else {
+            // A transaction larger than the page cache spills into the file, so the journal
+            // is hot: whoever opens the database next must roll it back.
+            db.execute_batch(
+                "PRAGMA cache_size = 2; BEGIN; UPDATE customers SET name = lower(name);",
+            )
+            .expect("spill");
+            "-journal"
+        };
+        for suffix in ["", side] {
+            std::fs::copy(
+                format!("{}{suffix}", scratch.display()),
+                format!("{}{suffix}", foreign.path("replica.db").display()),
+            )
+            .expect("copy");
+        }
+        drop(db);
+        let files = |install: &Install| {
+            ["replica.db", &format!("replica.db{side}")]
+                .map(|name| std::fs::read(install.path(name)).expect("still there"))
+        };
+        let before = files(&foreign);
+        assert!(!before[1].is_empty(), "{side}");
+        for args in [&["init"][..], &["import", "/nonexistent"], &["prune"]] {
+            let (code, _, stderr) = outcome(&foreign.run(args));
+            assert_eq!(code, 1, "{side} {args:?}: {stderr}");
+            assert!(
+                stderr.contains("another program") || stderr.contains("not a beskedhent database"),
+                "{side} {args:?}: {stderr}"
+            );
+            assert!(files(&foreign) == before, "{side} {args:?}: files changed");
+        }
+    }
     std::fs::write(elsewhere.path("replica.db"), b"").expect("empty file");
     let (code, _, stderr) = outcome(&elsewhere.run(&["forget", "0101701234"]));
     assert_eq!(code, 1, "{stderr}");
