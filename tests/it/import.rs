@@ -977,6 +977,14 @@ fn one_import_of_a_source_at_a_time() {
         )),
         "{stderr}"
     );
+    // The same replica named through a symbolic link (in another directory) is the same
+    // lock.
+    let elsewhere = Install::new("");
+    std::os::unix::fs::symlink(install.db_path(), elsewhere.path("link.db")).expect("symlink");
+    std::fs::write(elsewhere.config(), "database = \"link.db\"\n").expect("config");
+    let (code, _, stderr) = outcome(&elsewhere.run(&["import", good.to_str().expect("utf-8")]));
+    assert_eq!(code, 5, "{stderr}");
+    assert!(!elsewhere.path("link.db-import.lock").exists());
     assert_eq!(
         value::<i64>(&install.db(), "SELECT count(*) FROM run"),
         runs
