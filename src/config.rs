@@ -789,11 +789,24 @@ pub fn check_source_name(what: &str, name: &str) -> Result<()> {
         );
     }
     // A name is kept in every row it stores, the run history and file names: never a CPR
-    // number, which `forget` could not take out of them.
-    if crate::mask::mask_cpr(name) != name {
+    // number, however it is joined to the rest or split: ten of its digits in a row (whatever
+    // stands between them) whose first four are a day and a month are refused.
+    let digits: Vec<u8> = name
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect();
+    let cpr_like = digits.windows(10).any(|ten| {
+        let (day, month) = (ten[0] * 10 + ten[1], ten[2] * 10 + ten[3]);
+        matches!(day, 1..=31 | 61..=91) && matches!(month, 1..=12)
+    });
+    if cpr_like {
+        let hidden: String = name
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '*' } else { c })
+            .collect();
         bail!(
-            "{what} `{}` holds what looks like a CPR number; choose a name without one",
-            crate::mask::mask_cpr(name)
+            "{what} `{hidden}` holds what could be a CPR number (ten digits starting with a date); choose a name with fewer digits"
         );
     }
     Ok(())
@@ -928,7 +941,14 @@ mod tests {
 
     #[test]
     fn a_source_name_never_holds_a_cpr_number() {
-        for name in ["a-0101901234", "b.010190-1234", "import_0101901234"] {
+        for name in [
+            "a-0101901234",
+            "b.010190-1234",
+            "import_0101901234",
+            "a0101701234",
+            "x010170.1234",
+            "q01-01-70-12-34",
+        ] {
             let error = check_source_name("--source", name)
                 .expect_err(name)
                 .to_string();
@@ -936,6 +956,8 @@ mod tests {
             assert!(!error.contains("1234"), "masked: {error}");
         }
         check_source_name("--source", "feed-2026").expect("a plain name");
+        check_source_name("--source", "feed-2026-11-28").expect("a date");
+        check_source_name("--source", "a9999999999").expect("no date");
         check_source_name("--source", "import").expect("the default");
     }
 
