@@ -235,6 +235,8 @@ impl Store {
         };
         let stamp = crate::time::format_utc(now);
         let mut pruned = Pruned::default();
+        // Refused copies of the messages deleted (see [`delete_message`]).
+        let mut resolved = 0;
         if let Some(before) = cutoff(retention.envelope_days) {
             pruned.envelopes = batches(&mut self.conn, |tx| {
                 let seqs = select_ids(
@@ -275,7 +277,7 @@ impl Store {
                     };
                     statuses += seqs.len() as u64;
                     for seq in seqs {
-                        delete_message(tx, seq)?;
+                        resolved += delete_message(tx, seq)?;
                     }
                     tx.prepare_cached("DELETE FROM letter WHERE message_uuid = ?1")?
                         .execute([uuid])?;
@@ -302,13 +304,13 @@ impl Store {
                     &before,
                 )?;
                 for &seq in &seqs {
-                    delete_message(tx, seq)?;
+                    resolved += delete_message(tx, seq)?;
                 }
                 Ok(seqs.len() as u64)
             })?;
         }
         if let Some(before) = cutoff(retention.rejected_days) {
-            pruned.rejected = batches(&mut self.conn, |tx| {
+            pruned.rejected += batches(&mut self.conn, |tx| {
                 let ids = select_ids(
                     tx,
                     "SELECT id FROM rejected WHERE received_at < ?1 LIMIT ?2",
@@ -333,6 +335,7 @@ impl Store {
                 delete_ids(tx, "DELETE FROM run WHERE id = ?1", &ids)
             })?;
         }
+        pruned.rejected += resolved;
         // Also when nothing went this time: an earlier run may have left deleted pages to a
         // checkpoint that a reader held up.
         // Briefly: `sync` runs this after every pass.
@@ -651,11 +654,15 @@ fn drop_envelopes(tx: &rusqlite::Transaction<'_>, seqs: &[i64], stamp: &str) -> 
     Ok(dropped)
 }
 
-/// Deletes one message and everything derived from it; a refused copy that pointed at it
-/// keeps its row, without the pointer.
-fn delete_message(tx: &rusqlite::Transaction<'_>, seq: i64) -> Result<()> {
+/// Deletes one message and everything derived from it, and the refused copies that
+/// `reprocess` took in as it (they hold the same data; kept without their pointer, they would
+/// count as refused again and `reprocess` would bring the message back). Returns how many
+/// refused rows went.
+fn delete_message(tx: &rusqlite::Transaction<'_>, seq: i64) -> Result<u64> {
+    let refused = tx
+        .prepare_cached("DELETE FROM rejected WHERE resolved_seq = ?1")?
+        .execute([seq])?;
     for sql in [
-        "UPDATE rejected SET resolved_seq = NULL WHERE resolved_seq = ?1",
         "DELETE FROM print_status_postal_event WHERE seq = ?1",
         "DELETE FROM print_status WHERE seq = ?1",
         "DELETE FROM registration WHERE seq = ?1",
@@ -663,7 +670,7 @@ fn delete_message(tx: &rusqlite::Transaction<'_>, seq: i64) -> Result<()> {
     ] {
         tx.prepare_cached(sql)?.execute([seq])?;
     }
-    Ok(())
+    Ok(refused as u64)
 }
 
 /// Checkpoints the WAL into the database and truncates it, waiting at most `patience` for

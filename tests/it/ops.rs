@@ -550,6 +550,57 @@ fn forget_finds_the_number_however_it_is_written_and_masks_stay_apart() {
 }
 
 #[test]
+fn prune_takes_the_refused_copies_of_what_it_deletes() {
+    use beskedhent::sample::{Status, padded, status_envelope_with};
+    let install = Install::new(&format!("max_message_bytes = 4096\n{TYPES}"));
+    let dir = install.path("in");
+    std::fs::create_dir(&dir).expect("dir");
+    let envelope = status_envelope_with(
+        "e3000000-0000-4000-8000-000000000001",
+        "e3000000-0000-4000-8000-000000000002",
+        &Status::DELIVERED,
+    );
+    std::fs::write(dir.join("big.xml"), padded(envelope, 8000)).expect("write");
+    let (code, stdout, _) = outcome(&install.run(&["import", dir.to_str().expect("utf-8")]));
+    assert_eq!(code, 3, "{stdout}");
+    // A larger limit takes it in: the refused row points at its message.
+    let config = std::fs::read_to_string(install.config()).expect("read");
+    std::fs::write(
+        install.config(),
+        config.replace("max_message_bytes = 4096", "max_message_bytes = 65536")
+            + "\n[retention]\nstatus_days = 1\n",
+    )
+    .expect("write");
+    let (code, stdout, stderr) = outcome(&install.run(&["reprocess"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        rows(
+            &install.db(),
+            "SELECT resolved_seq IS NOT NULL FROM rejected"
+        ),
+        ["1"]
+    );
+    // Retention deletes the letter, and with its message the copy it was taken in from:
+    // nothing counts as refused, and `reprocess` does not bring it back.
+    let (code, stdout, stderr) = outcome(&install.run(&["prune"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 letters deleted") && stdout.contains("1 refused messages"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = outcome(&install.run(&["reprocess"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let db = install.db();
+    for table in ["rejected", "message", "letter", "print_status"] {
+        assert_eq!(
+            value::<i64>(&db, &format!("SELECT count(*) FROM {table}")),
+            0,
+            "{table}"
+        );
+    }
+}
+
+#[test]
 fn prune_applies_retention_and_keeps_the_current_registration() {
     let install = Install::new(TYPES);
     let good = fixtures().join("good");
