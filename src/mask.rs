@@ -20,12 +20,39 @@ pub const SERIAL_SEPARATORS: [&str; 12] = [
     "\u{2014}", "\u{2212}",
 ];
 
+/// The non-ASCII separators as escapes write them: Rust's debug form (`\u{a0}`, which error
+/// messages quoting a value use) and the `\u00a0` of TOML and JSON (either case).
+const ESCAPED_SEPARATORS: [&str; 16] = [
+    "\\u{a0}",
+    "\\u{202f}",
+    "\\u{2010}",
+    "\\u{2011}",
+    "\\u{2012}",
+    "\\u{2013}",
+    "\\u{2014}",
+    "\\u{2212}",
+    "\\u00a0",
+    "\\u202f",
+    "\\u2010",
+    "\\u2011",
+    "\\u2012",
+    "\\u2013",
+    "\\u2014",
+    "\\u2212",
+];
+
 /// The length in bytes of the serial separator at `at`, if there is one.
 fn separator_at(bytes: &[u8], at: usize) -> Option<usize> {
     let rest = bytes.get(at..)?;
     SERIAL_SEPARATORS
         .iter()
         .find(|separator| rest.starts_with(separator.as_bytes()))
+        .or_else(|| {
+            ESCAPED_SEPARATORS.iter().find(|escape| {
+                rest.get(..escape.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(escape.as_bytes()))
+            })
+        })
         .map(|separator| separator.len())
 }
 
@@ -315,6 +342,13 @@ mod tests {
             ("251248\u{2010}9996", "251248\u{2010}****"),
             ("251248\u{2212}9996", "251248\u{2212}****"),
             ("cpr 251248\u{2013}99961", "cpr 251248\u{2013}*****"),
+            // The same as an error message quoting the value escapes it.
+            (r"251248\u{a0}9996", r"251248\u{a0}****"),
+            (
+                r#"string "251248\u{202f}9996""#,
+                r#"string "251248\u{202f}****""#,
+            ),
+            (r"251248\u00A09996", r"251248\u00A0****"),
             ("25.12.48-9996", "25.12.48-****"),
             ("25-12-48-9996", "25-12-48-****"),
             ("25.12.48 9996", "25.12.48 ****"),

@@ -550,6 +550,32 @@ fn forget_finds_the_number_however_it_is_written_and_masks_stay_apart() {
 }
 
 #[test]
+fn a_cpr_number_in_a_broken_configuration_is_masked_however_it_is_quoted() {
+    let install = Install::new("");
+    // The parser quotes the value in its debug form (`\u{a0}`) and the line as written.
+    for value in [
+        "\"010170\\u00a01234\"",
+        "\"010170\u{a0}1234\"",
+        "\"010170\u{202f}1234\"",
+        "\"010170\u{2013}1234\"",
+        "'0101701234'",
+    ] {
+        std::fs::write(
+            install.config(),
+            format!("database = \"replica.db\"\nmax_message_bytes = {value}\n"),
+        )
+        .expect("write");
+        let (code, _, stderr) = outcome(&install.run(&["status"]));
+        assert_eq!(code, 1, "{value}: {stderr}");
+        assert!(
+            stderr.contains("invalid configuration"),
+            "{value}: {stderr}"
+        );
+        assert!(!stderr.contains("1234"), "{value}: {stderr}");
+    }
+}
+
+#[test]
 fn prune_takes_the_refused_copies_of_what_it_deletes() {
     use beskedhent::sample::{Status, padded, status_envelope_with};
     let install = Install::new(&format!("max_message_bytes = 4096\n{TYPES}"));
