@@ -101,11 +101,17 @@ fn reference(text: &[u8]) -> Option<(char, usize)> {
     Some((c, end + 1))
 }
 
+/// Base64 is decoded in windows of this many characters of text (overlapping by
+/// [`OVERLAP`]), so that memory stays bounded whatever the size of what is searched.
+const WINDOW: usize = 1024 * 1024;
+const OVERLAP: usize = 64 * 1024;
+
 /// Calls `found` with `bytes`, its [`readable`] text, and every decoding of the base64 in
 /// them (to [`MAX_DEPTH`]), until it returns true; returns whether it did.
 ///
 /// A run of base64 is a stretch of its alphabet, white space inside it skipped; anything else
-/// ends it. With `every_alignment`, each run is decoded from each of its first four characters,
+/// ends it. Runs are decoded window by window (see [`WINDOW`]); with `every_alignment`, and in
+/// every window after the first, each run is decoded from each of its first four characters,
 /// so base64 that was cut, or broken by a character too many or too few, still shows what
 /// follows the break.
 pub(super) fn any_view(
@@ -132,6 +138,26 @@ fn view(
     if depth >= MAX_DEPTH {
         return false;
     }
+    let mut start = 0;
+    loop {
+        let end = text.len().min(start + WINDOW);
+        if base64_views(&text[start..end], every_alignment || start > 0, depth, found) {
+            return true;
+        }
+        if end == text.len() {
+            return false;
+        }
+        start = end - OVERLAP;
+    }
+}
+
+/// [`view`] of every decoding of the base64 runs in `text`.
+fn base64_views(
+    text: &[u8],
+    every_alignment: bool,
+    depth: usize,
+    found: &mut dyn FnMut(&[u8]) -> bool,
+) -> bool {
     let mut run = Vec::new();
     let mut decoded = Vec::new();
     let mut check = |run: &mut Vec<u8>, found: &mut dyn FnMut(&[u8]) -> bool| {
@@ -152,7 +178,7 @@ fn view(
         run.clear();
         false
     };
-    for &byte in text.iter() {
+    for &byte in text {
         if byte.is_ascii_alphanumeric() || byte == b'+' || byte == b'/' {
             run.push(byte);
         } else if !matches!(byte, b' ' | b'\t' | b'\r' | b'\n') && check(&mut run, found) {
@@ -224,5 +250,14 @@ mod tests {
         let split = format!("<B>{}!{}</B>", &inner[..4], &inner[4..]);
         assert!(finds(split.as_bytes(), true));
         assert!(!finds(STANDARD.encode("0101801234").as_bytes(), true));
+    }
+
+    #[test]
+    fn finds_the_number_at_the_end_of_base64_larger_than_a_window() {
+        for size in [3 * WINDOW, 3 * WINDOW + 1, 3 * WINDOW + 2] {
+            let payload = format!("{}<p>0101701234</p>", "x".repeat(size));
+            let envelope = format!("<B>{}</B>", STANDARD.encode(payload));
+            assert!(finds(envelope.as_bytes(), false), "{size}");
+        }
     }
 }
