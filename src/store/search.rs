@@ -141,7 +141,12 @@ fn view(
     let mut start = 0;
     loop {
         let end = text.len().min(start + WINDOW);
-        if base64_views(&text[start..end], every_alignment || start > 0, depth, found) {
+        if base64_views(
+            &text[start..end],
+            every_alignment || start > 0,
+            depth,
+            found,
+        ) {
             return true;
         }
         if end == text.len() {
