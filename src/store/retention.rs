@@ -389,12 +389,7 @@ impl Store {
             let mut rows = statement.query([])?;
             let mut found = Vec::new();
             while let Some(row) = rows.next()? {
-                let named = [1, 2].into_iter().any(|index| {
-                    row.get_ref(index).ok().is_some_and(|value| match value {
-                        rusqlite::types::ValueRef::Text(text) => party.named_in(text, false),
-                        _ => false,
-                    })
-                });
+                let named = any_text(row, 1..=2, |text| party.named_in(text, false));
                 if named {
                     found.push(row.get(0)?);
                 }
@@ -436,12 +431,7 @@ impl Store {
             let mut rows = statement.query([])?;
             let mut all = Vec::new();
             while let Some(row) = rows.next()? {
-                let named = (2..=4).any(|index| {
-                    row.get_ref(index).ok().is_some_and(|value| match value {
-                        rusqlite::types::ValueRef::Text(text) => party.named_in_text(text),
-                        _ => false,
-                    })
-                });
+                let named = any_text(row, 2..=4, |text| party.named_in_text(text));
                 all.push((
                     row.get(0)?,
                     row.get::<_, Option<i64>>(1)?.unwrap_or(0),
@@ -556,6 +546,17 @@ impl Store {
             Ok(texts)
         })
     }
+}
+
+/// Whether `test` holds for the text in any of the `columns` of `row` (other values never do).
+fn any_text(
+    row: &rusqlite::Row<'_>,
+    columns: std::ops::RangeInclusive<usize>,
+    mut test: impl FnMut(&[u8]) -> bool,
+) -> bool {
+    columns.into_iter().any(|index| {
+        matches!(row.get_ref(index), Ok(rusqlite::types::ValueRef::Text(text)) if test(text))
+    })
 }
 
 /// Every table of the replica with its text columns (declared `TEXT`, or with no type), as
