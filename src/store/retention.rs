@@ -154,8 +154,12 @@ impl Party {
         let mut from = 0;
         std::iter::from_fn(move || {
             while from + tail.len() <= text.len() {
-                let at = from;
-                from += 1;
+                // Only where the tail's first digit is are the rest compared.
+                let skip = text[from..=text.len() - tail.len()]
+                    .iter()
+                    .position(|&b| b == tail[0])?;
+                let at = from + skip;
+                from = at + 1;
                 if &text[at..at + tail.len()] != tail {
                     continue;
                 }

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 /// The shortest run of base64 characters that is decoded (a CPR number takes 14).
-const MIN_BASE64_RUN: usize = 12;
+const MIN_BASE64_RUN: usize = 14;
 
 /// How deep base64 inside base64 is followed.
 const MAX_DEPTH: usize = 3;
@@ -42,7 +42,17 @@ pub(super) fn readable(bytes: &[u8]) -> Cow<'_, [u8]> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while at < bytes.len() {
+        // Plain text up to the next `<`, `&` or `]` is copied as it is.
+        let plain = bytes[at..]
+            .iter()
+            .position(|b| matches!(b, b'<' | b'&' | b']'))
+            .unwrap_or(bytes.len() - at);
+        out.extend_from_slice(&bytes[at..at + plain]);
+        at += plain;
         let rest = &bytes[at..];
+        if rest.is_empty() {
+            break;
+        }
         if rest.starts_with(b"<!--") {
             at += 4 + find(&rest[4..], b"-->").map_or(rest.len() - 4, |end| end + 3);
         } else if rest.starts_with(b"<?") {
@@ -156,6 +166,31 @@ fn view(
     }
 }
 
+/// What a byte is to a run of base64.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Alphabet,
+    Space,
+    Other,
+}
+
+const CLASSES: [Class; 256] = {
+    let mut classes = [Class::Other; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        classes[byte] = if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' {
+            Class::Alphabet
+        } else if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            Class::Space
+        } else {
+            Class::Other
+        };
+        byte += 1;
+    }
+    classes
+};
+
 /// [`view`] of every decoding of the base64 runs in `text`.
 fn base64_views(
     text: &[u8],
@@ -163,34 +198,56 @@ fn base64_views(
     depth: usize,
     found: &mut dyn FnMut(&[u8]) -> bool,
 ) -> bool {
-    let mut run = Vec::new();
+    let shifts = if every_alignment { 4 } else { 1 };
+    let mut cleaned = Vec::new();
     let mut decoded = Vec::new();
-    let mut check = |run: &mut Vec<u8>, found: &mut dyn FnMut(&[u8]) -> bool| {
-        if run.len() >= MIN_BASE64_RUN {
-            let shifts = if every_alignment { 4 } else { 1 };
-            for shift in 0..shifts {
-                let usable = (run.len() - shift) / 4 * 4;
-                decoded.clear();
-                if LENIENT
-                    .decode_vec(&run[shift..shift + usable], &mut decoded)
-                    .is_ok()
-                    && view(&decoded, every_alignment, depth + 1, found)
-                {
-                    return true;
-                }
+    let mut at = 0;
+    while at < text.len() {
+        // A run: from the next byte of the alphabet to the next byte that is neither it nor
+        // white space.
+        let Some(start) = text[at..]
+            .iter()
+            .position(|&b| CLASSES[usize::from(b)] == Class::Alphabet)
+            .map(|skip| at + skip)
+        else {
+            break;
+        };
+        let end = text[start..]
+            .iter()
+            .position(|&b| CLASSES[usize::from(b)] == Class::Other)
+            .map_or(text.len(), |len| start + len);
+        at = end;
+        let segment = &text[start..end];
+        let run: &[u8] = if segment
+            .iter()
+            .any(|&b| CLASSES[usize::from(b)] == Class::Space)
+        {
+            cleaned.clear();
+            cleaned.extend(
+                segment
+                    .iter()
+                    .filter(|&&b| CLASSES[usize::from(b)] == Class::Alphabet),
+            );
+            &cleaned
+        } else {
+            segment
+        };
+        if run.len() < MIN_BASE64_RUN {
+            continue;
+        }
+        for shift in 0..shifts {
+            let usable = (run.len() - shift) / 4 * 4;
+            decoded.clear();
+            if LENIENT
+                .decode_vec(&run[shift..shift + usable], &mut decoded)
+                .is_ok()
+                && view(&decoded, every_alignment, depth + 1, found)
+            {
+                return true;
             }
         }
-        run.clear();
-        false
-    };
-    for &byte in text {
-        if byte.is_ascii_alphanumeric() || byte == b'+' || byte == b'/' {
-            run.push(byte);
-        } else if !matches!(byte, b' ' | b'\t' | b'\r' | b'\n') && check(&mut run, found) {
-            return true;
-        }
     }
-    check(&mut run, found)
+    false
 }
 
 /// Standard alphabet, padding optional, stray bits at the end allowed.
