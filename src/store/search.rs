@@ -14,17 +14,16 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 const MIN_BASE64_RUN: usize = 14;
 
 /// How deep base64 inside base64 is followed.
-const MAX_DEPTH: usize = 3;
+const MAX_DEPTH: usize = 5;
 
 /// The text of `bytes` as a reader of the XML would see it: comments and processing
 /// instructions removed (so the text on either side joins), CDATA markers removed, character
 /// and predefined entity references replaced by their characters, and the zero bytes of UTF-16
 /// dropped (which leaves its ASCII as ASCII). Borrowed when there is nothing to change.
 pub(super) fn readable(bytes: &[u8]) -> Cow<'_, [u8]> {
-    let utf16 = bytes.starts_with(b"\xFF\xFE")
-        || bytes.starts_with(b"\xFE\xFF")
-        || bytes.get(..4).is_some_and(|head| head.contains(&0));
-    let special = |b: &u8| matches!(b, b'<' | b'&' | b']') || (utf16 && *b == 0);
+    // UTF-16 (with a byte order mark or without) has zero bytes; XML in UTF-8 never does.
+    let utf16 = bytes.contains(&0);
+    let special = |b: &u8| matches!(b, b'<' | b'&') || (utf16 && *b == 0);
     if !bytes.iter().any(special) {
         return Cow::Borrowed(bytes);
     }
@@ -42,10 +41,10 @@ pub(super) fn readable(bytes: &[u8]) -> Cow<'_, [u8]> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while at < bytes.len() {
-        // Plain text up to the next `<`, `&` or `]` is copied as it is.
+        // Plain text up to the next `<` or `&` is copied as it is.
         let plain = bytes[at..]
             .iter()
-            .position(|b| matches!(b, b'<' | b'&' | b']'))
+            .position(|b| matches!(b, b'<' | b'&'))
             .unwrap_or(bytes.len() - at);
         out.extend_from_slice(&bytes[at..at + plain]);
         at += plain;
@@ -58,9 +57,11 @@ pub(super) fn readable(bytes: &[u8]) -> Cow<'_, [u8]> {
         } else if rest.starts_with(b"<?") {
             at += 2 + find(&rest[2..], b"?>").map_or(rest.len() - 2, |end| end + 2);
         } else if rest.starts_with(b"<![CDATA[") {
-            at += 9;
-        } else if rest.starts_with(b"]]>") {
-            at += 3;
+            // Its content is text as it stands: nothing in it is markup (not even `<!--`).
+            let content = &rest[9..];
+            let len = find(content, b"]]>").unwrap_or(content.len());
+            out.extend_from_slice(&content[..len]);
+            at += 9 + (len + 3).min(content.len());
         } else if rest[0] == b'&' {
             match reference(rest) {
                 Some((c, len)) => {
@@ -88,27 +89,40 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
-/// A reference at the start of `text` (`&#48;`, `&#x30;`, `&amp;` ...): its character and
-/// length.
+/// A reference at the start of `text` (`&#48;`, `&#x30;`, `&#x0000030;`, `&amp;` ...): its
+/// character and length. Leading zeros are skipped however many there are, as XML allows.
 fn reference(text: &[u8]) -> Option<(char, usize)> {
-    let end = text.iter().take(12).position(|&b| b == b';')?;
-    let name = &text[1..end];
-    let c = match name {
-        b"lt" => '<',
-        b"gt" => '>',
-        b"amp" => '&',
-        b"quot" => '"',
-        b"apos" => '\'',
-        _ => {
-            let digits = std::str::from_utf8(name.strip_prefix(b"#")?).ok()?;
-            let value = match digits.strip_prefix(['x', 'X']) {
-                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                None => digits.parse().ok()?,
-            };
-            char::from_u32(value)?
-        }
+    let (radix, mut at) = if text.starts_with(b"&#x") || text.starts_with(b"&#X") {
+        (16, 3)
+    } else if text.starts_with(b"&#") {
+        (10, 2)
+    } else {
+        let end = text.iter().take(6).position(|&b| b == b';')?;
+        let c = match &text[1..end] {
+            b"lt" => '<',
+            b"gt" => '>',
+            b"amp" => '&',
+            b"quot" => '"',
+            b"apos" => '\'',
+            _ => return None,
+        };
+        return Some((c, end + 1));
     };
-    Some((c, end + 1))
+    let zeros = text[at..].iter().take_while(|&&b| b == b'0').count();
+    at += zeros;
+    let digits = text[at..]
+        .iter()
+        .take(9)
+        .take_while(|&&b| (b as char).is_digit(radix))
+        .count();
+    if text.get(at + digits) != Some(&b';') || zeros + digits == 0 {
+        return None;
+    }
+    let value = match digits {
+        0 => 0,
+        _ => u32::from_str_radix(std::str::from_utf8(&text[at..at + digits]).ok()?, radix).ok()?,
+    };
+    Some((char::from_u32(value)?, at + digits + 1))
 }
 
 /// Base64 is decoded in windows of this many characters of text (overlapping by
@@ -148,22 +162,31 @@ fn view(
     if depth >= MAX_DEPTH {
         return false;
     }
-    let mut start = 0;
-    loop {
-        let end = text.len().min(start + WINDOW);
-        if base64_views(
-            &text[start..end],
-            every_alignment || start > 0,
-            depth,
-            found,
-        ) {
-            return true;
+    // The base64 in the bytes as received too, not only in the text as read: whatever the
+    // reading got wrong cannot hide a payload.
+    let texts: &[&[u8]] = match &text {
+        Cow::Owned(text) => &[bytes, text],
+        Cow::Borrowed(_) => &[bytes],
+    };
+    for text in texts {
+        let mut start = 0;
+        loop {
+            let end = text.len().min(start + WINDOW);
+            if base64_views(
+                &text[start..end],
+                every_alignment || start > 0,
+                depth,
+                found,
+            ) {
+                return true;
+            }
+            if end == text.len() {
+                break;
+            }
+            start = end - OVERLAP;
         }
-        if end == text.len() {
-            return false;
-        }
-        start = end - OVERLAP;
     }
+    false
 }
 
 /// What a byte is to a run of base64.
@@ -171,6 +194,8 @@ fn view(
 enum Class {
     Alphabet,
     Space,
+    /// `=`: the end of one block of base64, which another may follow.
+    Pad,
     Other,
 }
 
@@ -183,6 +208,8 @@ const CLASSES: [Class; 256] = {
             Class::Alphabet
         } else if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
             Class::Space
+        } else if b == b'=' {
+            Class::Pad
         } else {
             Class::Other
         };
@@ -226,7 +253,7 @@ fn base64_views(
             cleaned.extend(
                 segment
                     .iter()
-                    .filter(|&&b| CLASSES[usize::from(b)] == Class::Alphabet),
+                    .filter(|&&b| CLASSES[usize::from(b)] != Class::Space),
             );
             &cleaned
         } else {
@@ -235,14 +262,32 @@ fn base64_views(
         if run.len() < MIN_BASE64_RUN {
             continue;
         }
+        // Blocks that each end in padding, encoded one by one and joined, are decoded one by
+        // one and joined again.
         for shift in 0..shifts {
-            let usable = (run.len() - shift) / 4 * 4;
             decoded.clear();
-            if LENIENT
-                .decode_vec(&run[shift..shift + usable], &mut decoded)
-                .is_ok()
-                && view(&decoded, every_alignment, depth + 1, found)
-            {
+            let mut blocks = run.split(|&b| b == b'=').filter(|block| !block.is_empty());
+            let mut first = true;
+            let mut usable = true;
+            for block in &mut blocks {
+                let block = if first {
+                    &block[shift.min(block.len())..]
+                } else {
+                    block
+                };
+                first = false;
+                let whole = block.len() / 4 * 4;
+                let tail = block.len() - whole;
+                // A last group of one character holds no byte.
+                let take = if tail == 1 { whole } else { block.len() };
+                let mut piece = Vec::new();
+                if LENIENT.decode_vec(&block[..take], &mut piece).is_err() {
+                    usable = false;
+                    break;
+                }
+                decoded.extend_from_slice(&piece);
+            }
+            if usable && !decoded.is_empty() && view(&decoded, every_alignment, depth + 1, found) {
                 return true;
             }
         }
@@ -312,6 +357,45 @@ mod tests {
         let split = format!("<B>{}!{}</B>", &inner[..4], &inner[4..]);
         assert!(finds(split.as_bytes(), true));
         assert!(!finds(STANDARD.encode("0101801234").as_bytes(), true));
+    }
+
+    #[test]
+    fn markup_inside_cdata_or_padded_references_hide_nothing() {
+        let inner = STANDARD.encode("<p>cpr 0101701234</p>");
+        // `<!--` inside CDATA is text, not the start of a comment that would swallow the rest.
+        let cdata = format!("<a><![CDATA[<!--]]></a><B>{inner}</B>");
+        assert!(finds(cdata.as_bytes(), false));
+        for text in [
+            "<a>0101&#x0000000037;01234</a>",
+            "<a>0101&#0000000000000000055;01234</a>",
+        ] {
+            assert!(finds(text.as_bytes(), false), "{text}");
+        }
+        // A reference inside base64 splits its run; the bytes as received are searched too.
+        let split = format!(
+            "<B>{}&#x{:08x};{}</B>",
+            &inner[..5],
+            inner.as_bytes()[5],
+            &inner[6..]
+        );
+        assert!(finds(split.as_bytes(), false));
+        // UTF-16 without a byte order mark, starting with characters that are not ASCII.
+        let utf16: Vec<u8> = "中文<a>0101701234</a>"
+            .encode_utf16()
+            .flat_map(u16::to_be_bytes)
+            .collect();
+        assert!(finds(&utf16, false));
+    }
+
+    #[test]
+    fn blocks_of_base64_joined_after_their_padding_are_decoded_joined() {
+        let joined = format!(
+            "<B>{}{}</B>",
+            STANDARD.encode("<p>cpr 0101"),
+            STANDARD.encode("701234</p>")
+        );
+        assert!(joined.contains('='));
+        assert!(finds(joined.as_bytes(), false));
     }
 
     #[test]
