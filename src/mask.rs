@@ -133,7 +133,23 @@ fn ends_alone(bytes: &[u8], end: usize) -> bool {
 
 /// A CPR number starting at `start`, as `(serial start, end)`, or `None` when there is none.
 fn cpr_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
-    if start > 0 && is_word_byte(bytes[start - 1]) {
+    cpr_between(bytes, start, is_word_byte)
+}
+
+/// Whether `text` holds a CPR number that no digit touches, whatever else does (a letter, as
+/// in `x0101701234`): the rule of `forget`, which masks such a number wherever it finds it.
+/// Stricter than the masking of logs, which leaves a number joined to letters alone so that
+/// hex tokens stay readable.
+pub fn holds_cpr_number(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    (0..bytes.len()).any(|at| {
+        bytes[at].is_ascii_digit() && cpr_between(bytes, at, |b| b.is_ascii_digit()).is_some()
+    })
+}
+
+/// [`cpr_at`] with `touches` telling which bytes may not stand right before or after it.
+fn cpr_between(bytes: &[u8], start: usize, touches: fn(u8) -> bool) -> Option<(usize, usize)> {
+    if start > 0 && touches(bytes[start - 1]) {
         return None;
     }
     let digit = |at: usize| bytes.get(at).is_some_and(u8::is_ascii_digit);
@@ -156,7 +172,8 @@ fn cpr_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
         return None;
     }
     let serial = date_end + separator_at(bytes, date_end).unwrap_or(0);
-    (digits(serial, 4) && ends_alone(bytes, serial + 4)).then_some((serial, serial + 4))
+    let alone = !bytes.get(serial + 4).copied().is_some_and(touches);
+    (digits(serial, 4) && alone).then_some((serial, serial + 4))
 }
 
 /// The most bytes between `cpr` and the number it labels.
@@ -327,6 +344,21 @@ pub fn for_log(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cpr_number_for_forget_is_touched_by_no_digit_only() {
+        for text in [
+            "x0101701234",
+            "a010170-1234b",
+            "id_0101701234",
+            "0101701234",
+        ] {
+            assert!(holds_cpr_number(text), "{text}");
+        }
+        for text in ["01017012345", "10101701234", "x9999999999", "0113701234"] {
+            assert!(!holds_cpr_number(text), "{text}");
+        }
+    }
 
     #[test]
     fn masks_every_cpr_shape() {

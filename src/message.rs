@@ -71,8 +71,17 @@ impl Rejection {
 }
 
 /// True when `text` holds something the log masking takes for a CPR number.
+/// A UUID is judged as logs are masked (its hex letters keep a run of digits in it from being
+/// a number, or one random UUID in a thousand would be refused); any other id as `forget`
+/// judges a number, so that an id refused here is never one it would mask later (after which
+/// a copy received again would no longer be found a duplicate).
 fn holds_cpr(text: &str) -> bool {
-    matches!(crate::mask::mask_cpr(text), std::borrow::Cow::Owned(_))
+    if is_uuid(text) {
+        matches!(crate::mask::mask_cpr(text), std::borrow::Cow::Owned(_))
+    } else {
+        crate::mask::holds_cpr_number(text)
+            || matches!(crate::mask::mask_cpr(text), std::borrow::Cow::Owned(_))
+    }
 }
 
 /// The form a BeskedId is stored and compared in: a UUID in lower case (so an upper-case copy

@@ -811,6 +811,24 @@ fn other_content_under_a_dropped_envelopes_id_is_kept_and_a_cpr_besked_id_is_ref
     );
     assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 1);
     assert!(!stderr.contains("0202802345"), "{stderr}");
+    // Nor one joined to letters, which `forget` would mask (so that a copy received after it
+    // would be taken for a new message).
+    let (code, stdout, stderr) = import(
+        "glued-id",
+        &[(
+            "g.xml",
+            original.replace("552b82f6-be3e-4c0a-9ef2-a4f04be03db0", "x0202802345y"),
+        )],
+    );
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT besked_id IS NULL, reason FROM rejected WHERE origin LIKE '%g.xml'"
+        ),
+        ["1|BeskedId holds what looks like a CPR number (a BeskedId is a UUID)"]
+    );
+    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 1);
     // Nor in digits the masking does not know.
     let (code, stdout, stderr) = import(
         "wide-id",
