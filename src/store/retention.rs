@@ -256,7 +256,7 @@ impl Store {
                      LIMIT ?2",
                     &before,
                 )?;
-                drop_envelopes(tx, &seqs, &stamp)
+                drop_envelopes(tx, &seqs, &stamp, &mut resolved)
             })?;
         }
         if let Some(before) = cutoff(retention.status_days) {
@@ -271,6 +271,7 @@ impl Store {
                         statement.query_map(params![before, BATCH as i64], |row| row.get(0))?;
                     rows.collect::<rusqlite::Result<_>>()?
                 };
+                let mut deleted_ids = Vec::new();
                 for uuid in &letters {
                     let seqs: Vec<i64> = {
                         let mut statement = tx.prepare_cached(
@@ -281,7 +282,7 @@ impl Store {
                     };
                     statuses += seqs.len() as u64;
                     for seq in seqs {
-                        resolved += delete_message(tx, seq)?;
+                        resolved += delete_message(tx, seq, &mut deleted_ids)?;
                     }
                     tx.prepare_cached("DELETE FROM letter WHERE message_uuid = ?1")?
                         .execute([uuid])?;
@@ -291,6 +292,7 @@ impl Store {
                             format!("letter_overdue:{uuid}")
                         ])?;
                 }
+                resolved += delete_refused_under(tx, &deleted_ids)?;
                 Ok(letters.len() as u64)
             })?;
             pruned.statuses = statuses;
@@ -307,9 +309,11 @@ impl Store {
                      LIMIT ?2",
                     &before,
                 )?;
+                let mut deleted_ids = Vec::new();
                 for &seq in &seqs {
-                    resolved += delete_message(tx, seq)?;
+                    resolved += delete_message(tx, seq, &mut deleted_ids)?;
                 }
+                resolved += delete_refused_under(tx, &deleted_ids)?;
                 Ok(seqs.len() as u64)
             })?;
         }
@@ -406,7 +410,9 @@ impl Store {
             })?;
         }
         for chunk in envelopes.chunks(BATCH) {
-            forgotten.envelopes += write(&mut self.conn, |tx| drop_envelopes(tx, chunk, &stamp))?;
+            forgotten.envelopes += write(&mut self.conn, |tx| {
+                drop_envelopes(tx, chunk, &stamp, &mut forgotten.rejected)
+            })?;
         }
         for chunk in rejected.chunks(BATCH) {
             forgotten.rejected += write(&mut self.conn, |tx| {
@@ -641,8 +647,16 @@ fn delete_ids(tx: &rusqlite::Transaction<'_>, sql: &str, ids: &[i64]) -> Result<
 }
 
 /// Replaces the envelope of each message by no bytes, and records when and its fingerprint
-/// (so that a later copy with other content is still told apart).
-fn drop_envelopes(tx: &rusqlite::Transaction<'_>, seqs: &[i64], stamp: &str) -> Result<u64> {
+/// (so that a later copy with other content is still told apart). The refused copies of the
+/// same bytes go too (taken in by `reprocess`, or refused before the same bytes were stored):
+/// they would keep what was dropped. Returns how many envelopes were dropped; adds the refused
+/// rows deleted to `refused`.
+fn drop_envelopes(
+    tx: &rusqlite::Transaction<'_>,
+    seqs: &[i64],
+    stamp: &str,
+    refused: &mut u64,
+) -> Result<u64> {
     let mut statement = tx.prepare_cached(
         "UPDATE message SET envelope = zeroblob(0), envelope_pruned_at = ?2,
              envelope_sha256 = ?3
@@ -654,6 +668,13 @@ fn drop_envelopes(tx: &rusqlite::Transaction<'_>, seqs: &[i64], stamp: &str) -> 
             continue;
         };
         let fingerprint = super::envelope_fingerprint(&envelope);
+        let exact = super::hex(&sha2::Sha256::digest(&envelope));
+        *refused += tx
+            .prepare_cached("DELETE FROM rejected WHERE resolved_seq = ?1")?
+            .execute([seq])? as u64;
+        *refused += tx
+            .prepare_cached("DELETE FROM rejected WHERE raw_sha256 = ?1")?
+            .execute([exact])? as u64;
         dropped += statement.execute(params![seq, stamp, fingerprint])? as u64;
     }
     Ok(dropped)
@@ -662,11 +683,23 @@ fn drop_envelopes(tx: &rusqlite::Transaction<'_>, seqs: &[i64], stamp: &str) -> 
 /// Deletes one message and everything derived from it, and the refused copies that
 /// `reprocess` took in as it (they hold the same data; kept without their pointer, they would
 /// count as refused again and `reprocess` would bring the message back). Returns how many
-/// refused rows went.
-fn delete_message(tx: &rusqlite::Transaction<'_>, seq: i64) -> Result<u64> {
+/// refused rows went; adds the message's BeskedId to `deleted_ids` (see
+/// [`delete_refused_under`]).
+fn delete_message(
+    tx: &rusqlite::Transaction<'_>,
+    seq: i64,
+    deleted_ids: &mut Vec<String>,
+) -> Result<u64> {
     let refused = tx
         .prepare_cached("DELETE FROM rejected WHERE resolved_seq = ?1")?
         .execute([seq])?;
+    if let Some(id) = tx
+        .prepare_cached("SELECT besked_id FROM message WHERE seq = ?1")?
+        .query_row([seq], |row| row.get::<_, String>(0))
+        .optional()?
+    {
+        deleted_ids.push(id);
+    }
     for sql in [
         "DELETE FROM print_status_postal_event WHERE seq = ?1",
         "DELETE FROM print_status WHERE seq = ?1",
@@ -676,6 +709,23 @@ fn delete_message(tx: &rusqlite::Transaction<'_>, seq: i64) -> Result<u64> {
         tx.prepare_cached(sql)?.execute([seq])?;
     }
     Ok(refused as u64)
+}
+
+/// Deletes the refused rows under the BeskedIds of deleted messages: copies of them refused
+/// before they were stored, or other content sent under their ids. Kept, `reprocess` would
+/// bring back a message under an id that retention deleted. One pass over `rejected` for a
+/// batch.
+fn delete_refused_under(tx: &rusqlite::Transaction<'_>, ids: &[String]) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let ids = serde_json::to_string(ids)?;
+    let deleted = tx
+        .prepare_cached(
+            "DELETE FROM rejected WHERE besked_id IN (SELECT value FROM json_each(?1))",
+        )?
+        .execute([ids])?;
+    Ok(deleted as u64)
 }
 
 /// Checkpoints the WAL into the database and truncates it, waiting at most `patience` for

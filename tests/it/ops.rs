@@ -627,6 +627,72 @@ fn prune_takes_the_refused_copies_of_what_it_deletes() {
 }
 
 #[test]
+fn retention_takes_the_refused_copies_never_resolved_and_the_bytes_of_dropped_envelopes() {
+    use beskedhent::sample::{Status, padded, status_envelope_with};
+    let envelope = |n: u32| {
+        padded(
+            status_envelope_with(
+                &format!("e4000000-0000-4000-8000-{n:012}"),
+                &format!("e4000000-0000-4000-8000-{:012}", 100 + n),
+                &Status::DELIVERED,
+            ),
+            8000,
+        )
+    };
+    for (retention, kept_messages) in [("status_days", 0), ("envelope_days", 1)] {
+        let install = Install::new(&format!("max_message_bytes = 4096\n{TYPES}"));
+        let dir = install.path("in");
+        std::fs::create_dir(&dir).expect("dir");
+        std::fs::write(dir.join("a.xml"), envelope(1)).expect("write");
+        // Refused under the small limit...
+        let (code, stdout, _) = outcome(&install.run(&["import", dir.to_str().expect("utf-8")]));
+        assert_eq!(code, 3, "{stdout}");
+        let config = std::fs::read_to_string(install.config()).expect("read");
+        std::fs::write(
+            install.config(),
+            config.replace("max_message_bytes = 4096", "max_message_bytes = 65536")
+                + &format!("\n[retention]\n{retention} = 1\n"),
+        )
+        .expect("write");
+        // ...then the same bytes stored, in a run of their own, without `reprocess`.
+        let (code, stdout, stderr) =
+            outcome(&install.run(&["import", dir.to_str().expect("utf-8")]));
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert_eq!(
+            value::<i64>(&install.db(), "SELECT count(*) FROM rejected"),
+            1
+        );
+        let (code, stdout, stderr) = outcome(&install.run(&["prune"]));
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(
+            stdout.contains("1 refused messages"),
+            "{retention}: {stdout}"
+        );
+        let (code, stdout, stderr) = outcome(&install.run(&["reprocess"]));
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let db = install.db();
+        assert_eq!(
+            value::<i64>(&db, "SELECT count(*) FROM rejected"),
+            0,
+            "{retention}"
+        );
+        assert_eq!(
+            value::<i64>(&db, "SELECT count(*) FROM message"),
+            kept_messages,
+            "{retention}"
+        );
+        assert_eq!(
+            value::<i64>(
+                &db,
+                "SELECT count(*) FROM message WHERE length(envelope) > 0"
+            ),
+            0,
+            "{retention}"
+        );
+    }
+}
+
+#[test]
 fn prune_applies_retention_and_keeps_the_current_registration() {
     let install = Install::new(TYPES);
     let good = fixtures().join("good");
