@@ -777,6 +777,8 @@ fn validate_amqp(mut amqp: AmqpConfig, base: &Path) -> Result<AmqpConfig> {
 /// `.`, starting with a letter, so that it is safe in file names, metrics labels and plugin
 /// output, and never looks like a CPR number.
 pub fn check_source_name(what: &str, name: &str) -> Result<()> {
+    // First whether it could hold a CPR number, so that no other error shows its digits.
+    check_source_name_digits(what, name)?;
     let valid = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name
@@ -788,9 +790,13 @@ pub fn check_source_name(what: &str, name: &str) -> Result<()> {
             crate::mask::cap(name, 80)
         );
     }
-    // A name is kept in every row it stores, the run history and file names: never a CPR
-    // number, however it is joined to the rest or split: ten of its digits in a row (whatever
-    // stands between them) whose first four are a day and a month are refused.
+    Ok(())
+}
+
+/// A name is kept in every row it stores, the run history and file names: never a CPR number,
+/// however it is joined to the rest or split: ten of its digits in a row (whatever stands
+/// between them) whose first four are a day and a month are refused.
+fn check_source_name_digits(what: &str, name: &str) -> Result<()> {
     let digits: Vec<u8> = name
         .bytes()
         .filter(u8::is_ascii_digit)
@@ -948,6 +954,9 @@ mod tests {
             "a0101701234",
             "x010170.1234",
             "q01-01-70-12-34",
+            // Against the character rule too: the digits are not shown by that error either.
+            "a0101701234 ",
+            "a010170\u{a0}1234",
         ] {
             let error = check_source_name("--source", name)
                 .expect_err(name)

@@ -19,7 +19,8 @@ fn main() -> ExitCode {
             if !matches!(
                 error.kind(),
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            ) && std::env::args().any(|arg| arg == "--check" || arg.starts_with("--check=")) =>
+            ) && std::env::args_os()
+                .any(|arg| arg == "--check" || arg.as_encoded_bytes().starts_with(b"--check=")) =>
         {
             let text = error.to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
@@ -112,6 +113,9 @@ fn usage_error(text: &str) -> String {
             }
         }
     }
+    // An argument is quoted as given: a CPR number in it is masked even where letters touch
+    // it (`--source a0101701234`), which the masking of logs leaves alone.
+    let text = beskedhent::mask::mask_cpr_among_letters(&text);
     text.lines()
         .map(logging::safe_line)
         .collect::<Vec<_>>()

@@ -147,6 +147,30 @@ pub fn holds_cpr_number(text: &str) -> bool {
     })
 }
 
+/// [`mask_cpr`], but a number joined to letters (`x0101701234`) is masked too: for text that
+/// quotes what someone typed, where no hex token needs to stay readable.
+pub fn mask_cpr_among_letters(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut out: Option<Vec<u8>> = None;
+    for at in 0..bytes.len() {
+        if let Some((from, end)) =
+            cpr_between(bytes, at, |b| b.is_ascii_digit()).filter(|_| bytes[at].is_ascii_digit())
+        {
+            let out = out.get_or_insert_with(|| bytes.to_vec());
+            for byte in &mut out[from..end] {
+                *byte = b'*';
+            }
+        }
+    }
+    match out {
+        None => mask_cpr(text),
+        Some(out) => {
+            let masked = String::from_utf8(out).expect("ASCII replaced by ASCII");
+            Cow::Owned(mask_cpr(&masked).into_owned())
+        }
+    }
+}
+
 /// [`cpr_at`] with `touches` telling which bytes may not stand right before or after it.
 fn cpr_between(bytes: &[u8], start: usize, touches: fn(u8) -> bool) -> Option<(usize, usize)> {
     if start > 0 && touches(bytes[start - 1]) {

@@ -576,6 +576,51 @@ fn a_cpr_number_in_a_broken_configuration_is_masked_however_it_is_quoted() {
 }
 
 #[test]
+fn a_cpr_number_in_a_mistyped_argument_is_masked() {
+    use std::os::unix::ffi::OsStrExt;
+    let install = Install::new("");
+    let run = |args: &[&std::ffi::OsStr]| {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(install.config())
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    for args in [
+        vec![
+            std::ffi::OsStr::new("import"),
+            "--source".as_ref(),
+            "a0101701234".as_ref(),
+            "x".as_ref(),
+        ],
+        vec![
+            "import".as_ref(),
+            "--source".as_ref(),
+            "a0101701234 ".as_ref(),
+            "x".as_ref(),
+        ],
+        vec![
+            "forget".as_ref(),
+            std::ffi::OsStr::from_bytes(b"0101701234\xff"),
+        ],
+        vec![
+            "status".as_ref(),
+            "--check".as_ref(),
+            std::ffi::OsStr::from_bytes(b"0101701234\xff"),
+        ],
+    ] {
+        let (code, stdout, stderr) = outcome(&run(&args));
+        assert!(code == 2 || code == 3, "{args:?}: {code} {stdout}{stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            !format!("{stdout}{stderr}").contains("1234"),
+            "{args:?}: {stdout}{stderr}"
+        );
+    }
+}
+
+#[test]
 fn prune_takes_the_refused_copies_of_what_it_deletes() {
     use beskedhent::sample::{Status, padded, status_envelope_with};
     let install = Install::new(&format!("max_message_bytes = 4096\n{TYPES}"));
