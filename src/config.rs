@@ -485,8 +485,11 @@ impl Config {
 
     /// Parses configuration text; `path` is where it lives, for relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|error| anyhow::anyhow!("{}", error.to_string().trim_end()))?;
+        // The error quotes the line as written: its escapes are read first, so that a CPR
+        // number written with them is masked too.
+        let raw: RawConfig = toml::from_str(text).map_err(|error| {
+            anyhow::anyhow!("{}", crate::mask::unescaped(error.to_string().trim_end()))
+        })?;
         let base = path.parent().unwrap_or(Path::new(""));
         let max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if max_message_bytes == 0 || max_message_bytes > MAX_MAX_MESSAGE_BYTES {

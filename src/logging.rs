@@ -67,7 +67,9 @@ pub fn init() {
         builder.with_writer(SafeStderr { json: false }).init();
     }
     if let Some(problem) = problem {
-        tracing::warn!("{problem}");
+        // It quotes the variable as set: its escapes are read first, so that a CPR number
+        // written with them is masked too.
+        tracing::warn!("{}", crate::mask::unescaped(&problem));
     }
 }
 

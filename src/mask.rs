@@ -365,9 +365,80 @@ pub fn for_log(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// `text` with the escapes that quote a character replaced by it: `\u0030` and `\U00000030`
+/// (TOML, JSON) and `\u{30}` (Rust's debug form). For text that quotes what someone wrote
+/// (a configuration file's line, an environment variable), before [`mask_cpr`]: a number
+/// written with escaped digits or separators is then masked like any other. What an escape
+/// stands for is shown as itself (control characters are escaped again by [`escape_controls`]).
+pub fn unescaped(text: &str) -> Cow<'_, str> {
+    if !text.contains("\\u") && !text.contains("\\U") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(['\\']) {
+        out.push_str(&rest[..at]);
+        let escape = &rest[at..];
+        let hex = |digits: &str| {
+            u32::from_str_radix(digits, 16)
+                .ok()
+                .and_then(char::from_u32)
+        };
+        let decoded = if let Some(braced) = escape.strip_prefix("\\u{") {
+            braced
+                .find('}')
+                .filter(|&end| (1..=6).contains(&end))
+                .and_then(|end| hex(&braced[..end]).map(|c| (c, 4 + end)))
+        } else if let Some(four) = escape.strip_prefix("\\u") {
+            four.get(..4)
+                .filter(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(hex)
+                .map(|c| (c, 6))
+        } else if let Some(eight) = escape.strip_prefix("\\U") {
+            eight
+                .get(..8)
+                .filter(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(hex)
+                .map(|c| (c, 10))
+        } else {
+            None
+        };
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &escape[len..];
+            }
+            None => {
+                out.push('\\');
+                rest = &escape[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_are_read_before_masking() {
+        for (text, expected) in [
+            (r"010170\U000000A01234", "010170\u{a0}****"),
+            (r"010170\u002d1234", "010170-****"),
+            (r"010170\u00201234", "010170 ****"),
+            (r"01017\u00301234", "010170****"),
+            (r"010170\u{2013}1234", "010170\u{2013}****"),
+            (
+                r"a \ b \u12 \uzzzz \u{110000}",
+                r"a \ b \u12 \uzzzz \u{110000}",
+            ),
+        ] {
+            let masked = mask_cpr_in(&unescaped(text));
+            assert_eq!(masked, expected, "{text}");
+        }
+    }
 
     #[test]
     fn a_cpr_number_for_forget_is_touched_by_no_digit_only() {

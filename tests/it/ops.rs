@@ -559,6 +559,10 @@ fn a_cpr_number_in_a_broken_configuration_is_masked_however_it_is_quoted() {
         "\"010170\u{202f}1234\"",
         "\"010170\u{2013}1234\"",
         "'0101701234'",
+        "\"010170\\U000000A01234\"",
+        "\"010170\\u002d1234\"",
+        "\"010170\\u00201234\"",
+        "\"01017\\u00301234\"",
     ] {
         std::fs::write(
             install.config(),
@@ -572,6 +576,24 @@ fn a_cpr_number_in_a_broken_configuration_is_masked_however_it_is_quoted() {
             "{value}: {stderr}"
         );
         assert!(!stderr.contains("1234"), "{value}: {stderr}");
+    }
+    // The same for the log filter's variable, which a bad value is quoted from.
+    std::fs::write(install.config(), "database = \"replica.db\"\n").expect("write");
+    for filter in [
+        r"010170\U000000A01234",
+        r"01017\u00301234",
+        "010170\u{a0}1234",
+    ] {
+        let output = Command::new(BIN)
+            .arg("--config")
+            .arg(install.config())
+            .arg("status")
+            .env("BESKEDHENT_LOG", filter)
+            .output()
+            .expect("run");
+        let (_, _, stderr) = outcome(&output);
+        assert!(stderr.contains("BESKEDHENT_LOG"), "{filter}: {stderr}");
+        assert!(!stderr.contains("1234"), "{filter}: {stderr}");
     }
 }
 
