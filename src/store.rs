@@ -444,16 +444,31 @@ pub struct NotificationCounts {
 /// journal nor checkpoints and deletes its WAL. A replica is always in WAL mode, so a database
 /// with a journal left by an unfinished transaction is another program's.
 fn refuse_foreign(path: &Path) -> Result<()> {
-    let mut journal = path.as_os_str().to_owned();
-    journal.push("-journal");
-    let journal = PathBuf::from(journal);
-    let hot = std::fs::metadata(&journal).is_ok_and(|meta| meta.len() > 0);
+    // SQLite keeps a database's journal and WAL beside its real file.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let beside = |suffix: &str| {
+        let mut name = real.as_os_str().to_owned();
+        name.push(suffix);
+        std::fs::metadata(PathBuf::from(name)).is_ok_and(|meta| meta.len() > 0)
+    };
+    let hot = beside("-journal");
     let foreign = || {
         anyhow::anyhow!(
             "`{}` is an SQLite database of another program (it has tables, but no beskedhent schema); check `database` in the configuration",
             path.display()
         )
     };
+    if std::fs::metadata(&real).map_or(true, |meta| meta.len() == 0) {
+        // A missing or empty file is a new replica, unless another program's WAL or journal is beside
+        // it: SQLite would throw that away on opening.
+        if hot || beside("-wal") {
+            bail!(
+                "`{}` is empty, but a `-wal` or `-journal` of another program's database is beside it (SQLite would discard it); move them away or check `database` in the configuration",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
     let conn = match Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -487,12 +502,11 @@ impl Store {
                 parent.display()
             );
         }
-        create_private(path)?;
         // Before it is opened for writing (which would let SQLite roll back a journal or
-        // checkpoint and delete a WAL): another program's database is never touched.
-        if std::fs::metadata(path).is_ok_and(|meta| meta.len() > 0) {
-            refuse_foreign(path)?;
-        }
+        // checkpoint and delete a WAL), or created: another program's database is never
+        // touched.
+        refuse_foreign(path)?;
+        create_private(path)?;
         let conn = Connection::open(path)
             .with_context(|| format!("failed to open database `{}`", path.display()))?;
         let mut store = Store {
@@ -542,7 +556,8 @@ impl Store {
         let objects: i64 =
             self.conn
                 .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))?;
-        Ok(objects > 0 && !self.is_replica()?)
+        // No tables but a version of its own: another program's, set up or emptied.
+        Ok((objects > 0 && !self.is_replica()?) || (objects == 0 && self.schema_version()? != 0))
     }
 
     /// True when the database has a beskedhent schema version and the tables every version
