@@ -469,6 +469,18 @@ fn refuse_foreign(path: &Path) -> Result<()> {
         }
         return Ok(());
     }
+    // SQLite finds a database's WAL and locks by its name: two runs writing through two names
+    // of one file (hard links) would each keep a WAL of their own, and one would undo the
+    // other's commits.
+    if let Ok(meta) = std::fs::metadata(&real)
+        && std::os::unix::fs::MetadataExt::nlink(&meta) > 1
+    {
+        bail!(
+            "`{}` has {} names (hard links); SQLite keeps a database's WAL and locks by name, so writing through two of them loses commits: keep one name (a symbolic link is safe)",
+            path.display(),
+            std::os::unix::fs::MetadataExt::nlink(&meta)
+        );
+    }
     let conn = match Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,

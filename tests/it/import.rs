@@ -985,6 +985,20 @@ fn one_import_of_a_source_at_a_time() {
     let (code, _, stderr) = outcome(&elsewhere.run(&["import", good.to_str().expect("utf-8")]));
     assert_eq!(code, 5, "{stderr}");
     assert!(!elsewhere.path("link.db-import.lock").exists());
+    // A hard link is another name SQLite would keep another WAL for: refused by every run.
+    std::fs::hard_link(install.db_path(), elsewhere.path("hard.db")).expect("hard link");
+    std::fs::write(elsewhere.config(), "database = \"hard.db\"\n").expect("config");
+    drop(lock);
+    for args in [&["import", good.to_str().expect("utf-8")][..], &["status"]] {
+        let (code, _, stderr) = outcome(&elsewhere.run(args));
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("hard links"), "{stderr}");
+    }
+    assert!(!elsewhere.path("hard.db-wal").exists());
+    let (code, _, stderr) = outcome(&install.run(&["status"]));
+    assert_eq!(code, 1, "{stderr}");
+    std::fs::remove_file(elsewhere.path("hard.db")).expect("unlink");
+    let lock = beskedhent::sync::FeedLock::acquire(&install.db_path(), "import").expect("lock");
     assert_eq!(
         value::<i64>(&install.db(), "SELECT count(*) FROM run"),
         runs
