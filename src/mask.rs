@@ -22,7 +22,7 @@ pub const SERIAL_SEPARATORS: [&str; 12] = [
 
 /// The non-ASCII separators as escapes write them: Rust's debug form (`\u{a0}`, which error
 /// messages quoting a value use) and the `\u00a0` of TOML and JSON (either case).
-const ESCAPED_SEPARATORS: [&str; 16] = [
+pub const ESCAPED_SEPARATORS: [&str; 16] = [
     "\\u{a0}",
     "\\u{202f}",
     "\\u{2010}",

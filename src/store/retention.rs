@@ -110,13 +110,29 @@ impl Party {
             // Every way of writing it that the log masking recognises.
             let (d, m, y, serial) = (&number[..2], &number[2..4], &number[4..6], &number[6..]);
             let mut forms = vec![number.clone()];
-            for separator in crate::mask::SERIAL_SEPARATORS {
+            // The separators, and the escapes that write the non-ASCII ones (in either case
+            // of their hex digits), as a file name or a quoted error may hold them.
+            let escaped = crate::mask::ESCAPED_SEPARATORS.iter().flat_map(|escape| {
+                let upper = format!(
+                    "\\{}",
+                    escape[1..].to_ascii_uppercase().replacen('U', "u", 1)
+                );
+                [escape.to_string(), upper]
+            });
+            let separators: Vec<String> = crate::mask::SERIAL_SEPARATORS
+                .iter()
+                .map(|separator| separator.to_string())
+                .chain(escaped)
+                .collect();
+            for separator in &separators {
                 forms.push(format!("{d}{m}{y}{separator}{serial}"));
                 forms.push(format!("{d}.{m}.{y}{separator}{serial}"));
                 forms.push(format!("{d}-{m}-{y}{separator}{serial}"));
             }
             forms.push(format!("{d}.{m}.{y}{serial}"));
             forms.push(format!("{d}-{m}-{y}{serial}"));
+            forms.sort_unstable();
+            forms.dedup();
             forms
         } else {
             // Eight digits alone also occur inside UUIDs and other numbers (and the
@@ -737,4 +753,33 @@ fn truncate_wal(conn: &Connection, patience: std::time::Duration) -> Result<bool
     });
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     Ok(busy? == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_number_is_found_and_masked_however_its_separator_is_written() {
+        let party = Party::parse("010170-1234").expect("valid");
+        for text in [
+            "0101701234",
+            "x0101701234y",
+            "010170\u{a0}1234",
+            r"esc-010170\u00a01234.xml",
+            r"esc-010170\u00A01234.xml",
+            r"010170\u{2013}1234",
+            "01.01.70-1234",
+        ] {
+            assert!(party.named_in_text(text.as_bytes()), "{text}");
+            let masked = party.masked(text, "0badcafe").expect(text);
+            assert!(
+                !masked.contains("1234") && masked.contains("#0badcafe"),
+                "{masked}"
+            );
+        }
+        for text in ["01017012345", "10101701234", "0101701235"] {
+            assert!(!party.named_in_text(text.as_bytes()), "{text}");
+        }
+    }
 }
