@@ -908,10 +908,15 @@ fn the_replicas_own_files_are_never_imported() {
         "{stdout}"
     );
 
-    // Under other names too: a hard link and a symbolic link elsewhere.
+    // Under other names too: a hard link (to a pre-upgrade copy: a second name of the replica
+    // itself is refused before anything is read, see below) and symbolic links elsewhere.
     let links = install.path("links");
     std::fs::create_dir(&links).expect("mkdir");
-    std::fs::hard_link(&db, links.join("hard.db")).expect("hard link");
+    std::fs::hard_link(
+        install.path("replica.db.schema4.bak"),
+        links.join("hard.db"),
+    )
+    .expect("hard link");
     std::os::unix::fs::symlink(&db, links.join("soft.db")).expect("symlink");
     std::os::unix::fs::symlink(install.path("replica.db-wal"), links.join("wal")).expect("link");
     let (code, stdout, stderr) = outcome(&install.run(&["import", links.to_str().expect("utf-8")]));
