@@ -454,13 +454,13 @@ fn refuse_foreign(path: &Path) -> Result<()> {
     let hot = beside("-journal");
     let foreign = || {
         anyhow::anyhow!(
-            "`{}` is an SQLite database of another program (it has tables, but no beskedhent schema); check `database` in the configuration",
+            "`{}` is an SQLite database of another program (its tables or its schema version are not a beskedhent replica's); check `database` in the configuration",
             path.display()
         )
     };
     if std::fs::metadata(&real).map_or(true, |meta| meta.len() == 0) {
-        // A missing or empty file is a new replica, unless another program's WAL or journal is beside
-        // it: SQLite would throw that away on opening.
+        // A missing or empty file is a new replica, unless another program's WAL or journal
+        // is beside it: SQLite would throw that away on opening.
         if hot || beside("-wal") {
             bail!(
                 "`{}` is empty, but a `-wal` or `-journal` of another program's database is beside it (SQLite would discard it); move them away or check `database` in the configuration",
