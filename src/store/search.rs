@@ -17,27 +17,14 @@ const MIN_BASE64_RUN: usize = 14;
 const MAX_DEPTH: usize = 5;
 
 /// The text of `bytes` as a reader of the XML would see it: comments and processing
-/// instructions removed (so the text on either side joins), CDATA markers removed, character
-/// and predefined entity references replaced by their characters, and the zero bytes of UTF-16
-/// dropped (which leaves its ASCII as ASCII). Borrowed when there is nothing to change.
-pub(super) fn readable(bytes: &[u8]) -> Cow<'_, [u8]> {
-    // UTF-16 (with a byte order mark or without) has zero bytes; XML in UTF-8 never does.
-    let utf16 = bytes.contains(&0);
-    let special = |b: &u8| matches!(b, b'<' | b'&') || (utf16 && *b == 0);
-    if !bytes.iter().any(special) {
+/// instructions removed (so the text on either side joins), CDATA content as it stands, and
+/// character and predefined entity references replaced by their characters. With
+/// `without_tags`, the tags go too, so that text split by an element (`0101<b/>701234`) joins as
+/// an element's text does. Borrowed when there is nothing to change.
+pub(super) fn readable(bytes: &[u8], without_tags: bool) -> Cow<'_, [u8]> {
+    if !bytes.iter().any(|b| matches!(b, b'<' | b'&')) {
         return Cow::Borrowed(bytes);
     }
-    let stripped;
-    let bytes = if utf16 {
-        stripped = bytes
-            .iter()
-            .copied()
-            .filter(|&b| b != 0)
-            .collect::<Vec<u8>>();
-        &stripped[..]
-    } else {
-        bytes
-    };
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while at < bytes.len() {
@@ -62,6 +49,10 @@ pub(super) fn readable(bytes: &[u8]) -> Cow<'_, [u8]> {
             let len = find(content, b"]]>").unwrap_or(content.len());
             out.extend_from_slice(&content[..len]);
             at += 9 + (len + 3).min(content.len());
+        } else if without_tags && rest[0] == b'<' {
+            // A tag, to its end (a `>` inside a quoted attribute value ends it early, which
+            // only keeps more text).
+            at += find(rest, b">").map_or(rest.len(), |end| end + 1);
         } else if rest[0] == b'&' {
             match reference(rest) {
                 Some((c, len)) => {
@@ -80,6 +71,24 @@ pub(super) fn readable(bytes: &[u8]) -> Cow<'_, [u8]> {
         }
     }
     Cow::Owned(out)
+}
+
+/// `bytes` read as UTF-16 (big-endian when more of its zero bytes are at even positions, as
+/// ASCII is in it), as UTF-8; what is not UTF-16 becomes U+FFFD.
+fn utf16_as_utf8(bytes: &[u8]) -> Vec<u8> {
+    let even = bytes.iter().step_by(2).filter(|&&b| b == 0).count();
+    let odd = bytes.iter().skip(1).step_by(2).filter(|&&b| b == 0).count();
+    let units = bytes.chunks_exact(2).map(|pair| {
+        if even > odd {
+            u16::from_be_bytes([pair[0], pair[1]])
+        } else {
+            u16::from_le_bytes([pair[0], pair[1]])
+        }
+    });
+    char::decode_utf16(units)
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// The first position of `needle` in `haystack`.
@@ -155,17 +164,29 @@ fn view(
     if found(bytes) {
         return true;
     }
-    let text = readable(bytes);
+    // UTF-16 (with a byte order mark or without) has zero bytes; XML in UTF-8 never does. Its
+    // text, as UTF-8, is searched in every way UTF-8 is.
+    if depth < MAX_DEPTH
+        && bytes.contains(&0)
+        && view(&utf16_as_utf8(bytes), every_alignment, depth + 1, found)
+    {
+        return true;
+    }
+    let text = readable(bytes, false);
     if matches!(text, Cow::Owned(_)) && found(&text) {
+        return true;
+    }
+    let joined = readable(bytes, true);
+    if matches!(joined, Cow::Owned(_)) && found(&joined) {
         return true;
     }
     if depth >= MAX_DEPTH {
         return false;
     }
-    // The base64 in the bytes as received too, not only in the text as read: whatever the
-    // reading got wrong cannot hide a payload.
-    let texts: &[&[u8]] = match &text {
-        Cow::Owned(text) => &[bytes, text],
+    // The base64 in the text as read (an element's text, joined), and in the bytes as
+    // received too: whatever the reading got wrong cannot hide a payload.
+    let texts: &[&[u8]] = match &joined {
+        Cow::Owned(joined) => &[bytes, joined],
         Cow::Borrowed(_) => &[bytes],
     };
     for text in texts {
@@ -331,7 +352,25 @@ mod tests {
             .flat_map(u16::to_le_bytes)
             .collect();
         assert!(finds(&utf16, false));
-        assert!(!finds(b"<a>0101<b/>701234</a>", false));
+        // Text split by an element joins, as an element's text does.
+        assert!(finds(b"<a>0101<b/>701234</a>", false));
+        assert!(finds(b"<a>0101<b x='1'>7</b>01234</a>", false));
+        // In UTF-16, inside a comment, and next to characters whose bytes hold `0x30`.
+        for text in ["<a><!-- 0101701234 --></a>", "\u{3000}0101701234\u{130}"] {
+            for big_endian in [false, true] {
+                let bytes: Vec<u8> = text
+                    .encode_utf16()
+                    .flat_map(|unit| {
+                        if big_endian {
+                            unit.to_be_bytes()
+                        } else {
+                            unit.to_le_bytes()
+                        }
+                    })
+                    .collect();
+                assert!(finds(&bytes, false), "{text} {big_endian}");
+            }
+        }
         assert!(!finds(b"<a>&#xZZ;0101 701234 &unknown;</a>", false));
     }
 

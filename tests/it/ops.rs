@@ -463,6 +463,7 @@ fn forget_finds_the_number_however_it_is_written_and_masks_stay_apart() {
         (3, "Modtager 01017&#48;1234"),
         (4, "Modtager 0101<!-- x -->701234"),
         (5, "Modtager <![CDATA[0101]]><![CDATA[701234]]>"),
+        (9, "Modtager 0101<b/>701234"),
     ] {
         write(
             &format!("{n}.xml"),
@@ -492,7 +493,7 @@ fn forget_finds_the_number_however_it_is_written_and_masks_stay_apart() {
     let (code, stdout, stderr) = outcome(&install.run(&["import", dir.to_str().expect("utf-8")]));
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(
-        stdout.contains("6 new") && stdout.contains("2 rejected"),
+        stdout.contains("7 new") && stdout.contains("2 rejected"),
         "{stdout}"
     );
 
@@ -524,7 +525,7 @@ fn forget_finds_the_number_however_it_is_written_and_masks_stay_apart() {
             &db,
             "SELECT besked_id FROM message WHERE envelope_pruned_at IS NOT NULL ORDER BY 1"
         ),
-        [uuid(1), uuid(2), uuid(3), uuid(4), uuid(5)]
+        [uuid(1), uuid(2), uuid(3), uuid(4), uuid(5), uuid(9)]
     );
     assert_eq!(
         rows(
