@@ -664,9 +664,10 @@ fn delete_ids(tx: &rusqlite::Transaction<'_>, sql: &str, ids: &[i64]) -> Result<
 
 /// Replaces the envelope of each message by no bytes, and records when and its fingerprint
 /// (so that a later copy with other content is still told apart). The refused copies of the
-/// same bytes go too (taken in by `reprocess`, or refused before the same bytes were stored):
-/// they would keep what was dropped. Returns how many envelopes were dropped; adds the refused
-/// rows deleted to `refused`.
+/// same content go too (taken in by `reprocess`, or refused before the same bytes were stored,
+/// also with another byte order mark or white space around them, or their ids in another case):
+/// they would keep what was dropped. Returns how many envelopes were dropped; adds the
+/// refused rows deleted to `refused`.
 fn drop_envelopes(
     tx: &rusqlite::Transaction<'_>,
     seqs: &[i64],
@@ -679,36 +680,98 @@ fn drop_envelopes(
          WHERE seq = ?1 AND envelope_pruned_at IS NULL",
     )?;
     let mut dropped = 0;
+    // Lower-case BeskedId → fingerprints and the largest envelope, for the refused copies
+    // under those ids.
+    let mut by_id: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut largest = 0;
     for &seq in seqs {
         let Some(envelope) = super::read_envelope(tx, seq)? else {
             continue;
         };
         let fingerprint = super::envelope_fingerprint(&envelope);
-        let exact = super::hex(&sha2::Sha256::digest(&envelope));
-        *refused += tx
-            .prepare_cached("DELETE FROM rejected WHERE resolved_seq = ?1")?
-            .execute([seq])? as u64;
-        *refused += tx
-            .prepare_cached("DELETE FROM rejected WHERE raw_sha256 = ?1")?
-            .execute([exact])? as u64;
+        *refused += delete_same_bytes(tx, seq, &envelope)?;
+        let id: String = tx
+            .prepare_cached("SELECT besked_id FROM message WHERE seq = ?1")?
+            .query_row([seq], |row| row.get(0))?;
+        by_id
+            .entry(id.to_lowercase())
+            .or_default()
+            .push(folded_fingerprint(&envelope));
+        largest = largest.max(envelope.len());
         dropped += statement.execute(params![seq, stamp, fingerprint])? as u64;
+    }
+    if by_id.is_empty() {
+        return Ok(dropped);
+    }
+    // One pass over the refused rows under those ids, no larger than the envelopes and what
+    // a byte order mark and white space add.
+    let ids = serde_json::to_string(&by_id.keys().collect::<Vec<_>>())?;
+    let candidates: Vec<(i64, String)> = {
+        let mut statement = tx.prepare_cached(
+            "SELECT id, lower(besked_id) FROM rejected
+             WHERE lower(besked_id) IN (SELECT value FROM json_each(?1)) AND raw_size <= ?2",
+        )?;
+        let rows = statement.query_map(params![ids, largest as i64 + 64 * 1024], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (id, besked_id) in candidates {
+        let raw = super::read_blob(tx, "rejected", "raw", id)?;
+        let fingerprint = folded_fingerprint(&raw);
+        if by_id
+            .get(&besked_id)
+            .is_some_and(|fingerprints| fingerprints.contains(&fingerprint))
+        {
+            *refused += tx
+                .prepare_cached("DELETE FROM rejected WHERE id = ?1")?
+                .execute([id])? as u64;
+        }
     }
     Ok(dropped)
 }
 
-/// Deletes one message and everything derived from it, and the refused copies that
-/// `reprocess` took in as it (they hold the same data; kept without their pointer, they would
-/// count as refused again and `reprocess` would bring the message back). Returns how many
-/// refused rows went; adds the message's BeskedId to `deleted_ids` (see
-/// [`delete_refused_under`]).
+/// The fingerprint of an envelope's content with ASCII letters in one case (after the byte
+/// order mark and white space around it are taken off): a refused copy that wrote its ids in
+/// another case is the same message.
+fn folded_fingerprint(envelope: &[u8]) -> String {
+    super::hex(&sha2::Sha256::digest(
+        super::trim_document(envelope).to_ascii_lowercase(),
+    ))
+}
+
+/// Deletes the refused rows that hold the bytes of message `seq`: those `reprocess` took in as
+/// it, and those with the same bytes (as received, or without a byte order mark and the white
+/// space around them). Returns how many went.
+fn delete_same_bytes(tx: &rusqlite::Transaction<'_>, seq: i64, envelope: &[u8]) -> Result<u64> {
+    let mut deleted = tx
+        .prepare_cached("DELETE FROM rejected WHERE resolved_seq = ?1")?
+        .execute([seq])?;
+    let exact = super::hex(&sha2::Sha256::digest(envelope));
+    let trimmed = super::envelope_fingerprint(envelope);
+    for sha in [exact, trimmed] {
+        deleted += tx
+            .prepare_cached("DELETE FROM rejected WHERE raw_sha256 = ?1")?
+            .execute([sha])?;
+    }
+    Ok(deleted as u64)
+}
+
+/// Deletes one message and everything derived from it, and the refused rows that hold its
+/// bytes (see [`delete_same_bytes`]; kept, they would count as refused again and `reprocess`
+/// would bring the message back). Returns how many refused rows went; adds the message's
+/// BeskedId to `deleted_ids` (see [`delete_refused_under`]).
 fn delete_message(
     tx: &rusqlite::Transaction<'_>,
     seq: i64,
     deleted_ids: &mut Vec<String>,
 ) -> Result<u64> {
-    let refused = tx
-        .prepare_cached("DELETE FROM rejected WHERE resolved_seq = ?1")?
-        .execute([seq])?;
+    let refused = match super::read_envelope(tx, seq)? {
+        Some(envelope) => delete_same_bytes(tx, seq, &envelope)?,
+        None => tx
+            .prepare_cached("DELETE FROM rejected WHERE resolved_seq = ?1")?
+            .execute([seq])? as u64,
+    };
     if let Some(id) = tx
         .prepare_cached("SELECT besked_id FROM message WHERE seq = ?1")?
         .query_row([seq], |row| row.get::<_, String>(0))
@@ -724,21 +787,21 @@ fn delete_message(
     ] {
         tx.prepare_cached(sql)?.execute([seq])?;
     }
-    Ok(refused as u64)
+    Ok(refused)
 }
 
-/// Deletes the refused rows under the BeskedIds of deleted messages: copies of them refused
-/// before they were stored, or other content sent under their ids. Kept, `reprocess` would
-/// bring back a message under an id that retention deleted. One pass over `rejected` for a
-/// batch.
+/// Deletes the refused rows under the BeskedIds of deleted messages, in any case: copies of
+/// them refused before they were stored, or other content sent under their ids. Kept,
+/// `reprocess` would bring back a message under an id that retention deleted. One pass over
+/// `rejected` for a batch.
 fn delete_refused_under(tx: &rusqlite::Transaction<'_>, ids: &[String]) -> Result<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
-    let ids = serde_json::to_string(ids)?;
+    let ids = serde_json::to_string(&ids.iter().map(|id| id.to_lowercase()).collect::<Vec<_>>())?;
     let deleted = tx
         .prepare_cached(
-            "DELETE FROM rejected WHERE besked_id IN (SELECT value FROM json_each(?1))",
+            "DELETE FROM rejected WHERE lower(besked_id) IN (SELECT value FROM json_each(?1))",
         )?
         .execute([ids])?;
     Ok(deleted as u64)

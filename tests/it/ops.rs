@@ -707,13 +707,37 @@ fn retention_takes_the_refused_copies_never_resolved_and_the_bytes_of_dropped_en
             8000,
         )
     };
-    for (retention, kept_messages) in [("status_days", 0), ("envelope_days", 1)] {
+    // The refused copy as it came, with its BeskedId in upper case (which the refusal reads
+    // from the bytes as they are), or with a byte order mark and white space around it.
+    let upper = |bytes: Vec<u8>| {
+        String::from_utf8(bytes)
+            .expect("utf-8")
+            .replace(
+                "e4000000-0000-4000-8000-000000000001",
+                "E4000000-0000-4000-8000-000000000001",
+            )
+            .into_bytes()
+    };
+    let bom = |bytes: Vec<u8>| [&b"\xEF\xBB\xBF"[..], &bytes, b"\n\n"].concat();
+    let same = |bytes: Vec<u8>| bytes;
+    for (retention, kept_messages, copy) in [
+        ("status_days", 0, &same as &dyn Fn(Vec<u8>) -> Vec<u8>),
+        ("status_days", 0, &upper),
+        ("status_days", 0, &bom),
+        ("envelope_days", 1, &same),
+        ("envelope_days", 1, &upper),
+        ("envelope_days", 1, &bom),
+    ] {
         let install = Install::new(&format!("max_message_bytes = 4096\n{TYPES}"));
         let dir = install.path("in");
         std::fs::create_dir(&dir).expect("dir");
+        let refused = install.path("refused");
+        std::fs::create_dir(&refused).expect("dir");
         std::fs::write(dir.join("a.xml"), envelope(1)).expect("write");
+        std::fs::write(refused.join("a.xml"), copy(envelope(1))).expect("write");
         // Refused under the small limit...
-        let (code, stdout, _) = outcome(&install.run(&["import", dir.to_str().expect("utf-8")]));
+        let (code, stdout, _) =
+            outcome(&install.run(&["import", refused.to_str().expect("utf-8")]));
         assert_eq!(code, 3, "{stdout}");
         let config = std::fs::read_to_string(install.config()).expect("read");
         std::fs::write(
