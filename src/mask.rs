@@ -14,10 +14,12 @@ pub const REASON_MAX_BYTES: usize = 1024;
 
 /// The separators allowed between the date part and the serial of a CPR number: `-`, `/`, a
 /// space, `.`, and what word processors put in their place (a no-break or narrow no-break
-/// space, the Unicode hyphens and dashes, the minus sign). `forget` looks for each of them.
-pub const SERIAL_SEPARATORS: [&str; 12] = [
+/// space, the Unicode hyphens and dashes, the minus sign), and U+FFFD, which such a separator
+/// in another encoding becomes when read as UTF-8 (a Latin-1 no-break space in a file name).
+/// `forget` looks for each of them.
+pub const SERIAL_SEPARATORS: [&str; 13] = [
     "-", "/", " ", ".", "\u{a0}", "\u{202f}", "\u{2010}", "\u{2011}", "\u{2012}", "\u{2013}",
-    "\u{2014}", "\u{2212}",
+    "\u{2014}", "\u{2212}", "\u{fffd}",
 ];
 
 /// The non-ASCII separators as escapes write them: Rust's debug form (`\u{a0}`, which error
@@ -468,6 +470,7 @@ mod tests {
             ("251248\u{2013}9996", "251248\u{2013}****"),
             ("251248\u{2010}9996", "251248\u{2010}****"),
             ("251248\u{2212}9996", "251248\u{2212}****"),
+            ("251248\u{fffd}9996", "251248\u{fffd}****"),
             ("cpr 251248\u{2013}99961", "cpr 251248\u{2013}*****"),
             // The same as an error message quoting the value escapes it.
             (r"251248\u{a0}9996", r"251248\u{a0}****"),
