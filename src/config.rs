@@ -488,7 +488,12 @@ impl Config {
         // The error quotes the line as written: its escapes are read first, so that a CPR
         // number written with them is masked too.
         let raw: RawConfig = toml::from_str(text).map_err(|error| {
-            anyhow::anyhow!("{}", crate::mask::unescaped(error.to_string().trim_end()))
+            anyhow::anyhow!(
+                "{}",
+                crate::mask::mask_cpr_among_letters(&crate::mask::unescaped(
+                    error.to_string().trim_end()
+                ))
+            )
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
         let max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);

@@ -69,7 +69,10 @@ pub fn init() {
     if let Some(problem) = problem {
         // It quotes the variable as set: its escapes are read first, so that a CPR number
         // written with them is masked too.
-        tracing::warn!("{}", crate::mask::unescaped(&problem));
+        tracing::warn!(
+            "{}",
+            crate::mask::mask_cpr_among_letters(&crate::mask::unescaped(&problem))
+        );
     }
 }
 

@@ -114,7 +114,20 @@ fn usage_error(text: &str) -> String {
         }
     }
     // An argument is quoted as given: a CPR number in it is masked even where letters touch
-    // it (`--source a0101701234`), which the masking of logs leaves alone.
+    // it (`--source a0101701234`), which the masking of logs leaves alone; and a number parsed
+    // from it is quoted without its leading zeros (`101701234 is not in 0..=36500`).
+    for arg in std::env::args_os().skip(1) {
+        let arg = arg.to_string_lossy();
+        if !beskedhent::mask::holds_cpr_number(&arg) {
+            continue;
+        }
+        for run in arg.split(|c: char| !c.is_ascii_digit()) {
+            let parsed = run.trim_start_matches('0');
+            if parsed.len() >= 6 {
+                text = text.replace(parsed, &"*".repeat(parsed.len()));
+            }
+        }
+    }
     let text = beskedhent::mask::mask_cpr_among_letters(&text);
     text.lines()
         .map(logging::safe_line)
@@ -298,7 +311,7 @@ fn run(cli: Cli) -> Result<u8> {
                 None => {
                     logging::print_error(&format!(
                         "no letter (message_uuid) or message (besked_id) `{}` in {}",
-                        beskedhent::mask::cap(&id, 100),
+                        beskedhent::mask::cap(&beskedhent::mask::mask_cpr_among_letters(&id), 100),
                         config.database.display()
                     ));
                     Ok(exit::ERROR)

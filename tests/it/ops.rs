@@ -312,6 +312,7 @@ fn forget_erases_a_party_from_the_files_bytes() {
         "0101701234",
         "010170-1234",
         "010170\u{a0}1234",
+        r"\t0101701234",
         "0202802345",
     ] {
         assert!(!occurrences(&install, form).is_empty(), "{form} is stored");
@@ -564,6 +565,8 @@ fn a_cpr_number_in_a_broken_configuration_is_masked_however_it_is_quoted() {
         "\"010170\\u002d1234\"",
         "\"010170\\u00201234\"",
         "\"01017\\u00301234\"",
+        "\"\\t0101701234\\b\"",
+        "'a0101701234b'",
     ] {
         std::fs::write(
             install.config(),
@@ -631,6 +634,11 @@ fn a_cpr_number_in_a_mistyped_argument_is_masked() {
             "status".as_ref(),
             "--check".as_ref(),
             std::ffi::OsStr::from_bytes(b"0101701234\xff"),
+        ],
+        vec![
+            "letters".as_ref(),
+            "--overdue".as_ref(),
+            "0101701234".as_ref(),
         ],
     ] {
         let (code, stdout, stderr) = outcome(&run(&args));
