@@ -463,7 +463,7 @@ fn refuse_foreign(path: &Path) -> Result<()> {
         // is beside it: SQLite would throw that away on opening.
         if hot || beside("-wal") {
             bail!(
-                "`{}` is empty, but a `-wal` or `-journal` of another program's database is beside it (SQLite would discard it); move them away or check `database` in the configuration",
+                "`{}` is missing or empty, but a `-wal` or `-journal` of another program's database is beside it (SQLite would discard it); move them away or check `database` in the configuration",
                 path.display()
             );
         }
