@@ -1,6 +1,6 @@
 //! Where a number can hide in bytes that `forget` searches: XML that writes it with character
-//! references, splits it with a comment or wraps it in CDATA, UTF-16 text, and base64 (whole,
-//! broken, or cut anywhere).
+//! references, splits it with a comment, a processing instruction or an element, or wraps it in
+//! CDATA; UTF-16 text; and base64 (whole, broken, cut anywhere, in blocks, nested).
 //!
 //! Everything here is lenient and linear in its input: it never fails, it reads documents that
 //! are not well-formed, and it may find more than a parser would (erasure errs towards erasing).
@@ -139,8 +139,9 @@ fn reference(text: &[u8]) -> Option<(char, usize)> {
 const WINDOW: usize = 1024 * 1024;
 const OVERLAP: usize = 64 * 1024;
 
-/// Calls `found` with `bytes`, its [`readable`] text, and every decoding of the base64 in
-/// them (to [`MAX_DEPTH`]), until it returns true; returns whether it did.
+/// Calls `found` with `bytes`, its text as UTF-16 if it is that, its [`readable`] texts (with
+/// the tags and without), and every decoding of the base64 in the bytes and in the text
+/// without tags (to [`MAX_DEPTH`]), until it returns true; returns whether it did.
 ///
 /// A run of base64 is a stretch of its alphabet, white space inside it skipped; anything else
 /// ends it. Runs are decoded window by window (see [`WINDOW`]); with `every_alignment`, and in
@@ -172,9 +173,13 @@ fn view(
     {
         return true;
     }
-    let text = readable(bytes, false);
-    if matches!(text, Cow::Owned(_)) && found(&text) {
-        return true;
+    // Each reading is let go before the next is made, so that at most one copy of a large
+    // envelope is held besides it.
+    {
+        let text = readable(bytes, false);
+        if matches!(text, Cow::Owned(_)) && found(&text) {
+            return true;
+        }
     }
     let joined = readable(bytes, true);
     if matches!(joined, Cow::Owned(_)) && found(&joined) {
