@@ -514,7 +514,9 @@ impl Store {
                 let mut hit = false;
                 for index in 1..=columns.len() {
                     if let rusqlite::types::ValueRef::Text(text) = row.get_ref(index)? {
-                        hit |= party.named_in_text(text);
+                        // Also a text that holds it only encoded (base64 copied from a
+                        // payload into an error text, say).
+                        hit |= party.named_in(text, false);
                     }
                 }
                 if hit {
@@ -552,7 +554,15 @@ impl Store {
                     let Some(values) = values else { continue };
                     let mut changed = false;
                     for (column, value) in columns.iter().zip(values) {
-                        let Some(masked) = value.and_then(|text| party.masked(&text, &tag)) else {
+                        let Some(masked) = value.and_then(|text| {
+                            party.masked(&text, &tag).or_else(|| {
+                                // Named only encoded: nothing to mask in place, so the text
+                                // goes whole (unique, as identifiers must stay).
+                                party
+                                    .named_in(text.as_bytes(), false)
+                                    .then(|| format!("[erased by forget]#{tag}-{rowid}"))
+                            })
+                        }) else {
                             continue;
                         };
                         tx.prepare_cached(&format!(

@@ -464,6 +464,8 @@ fn forget_finds_the_number_however_it_is_written_and_masks_stay_apart() {
         (4, "Modtager 0101<!-- x -->701234"),
         (5, "Modtager <![CDATA[0101]]><![CDATA[701234]]>"),
         (9, "Modtager 0101<b/>701234"),
+        // Base64 of "cpr 0101701234", copied into the text as it is.
+        (10, "Svar Y3ByIDAxMDE3MDEyMzQ="),
     ] {
         write(
             &format!("{n}.xml"),
@@ -493,7 +495,7 @@ fn forget_finds_the_number_however_it_is_written_and_masks_stay_apart() {
     let (code, stdout, stderr) = outcome(&install.run(&["import", dir.to_str().expect("utf-8")]));
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(
-        stdout.contains("7 new") && stdout.contains("2 rejected"),
+        stdout.contains("8 new") && stdout.contains("2 rejected"),
         "{stdout}"
     );
 
@@ -525,7 +527,15 @@ fn forget_finds_the_number_however_it_is_written_and_masks_stay_apart() {
             &db,
             "SELECT besked_id FROM message WHERE envelope_pruned_at IS NOT NULL ORDER BY 1"
         ),
-        [uuid(1), uuid(2), uuid(3), uuid(4), uuid(5), uuid(9)]
+        [
+            uuid(1),
+            uuid(2),
+            uuid(3),
+            uuid(4),
+            uuid(5),
+            uuid(9),
+            uuid(10)
+        ]
     );
     assert_eq!(
         rows(
@@ -535,6 +545,14 @@ fn forget_finds_the_number_however_it_is_written_and_masks_stay_apart() {
         ["Konto 01017012345"]
     );
     assert_eq!(value::<i64>(&db, "SELECT count(*) FROM rejected"), 0);
+    // The text that held it only encoded goes whole.
+    assert_eq!(
+        untagged(rows(
+            &db,
+            "SELECT substr(fejl_tekst, 1, 27) FROM print_status WHERE besked_id = 'e2000000-0000-4000-8000-000000000010'"
+        )),
+        ["[erased by forget]#TAG"]
+    );
     // `reprocess` cannot bring any of it back.
     outcome(&install.run(&["reprocess"]));
     db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
