@@ -70,8 +70,7 @@ impl Rejection {
     }
 }
 
-/// True when `text` holds something the log masking takes for a CPR number.
-/// A UUID is judged as logs are masked (its hex letters keep a run of digits in it from being
+/// True when `text` holds a CPR number. A UUID is judged as logs are masked (its hex letters keep a run of digits in it from being
 /// a number, or one random UUID in a thousand would be refused); any other id as `forget`
 /// judges a number, so that an id refused here is never one it would mask later (after which
 /// a copy received again would no longer be found a duplicate).

@@ -439,13 +439,31 @@ pub struct NotificationCounts {
     pub suppressed: i64,
 }
 
-/// Refuses an existing, non-empty database that is not a beskedhent replica, deciding
-/// without writing anything: read-only, so that SQLite neither rolls back another program's
-/// journal nor checkpoints and deletes its WAL. A replica is always in WAL mode, so a database
-/// with a journal left by an unfinished transaction is another program's.
+/// `path` with every symbolic link and `..` resolved; for a file not yet created, its
+/// directory's real path and its name; as given when neither can be resolved.
+pub fn real_path(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    match (
+        parent.map_or_else(|| std::fs::canonicalize("."), std::fs::canonicalize),
+        path.file_name(),
+    ) {
+        (Ok(directory), Some(name)) => directory.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Refuses a database that is not a beskedhent replica, or that SQLite would not keep whole,
+/// deciding without writing anything: read-only, so that SQLite neither rolls back another
+/// program's journal nor checkpoints and deletes its WAL. A replica is always in WAL mode, so
+/// a database with a journal left by an unfinished transaction is another program's; a missing
+/// or empty file is a new replica unless a WAL or journal is beside it; a file with two names
+/// (hard links) is refused.
 fn refuse_foreign(path: &Path) -> Result<()> {
     // SQLite keeps a database's journal and WAL beside its real file.
-    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let real = real_path(path);
     let beside = |suffix: &str| {
         let mut name = real.as_os_str().to_owned();
         name.push(suffix);

@@ -1067,22 +1067,6 @@ pub enum LockError {
     },
 }
 
-/// `path` with every symbolic link and `..` resolved; for a file not yet created, its
-/// directory's real path and its name; as given when neither can be resolved.
-fn real_path(path: &Path) -> PathBuf {
-    if let Ok(real) = std::fs::canonicalize(path) {
-        return real;
-    }
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    match (
-        parent.map_or_else(|| std::fs::canonicalize("."), std::fs::canonicalize),
-        path.file_name(),
-    ) {
-        (Ok(directory), Some(name)) => directory.join(name),
-        _ => path.to_path_buf(),
-    }
-}
-
 /// An exclusive lock on one feed, held for the feed's run: `<database>-<feed>.lock`.
 pub struct FeedLock {
     _file: File,
@@ -1094,7 +1078,10 @@ impl FeedLock {
     /// The lock file is beside the database's real file (its links resolved), so that runs
     /// that name the replica by different paths (a symbolic link, `..`) still take one lock.
     pub fn acquire(database: &Path, feed: &str) -> Result<FeedLock, LockError> {
-        let path = PathBuf::from(format!("{}-{feed}.lock", real_path(database).display()));
+        let path = PathBuf::from(format!(
+            "{}-{feed}.lock",
+            crate::store::real_path(database).display()
+        ));
         let io = |error| LockError::Io {
             feed: feed.to_owned(),
             path: path.display().to_string(),

@@ -699,7 +699,7 @@ fn drop_envelopes(
             continue;
         };
         let fingerprint = super::envelope_fingerprint(&envelope);
-        *refused += delete_same_bytes(tx, seq, &envelope)?;
+        *refused += delete_same_bytes(tx, seq, &envelope, &fingerprint)?;
         let id: String = tx
             .prepare_cached("SELECT besked_id FROM message WHERE seq = ?1")?
             .query_row([seq], |row| row.get(0))?;
@@ -753,13 +753,18 @@ fn folded_fingerprint(envelope: &[u8]) -> String {
 /// Deletes the refused rows that hold the bytes of message `seq`: those `reprocess` took in as
 /// it, and those with the same bytes (as received, or without a byte order mark and the white
 /// space around them). Returns how many went.
-fn delete_same_bytes(tx: &rusqlite::Transaction<'_>, seq: i64, envelope: &[u8]) -> Result<u64> {
+/// `fingerprint` is the envelope's [`super::envelope_fingerprint`].
+fn delete_same_bytes(
+    tx: &rusqlite::Transaction<'_>,
+    seq: i64,
+    envelope: &[u8],
+    fingerprint: &str,
+) -> Result<u64> {
     let mut deleted = tx
         .prepare_cached("DELETE FROM rejected WHERE resolved_seq = ?1")?
         .execute([seq])?;
     let exact = super::hex(&sha2::Sha256::digest(envelope));
-    let trimmed = super::envelope_fingerprint(envelope);
-    for sha in [exact, trimmed] {
+    for sha in [exact.as_str(), fingerprint] {
         deleted += tx
             .prepare_cached("DELETE FROM rejected WHERE raw_sha256 = ?1")?
             .execute([sha])?;
@@ -777,7 +782,9 @@ fn delete_message(
     deleted_ids: &mut Vec<String>,
 ) -> Result<u64> {
     let refused = match super::read_envelope(tx, seq)? {
-        Some(envelope) => delete_same_bytes(tx, seq, &envelope)?,
+        Some(envelope) => {
+            delete_same_bytes(tx, seq, &envelope, &super::envelope_fingerprint(&envelope))?
+        }
         None => tx
             .prepare_cached("DELETE FROM rejected WHERE resolved_seq = ?1")?
             .execute([seq])? as u64,

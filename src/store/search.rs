@@ -306,12 +306,10 @@ fn base64_views(
                 let tail = block.len() - whole;
                 // A last group of one character holds no byte.
                 let take = if tail == 1 { whole } else { block.len() };
-                let mut piece = Vec::new();
-                if LENIENT.decode_vec(&block[..take], &mut piece).is_err() {
+                if LENIENT.decode_vec(&block[..take], &mut decoded).is_err() {
                     usable = false;
                     break;
                 }
-                decoded.extend_from_slice(&piece);
             }
             if usable && !decoded.is_empty() && view(&decoded, every_alignment, depth + 1, found) {
                 return true;
