@@ -59,8 +59,11 @@ impl Rejection {
     pub fn new(reason: &str, besked_id: Option<String>) -> Rejection {
         Rejection {
             reason: crate::mask::clean_reason(reason),
-            // An id that holds a CPR number is not kept beside the bytes (see `decode`).
-            besked_id: besked_id.filter(|id| !holds_cpr(id)),
+            // An id that holds a CPR number is not kept beside the bytes (see `decode`); a
+            // UUID is kept in lower case, as `message` keeps it.
+            besked_id: besked_id
+                .filter(|id| !holds_cpr(id))
+                .map(canonical_besked_id),
         }
     }
 

@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_3,
     MIGRATION_4,
     MIGRATION_5,
+    MIGRATION_6,
 ];
 
 /// Version 2: how much of a refused message `rejected.raw` holds (and `raw` moved to the end
@@ -158,6 +159,24 @@ CREATE INDEX rejected_by_resolved ON rejected (resolved_seq) WHERE resolved_seq 
 /// `forget` drops its bytes, so that a later copy with other content is still told apart.
 const MIGRATION_5: &str = "
 ALTER TABLE message ADD COLUMN envelope_sha256 TEXT;
+";
+
+/// Version 6: a refused copy whose BeskedId is stored later (a broken copy, then a good one) is
+/// taken in by that message (`resolved_seq`), as `reprocess` would take it in, so it is not
+/// counted as still refused. UUID ids in `rejected` are kept in lower case, as in `message`,
+/// and an index finds the unresolved copies of an id as each message is stored. The refused
+/// copies kept already are resolved the same way when they arrived before their message (one
+/// that arrived after it is other content under a stored id, and stays refused).
+const MIGRATION_6: &str = "
+UPDATE rejected SET besked_id = lower(besked_id)
+    WHERE besked_id <> lower(besked_id) AND besked_id GLOB
+    '[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]';
+CREATE INDEX rejected_unresolved_by_besked_id ON rejected (besked_id)
+    WHERE besked_id IS NOT NULL AND resolved_seq IS NULL;
+UPDATE rejected SET resolved_seq = m.seq
+FROM message AS m
+WHERE rejected.resolved_seq IS NULL AND rejected.besked_id IS NOT NULL
+    AND m.besked_id = rejected.besked_id AND m.received_at > rejected.received_at;
 ";
 
 /// Fills `letter` from `print_status` (after the migration that adds it, and after `reprocess`
@@ -1593,6 +1612,13 @@ fn insert_message(
         });
     }
     let seq = tx.last_insert_rowid();
+    // Copies of this BeskedId refused before it (a broken copy, then a good one) are taken in
+    // by it. Both ids are in their canonical form (a UUID in lower case).
+    tx.prepare_cached(
+        "UPDATE rejected SET resolved_seq = ?1
+         WHERE besked_id = ?2 AND besked_id IS NOT NULL AND resolved_seq IS NULL",
+    )?
+    .execute(params![seq, message.besked_id])?;
     insert_detail(tx, seq, message)?;
     if let Detail::PostStatus(status) = &message.detail {
         note_letter(tx, seq, status)?;
@@ -2201,6 +2227,135 @@ mod tests {
                 3,
                 "20".into()
             )
+        );
+    }
+
+    /// A refused item with `besked_id` and the given bytes.
+    fn refused_item(besked_id: &str, bytes: &[u8]) -> Incoming {
+        Incoming {
+            origin: format!("test refused {besked_id}"),
+            decoded: Err(Rejection::new("broken", Some(besked_id.to_owned()))),
+            raw: Raw::Bytes(bytes.to_vec()),
+        }
+    }
+
+    fn resolved(store: &Store) -> Vec<(String, Option<i64>)> {
+        let mut statement = store
+            .conn
+            .prepare("SELECT besked_id, resolved_seq FROM rejected ORDER BY id")
+            .unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_refused_copy_is_taken_in_by_its_message_stored_later() {
+        use crate::sample::Status;
+        let mut store = Store::open_in_memory().unwrap();
+        let id = "8a1b2c3d-0000-4000-8000-00000000abcd";
+        let later = "9a1b2c3d-0000-4000-8000-00000000abcd";
+        let at = "2026-11-28T10:00:00.000Z";
+        // A broken copy (upper case), a good copy in a later batch; a broken copy and a good
+        // one in the same batch; an id that is not a UUID, refused in another case.
+        store
+            .write_batch(
+                "test",
+                at,
+                &[
+                    refused_item(&id.to_uppercase(), b"<broken"),
+                    refused_item("brev-A", b"<broken too"),
+                ],
+            )
+            .unwrap();
+        assert_eq!(store.rejected_since(at).unwrap(), 2);
+        let (_, counts) = store
+            .write_batch(
+                "test",
+                at,
+                &[
+                    status_item(id, "letter-1", &Status::SENT),
+                    refused_item(later, b"<also broken"),
+                    status_item(later, "letter-2", &Status::SENT),
+                ],
+            )
+            .unwrap();
+        assert_eq!(counts.new, 2);
+        let seq_of = |besked_id: &str| -> i64 {
+            store
+                .conn
+                .query_row(
+                    "SELECT seq FROM message WHERE besked_id = ?1",
+                    [besked_id],
+                    |row| row.get(0),
+                )
+                .unwrap()
+        };
+        let (first, second) = (seq_of(id), seq_of(later));
+        assert_eq!(
+            resolved(&store),
+            [
+                // Kept in lower case, as `message` keeps it.
+                (id.to_owned(), Some(first)),
+                ("brev-A".to_owned(), None),
+                (later.to_owned(), Some(second)),
+            ]
+        );
+        assert_eq!(store.rejected_since(at).unwrap(), 1, "brev-A only");
+
+        // Other content under a stored id is refused after it, and stays counted.
+        let mut other = status_item(id, "letter-9", &Status::FAILED);
+        other.origin = "other content".into();
+        store.write_batch("test", at, &[other]).unwrap();
+        assert_eq!(resolved(&store)[3], (id.to_owned(), None));
+        assert_eq!(store.rejected_since(at).unwrap(), 2);
+        // `brev-a` is another message than `brev-A`: the refused copy stays refused.
+        let rows = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM rejected WHERE besked_id = 'brev-A' AND resolved_seq IS NULL",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn migration_6_resolves_copies_refused_before_their_message_only() {
+        let mut store = Store::open_in_memory().unwrap();
+        store
+            .conn
+            .execute_batch(
+                "DROP INDEX rejected_unresolved_by_besked_id;
+                 PRAGMA user_version = 5;
+                 INSERT INTO message (seq, besked_id, kind, source, received_at, envelope)
+                     VALUES (7, '8a1b2c3d-0000-4000-8000-00000000abcd', 'other', 'import',
+                         '2026-11-28T10:00:00.000Z', x'00'),
+                     (8, 'brev-a', 'other', 'import', '2026-11-28T10:00:00.000Z', x'00');
+                 INSERT INTO rejected (source, received_at, reason, raw_sha256, besked_id,
+                     raw_size, raw_complete, raw)
+                 VALUES ('import', '2026-11-27T10:00:00.000Z', 'broken', 'a',
+                         '8A1B2C3D-0000-4000-8000-00000000ABCD', 1, 1, x'01'),
+                     ('import', '2026-11-28T11:00:00.000Z', 'other content', 'b',
+                         '8a1b2c3d-0000-4000-8000-00000000abcd', 1, 1, x'02'),
+                     ('import', '2026-11-27T10:00:00.000Z', 'broken', 'c', 'BREV-A', 1, 1,
+                         x'03'),
+                     ('import', '2026-11-27T10:00:00.000Z', 'broken', 'd', 'brev-a', 1, 1,
+                         x'04');",
+            )
+            .unwrap();
+        assert_eq!(store.migrate().unwrap(), 5);
+        assert_eq!(
+            resolved(&store),
+            [
+                ("8a1b2c3d-0000-4000-8000-00000000abcd".to_owned(), Some(7)),
+                ("8a1b2c3d-0000-4000-8000-00000000abcd".to_owned(), None),
+                ("BREV-A".to_owned(), None),
+                ("brev-a".to_owned(), Some(8)),
+            ]
         );
     }
 

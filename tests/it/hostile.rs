@@ -457,7 +457,7 @@ fn a_v1_replica_is_migrated_with_upper_case_ids_folded() {
     assert_eq!(value::<i64>(&kept, "PRAGMA user_version"), 1);
     assert_eq!(value::<i64>(&kept, "SELECT count(*) FROM message"), 1);
     let db = install.db();
-    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 5);
+    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 6);
     assert_eq!(
         rows(&db, "SELECT besked_id FROM message"),
         ["8a1b2c3d-0000-4000-8000-00000000abcd"]
@@ -587,7 +587,7 @@ fn a_v1_replica_gets_its_letters_under_the_old_rule() {
     let (code, stdout, stderr) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     let db = install.db();
-    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 5);
+    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 6);
     assert_eq!(
         rows(
             &db,

@@ -416,7 +416,7 @@ fn init_creates_a_private_database_and_is_idempotent() {
     let (code, stdout, _) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0);
     assert!(stdout.starts_with("up to date: database"), "{stdout}");
-    assert_eq!(value::<i64>(&install.db(), "PRAGMA user_version"), 5);
+    assert_eq!(value::<i64>(&install.db(), "PRAGMA user_version"), 6);
 }
 
 #[test]
@@ -436,7 +436,7 @@ fn status_reports_sources_and_totals() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
         lines[0]
-            .contains("(schema 5): 20 messages, 13 print statuses, 6 registrations, 27 rejected"),
+            .contains("(schema 6): 20 messages, 13 print statuses, 6 registrations, 27 rejected"),
         "{stdout}"
     );
     assert_eq!(
