@@ -161,12 +161,11 @@ const MIGRATION_5: &str = "
 ALTER TABLE message ADD COLUMN envelope_sha256 TEXT;
 ";
 
-/// Version 6: a refused copy whose BeskedId is stored later (a broken copy, then a good one) is
-/// taken in by that message (`resolved_seq`), as `reprocess` would take it in, so it is not
-/// counted as still refused. UUID ids in `rejected` are kept in lower case, as in `message`,
-/// and an index finds the unresolved copies of an id as each message is stored. The refused
-/// copies kept already are resolved the same way when they arrived before their message (one
-/// that arrived after it is other content under a stored id, and stays refused).
+/// Version 6: a refused copy of a stored message (its bytes are the message's envelope, or the
+/// beginning of it: a copy cut off on the way) is taken in by that message (`resolved_seq`),
+/// whichever arrived first, so it is not counted as still refused. UUID ids in `rejected` are
+/// kept in lower case, as in `message`, and an index finds the unresolved copies of an id as
+/// each message is stored. Other content under a stored id stays refused.
 const MIGRATION_6: &str = "
 UPDATE rejected SET besked_id = lower(besked_id)
     WHERE besked_id <> lower(besked_id) AND besked_id GLOB
@@ -176,7 +175,9 @@ CREATE INDEX rejected_unresolved_by_besked_id ON rejected (besked_id)
 UPDATE rejected SET resolved_seq = m.seq
 FROM message AS m
 WHERE rejected.resolved_seq IS NULL AND rejected.besked_id IS NOT NULL
-    AND m.besked_id = rejected.besked_id AND m.received_at > rejected.received_at;
+    AND m.besked_id = rejected.besked_id AND m.envelope_pruned_at IS NULL
+    AND rejected.raw_size > 0 AND rejected.raw_size <= length(m.envelope)
+    AND rejected.raw = substr(m.envelope, 1, length(rejected.raw));
 ";
 
 /// Fills `letter` from `print_status` (after the migration that adds it, and after `reprocess`
@@ -1200,6 +1201,14 @@ impl Store {
             };
             after = last;
             for (id, complete, size) in ids {
+                let taken_in_meanwhile: bool = tx
+                    .prepare_cached("SELECT resolved_seq IS NOT NULL FROM rejected WHERE id = ?1")?
+                    .query_row([id], |row| row.get(0))?;
+                if taken_in_meanwhile {
+                    // A copy of a message this run took in (see `insert_message`).
+                    summary.already_stored += 1;
+                    continue;
+                }
                 if !complete {
                     // Only the start of the message was kept: it cannot be decoded again.
                     summary.still_rejected += 1;
@@ -1612,13 +1621,16 @@ fn insert_message(
         });
     }
     let seq = tx.last_insert_rowid();
-    // Copies of this BeskedId refused before it (a broken copy, then a good one) are taken in
-    // by it. Both ids are in their canonical form (a UUID in lower case).
+    // Copies of it refused before (a copy cut off on the way, then the whole one) are taken
+    // in by it; other content under its id stays refused. Both ids are in their canonical form
+    // (a UUID in lower case), so the index of unresolved ids finds them.
     tx.prepare_cached(
         "UPDATE rejected SET resolved_seq = ?1
-         WHERE besked_id = ?2 AND besked_id IS NOT NULL AND resolved_seq IS NULL",
+         WHERE besked_id = ?2 AND besked_id IS NOT NULL AND resolved_seq IS NULL
+             AND raw_size > 0 AND raw_size <= ?3
+             AND raw = substr((SELECT envelope FROM message WHERE seq = ?1), 1, length(raw))",
     )?
-    .execute(params![seq, message.besked_id])?;
+    .execute(params![seq, message.besked_id, envelope.len() as i64])?;
     insert_detail(tx, seq, message)?;
     if let Detail::PostStatus(status) = &message.detail {
         note_letter(tx, seq, status)?;
@@ -1918,6 +1930,20 @@ fn insert_rejected(
                 );
             }
         }
+    }
+    drop(blob);
+    // A copy of a message stored already, cut off on the way, is taken in by it as one that
+    // arrives before it would be (see `insert_message`); it is still counted as refused.
+    if rejection.besked_id.is_some() {
+        tx.prepare_cached(
+            "UPDATE rejected SET resolved_seq = m.seq
+             FROM message AS m
+             WHERE rejected.id = ?1 AND m.besked_id = rejected.besked_id
+                 AND m.envelope_pruned_at IS NULL AND rejected.raw_size > 0
+                 AND rejected.raw_size <= length(m.envelope)
+                 AND rejected.raw = substr(m.envelope, 1, length(rejected.raw))",
+        )?
+        .execute([rowid])?;
     }
     Ok(Outcome::Rejected)
 }
@@ -2251,38 +2277,56 @@ mod tests {
             .unwrap()
     }
 
+    fn bytes_of(item: &Incoming) -> Vec<u8> {
+        match &item.raw {
+            Raw::Bytes(bytes) => bytes.clone(),
+            Raw::File { .. } => unreachable!("test items are bytes"),
+        }
+    }
+
     #[test]
-    fn a_refused_copy_is_taken_in_by_its_message_stored_later() {
+    fn a_copy_cut_off_on_the_way_is_taken_in_by_its_message_whichever_came_first() {
         use crate::sample::Status;
         let mut store = Store::open_in_memory().unwrap();
-        let id = "8a1b2c3d-0000-4000-8000-00000000abcd";
-        let later = "9a1b2c3d-0000-4000-8000-00000000abcd";
         let at = "2026-11-28T10:00:00.000Z";
-        // A broken copy (upper case), a good copy in a later batch; a broken copy and a good
-        // one in the same batch; an id that is not a UUID, refused in another case.
+        let ids = [
+            "8a1b2c3d-0000-4000-8000-00000000abcd",
+            "9a1b2c3d-0000-4000-8000-00000000abcd",
+            "aa1b2c3d-0000-4000-8000-00000000abcd",
+            "ba1b2c3d-0000-4000-8000-00000000abcd",
+        ];
+        let whole = |n: usize| status_item(ids[n], &format!("letter {}", ids[n]), &Status::SENT);
+        let cut = |n: usize, id: &str| refused_item(id, &bytes_of(&whole(n))[..1500]);
+        // 0: a cut copy (upper case) in one batch, the whole one in the next. 1: other content
+        // under the id, then the message. 2: cut copy and whole one in the same batch.
         store
             .write_batch(
                 "test",
                 at,
                 &[
-                    refused_item(&id.to_uppercase(), b"<broken"),
-                    refused_item("brev-A", b"<broken too"),
+                    cut(0, &ids[0].to_uppercase()),
+                    refused_item(ids[1], b"<other content"),
                 ],
             )
             .unwrap();
         assert_eq!(store.rejected_since(at).unwrap(), 2);
         let (_, counts) = store
+            .write_batch("test", at, &[whole(0), whole(1), cut(2, ids[2]), whole(2)])
+            .unwrap();
+        assert_eq!((counts.new, counts.rejected), (3, 1));
+        // 3: the message first, then a cut copy, then other content under its id.
+        store.write_batch("test", at, &[whole(3)]).unwrap();
+        let (_, counts) = store
             .write_batch(
                 "test",
                 at,
                 &[
-                    status_item(id, "letter-1", &Status::SENT),
-                    refused_item(later, b"<also broken"),
-                    status_item(later, "letter-2", &Status::SENT),
+                    cut(3, ids[3]),
+                    status_item(ids[3], "another letter", &Status::FAILED),
                 ],
             )
             .unwrap();
-        assert_eq!(counts.new, 2);
+        assert_eq!(counts.rejected, 2, "both are counted as refused in the run");
         let seq_of = |besked_id: &str| -> i64 {
             store
                 .conn
@@ -2293,38 +2337,58 @@ mod tests {
                 )
                 .unwrap()
         };
-        let (first, second) = (seq_of(id), seq_of(later));
         assert_eq!(
             resolved(&store),
             [
                 // Kept in lower case, as `message` keeps it.
-                (id.to_owned(), Some(first)),
-                ("brev-A".to_owned(), None),
-                (later.to_owned(), Some(second)),
+                (ids[0].to_owned(), Some(seq_of(ids[0]))),
+                (ids[1].to_owned(), None),
+                (ids[2].to_owned(), Some(seq_of(ids[2]))),
+                (ids[3].to_owned(), Some(seq_of(ids[3]))),
+                (ids[3].to_owned(), None),
             ]
         );
-        assert_eq!(store.rejected_since(at).unwrap(), 1, "brev-A only");
-
-        // Other content under a stored id is refused after it, and stays counted.
-        let mut other = status_item(id, "letter-9", &Status::FAILED);
-        other.origin = "other content".into();
-        store.write_batch("test", at, &[other]).unwrap();
-        assert_eq!(resolved(&store)[3], (id.to_owned(), None));
-        assert_eq!(store.rejected_since(at).unwrap(), 2);
-        // `brev-a` is another message than `brev-A`: the refused copy stays refused.
-        let rows = store
-            .conn
-            .query_row(
-                "SELECT count(*) FROM rejected WHERE besked_id = 'brev-A' AND resolved_seq IS NULL",
-                [],
-                |row| row.get::<_, i64>(0),
-            )
-            .unwrap();
-        assert_eq!(rows, 1);
+        assert_eq!(store.rejected_since(at).unwrap(), 2, "the other contents");
     }
 
     #[test]
-    fn migration_6_resolves_copies_refused_before_their_message_only() {
+    fn reprocess_counts_a_copy_it_took_in_on_the_way_once_and_is_idempotent() {
+        use crate::sample::Status;
+        let mut store = Store::open_in_memory().unwrap();
+        let at = "2026-11-28T10:00:00.000Z";
+        let id = "8a1b2c3d-0000-4000-8000-00000000abcd";
+        let bytes = bytes_of(&status_item(id, "letter", &Status::SENT));
+        let other = bytes_of(&status_item(id, "letter", &Status::FAILED));
+        // All three refused first (as too large, say): the whole copy, a cut one, other content.
+        let refused = [
+            refused_item(id, &bytes),
+            refused_item(id, &bytes[..1500]),
+            refused_item(id, &other),
+        ];
+        store.write_batch("test", at, &refused).unwrap();
+        let decoder = crate::message::Decoder {
+            max_message_bytes: 1 << 20,
+            registrations: Vec::new(),
+        };
+        let decode = |raw: &[u8]| decoder.decode(raw);
+        let first = store.reprocess(&decode, 1 << 20).unwrap();
+        assert_eq!(
+            (first.taken_in, first.already_stored, first.still_rejected),
+            (1, 1, 1)
+        );
+        let again = store.reprocess(&decode, 1 << 20).unwrap();
+        assert_eq!(
+            (again.taken_in, again.already_stored, again.still_rejected),
+            (0, 0, 1)
+        );
+        assert_eq!(
+            resolved(&store).iter().map(|(_, r)| *r).collect::<Vec<_>>(),
+            [Some(1), Some(1), None]
+        );
+    }
+
+    #[test]
+    fn migration_6_resolves_the_refused_copies_of_stored_messages_only() {
         let mut store = Store::open_in_memory().unwrap();
         store
             .conn
@@ -2333,26 +2397,30 @@ mod tests {
                  PRAGMA user_version = 5;
                  INSERT INTO message (seq, besked_id, kind, source, received_at, envelope)
                      VALUES (7, '8a1b2c3d-0000-4000-8000-00000000abcd', 'other', 'import',
-                         '2026-11-28T10:00:00.000Z', x'00'),
-                     (8, 'brev-a', 'other', 'import', '2026-11-28T10:00:00.000Z', x'00');
+                         '2026-11-28T10:00:00.000Z', x'0102030405'),
+                     (8, 'brev-a', 'other', 'import', '2026-11-28T10:00:00.000Z', x'0a0b0c');
                  INSERT INTO rejected (source, received_at, reason, raw_sha256, besked_id,
                      raw_size, raw_complete, raw)
-                 VALUES ('import', '2026-11-27T10:00:00.000Z', 'broken', 'a',
-                         '8A1B2C3D-0000-4000-8000-00000000ABCD', 1, 1, x'01'),
-                     ('import', '2026-11-28T11:00:00.000Z', 'other content', 'b',
-                         '8a1b2c3d-0000-4000-8000-00000000abcd', 1, 1, x'02'),
-                     ('import', '2026-11-27T10:00:00.000Z', 'broken', 'c', 'BREV-A', 1, 1,
-                         x'03'),
-                     ('import', '2026-11-27T10:00:00.000Z', 'broken', 'd', 'brev-a', 1, 1,
-                         x'04');",
+                 VALUES ('import', '2026-11-28T10:00:00.000Z', 'cut', 'a',
+                         '8A1B2C3D-0000-4000-8000-00000000ABCD', 3, 1, x'010203'),
+                     ('import', '2026-11-29T10:00:00.000Z', 'other content', 'b',
+                         '8a1b2c3d-0000-4000-8000-00000000abcd', 2, 1, x'0199'),
+                     ('import', '2026-11-27T10:00:00.000Z', 'longer', 'c',
+                         '8a1b2c3d-0000-4000-8000-00000000abcd', 6, 1, x'010203040506'),
+                     ('import', '2026-11-27T10:00:00.000Z', 'cut', 'd', 'BREV-A', 2, 1,
+                         x'0a0b'),
+                     ('import', '2026-11-27T10:00:00.000Z', 'cut', 'e', 'brev-a', 2, 1,
+                         x'0a0b');",
             )
             .unwrap();
         assert_eq!(store.migrate().unwrap(), 5);
+        let uuid = "8a1b2c3d-0000-4000-8000-00000000abcd".to_owned();
         assert_eq!(
             resolved(&store),
             [
-                ("8a1b2c3d-0000-4000-8000-00000000abcd".to_owned(), Some(7)),
-                ("8a1b2c3d-0000-4000-8000-00000000abcd".to_owned(), None),
+                (uuid.clone(), Some(7)),
+                (uuid.clone(), None),
+                (uuid, None),
                 ("BREV-A".to_owned(), None),
                 ("brev-a".to_owned(), Some(8)),
             ]
