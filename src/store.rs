@@ -180,6 +180,18 @@ WHERE rejected.resolved_seq IS NULL AND rejected.besked_id IS NOT NULL
     AND rejected.raw = substr(m.envelope, 1, length(rejected.raw));
 ";
 
+/// When refused row `rejected` is a copy of stored message `m` (the rule of schema 6, which
+/// `MIGRATION_6` applied to the rows kept before it): the same BeskedId, and the envelope's
+/// bytes or their beginning (a copy cut off on the way). `length` of a blob column reads no
+/// content, so a large refused row that is no copy is not loaded.
+macro_rules! copy_of_stored {
+    () => {
+        "m.besked_id = rejected.besked_id AND m.envelope_pruned_at IS NULL
+             AND rejected.raw_size > 0 AND rejected.raw_size <= length(m.envelope)
+             AND rejected.raw = substr(m.envelope, 1, length(rejected.raw))"
+    };
+}
+
 /// Fills `letter` from `print_status` (after the migration that adds it, and after `reprocess`
 /// re-derived the statuses): per `message_uuid` the latest status under the rule of
 /// `print_status_latest`, the earliest `occurred_at`, and the count.
@@ -1624,13 +1636,13 @@ fn insert_message(
     // Copies of it refused before (a copy cut off on the way, then the whole one) are taken
     // in by it; other content under its id stays refused. Both ids are in their canonical form
     // (a UUID in lower case), so the index of unresolved ids finds them.
-    tx.prepare_cached(
-        "UPDATE rejected SET resolved_seq = ?1
-         WHERE besked_id = ?2 AND besked_id IS NOT NULL AND resolved_seq IS NULL
-             AND raw_size > 0 AND raw_size <= ?3
-             AND raw = substr((SELECT envelope FROM message WHERE seq = ?1), 1, length(raw))",
-    )?
-    .execute(params![seq, message.besked_id, envelope.len() as i64])?;
+    tx.prepare_cached(concat!(
+        "UPDATE rejected SET resolved_seq = m.seq FROM message AS m
+         WHERE rejected.besked_id = ?1 AND rejected.besked_id IS NOT NULL
+             AND rejected.resolved_seq IS NULL AND ",
+        copy_of_stored!()
+    ))?
+    .execute([&message.besked_id])?;
     insert_detail(tx, seq, message)?;
     if let Detail::PostStatus(status) = &message.detail {
         note_letter(tx, seq, status)?;
@@ -1935,14 +1947,11 @@ fn insert_rejected(
     // A copy of a message stored already, cut off on the way, is taken in by it as one that
     // arrives before it would be (see `insert_message`); it is still counted as refused.
     if rejection.besked_id.is_some() {
-        tx.prepare_cached(
-            "UPDATE rejected SET resolved_seq = m.seq
-             FROM message AS m
-             WHERE rejected.id = ?1 AND m.besked_id = rejected.besked_id
-                 AND m.envelope_pruned_at IS NULL AND rejected.raw_size > 0
-                 AND rejected.raw_size <= length(m.envelope)
-                 AND rejected.raw = substr(m.envelope, 1, length(rejected.raw))",
-        )?
+        tx.prepare_cached(concat!(
+            "UPDATE rejected SET resolved_seq = m.seq FROM message AS m
+             WHERE rejected.id = ?1 AND ",
+            copy_of_stored!()
+        ))?
         .execute([rowid])?;
     }
     Ok(Outcome::Rejected)
@@ -2102,16 +2111,22 @@ mod tests {
 
     /// The old definition of `print_status_latest`, the rule `letter` must keep.
     fn latest_by_old_rule(store: &Store) -> Vec<(String, i64)> {
-        let mut statement = store
-            .conn
-            .prepare(
-                "SELECT p.message_uuid, p.seq FROM print_status AS p
-                 WHERE p.message_uuid IS NOT NULL AND p.seq = (
-                     SELECT q.seq FROM print_status AS q WHERE q.message_uuid = p.message_uuid
-                     ORDER BY q.final DESC, q.occurred_at DESC, q.seq DESC LIMIT 1)
-                 ORDER BY p.message_uuid",
-            )
-            .unwrap();
+        pairs(
+            store,
+            "SELECT p.message_uuid, p.seq FROM print_status AS p
+             WHERE p.message_uuid IS NOT NULL AND p.seq = (
+                 SELECT q.seq FROM print_status AS q WHERE q.message_uuid = p.message_uuid
+                 ORDER BY q.final DESC, q.occurred_at DESC, q.seq DESC LIMIT 1)
+             ORDER BY p.message_uuid",
+        )
+    }
+
+    /// The rows of a query of two columns.
+    fn pairs<A: rusqlite::types::FromSql, B: rusqlite::types::FromSql>(
+        store: &Store,
+        sql: &str,
+    ) -> Vec<(A, B)> {
+        let mut statement = store.conn.prepare(sql).unwrap();
         statement
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
             .unwrap()
@@ -2163,17 +2178,10 @@ mod tests {
         }
         let kept = letters(&store);
         assert_eq!(kept.len(), 12);
-        let by_letter: Vec<(String, i64)> = {
-            let mut statement = store
-                .conn
-                .prepare("SELECT message_uuid, seq FROM letter ORDER BY message_uuid")
-                .unwrap();
-            statement
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap()
-        };
+        let by_letter: Vec<(String, i64)> = pairs(
+            &store,
+            "SELECT message_uuid, seq FROM letter ORDER BY message_uuid",
+        );
         assert_eq!(by_letter, latest_by_old_rule(&store));
         store.conn.execute_batch(REBUILD_LETTERS).unwrap();
         assert_eq!(letters(&store), kept);
@@ -2266,15 +2274,10 @@ mod tests {
     }
 
     fn resolved(store: &Store) -> Vec<(String, Option<i64>)> {
-        let mut statement = store
-            .conn
-            .prepare("SELECT besked_id, resolved_seq FROM rejected ORDER BY id")
-            .unwrap();
-        statement
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
+        pairs(
+            store,
+            "SELECT besked_id, resolved_seq FROM rejected ORDER BY id",
+        )
     }
 
     fn bytes_of(item: &Incoming) -> Vec<u8> {
