@@ -180,6 +180,8 @@ impl Broker {
         let (ready_sender, ready_receiver) = mpsc::channel::<()>();
         let env = self.env.clone();
         let epmd_port = self.env_var("ERL_EPMD_PORT");
+        // A pid file left by an earlier node must not be taken for this one's.
+        let _ = std::fs::remove_file(self.env_var("RABBITMQ_PID_FILE"));
         std::thread::spawn(move || {
             let mut epmd = spawn_child(
                 Command::new("epmd").args(["-address", "127.0.0.1", "-port", &epmd_port]),
@@ -203,15 +205,20 @@ impl Broker {
         ready_receiver.recv().expect("broker keeper started");
         *self.stop.lock().expect("lock") = Some(stop_sender);
         *self.done.lock().expect("lock") = Some(done_receiver);
+        // Generous: a loaded two-core machine (a build beside the tests) is slow.
+        let timeout = Duration::from_secs(300);
+        // The node creates its pid file before it writes the number into it, and `rabbitmqctl
+        // wait` given the file fails on an empty one: read the number here, then wait on it.
+        let pid = self.wait_for_pid(timeout);
         let status = self
             .ctl()
             .args([
                 "-q",
                 "wait",
-                &self.env_var("RABBITMQ_PID_FILE"),
+                "--pid",
+                &pid.to_string(),
                 "--timeout",
-                // Generous: a loaded two-core machine (a build beside the tests) is slow.
-                "300",
+                &timeout.as_secs().to_string(),
             ])
             .status()
             .expect("rabbitmqctl wait");
@@ -224,6 +231,27 @@ impl Broker {
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_err() {
             assert!(Instant::now() < deadline, "TLS listener did not open");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The broker's operating-system pid, once its pid file holds one.
+    fn wait_for_pid(&self, timeout: Duration) -> u32 {
+        let file = PathBuf::from(self.env_var("RABBITMQ_PID_FILE"));
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pid = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok());
+            if let Some(pid) = pid {
+                return pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the test broker wrote no pid to {}; see {}",
+                file.display(),
+                self.dir.join("log").display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
