@@ -251,9 +251,11 @@ pub fn is_claimed_file_name(database: &[u8], name: &[u8]) -> bool {
 const PAGE_SIZE: i64 = 8 * 1024;
 /// Page cache of a connection, in KiB.
 const CACHE_KIB: u32 = 4 * 1024;
-/// Page cache of `import`'s writer, in KiB: it holds at most one batch of small messages
-/// besides, so it can afford more cache for the indexes.
-const IMPORT_CACHE_KIB: u32 = 16 * 1024;
+/// Page cache of `import`'s writer, in KiB, when messages are at most 64 KiB: it holds at most
+/// one batch of small messages besides, so it can afford more cache for the indexes.
+const IMPORT_CACHE_KIB: u32 = 24 * 1024;
+/// The same when messages may be up to 1 MiB.
+const IMPORT_LARGE_CACHE_KIB: u32 = 16 * 1024;
 /// Page cache of a feed's writer in `sync`, in KiB, when `max_message_bytes` is at most
 /// [`PULL_CACHE_AT_BYTES`]; smaller in proportion above it (never under [`CACHE_KIB`]), since
 /// the unacknowledged window of large messages takes more memory besides: at the default
@@ -729,14 +731,16 @@ impl Store {
         }
     }
 
-    /// Tunes the connection as `import`'s writer ([`Durability::Normal`]), with the default
-    /// page cache instead of the larger one when messages may be larger than 1 MiB: the
-    /// largest of them take that memory while they are decoded.
+    /// Tunes the connection as `import`'s writer ([`Durability::Normal`]), with a page cache
+    /// that leaves room for the messages being decoded: the largest when messages are at most
+    /// 64 KiB (the default limit), a smaller one up to 1 MiB, and the default above.
     pub fn tune_for_import(&self, max_message_bytes: usize) -> Result<()> {
-        let cache_kib = if max_message_bytes > 1024 * 1024 {
-            CACHE_KIB
-        } else {
+        let cache_kib = if max_message_bytes <= 64 * 1024 {
             IMPORT_CACHE_KIB
+        } else if max_message_bytes <= 1024 * 1024 {
+            IMPORT_LARGE_CACHE_KIB
+        } else {
+            CACHE_KIB
         };
         self.tune(
             "NORMAL",
@@ -1635,14 +1639,23 @@ fn insert_message(
     let seq = tx.last_insert_rowid();
     // Copies of it refused before (a copy cut off on the way, then the whole one) are taken
     // in by it; other content under its id stays refused. Both ids are in their canonical form
-    // (a UUID in lower case), so the index of unresolved ids finds them.
-    tx.prepare_cached(concat!(
-        "UPDATE rejected SET resolved_seq = m.seq FROM message AS m
-         WHERE rejected.besked_id = ?1 AND rejected.besked_id IS NOT NULL
-             AND rejected.resolved_seq IS NULL AND ",
-        copy_of_stored!()
-    ))?
-    .execute([&message.besked_id])?;
+    // (a UUID in lower case), so the index of unresolved ids finds them. Asked first with a
+    // plain lookup: the join's plan depends on the bound id, so SQLite compiles it again each
+    // time it runs, which would cost every new message more than storing it.
+    let refused_before = tx
+        .prepare_cached(
+            "SELECT 1 FROM rejected WHERE besked_id = ?1 AND resolved_seq IS NULL LIMIT 1",
+        )?
+        .exists([&message.besked_id])?;
+    if refused_before {
+        tx.prepare_cached(concat!(
+            "UPDATE rejected SET resolved_seq = m.seq FROM message AS m
+             WHERE rejected.besked_id = ?1 AND rejected.besked_id IS NOT NULL
+                 AND rejected.resolved_seq IS NULL AND ",
+            copy_of_stored!()
+        ))?
+        .execute([&message.besked_id])?;
+    }
     insert_detail(tx, seq, message)?;
     if let Detail::PostStatus(status) = &message.detail {
         note_letter(tx, seq, status)?;
@@ -2288,6 +2301,43 @@ mod tests {
     }
 
     #[test]
+    fn storing_new_messages_compiles_each_statement_once() {
+        use crate::sample::{Status, UuidGenerator};
+        let mut store = Store::open_in_memory().unwrap();
+        let at = "2026-11-28T10:00:00.000Z";
+        let mut ids = UuidGenerator::new(7);
+        for _ in 0..3 {
+            let batch: Vec<Incoming> = (0..5)
+                .map(|_| status_item(&ids.next_uuid(), &ids.next_uuid(), &Status::SENT))
+                .collect();
+            let (_, counts) = store.write_batch("test", at, &batch).unwrap();
+            assert_eq!(counts.new, 5);
+        }
+        // A statement whose plan depends on a bound value is compiled again every time it
+        // runs with another value, which costs more than the work it does.
+        let mut recompiled = Vec::new();
+        // SAFETY: walks the statements of a connection this thread owns and uses only
+        // through this loop; sqlite3_sql and sqlite3_stmt_status read from a live statement.
+        unsafe {
+            let db = store.conn.handle();
+            let mut statement = rusqlite::ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+            while !statement.is_null() {
+                let count = rusqlite::ffi::sqlite3_stmt_status(
+                    statement,
+                    rusqlite::ffi::SQLITE_STMTSTATUS_REPREPARE,
+                    0,
+                );
+                if count > 0 {
+                    let sql = std::ffi::CStr::from_ptr(rusqlite::ffi::sqlite3_sql(statement));
+                    recompiled.push(format!("{count}x {}", sql.to_string_lossy()));
+                }
+                statement = rusqlite::ffi::sqlite3_next_stmt(db, statement);
+            }
+        }
+        assert!(recompiled.is_empty(), "compiled again: {recompiled:#?}");
+    }
+
+    #[test]
     fn a_copy_cut_off_on_the_way_is_taken_in_by_its_message_whichever_came_first() {
         use crate::sample::Status;
         let mut store = Store::open_in_memory().unwrap();
@@ -2487,13 +2537,17 @@ mod tests {
         assert_eq!(pull_cache_kib(64 * 1024), 4 * 1024);
         assert_eq!(pull_cache_kib(usize::MAX), 4 * 1024);
         store.set_durability(Durability::Normal).expect("normal");
+        store.tune_for_import(64 * 1024).expect("import");
+        assert_eq!(pragma("cache_size"), -24 * 1024);
+        store.tune_for_import(64 * 1024 + 1).expect("import");
+        assert_eq!(pragma("cache_size"), -16 * 1024);
         store.tune_for_import(1024 * 1024).expect("import");
         assert_eq!(pragma("cache_size"), -16 * 1024);
         store.tune_for_import(1024 * 1024 + 1).expect("import");
         assert_eq!(pragma("cache_size"), -4 * 1024);
         store.set_durability(Durability::Normal).expect("normal");
         assert_eq!(pragma("synchronous"), 1, "NORMAL");
-        assert_eq!(pragma("cache_size"), -16 * 1024);
+        assert_eq!(pragma("cache_size"), -24 * 1024);
         assert_eq!(pragma("wal_autocheckpoint"), 512 * 1024 * 1024 / PAGE_SIZE);
         assert_eq!(pragma("journal_size_limit"), 512 * 1024 * 1024);
     }
