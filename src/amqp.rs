@@ -190,7 +190,7 @@ pub async fn connect(
             key: credentials.key_pem().into_bytes(),
         }),
         cert_chain: match &config.ca_file {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|error| {
+            Some(path) => Some(crate::files::read_small_text(path).map_err(|error| {
                 transport(
                     &endpoint,
                     Problem::Certificate,

@@ -38,6 +38,12 @@ impl Findings {
 pub async fn check(config: &Config) -> bool {
     let mut findings = Findings { failed: false };
     findings.ok(format!("configuration `{}`", config.path.display()));
+    if let Some(notify) = &config.notify {
+        match crate::notify::preflight(notify) {
+            Ok(line) => findings.ok(line),
+            Err(error) => findings.fail(format!("{error:#}")),
+        }
+    }
     let pull = match config.pull() {
         Ok(pull) => pull,
         Err(error) => {

@@ -176,6 +176,10 @@ pub struct NotifyConfig {
     /// Seconds a command or webhook call may take.
     #[serde(default = "default_notify_timeout")]
     pub timeout_seconds: u64,
+    /// Environment variables holding secrets (the PKCS#12 password, the header value): removed
+    /// from the command's environment.
+    #[serde(skip)]
+    pub secret_env: Vec<String>,
 }
 
 fn default_overdue_days() -> u32 {
@@ -189,6 +193,15 @@ fn default_max_age_days() -> u32 {
 }
 fn default_notify_timeout() -> u64 {
     30
+}
+
+/// A portable environment variable name: a letter or `_`, then letters, digits or `_`.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn validate_notify(mut notify: NotifyConfig, base: &Path) -> Result<NotifyConfig> {
@@ -222,6 +235,14 @@ fn validate_notify(mut notify: NotifyConfig, base: &Path) -> Result<NotifyConfig
         && reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
     {
         bail!("`notify.header_name` `{name}` is not a valid HTTP header name");
+    }
+    if let Some(env) = &notify.header_value_env
+        && !is_env_name(env)
+    {
+        // Not repeated: it may be the secret itself, put here by mistake.
+        bail!(
+            "`notify.header_value_env` must be the name of the environment variable that holds the header's value (letters, digits and `_`, e.g. `BESKEDHENT_WEBHOOK_TOKEN`), never the value itself"
+        );
     }
     check_wait(
         "notify.timeout_seconds",
@@ -463,7 +484,7 @@ pub struct Config {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::files::read_small_text(path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
                 "configuration file `{}` not found{}; pass --config PATH or set BESKEDHENT_CONFIG",
@@ -531,10 +552,20 @@ impl Config {
             crate::cron::validate(&schedule.cron)
                 .map_err(|error| anyhow::anyhow!("`schedule.cron`: {error}"))?;
         }
-        let notify = raw
+        let mut notify = raw
             .notify
             .map(|notify| validate_notify(notify, base))
             .transpose()?;
+        if let Some(notify) = &mut notify {
+            notify.secret_env = [
+                Some(default_pkcs12_password_env()),
+                sts.as_ref().map(|sts| sts.pkcs12_password_env.clone()),
+                notify.header_value_env.clone(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+        }
         validate_monitor(&raw.monitor)?;
         validate_retention(&raw.retention)?;
         let metrics = raw

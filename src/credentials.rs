@@ -63,7 +63,7 @@ impl Credentials {
     }
 
     fn from_pem_files(certificate: &Path, key_path: &Path) -> Result<Credentials> {
-        let certificate_pem = read(certificate, "certificate")?;
+        let certificate_pem = read(certificate, "certificate", "sts.certificate")?;
         let chain = CertificateDer::pem_slice_iter(&certificate_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| {
@@ -78,7 +78,7 @@ impl Credentials {
                 certificate.display()
             );
         }
-        let key_pem = read(key_path, "private key")?;
+        let key_pem = read(key_path, "private key", "sts.private_key")?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|error| {
             anyhow::anyhow!(
                 "`{}` is not a PEM private key (PKCS#8, PKCS#1 or SEC1): {error}",
@@ -93,7 +93,7 @@ impl Credentials {
     }
 
     fn from_pkcs12_file(path: &Path, password: &str) -> Result<Credentials> {
-        let der = read(path, "PKCS#12 file")?;
+        let der = read(path, "PKCS#12 file", "sts.pkcs12")?;
         let store = p12_keystore::KeyStore::from_pkcs12(
             &der,
             password,
@@ -221,8 +221,9 @@ impl Credentials {
     }
 }
 
-fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read the {what} `{}`", path.display()))
+fn read(path: &Path, what: &str, key: &str) -> Result<Vec<u8>> {
+    crate::files::read_small(path)
+        .with_context(|| format!("cannot read the {what} `{}` (`{key}`)", path.display()))
 }
 
 fn pem(label: &str, der: &[u8]) -> String {

@@ -18,7 +18,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
@@ -365,19 +365,7 @@ fn is_regular(path: &Path, file_type: &fs::FileType) -> bool {
 
 /// Says in the log that `path` is skipped, and what it is.
 fn report_skipped(path: &Path, file_type: &fs::FileType) {
-    let what = if file_type.is_fifo() {
-        "a FIFO"
-    } else if file_type.is_char_device() {
-        "a character device"
-    } else if file_type.is_block_device() {
-        "a block device"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else if file_type.is_dir() {
-        "a directory"
-    } else {
-        "not a regular file"
-    };
+    let what = crate::files::kind(file_type);
     tracing::warn!(file = %path.display(), "skipped: {what}, not a regular file; only regular files are imported");
 }
 

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::io::Read as _;
 
 use anyhow::{Result, bail};
+use chrono::Datelike as _;
 use rusqlite::types::Value;
 use serde_json::{Map, Value as Json};
 
@@ -53,7 +54,18 @@ const COLUMNS: &[&str] = &[
 /// for `until` the start of the next day, so that the day is included) or a timestamp with an
 /// offset. Returns the stored form.
 pub fn parse_bound(value: &str, until: bool) -> Result<String> {
-    if let Ok(date) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+    let value = value.trim();
+    // Exactly `YYYY-MM-DD` (chrono alone would take a sign or a fifth digit), in the years a
+    // stored time can have.
+    let plain_date = value.len() == 10
+        && value.bytes().enumerate().all(|(at, byte)| {
+            matches!(at, 4 | 7) == (byte == b'-') && (byte == b'-' || byte.is_ascii_digit())
+        });
+    if let Some(date) = plain_date
+        .then(|| chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok())
+        .flatten()
+        .filter(|date| (crate::time::FIRST_YEAR..=crate::time::LAST_YEAR).contains(&date.year()))
+    {
         let next = date.succ_opt();
         let date = if until { next.unwrap_or(date) } else { date };
         let instant = date.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
@@ -62,7 +74,7 @@ pub fn parse_bound(value: &str, until: bool) -> Result<String> {
         }
         if until {
             // The day after the last one there is: after every stored time of that day.
-            return Ok(format!("{}T24:00:00.000Z", value.trim()));
+            return Ok(format!("{value}T24:00:00.000Z"));
         }
     }
     if let Some(text) = crate::time::normalize(value) {
@@ -404,6 +416,23 @@ mod tests {
             .to_string();
         assert!(error.contains("yesterday"), "{error}");
         assert!(!error.contains('\u{1b}'), "{error}");
+        // The last day there is includes all of it; no day outside the years a stored time
+        // has, whichever bound.
+        assert_eq!(
+            parse_bound("9999-12-31", true).unwrap(),
+            "9999-12-31T24:00:00.000Z"
+        );
+        for outside in [
+            "0000-01-01",
+            "+10000-01-01",
+            "-2026-01-01",
+            "+2026-01-01",
+            "2026-1-01",
+        ] {
+            for until in [false, true] {
+                assert!(parse_bound(outside, until).is_err(), "{outside} {until}");
+            }
+        }
     }
 
     #[test]

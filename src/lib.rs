@@ -24,6 +24,7 @@ pub mod credentials;
 pub mod cron;
 pub mod envelope;
 pub mod exit;
+pub mod files;
 pub mod import;
 pub mod letters;
 pub mod logging;

@@ -45,7 +45,11 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(write) if write.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
                 Err(write) => {
-                    eprintln!("error: cannot write to standard output: {write}");
+                    // Standard error may be gone too: that is no reason to panic.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "error: cannot write to standard output: {write}"
+                    );
                     ExitCode::from(exit::ERROR)
                 }
             };
@@ -53,7 +57,13 @@ fn main() -> ExitCode {
         // A usage mistake: said like every error, masked and one line per line (an argument
         // with a newline in it cannot forge one).
         Err(error) => {
-            eprintln!("{}", usage_error(&error.render().to_string()));
+            use std::io::Write as _;
+            // Standard error may be closed or full: the exit code still says it.
+            let _ = writeln!(
+                std::io::stderr(),
+                "{}",
+                usage_error(&error.render().to_string())
+            );
             return ExitCode::from(exit::USAGE);
         }
     };
@@ -201,13 +211,16 @@ fn run(cli: Cli) -> Result<u8> {
             store.record_events(notify::rules(config.notify.as_ref()));
             let summary = import::import(&mut store, &config.decoder(), &paths, &source)?;
             beskedhent::sayln!("{}", summary.line());
+            let mut interrupted = false;
             if let Some(settings) = &config.notify {
-                match notify::deliver(&mut store, settings) {
+                let stop = notify::stop_on_signals();
+                match notify::deliver(&mut store, settings, &stop) {
                     Ok(done) => beskedhent::sayln!("{}", done.line(&store)),
                     Err(error) => {
                         logging::print_error(&format!("cannot send notifications: {error:#}"))
                     }
                 }
+                interrupted = stop();
             }
             if let Some(metrics) = &config.metrics {
                 let expiry = config
@@ -221,6 +234,8 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if summary.unreadable > 0 || summary.skipped > 0 {
                 exit::ERROR
+            } else if interrupted {
+                exit::INTERRUPTED
             } else if summary.counts.rejected > 0 {
                 exit::REJECTED
             } else {
@@ -325,10 +340,11 @@ fn run(cli: Cli) -> Result<u8> {
                     config.path.display()
                 );
             };
-            let mut store = Store::open_required(&config.database)?;
-            store.record_events(notify::rules(Some(settings)));
             if dry_run {
-                let overdue = store.scan_overdue(settings.overdue_days)?;
+                // Read-only: nothing recorded, nothing sent.
+                let store = Store::open_existing(&config.database)?;
+                store.require_current()?;
+                let overdue = store.unrecorded_overdue(settings.overdue_days)?;
                 let pending = store.unsent_notifications(u32::MAX)?;
                 let rows: Vec<Vec<rusqlite::types::Value>> = pending
                     .iter()
@@ -336,11 +352,14 @@ fn run(cli: Cli) -> Result<u8> {
                         use rusqlite::types::Value;
                         vec![
                             Value::Integer(event.id),
-                            Value::Text(event.key.clone()),
+                            // For operators, like the log: CPR numbers masked.
+                            Value::Text(beskedhent::mask::mask_cpr(&event.key).into_owned()),
                             Value::Text(event.event.clone()),
                             Value::Text(event.created_at.clone()),
                             Value::Integer(event.attempts),
-                            event.last_error.clone().map_or(Value::Null, Value::Text),
+                            event.last_error.as_deref().map_or(Value::Null, |error| {
+                                Value::Text(beskedhent::mask::mask_cpr(error).into_owned())
+                            }),
                         ]
                     })
                     .collect();
@@ -353,14 +372,19 @@ fn run(cli: Cli) -> Result<u8> {
                     )
                 );
                 beskedhent::sayln!(
-                    "{} pending ({overdue} overdue letters newly recorded); nothing sent (--dry-run)",
+                    "{} pending; {overdue} overdue letters not recorded yet (the next delivery records them); nothing sent or changed (--dry-run)",
                     pending.len()
                 );
                 return Ok(exit::OK);
             }
-            let done = notify::deliver(&mut store, settings)?;
+            let mut store = Store::open_required(&config.database)?;
+            store.record_events(notify::rules(Some(settings)));
+            let stop = notify::stop_on_signals();
+            let done = notify::deliver(&mut store, settings, &stop)?;
             beskedhent::sayln!("{}", done.line(&store));
-            Ok(if done.failed > 0 {
+            Ok(if stop() {
+                exit::INTERRUPTED
+            } else if done.failed > 0 {
                 exit::ERROR
             } else {
                 exit::OK

@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -18,6 +19,10 @@ use crate::store::{EventRules, Pending, Store};
 /// Most events sent by one delivery round; the rest wait for the next.
 const ROUND: u32 = 1000;
 
+/// No new send is started once a round has taken this long; the rest wait for the next run,
+/// so that a target that answers slowly or not at all does not hold up the runs.
+const ROUND_TIME: Duration = Duration::from_secs(5 * 60);
+
 /// The event rules `[notify]` asks for, for [`Store::record_events`].
 pub fn rules(config: Option<&NotifyConfig>) -> Option<EventRules> {
     config.map(|notify| EventRules {
@@ -27,12 +32,17 @@ pub fn rules(config: Option<&NotifyConfig>) -> Option<EventRules> {
 }
 
 /// What a delivery round did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Delivered {
     pub sent: u64,
     pub failed: u64,
     /// Overdue letters newly recorded.
     pub overdue: u64,
+    /// Why nothing could be sent at all (a setting that does not work); recorded with every
+    /// event that was due.
+    pub unusable: Option<String>,
+    /// The round stopped early: a signal, or [`ROUND_TIME`]; the rest go out on the next run.
+    pub cut_short: Option<&'static str>,
 }
 
 impl Delivered {
@@ -41,38 +51,165 @@ impl Delivered {
             .notification_counts()
             .map(|counts| counts.pending.to_string())
             .unwrap_or_else(|_| "?".into());
-        format!(
+        let mut line = format!(
             "notifications: {} sent, {} failed (will be retried), {} still pending; {} overdue letters newly recorded",
             self.sent, self.failed, pending, self.overdue
-        )
+        );
+        if let Some(error) = &self.unusable {
+            line.push_str(&format!("; cannot send any: {error}"));
+        }
+        if let Some(why) = self.cut_short {
+            line.push_str(&format!(
+                "; round stopped early ({why}), the rest go out next run"
+            ));
+        }
+        line
     }
+}
+
+/// Whether to stop: asked between sends and while waiting for one.
+pub type Stop<'a> = &'a (dyn Fn() -> bool + Sync);
+
+/// Never stop (the round still ends after [`ROUND_TIME`]).
+pub fn never() -> bool {
+    false
+}
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// For the commands without an async runtime (`import`, `notify`): from now on SIGINT and
+/// SIGTERM stop the round after the send under way (a command is stopped, a webhook call left)
+/// rather than the process in the middle of it. The returned check says whether one came.
+pub fn stop_on_signals() -> fn() -> bool {
+    let handler: extern "C" fn(libc::c_int) = on_signal;
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+        unsafe { libc::signal(signal, handler as libc::sighandler_t) };
+    }
+    || SIGNALLED.load(Ordering::SeqCst)
 }
 
 /// Records overdue letters, then sends what is due. Errors of single sends are recorded with
 /// the event and logged; only a database error is returned.
-pub fn deliver(store: &mut Store, config: &NotifyConfig) -> Result<Delivered> {
+///
+/// Each event is claimed before it is sent (its `next_attempt_at` moved past the longest a
+/// send may take), so a delivery running at the same time (`notify` beside `import` or a
+/// daemon pass) skips it rather than sending it twice. A run killed after claiming sends it on
+/// a run after the claim has run out.
+pub fn deliver(store: &mut Store, config: &NotifyConfig, stop: Stop<'_>) -> Result<Delivered> {
     let mut done = Delivered {
         overdue: store.scan_overdue(config.overdue_days)?,
         ..Delivered::default()
     };
-    let sender = Sender::new(config)?;
-    let now = crate::time::now_utc();
-    for event in store.due_notifications(&now, ROUND)? {
-        match sender.send(&event) {
+    let started = Instant::now();
+    let due = store.due_notifications(&crate::time::now_utc(), ROUND)?;
+    if due.is_empty() {
+        return Ok(done);
+    }
+    let sender = match Sender::new(config) {
+        Ok(sender) => sender,
+        Err(error) => {
+            // Recorded with every event that is due, so that `status` and `status --check`
+            // show it, and retried with the same backoff.
+            let error = format!("{error:#}");
+            tracing::error!("cannot send notifications: {error}");
+            for event in &due {
+                store.mark_failed(event.id, &error, &retry_at(event.attempts))?;
+                done.failed += 1;
+            }
+            done.unusable = Some(error);
+            return Ok(done);
+        }
+    };
+    // A send takes at most the command's timeout and then the webhook's, and a moment more.
+    let lease = chrono::Duration::seconds(
+        i64::try_from(config.timeout_seconds.saturating_mul(2)).unwrap_or(i64::MAX / 4) + 10,
+    );
+    for event in due {
+        if stop() {
+            done.cut_short = Some("signal");
+            break;
+        }
+        if started.elapsed() >= ROUND_TIME {
+            done.cut_short = Some("time limit");
+            break;
+        }
+        let now = chrono::Utc::now();
+        if !store.claim_notification(
+            event.id,
+            &crate::time::format_utc(now),
+            &crate::time::format_utc(now + lease),
+        )? {
+            // Sent, or being sent, by another delivery.
+            continue;
+        }
+        match sender.send(&event, stop) {
             Ok(()) => {
                 store.mark_sent(event.id, &crate::time::now_utc())?;
                 done.sent += 1;
             }
             Err(error) => {
                 let error = format!("{error:#}");
-                let retry = chrono::Utc::now() + backoff(event.attempts + 1);
-                store.mark_failed(event.id, &error, &crate::time::format_utc(retry))?;
+                let interrupted = stop();
+                // Cut off by a signal: whether it arrived is not known; again at once.
+                let retry = if interrupted {
+                    crate::time::now_utc()
+                } else {
+                    retry_at(event.attempts)
+                };
+                store.mark_failed(event.id, &error, &retry)?;
                 tracing::warn!(key = %event.key, attempts = event.attempts + 1, "cannot send notification: {error}");
                 done.failed += 1;
+                if interrupted {
+                    done.cut_short = Some("signal");
+                    break;
+                }
             }
         }
     }
     Ok(done)
+}
+
+/// For `check`: whether events could be sent as configured (without sending any): the
+/// webhook's trust roots and header, the command's program. Says what was checked.
+pub fn preflight(config: &NotifyConfig) -> Result<String> {
+    Sender::new(config)?;
+    let mut ways = Vec::new();
+    if let Some(program) = config.command.first() {
+        let found = find_program(program).with_context(|| {
+            format!("`notify.command`: `{program}` is not an executable file (nor found in PATH)")
+        })?;
+        ways.push(format!("command `{}`", found.display()));
+    }
+    if let Some(url) = &config.webhook {
+        ways.push(format!("webhook {}", shown(url)));
+    }
+    Ok(format!("notifications can be sent: {}", ways.join(", ")))
+}
+
+/// Where `program` would be run from: itself if it holds a `/`, else the first match in PATH.
+fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = std::path::PathBuf::from(program);
+        return executable(&path).then_some(path);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| executable(path))
+}
+
+/// When the attempt after `attempts` failed ones is due.
+fn retry_at(attempts: i64) -> String {
+    crate::time::format_utc(chrono::Utc::now() + backoff(attempts + 1))
 }
 
 /// A webhook URL as it may be shown: without user information, query or fragment, which may
@@ -96,79 +233,160 @@ fn backoff(attempts: i64) -> chrono::Duration {
     chrono::Duration::minutes(minutes.min(6 * 60))
 }
 
+/// The certificates of `notify.ca_file`: at least one, or an error naming the setting.
+fn trust_roots(ca: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
+    let shown = ca.display();
+    let pem = crate::files::read_small(ca)
+        .with_context(|| format!("cannot read `notify.ca_file` `{shown}`"))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .ok()
+        .filter(|roots| !roots.is_empty())
+        .with_context(|| {
+            format!(
+                "`notify.ca_file` `{shown}` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`); give the CA that issued the webhook server's certificate"
+            )
+        })?;
+    Ok(roots)
+}
+
+/// The webhook's extra header: `name` with the value of the environment variable `env`.
+fn header(
+    name: &str,
+    env: &str,
+) -> Result<(reqwest::header::HeaderName, reqwest::header::HeaderValue)> {
+    let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).with_context(|| {
+        format!("`notify.header_name` `{name}` is not a valid HTTP header name")
+    })?;
+    let value = std::env::var(env).map_err(|error| match error {
+        std::env::VarError::NotPresent => anyhow::anyhow!(
+            "`notify.header_value_env` names `{env}`, which is not set in beskedhent's environment"
+        ),
+        std::env::VarError::NotUnicode(_) => {
+            anyhow::anyhow!("the value of `{env}` (`notify.header_value_env`) is not UTF-8")
+        }
+    })?;
+    // The value is a secret: never in an error, only where it goes wrong.
+    let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+        anyhow::anyhow!(
+            "the value of `{env}` (`notify.header_value_env`, for header `{name}`) is not a valid HTTP header value: it holds a line break or another control character"
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
 /// The configured ways of sending.
 struct Sender<'a> {
     config: &'a NotifyConfig,
-    http: Option<(reqwest::blocking::Client, String)>,
+    http: Option<Webhook>,
+}
+
+/// A webhook ready to be called.
+struct Webhook {
+    client: reqwest::blocking::Client,
+    url: String,
+    /// The extra header, its value read from the environment once per round.
+    header: Option<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
 }
 
 impl<'a> Sender<'a> {
+    /// Everything a send needs that does not depend on the event: an error here means no
+    /// event can be sent, and names the setting to fix.
     fn new(config: &'a NotifyConfig) -> Result<Sender<'a>> {
         let http = match &config.webhook {
             None => None,
             Some(url) => {
                 let mut builder = reqwest::blocking::Client::builder()
                     .https_only(true)
+                    // A redirect would turn the POST into a GET (301, 302, 303) or carry the
+                    // event and the secret header to another server (307, 308): an answer
+                    // other than 2xx is a failure, never followed.
+                    .redirect(reqwest::redirect::Policy::none())
                     .user_agent(concat!("beskedhent/", env!("CARGO_PKG_VERSION")))
                     .timeout(Duration::from_secs(config.timeout_seconds));
                 if let Some(ca) = &config.ca_file {
-                    let pem = std::fs::read(ca).with_context(|| {
-                        format!("cannot read `notify.ca_file` `{}`", ca.display())
-                    })?;
-                    for certificate in
-                        reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
-                            format!(
-                                "`notify.ca_file` `{}` holds no PEM certificate",
-                                ca.display()
-                            )
-                        })?
-                    {
+                    for certificate in trust_roots(ca)? {
                         builder = builder.add_root_certificate(certificate);
                     }
                 }
-                Some((builder.build()?, url.clone()))
+                let header = match (&config.header_name, &config.header_value_env) {
+                    (Some(name), Some(env)) => Some(header(name, env)?),
+                    _ => None,
+                };
+                Some(Webhook {
+                    client: builder
+                        .build()
+                        .context("cannot set up the webhook client")?,
+                    url: url.clone(),
+                    header,
+                })
             }
         };
         Ok(Sender { config, http })
     }
 
     /// Sends one event every configured way; Ok only if every way took it.
-    fn send(&self, event: &Pending) -> Result<()> {
+    fn send(&self, event: &Pending, stop: Stop<'_>) -> Result<()> {
         if !self.config.command.is_empty() {
-            self.run_command(event)?;
+            self.run_command(event, stop)?;
         }
-        if let Some((client, url)) = &self.http {
-            let mut request = client
-                .post(url)
+        if let Some(webhook) = &self.http {
+            let mut request = webhook
+                .client
+                .post(&webhook.url)
                 .header("Content-Type", "application/json")
                 .header("Idempotency-Key", &event.key)
                 .body(event.payload.clone());
-            if let (Some(name), Some(env)) =
-                (&self.config.header_name, &self.config.header_value_env)
-            {
-                let value = std::env::var(env).with_context(|| {
-                    format!("`notify.header_value_env` names `{env}`, which is not set")
-                })?;
-                request = request.header(name.as_str(), value);
+            if let Some((name, value)) = &webhook.header {
+                request = request.header(name, value);
             }
-            let name = shown(url);
-            let response = request.send().map_err(|error| {
-                anyhow::anyhow!(
-                    "webhook {name}: {}",
-                    crate::sts::error_chain(&error.without_url())
-                )
-            })?;
-            if !response.status().is_success() {
-                bail!("webhook {name} answered {}", response.status());
+            let name = shown(&webhook.url);
+            // On a thread of its own, so that a signal need not wait for the timeout.
+            let (sender, answer) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = sender.send(
+                    request
+                        .send()
+                        .map(|response| response.status())
+                        .map_err(|error| crate::sts::error_chain(&error.without_url())),
+                );
+            });
+            let status = loop {
+                match answer.recv_timeout(Duration::from_millis(50)) {
+                    Ok(result) => {
+                        break result
+                            .map_err(|error| anyhow::anyhow!("webhook {name}: {error}"))?;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) if stop() => {
+                        bail!("webhook {name}: interrupted by a signal before it answered")
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        bail!("webhook {name}: the request was lost")
+                    }
+                }
+            };
+            if status.is_redirection() {
+                bail!(
+                    "webhook {name} answered {status}: redirects are not followed; set `notify.webhook` to the address it redirects to"
+                );
+            }
+            if !status.is_success() {
+                bail!("webhook {name} answered {status}");
             }
         }
         Ok(())
     }
 
-    fn run_command(&self, event: &Pending) -> Result<()> {
+    fn run_command(&self, event: &Pending, stop: Stop<'_>) -> Result<()> {
         let program = &self.config.command[0];
+        let mut command = Command::new(program);
+        // Secrets beskedhent reads from its environment are not the command's business.
+        for secret in &self.config.secret_env {
+            command.env_remove(secret);
+        }
         // Its own process group, so that a timeout stops whatever it started too.
-        let mut child = Command::new(program)
+        let mut child = command
             .args(&self.config.command[1..])
             .env("BESKEDHENT_EVENT", &event.event)
             .env("BESKEDHENT_KEY", &event.key)
@@ -202,6 +420,11 @@ impl<'a> Sender<'a> {
                 // What it left running would hold its standard error open.
                 kill_group(&child);
                 bail!("`{program}` exited with {status}{}", said.text());
+            }
+            if stop() {
+                kill_group(&child);
+                let _ = child.wait();
+                bail!("`{program}` was stopped by a signal before it finished");
             }
             if Instant::now() >= deadline {
                 kill_group(&child);

@@ -75,6 +75,11 @@ UPDATE registration SET besked_id = (SELECT besked_id FROM message WHERE seq = r
     WHERE besked_id <> (SELECT besked_id FROM message WHERE seq = registration.seq);
 ";
 
+/// Letters overdue (no final status, first seen before `?1`) without a `letter_overdue` event.
+const OVERDUE_UNRECORDED: &str = "final = 0 AND first_seen_at < ?1
+    AND NOT EXISTS (SELECT 1 FROM notification
+                    WHERE key = 'letter_overdue:' || letter.message_uuid)";
+
 /// Version 3: `letter`, one row per letter (`message_uuid`) with its current status, kept up to
 /// date in the same transaction as the statuses; `print_status_latest` is served from it.
 /// `notification`, the outbox of events to send; `cursor.failed_runs` and `failing_since`.
@@ -963,21 +968,23 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // message_uuid, first_seen_at, event, occurred_at
-        type Overdue = (String, Option<String>, Option<String>, Option<String>);
+        // message_uuid, first_seen_at, event
+        type Overdue = (String, Option<String>, Option<String>);
         let overdue: Vec<Overdue> = tx
-            .prepare(
-                "SELECT message_uuid, first_seen_at, event, occurred_at FROM letter
-                 WHERE final = 0 AND first_seen_at < ?1
-                   AND NOT EXISTS (SELECT 1 FROM notification
-                                   WHERE key = 'letter_overdue:' || letter.message_uuid)",
-            )?
-            .query_map([&before], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-            })?
+            .prepare(&format!(
+                "SELECT message_uuid, first_seen_at, event FROM letter WHERE {OVERDUE_UNRECORDED}"
+            ))?
+            .query_map([&before], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
         let mut recorded = 0;
-        for (uuid, first_seen_at, event, occurred_at) in overdue {
+        for (uuid, first_seen_at, event) in overdue {
+            // The event is the letter becoming overdue, `days` after it was first seen: that is
+            // what `max_age_days` is measured against, not its latest status, which is older.
+            let became_overdue = first_seen_at
+                .as_deref()
+                .and_then(crate::time::parse_timestamp)
+                .and_then(|first| first.checked_add_signed(chrono::Duration::days(days.into())))
+                .and_then(crate::time::try_format_utc);
             let new = record_event(
                 &tx,
                 &rules,
@@ -988,12 +995,27 @@ impl Store {
                     "first_seen_at": first_seen_at,
                     "latest_event": event,
                 }),
-                occurred_at.as_deref(),
+                became_overdue.as_deref(),
             )?;
             recorded += u64::from(new);
         }
         tx.commit()?;
         Ok(recorded)
+    }
+
+    /// How many letters [`Store::scan_overdue`] would record now (for `notify --dry-run`).
+    pub fn unrecorded_overdue(&self, days: u32) -> Result<u64> {
+        if days == 0 {
+            return Ok(0);
+        }
+        let before =
+            crate::time::format_utc(chrono::Utc::now() - chrono::Duration::days(days.into()));
+        let count: i64 = self.conn.query_row(
+            &format!("SELECT count(*) FROM letter WHERE {OVERDUE_UNRECORDED}"),
+            [&before],
+            |row| row.get(0),
+        )?;
+        Ok(count.unsigned_abs())
     }
 
     /// Events to send now: unsent, not suppressed, due; oldest first.
@@ -1031,6 +1053,18 @@ impl Store {
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
+    }
+
+    /// Claims an unsent, due event for one send: moves its next attempt to `until`, so that
+    /// no other delivery takes it meanwhile. False if it was sent, or claimed, by another.
+    pub fn claim_notification(&self, id: i64, now: &str, until: &str) -> Result<bool> {
+        let claimed = self.conn.execute(
+            "UPDATE notification SET next_attempt_at = ?3
+             WHERE id = ?1 AND sent_at IS NULL AND suppressed = 0
+               AND (next_attempt_at IS NULL OR next_attempt_at <= ?2)",
+            params![id, now, until],
+        )?;
+        Ok(claimed == 1)
     }
 
     /// Marks an event as delivered; it is never sent again.

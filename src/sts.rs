@@ -133,11 +133,18 @@ impl TokenClient {
             .timeout(Duration::from_secs(sts.timeout_seconds))
             .user_agent(concat!("beskedhent/", env!("CARGO_PKG_VERSION")));
         if let Some(ca_file) = &sts.ca_file {
-            let pem = std::fs::read(ca_file)
+            let pem = crate::files::read_small(ca_file)
                 .with_context(|| format!("cannot read `sts.ca_file` `{}`", ca_file.display()))?;
-            for certificate in reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
-                format!("`{}` is not a PEM certificate bundle", ca_file.display())
-            })? {
+            let roots = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|roots| !roots.is_empty())
+                .with_context(|| {
+                    format!(
+                        "`sts.ca_file` `{}` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+                        ca_file.display()
+                    )
+                })?;
+            for certificate in roots {
                 builder = builder.add_root_certificate(certificate);
             }
         }

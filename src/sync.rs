@@ -143,6 +143,8 @@ pub struct RunReport {
     /// What followed the feeds: notifications, retention, metrics (a line each, when
     /// configured).
     pub after: Vec<String>,
+    /// SIGINT or SIGTERM came during the run (its feeds, or what followed them).
+    pub signalled: bool,
 }
 
 impl RunReport {
@@ -153,7 +155,7 @@ impl RunReport {
             exit::FEED_FAILED
         } else if any(|f| matches!(f.end, FeedEnd::Locked(_))) {
             exit::LOCKED
-        } else if any(|f| f.end == FeedEnd::Interrupted) {
+        } else if self.signalled || any(|f| f.end == FeedEnd::Interrupted) {
             exit::INTERRUPTED
         } else if any(|f| f.counts.rejected > 0) {
             exit::REJECTED
@@ -235,7 +237,8 @@ pub async fn run_once(puller: Arc<Puller>, shutdown: watch::Receiver<bool>) -> R
         let puller = puller.clone();
         // Sending may block (a command, a webhook), pruning takes a while: off the async
         // threads.
-        tokio::task::spawn_blocking(move || after_run(&puller, stopping))
+        let shutdown = shutdown.clone();
+        tokio::task::spawn_blocking(move || after_run(&puller, stopping, &|| *shutdown.borrow()))
             .await
             .unwrap_or_else(|error| vec![format!("after the run: internal error: {error}")])
     };
@@ -243,12 +246,13 @@ pub async fn run_once(puller: Arc<Puller>, shutdown: watch::Receiver<bool>) -> R
         feeds,
         elapsed,
         after,
+        signalled: *shutdown.borrow(),
     }
 }
 
 /// What follows the feeds of a run, each step independent of the others: notifications,
 /// retention (both skipped after a signal), the metrics file. One report line per step.
-fn after_run(puller: &Puller, stopping: bool) -> Vec<String> {
+fn after_run(puller: &Puller, stopping: bool, stop: crate::notify::Stop<'_>) -> Vec<String> {
     let mut lines = Vec::new();
     let mut step = |what: &str, result: Result<String>| match result {
         Ok(line) => lines.push(line),
@@ -274,7 +278,7 @@ fn after_run(puller: &Puller, stopping: bool) -> Vec<String> {
         store.record_events(crate::notify::rules(Some(notify)));
         step(
             "notifications",
-            crate::notify::deliver(&mut store, notify).map(|done| done.line(&store)),
+            crate::notify::deliver(&mut store, notify, stop).map(|done| done.line(&store)),
         );
     }
     if prune {

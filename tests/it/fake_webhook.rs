@@ -1,6 +1,5 @@
 //! A webhook receiver: an in-process HTTPS server (the test CA's server certificate, no client
-//! certificate asked for) that records every request and answers 503 to the first
-//! `fail_first`, then 204.
+//! certificate asked for) that records every request and answers as told, then 204.
 
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +23,14 @@ pub struct FakeWebhook {
 }
 
 impl FakeWebhook {
+    /// Answers 503 to the first `fail_first` requests, then 204.
     pub fn start(fail_first: usize) -> FakeWebhook {
+        FakeWebhook::answering(vec!["503 Service Unavailable".into(); fail_first])
+    }
+
+    /// Answers the requests in turn with these status lines (each maybe followed by header
+    /// lines, `\r\n`-separated), then with 204.
+    pub fn answering(answers: Vec<String>) -> FakeWebhook {
         let certs = certs();
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_file_iter(certs.path("server.pem"))
@@ -68,11 +74,9 @@ impl FakeWebhook {
                         log.push(request);
                         log.len()
                     };
-                    let status = if count <= fail_first {
-                        "503 Service Unavailable"
-                    } else {
-                        "204 No Content"
-                    };
+                    let status = answers
+                        .get(count - 1)
+                        .map_or("204 No Content", String::as_str);
                     let response = format!(
                         "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                     );

@@ -321,6 +321,18 @@ fn a_crash_between_sending_and_marking_sends_again_with_the_same_key() {
         ),
         1
     );
+    // The killed run's claim on it holds for as long as a send may take...
+    let (code, stdout, _) = outcome(&install.run(&["notify"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("0 sent, 0 failed (will be retried), 1 still pending"),
+        "{stdout}"
+    );
+    // ...and once that has passed, it is sent again.
+    install
+        .db()
+        .execute_batch("UPDATE notification SET next_attempt_at = '2000-01-01T00:00:00.000Z'")
+        .expect("time passes");
     let (code, stdout, _) = outcome(&install.run(&["notify"]));
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("1 sent"), "{stdout}");
@@ -348,11 +360,20 @@ fn notify_settings_are_checked() {
             "[notify]\ncommand = [\"/bin/true\"]\novrdue_days = 3\n",
             "ovrdue_days",
         ),
+        (
+            "[notify]\nwebhook = \"https://example.org/hook\"\nheader_name = \"Authorization\"\nheader_value_env = \"\"\n",
+            "must be the name of the environment variable",
+        ),
+        (
+            "[notify]\nwebhook = \"https://example.org/hook\"\nheader_name = \"Authorization\"\nheader_value_env = \"Bearer s3cret\"\n",
+            "never the value itself",
+        ),
     ] {
         let install = Install::new(text);
         let (code, _, stderr) = outcome(&install.run(&["import", "/dev/null/none"]));
         assert_eq!(code, 1, "{text}");
         assert!(stderr.contains(expected), "{text}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "{text}: {stderr}");
     }
     let install = Install::new("");
     let (code, _, stderr) = outcome(&install.run(&["notify"]));
@@ -360,15 +381,36 @@ fn notify_settings_are_checked() {
     assert!(stderr.contains("no [notify] section"), "{stderr}");
 }
 
+/// `[notify]` for a webhook at `url` trusting `ca`, with a secret header from `HOOK_TOKEN`.
+fn webhook_settings(url: &str, ca: &Path) -> String {
+    format!(
+        "[notify]\nwebhook = \"{url}\"\nca_file = \"{}\"\nheader_name = \"Authorization\"\nheader_value_env = \"HOOK_TOKEN\"\noverdue_days = 0\n",
+        ca.display()
+    )
+}
+
+/// Runs beskedhent with `HOOK_TOKEN` set to `token`.
+fn run_with_token(install: &Install, args: &[&str], token: &str) -> (i32, String, String) {
+    outcome(
+        &Command::new(BIN)
+            .arg("--config")
+            .arg(install.config())
+            .args(args)
+            .env("BESKEDHENT_LOG", "warn")
+            .env("HOOK_TOKEN", token)
+            .output()
+            .expect("run"),
+    )
+}
+
 #[test]
 fn a_webhook_that_fails_first_gets_the_event_on_a_later_run() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let hook = crate::fake_webhook::FakeWebhook::start(1);
     let install = Install::new("");
-    install.append_config(&format!(
-        "[notify]\nwebhook = \"{}\"\nca_file = \"{}\"\nheader_name = \"Authorization\"\nheader_value_env = \"HOOK_TOKEN\"\noverdue_days = 0\n",
-        hook.url(),
-        crate::broker::certs().path("ca.pem").display()
+    install.append_config(&webhook_settings(
+        &hook.url(),
+        &crate::broker::certs().path("ca.pem"),
     ));
     let dir = install.path("in");
     let letter = test_uuid(0xa4, 1);
@@ -380,18 +422,7 @@ fn a_webhook_that_fails_first_gets_the_event_on_a_later_run() {
         &ago(1),
         Status::FAILED,
     );
-    let run = |args: &[&str]| {
-        outcome(
-            &Command::new(BIN)
-                .arg("--config")
-                .arg(install.config())
-                .args(args)
-                .env("BESKEDHENT_LOG", "warn")
-                .env("HOOK_TOKEN", "Bearer s3cret")
-                .output()
-                .expect("run"),
-        )
-    };
+    let run = |args: &[&str]| run_with_token(&install, args, "Bearer s3cret");
     let (code, stdout, stderr) = run(&["import", dir.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("0 sent, 1 failed"), "{stdout}{stderr}");
@@ -480,5 +511,461 @@ fn a_command_that_hangs_is_stopped_with_everything_it_started() {
         !alive.exists(),
         "the command's child {} still runs",
         pid.trim()
+    );
+}
+
+/// An installation whose `[notify]` runs `script` (written into it) on every event.
+fn install_with_script(script: &str, extra: &str) -> Install {
+    let install = Install::new("");
+    let path = install.path("alert.sh");
+    std::fs::write(&path, script).expect("script");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    install.append_config(&format!(
+        "[notify]\ncommand = [\"{}\"]\noverdue_days = 0\n{extra}",
+        path.display()
+    ));
+    install
+}
+
+/// `count` failed letters, one envelope each, in `dir`.
+fn failed_letters(dir: &Path, prefix: u32, count: u64) -> Vec<String> {
+    (1..=count)
+        .map(|n| {
+            let letter = test_uuid(prefix, n);
+            status(
+                dir,
+                &format!("{n}.xml"),
+                &test_uuid(prefix + 1, n),
+                &letter,
+                &ago(1),
+                Status::FAILED,
+            );
+            letter
+        })
+        .collect()
+}
+
+#[test]
+fn deliveries_at_the_same_time_send_each_event_once() {
+    // Slow enough that two deliveries overlap for the whole round.
+    let install = install_with_script(
+        "#!/bin/sh\ndir=$(dirname \"$0\")\ncat >/dev/null\n[ -e \"$dir/fail\" ] && exit 1\nprintf '%s\\n' \"$BESKEDHENT_KEY\" >> \"$dir/sent.log\"\nsleep 0.2\n",
+        "",
+    );
+    let dir = install.path("in");
+    let letters = failed_letters(&dir, 0xc1, 8);
+    // Recorded, not sent: the command fails while `import` runs.
+    std::fs::write(install.path("fail"), b"").expect("flag");
+    let (code, stdout, stderr) = import(&install, &dir);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("0 sent, 8 failed"), "{stdout}");
+    std::fs::remove_file(install.path("fail")).expect("unflag");
+    install
+        .db()
+        .execute_batch("UPDATE notification SET next_attempt_at = NULL, attempts = 0")
+        .expect("due");
+    let start = || {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(install.config())
+            .arg("notify")
+            .env("BESKEDHENT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let (first, second, third) = (start(), start(), start());
+    let mut sent_total = 0;
+    for child in [first, second, third] {
+        let (code, stdout, stderr) = outcome(&child.wait_with_output().expect("wait"));
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let sent: u64 = stdout
+            .split("notifications: ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {stdout}"));
+        sent_total += sent;
+    }
+    let mut keys = std::fs::read_to_string(install.path("sent.log"))
+        .expect("sent.log")
+        .lines()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    keys.sort();
+    let mut expected: Vec<String> = letters
+        .iter()
+        .map(|letter| format!("letter_failed:{letter}"))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        keys, expected,
+        "each event once, across the three deliveries"
+    );
+    assert_eq!(sent_total, 8);
+    assert_eq!(
+        value::<i64>(
+            &install.db(),
+            "SELECT count(*) FROM notification WHERE sent_at IS NOT NULL AND attempts = 1"
+        ),
+        8
+    );
+}
+
+#[test]
+fn a_redirecting_webhook_is_a_failure_and_is_not_followed() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // Another server, which must never see the event or the secret header.
+    let elsewhere = crate::fake_webhook::FakeWebhook::start(0);
+    let hook = crate::fake_webhook::FakeWebhook::answering(vec![
+        "302 Found\r\nLocation: /moved".into(),
+        format!("307 Temporary Redirect\r\nLocation: {}", elsewhere.url()),
+        "308 Permanent Redirect\r\nLocation: /moved".into(),
+    ]);
+    let install = Install::new("");
+    install.append_config(&webhook_settings(
+        &hook.url(),
+        &crate::broker::certs().path("ca.pem"),
+    ));
+    let dir = install.path("in");
+    failed_letters(&dir, 0xc3, 1);
+    let run = |args: &[&str]| run_with_token(&install, args, "Bearer s3cret");
+    let (code, stdout, stderr) = run(&["import", dir.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("0 sent, 1 failed"), "{stdout}{stderr}");
+    for answer in ["307 Temporary Redirect", "308 Permanent Redirect"] {
+        install
+            .db()
+            .execute_batch("UPDATE notification SET next_attempt_at = NULL")
+            .expect("due");
+        let (code, stdout, stderr) = run(&["notify"]);
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(stdout.contains("0 sent, 1 failed"), "{stdout}");
+        assert!(stderr.contains(answer), "{stderr}");
+    }
+    let error: String = value(&install.db(), "SELECT last_error FROM notification");
+    assert!(error.contains("redirects are not followed"), "{error}");
+    // Each answer was the end of its request: nothing followed, nothing sent elsewhere.
+    let received = hook.received();
+    assert_eq!(received.len(), 3);
+    assert!(received.iter().all(|r| r.head.starts_with("post /hook ")));
+    assert!(elsewhere.received().is_empty());
+    // Once it answers 2xx, it is delivered.
+    install
+        .db()
+        .execute_batch("UPDATE notification SET next_attempt_at = NULL")
+        .expect("due");
+    let (code, stdout, _) = run(&["notify"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("1 sent, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn a_letter_is_overdue_from_when_it_became_so_whatever_max_age_days() {
+    // overdue_days beyond max_age_days: the event is the letter becoming overdue.
+    let install = Install::new("");
+    let script = write_script(&install);
+    install.append_config(&format!(
+        "[notify]\ncommand = [\"{}\"]\noverdue_days = 10\nmax_age_days = 7\n",
+        script.display()
+    ));
+    let dir = install.path("in");
+    let (recent, old) = (test_uuid(0xc5, 1), test_uuid(0xc5, 2));
+    // Overdue for a day: told.
+    status(
+        &dir,
+        "1.xml",
+        &test_uuid(0xc6, 1),
+        &recent,
+        &ago(11 * 24),
+        Status::SENT,
+    );
+    // Overdue for 20 days, longer than max_age_days: recorded, not told.
+    status(
+        &dir,
+        "2.xml",
+        &test_uuid(0xc6, 2),
+        &old,
+        &ago(30 * 24),
+        Status::SENT,
+    );
+    let (code, stdout, stderr) = import(&install, &dir);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(sent(&install), [format!("letter_overdue:{recent}")]);
+    let mut expected = vec![
+        format!("letter_overdue:{recent}|0"),
+        format!("letter_overdue:{old}|1"),
+    ];
+    expected.sort();
+    assert_eq!(
+        rows(
+            &install.db(),
+            "SELECT key, suppressed FROM notification ORDER BY key"
+        ),
+        expected
+    );
+}
+
+#[test]
+fn unusable_webhook_settings_are_recorded_with_the_events_and_checked() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let hook = crate::fake_webhook::FakeWebhook::start(0);
+    let install = Install::new("");
+    let not_pem = install.path("not-a-ca.pem");
+    std::fs::write(&not_pem, "just some text\n").expect("write");
+    let dir = install.path("in");
+    failed_letters(&dir, 0xc7, 2);
+    let settings = |ca: &Path| webhook_settings(&hook.url(), ca);
+    let config = std::fs::read_to_string(install.config()).expect("config");
+    let run = |args: &[&str], token: &str| run_with_token(&install, args, token);
+    let ca = crate::broker::certs().path("ca.pem");
+    for (ca_file, token, expected) in [
+        (
+            install.path("missing.pem"),
+            "Bearer s3cret",
+            "cannot read `notify.ca_file`",
+        ),
+        (install.path("in"), "Bearer s3cret", "a directory"),
+        (not_pem.clone(), "Bearer s3cret", "holds no PEM certificate"),
+        (
+            ca.clone(),
+            "Bearer s3cret\r\nX-Forged: 1",
+            "`HOOK_TOKEN` (`notify.header_value_env`, for header `authorization`) is not a valid HTTP header value",
+        ),
+    ] {
+        std::fs::write(install.config(), format!("{config}{}", settings(&ca_file)))
+            .expect("config");
+        if install.db_path().exists() {
+            install
+                .db()
+                .execute_batch("UPDATE notification SET next_attempt_at = NULL")
+                .expect("due");
+        }
+        let (code, stdout, stderr) = run(&["import", dir.to_str().expect("utf-8")], token);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(stdout.contains("0 sent, 2 failed"), "{expected}: {stdout}");
+        assert!(stdout.contains(expected), "{expected}: {stdout}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(
+            !format!("{stdout}{stderr}").contains("s3cret"),
+            "{stdout}{stderr}"
+        );
+        let errors = rows(
+            &install.db(),
+            "SELECT DISTINCT last_error FROM notification",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains(expected), "{errors:?}");
+        // Monitoring sees it.
+        let (code, stdout, _) = run(&["status", "--check"], token);
+        assert_eq!(code, 1, "{stdout}");
+        assert!(
+            stdout.contains("2 notifications cannot be delivered"),
+            "{stdout}"
+        );
+        // And `check` names it before anything else.
+        let (code, stdout, stderr) = run(&["check"], token);
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(
+            format!("{stdout}{stderr}").contains(expected),
+            "{stdout}{stderr}"
+        );
+    }
+    assert!(hook.received().is_empty());
+    let attempts: i64 = value(&install.db(), "SELECT min(attempts) FROM notification");
+    assert_eq!(attempts, 4);
+    // Fixed: delivered.
+    std::fs::write(install.config(), format!("{config}{}", settings(&ca))).expect("config");
+    install
+        .db()
+        .execute_batch("UPDATE notification SET next_attempt_at = NULL")
+        .expect("due");
+    let (code, stdout, stderr) = run(&["notify"], "Bearer s3cret");
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("2 sent, 0 failed"), "{stdout}");
+    assert_eq!(hook.received().len(), 2);
+}
+
+#[test]
+fn a_signal_stops_the_round_after_the_send_under_way() {
+    let install = install_with_script(SCRIPT, "timeout_seconds = 600\n");
+    std::fs::write(install.path("hang"), b"").expect("flag");
+    let dir = install.path("in");
+    failed_letters(&dir, 0xc9, 3);
+    // Recorded, not sent: the command fails while `import` runs.
+    std::fs::write(install.path("fail"), b"").expect("flag");
+    let (code, stdout, stderr) = import(&install, &dir);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("0 sent, 3 failed"), "{stdout}");
+    std::fs::remove_file(install.path("fail")).expect("unflag");
+    install
+        .db()
+        .execute_batch(
+            "UPDATE notification SET next_attempt_at = NULL, attempts = 0, last_error = NULL",
+        )
+        .expect("due");
+    for signal in ["TERM", "INT"] {
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(install.config())
+            .arg("notify")
+            .env("BESKEDHENT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let started = Instant::now();
+        while !install.path("hang.pid").exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the command never ran"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let script_pid = std::fs::read_to_string(install.path("hang.pid")).expect("pid");
+        std::fs::remove_file(install.path("hang.pid")).expect("rm");
+        let stopped = Instant::now();
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        let (code, stdout, stderr) = outcome(&child.wait_with_output().expect("wait"));
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            stopped.elapsed()
+        );
+        assert_eq!(code, 130, "{stdout}{stderr}");
+        assert!(stdout.contains("0 sent, 1 failed"), "{stdout}");
+        assert!(stdout.contains("round stopped early (signal)"), "{stdout}");
+        // The command was stopped with it.
+        let alive = Path::new("/proc").join(script_pid.trim());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!alive.exists(), "the command still runs after SIG{signal}");
+    }
+    // Cut off: not marked sent, due again at once, nothing else tried.
+    let db = install.db();
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT attempts, sent_at IS NULL,
+                 coalesce(next_attempt_at, '') <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             FROM notification ORDER BY id"
+        ),
+        ["2|1|1", "0|1|1", "0|1|1"]
+    );
+    let error: String = value(
+        &db,
+        "SELECT last_error FROM notification ORDER BY id LIMIT 1",
+    );
+    assert!(error.contains("stopped by a signal"), "{error}");
+    std::fs::remove_file(install.path("hang")).expect("unflag");
+    let (code, stdout, _) = outcome(&install.run(&["notify"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("3 sent, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn the_command_gets_no_secret_from_beskedhents_environment() {
+    let install = install_with_script(
+        "#!/bin/sh\ncat >/dev/null\nenv > \"$(dirname \"$0\")/env.txt\"\n",
+        "",
+    );
+    let dir = install.path("in");
+    failed_letters(&dir, 0xcb, 1);
+    let (code, stdout, stderr) = outcome(
+        &Command::new(BIN)
+            .arg("--config")
+            .arg(install.config())
+            .args(["import", dir.to_str().expect("utf-8")])
+            .env("BESKEDHENT_PKCS12_PASSWORD", "p12-s3cret")
+            .env("KEEP_ME", "visible")
+            .output()
+            .expect("run"),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("1 sent"), "{stdout}");
+    let env = std::fs::read_to_string(install.path("env.txt")).expect("env");
+    assert!(!env.contains("p12-s3cret"), "{env}");
+    assert!(env.contains("KEEP_ME=visible"), "{env}");
+    assert!(env.contains("BESKEDHENT_EVENT=letter_failed"), "{env}");
+}
+
+#[test]
+fn a_dry_run_changes_nothing_and_masks_cpr_numbers() {
+    let install = install(5);
+    let dir = install.path("in");
+    // A letter id with a CPR number in it, overdue and failed.
+    status(
+        &dir,
+        "1.xml",
+        &test_uuid(0xcd, 1),
+        "brev-0101701234",
+        &ago(6 * 24),
+        Status::SENT,
+    );
+    status(
+        &dir,
+        "2.xml",
+        &test_uuid(0xcd, 2),
+        "brev-0202701234",
+        &ago(1),
+        Status::FAILED,
+    );
+    std::fs::write(install.path("fail"), b"").expect("flag");
+    let (code, stdout, stderr) = import(&install, &dir);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("2 failed"), "{stdout}");
+    // Overdue once `overdue_days` is 2: not recorded yet.
+    let later = install.path("later");
+    status(
+        &later,
+        "3.xml",
+        &test_uuid(0xcd, 3),
+        "brev-0303701234",
+        &ago(3 * 24),
+        Status::SENT,
+    );
+    let (code, stdout, stderr) = import(&install, &later);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let config = std::fs::read_to_string(install.config()).expect("config");
+    std::fs::write(
+        install.config(),
+        config.replace("overdue_days = 5", "overdue_days = 2"),
+    )
+    .expect("config");
+    let before = rows(&install.db(), "SELECT * FROM notification ORDER BY id");
+    let db_bytes = std::fs::read(install.db_path()).expect("db");
+    let (code, stdout, stderr) = outcome(&install.run(&["notify", "--dry-run"]));
+    assert_eq!(std::fs::read(install.db_path()).expect("db"), db_bytes);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for cpr in ["0101701234", "0202701234", "0303701234"] {
+        assert!(!stdout.contains(cpr), "{stdout}");
+    }
+    assert!(
+        stdout.contains("letter_overdue:brev-010170****"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("letter_failed:brev-020270****"), "{stdout}");
+    assert!(
+        stdout.contains("2 pending; 1 overdue letters not recorded yet"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("nothing sent or changed"), "{stdout}");
+    assert_eq!(
+        rows(&install.db(), "SELECT * FROM notification ORDER BY id"),
+        before
+    );
+    // The next delivery records it.
+    let (_, stdout, _) = outcome(&install.run(&["notify"]));
+    assert!(
+        stdout.contains("1 overdue letters newly recorded"),
+        "{stdout}"
     );
 }

@@ -1361,6 +1361,28 @@ fn operations_mistakes_are_refused_plainly() {
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    // Nor is an error that cannot be said (standard error full or closed): the exit code
+    // still tells.
+    for (args, expected) in [
+        (&["letters", "--bogus"][..], 2),
+        (&["letters", "--until", "+10000-01-01"], 2),
+        (&["status", "--check", "--bogus"], 3),
+        (&["backup", "/nonexistent/dir/copy.db"], 1),
+    ] {
+        for redirect in ["2>/dev/full", "2>&-"] {
+            let status = Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("exec \"$@\" >/dev/null {redirect}"))
+                .arg("sh")
+                .arg(BIN)
+                .arg("--config")
+                .arg(install.config())
+                .args(args)
+                .status()
+                .expect("run");
+            assert_eq!(status.code(), Some(expected), "{args:?} {redirect}");
+        }
+    }
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(install.config())

@@ -1140,3 +1140,82 @@ fn sync_tells_about_failed_letters_and_a_feed_that_keeps_failing() {
     }
     assert_eq!(sent(&test.install).len(), 3);
 }
+
+/// A daemon stopped by systemd while a notification command hangs: it stops the command and
+/// exits at once, rather than when `timeout_seconds` or systemd's patience runs out.
+#[test]
+fn sigterm_during_a_notification_round_stops_the_daemon_promptly() {
+    use crate::notify::{ago, write_script};
+    use beskedhent::sample::{Status, status_envelope_with};
+    let failed: Vec<Vec<u8>> = (1..=3)
+        .map(|n| {
+            status_envelope_with(
+                &test_uuid(0x2f2, n),
+                &test_uuid(0x2f1, n),
+                &Status {
+                    at: &ago(1),
+                    ..Status::FAILED
+                },
+            )
+            .into_bytes()
+        })
+        .collect();
+    let test = PullTest::new(failed, "");
+    let script = write_script(&test.install);
+    std::fs::write(test.install.path("hang"), b"").expect("flag");
+    test.install.append_config(&format!(
+        "\n[notify]\ncommand = [\"{}\"]\noverdue_days = 0\ntimeout_seconds = 3600\n[schedule]\ncron = \"* * * * * *\"\n",
+        script.display()
+    ));
+    for command in ["daemon", "sync"] {
+        let _ = std::fs::remove_file(test.install.path("hang.pid"));
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(test.install.config())
+            .arg(command)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let started = Instant::now();
+        while !test.install.path("hang.pid").exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the command never ran"
+            );
+            assert!(child.try_wait().expect("wait").is_none(), "{command} ended");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let script_pid = std::fs::read_to_string(test.install.path("hang.pid")).expect("pid");
+        let stopped = Instant::now();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let output = child.wait_with_output().expect("ends");
+        let (code, stdout, stderr) = outcome(&output);
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "{command} took {:?} to stop",
+            stopped.elapsed()
+        );
+        let expected = if command == "daemon" { 0 } else { 130 };
+        assert_eq!(code, expected, "{command}: {stdout}{stderr}");
+        assert!(
+            format!("{stdout}{stderr}").contains("round stopped early (signal)"),
+            "{command}: {stdout}{stderr}"
+        );
+        let alive = std::path::Path::new("/proc").join(script_pid.trim());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!alive.exists(), "{command}: the notify command still runs");
+    }
+    // Nothing was marked sent; the one cut off each time is due again at once.
+    assert_eq!(
+        rows(
+            &test.install.db(),
+            "SELECT attempts, sent_at IS NULL FROM notification ORDER BY id"
+        ),
+        ["2|1", "0|1", "0|1"]
+    );
+}

@@ -1,0 +1,107 @@
+//! Reading the small files a configuration names (itself, certificates, keys, CA bundles):
+//! only regular files, never blocking (a FIFO or a device given by mistake is refused at once,
+//! not waited on), and never more than a set size (`/dev/zero` or a log file given by mistake
+//! is refused, not read into memory).
+
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// The most a settings file may hold: far more than any certificate chain or configuration.
+pub const MAX_SETTINGS_FILE: u64 = 16 * 1024 * 1024;
+
+/// Reads a settings file whole. The error says what is wrong with the path in words an
+/// operator can act on; the caller adds which setting named it.
+pub fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    let file_type = metadata.file_type();
+    if !file_type.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("it is {}, not a regular file", kind(&file_type)),
+        ));
+    }
+    if metadata.len() > MAX_SETTINGS_FILE {
+        return Err(too_large(metadata.len()));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    // It may grow while it is read: never past the bound.
+    file.take(MAX_SETTINGS_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SETTINGS_FILE {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// [`read_small`], as text.
+pub fn read_small_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_small(path)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text"))
+}
+
+fn too_large(bytes: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!(
+            "it holds {bytes} bytes, more than the {MAX_SETTINGS_FILE} a settings file may hold; is it the right file?"
+        ),
+    )
+}
+
+/// What a file that is not a regular file is, in words.
+pub fn kind(file_type: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_small_regular_files_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "pem").expect("write");
+        assert_eq!(read_small(&file).expect("read"), b"pem");
+
+        let fifo = dir.path().join("fifo");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: mkfifo(3) with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let error = read_small(&fifo).expect_err("a FIFO");
+        assert!(error.to_string().contains("a FIFO"), "{error}");
+
+        let error = read_small(Path::new("/dev/zero")).expect_err("a device");
+        assert!(error.to_string().contains("character device"), "{error}");
+        let error = read_small(dir.path()).expect_err("a directory");
+        assert!(error.to_string().contains("a directory"), "{error}");
+
+        let large = dir.path().join("large");
+        std::fs::File::create(&large)
+            .expect("create")
+            .set_len(MAX_SETTINGS_FILE + 1)
+            .expect("grow");
+        let error = read_small(&large).expect_err("too large");
+        assert!(error.to_string().contains("more than"), "{error}");
+
+        std::fs::write(&file, [0xff, 0xfe]).expect("write");
+        assert!(read_small_text(&file).is_err());
+    }
+}
