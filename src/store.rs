@@ -1077,11 +1077,12 @@ impl Store {
         Ok(())
     }
 
-    /// Records a failed attempt; the next one is not before `retry_at`.
+    /// Records a failed attempt; the next one is not before `retry_at`. An event another
+    /// delivery has sent meanwhile stays as it is.
     pub fn mark_failed(&self, id: i64, error: &str, retry_at: &str) -> Result<()> {
         self.conn.execute(
             "UPDATE notification SET attempts = attempts + 1, last_error = ?2,
-                 next_attempt_at = ?3 WHERE id = ?1",
+                 next_attempt_at = ?3 WHERE id = ?1 AND sent_at IS NULL",
             params![id, crate::mask::clean_reason(error), retry_at],
         )?;
         Ok(())
