@@ -139,6 +139,9 @@ impl AmqpError {
                     "the broker refused the TLS handshake: check `amqp.client_certificate` and that `[sts]` names the registered certificate"
                 }
                 Problem::Other => "check the network; a run retries `sync.retries` times",
+                Problem::Setting => {
+                    "fix the file the message names; nothing was sent to the broker"
+                }
             },
         }
     }
@@ -150,7 +153,10 @@ impl AmqpError {
             AmqpError::Transport { problem, .. } => {
                 matches!(
                     problem,
-                    Problem::Dns | Problem::Certificate | Problem::HandshakeRefused
+                    Problem::Dns
+                        | Problem::Certificate
+                        | Problem::HandshakeRefused
+                        | Problem::Setting
                 )
             }
             AmqpError::LoginRefused { .. } => false,
@@ -190,13 +196,20 @@ pub async fn connect(
             key: credentials.key_pem().into_bytes(),
         }),
         cert_chain: match &config.ca_file {
-            Some(path) => Some(crate::files::read_small_text(path).map_err(|error| {
-                transport(
-                    &endpoint,
-                    Problem::Certificate,
-                    format!("cannot read `amqp.ca_file` `{}`: {error}", path.display()),
-                )
-            })?),
+            Some(path) => {
+                // Checked here, so that a file that is not a CA certificate is said as such,
+                // not as a broker that cannot be trusted.
+                crate::net::trust_roots(path, "amqp.ca_file").map_err(|error| {
+                    transport(&endpoint, Problem::Setting, format!("{error:#}"))
+                })?;
+                Some(crate::files::read_small_text(path).map_err(|error| {
+                    transport(
+                        &endpoint,
+                        Problem::Setting,
+                        format!("cannot read `amqp.ca_file` `{}`: {error}", path.display()),
+                    )
+                })?)
+            }
             None => None,
         },
     };

@@ -195,6 +195,27 @@ fn default_notify_timeout() -> u64 {
     30
 }
 
+/// A TOML error said by its place (line and column) and its message, never by quoting the
+/// line: a line may hold a secret (a token under a mistyped key, or a file that is not a
+/// configuration at all, such as `/proc/self/environ`). What the message quotes has its escapes
+/// read first, so that a CPR number written with them is masked too.
+fn toml_error(text: &str, error: &toml::de::Error) -> anyhow::Error {
+    let place = error
+        .span()
+        .map(|span| {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("line {line}, column {column}: ")
+        })
+        .unwrap_or_default();
+    let message = crate::mask::cap(error.message().trim_end(), 512);
+    anyhow::anyhow!(
+        "{place}{}",
+        crate::mask::mask_cpr_among_letters(&crate::mask::unescaped(&message))
+    )
+}
+
 /// A portable environment variable name: a letter or `_`, then letters, digits or `_`.
 fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -231,10 +252,31 @@ fn validate_notify(mut notify: NotifyConfig, base: &Path) -> Result<NotifyConfig
             "`notify.header_name` and `notify.header_value_env` go together: set both or neither"
         );
     }
-    if let Some(name) = &notify.header_name
-        && reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
-    {
-        bail!("`notify.header_name` `{name}` is not a valid HTTP header name");
+    if let Some(name) = &notify.header_name {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            bail!("`notify.header_name` `{name}` is not a valid HTTP header name");
+        }
+        // Headers that say how the request travels, or that beskedhent sets itself: the
+        // secret value must never go where one of them belongs.
+        const RESERVED: [&str; 11] = [
+            "host",
+            "content-length",
+            "content-type",
+            "transfer-encoding",
+            "connection",
+            "keep-alive",
+            "upgrade",
+            "te",
+            "trailer",
+            "expect",
+            "idempotency-key",
+        ];
+        let lower = name.to_ascii_lowercase();
+        if RESERVED.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+            bail!(
+                "`notify.header_name` `{name}` is a header beskedhent or HTTP itself sets; use the header the webhook reads its secret from, e.g. `Authorization`"
+            );
+        }
     }
     if let Some(env) = &notify.header_value_env
         && !is_env_name(env)
@@ -506,16 +548,7 @@ impl Config {
 
     /// Parses configuration text; `path` is where it lives, for relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        // The error quotes the line as written: its escapes are read first, so that a CPR
-        // number written with them is masked too.
-        let raw: RawConfig = toml::from_str(text).map_err(|error| {
-            anyhow::anyhow!(
-                "{}",
-                crate::mask::mask_cpr_among_letters(&crate::mask::unescaped(
-                    error.to_string().trim_end()
-                ))
-            )
-        })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|error| toml_error(text, &error))?;
         let base = path.parent().unwrap_or(Path::new(""));
         let max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if max_message_bytes == 0 || max_message_bytes > MAX_MAX_MESSAGE_BYTES {

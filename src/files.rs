@@ -13,6 +13,12 @@ pub const MAX_SETTINGS_FILE: u64 = 16 * 1024 * 1024;
 /// Reads a settings file whole. The error says what is wrong with the path in words an
 /// operator can act on; the caller adds which setting named it.
 pub fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    // Looked at before it is opened too: opening a socket fails with a less helpful error,
+    // and opening some devices has effects.
+    let file_type = std::fs::metadata(path)?.file_type();
+    if !file_type.is_file() {
+        return Err(not_regular(&file_type));
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -20,10 +26,7 @@ pub fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
     let metadata = file.metadata()?;
     let file_type = metadata.file_type();
     if !file_type.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("it is {}, not a regular file", kind(&file_type)),
-        ));
+        return Err(not_regular(&file_type));
     }
     if metadata.len() > MAX_SETTINGS_FILE {
         return Err(too_large(metadata.len()));
@@ -41,6 +44,13 @@ pub fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
 pub fn read_small_text(path: &Path) -> std::io::Result<String> {
     String::from_utf8(read_small(path)?)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text"))
+}
+
+fn not_regular(file_type: &std::fs::FileType) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("it is {}, not a regular file", kind(file_type)),
+    )
 }
 
 fn too_large(bytes: u64) -> std::io::Error {
@@ -92,6 +102,10 @@ mod tests {
         assert!(error.to_string().contains("character device"), "{error}");
         let error = read_small(dir.path()).expect_err("a directory");
         assert!(error.to_string().contains("a directory"), "{error}");
+        let socket = dir.path().join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+        let error = read_small(&socket).expect_err("a socket");
+        assert!(error.to_string().contains("a socket"), "{error}");
 
         let large = dir.path().join("large");
         std::fs::File::create(&large)

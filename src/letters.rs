@@ -54,7 +54,8 @@ const COLUMNS: &[&str] = &[
 /// for `until` the start of the next day, so that the day is included) or a timestamp with an
 /// offset. Returns the stored form.
 pub fn parse_bound(value: &str, until: bool) -> Result<String> {
-    let value = value.trim();
+    // As the timestamp parser trims: ASCII white space only.
+    let value = value.trim_matches([' ', '\t', '\r', '\n']);
     // Exactly `YYYY-MM-DD` (chrono alone would take a sign or a fifth digit), in the years a
     // stored time can have.
     let plain_date = value.len() == 10

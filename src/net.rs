@@ -18,6 +18,8 @@ pub enum Problem {
     HandshakeRefused,
     /// Anything else (reset, closed, protocol trouble).
     Other,
+    /// A file the configuration names cannot be used; nothing was sent.
+    Setting,
 }
 
 /// Classifies an error by walking its causes, including those wrapped inside `io::Error`.
@@ -99,6 +101,44 @@ pub fn host_port(url: &str) -> Option<(String, u16)> {
         Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
         None => Some((authority.to_owned(), default)),
     }
+}
+
+/// The trust roots in the PEM file `path`, which the configuration names under `key`: at
+/// least one, each a certificate that can anchor a chain. Any other content is an error that
+/// names the key and the file, before any connection is tried.
+pub fn trust_roots(path: &std::path::Path, key: &str) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    use anyhow::Context as _;
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let shown = path.display();
+    let pem =
+        crate::files::read_small(path).with_context(|| format!("cannot read `{key}` `{shown}`"))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| anyhow::anyhow!("`{key}` `{shown}` is not a PEM file: {error}"))?;
+    if certificates.is_empty() {
+        anyhow::bail!(
+            "`{key}` `{shown}` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`); give the CA that issued the server's certificate"
+        );
+    }
+    certificates
+        .iter()
+        .enumerate()
+        .map(|(index, der)| {
+            rustls::RootCertStore::empty()
+                .add(der.clone())
+                .map_err(|error| {
+                    anyhow::anyhow!(
+                        "`{key}` `{shown}`: certificate {} of {} cannot be read ({error}); replace it with the CA's certificate in PEM",
+                        index + 1,
+                        certificates.len()
+                    )
+                })?;
+            reqwest::Certificate::from_der(der).with_context(|| {
+                format!("`{key}` `{shown}`: certificate {} cannot be read", index + 1)
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -233,22 +233,6 @@ fn backoff(attempts: i64) -> chrono::Duration {
     chrono::Duration::minutes(minutes.min(6 * 60))
 }
 
-/// The certificates of `notify.ca_file`: at least one, or an error naming the setting.
-fn trust_roots(ca: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
-    let shown = ca.display();
-    let pem = crate::files::read_small(ca)
-        .with_context(|| format!("cannot read `notify.ca_file` `{shown}`"))?;
-    let roots = reqwest::Certificate::from_pem_bundle(&pem)
-        .ok()
-        .filter(|roots| !roots.is_empty())
-        .with_context(|| {
-            format!(
-                "`notify.ca_file` `{shown}` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`); give the CA that issued the webhook server's certificate"
-            )
-        })?;
-    Ok(roots)
-}
-
 /// The webhook's extra header: `name` with the value of the environment variable `env`.
 fn header(
     name: &str,
@@ -305,7 +289,7 @@ impl<'a> Sender<'a> {
                     .user_agent(concat!("beskedhent/", env!("CARGO_PKG_VERSION")))
                     .timeout(Duration::from_secs(config.timeout_seconds));
                 if let Some(ca) = &config.ca_file {
-                    for certificate in trust_roots(ca)? {
+                    for certificate in crate::net::trust_roots(ca, "notify.ca_file")? {
                         builder = builder.add_root_certificate(certificate);
                     }
                 }

@@ -91,6 +91,7 @@ impl StsError {
                 Problem::Certificate => "the STS's server certificate is not trusted: add its issuer with `sts.ca_file`, and check that `sts.url` names the right host".into(),
                 Problem::HandshakeRefused => "the STS refused the TLS handshake: check that `[sts]` names the function certificate registered with KOMBIT".into(),
                 Problem::Other => "check `sts.url` and the network".into(),
+                Problem::Setting => "fix the file the message names; nothing was sent to the STS".into(),
             },
         }
     }
@@ -133,17 +134,7 @@ impl TokenClient {
             .timeout(Duration::from_secs(sts.timeout_seconds))
             .user_agent(concat!("beskedhent/", env!("CARGO_PKG_VERSION")));
         if let Some(ca_file) = &sts.ca_file {
-            let pem = crate::files::read_small(ca_file)
-                .with_context(|| format!("cannot read `sts.ca_file` `{}`", ca_file.display()))?;
-            let roots = reqwest::Certificate::from_pem_bundle(&pem)
-                .ok()
-                .filter(|roots| !roots.is_empty())
-                .with_context(|| {
-                    format!(
-                        "`sts.ca_file` `{}` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
-                        ca_file.display()
-                    )
-                })?;
+            let roots = crate::net::trust_roots(ca_file, "sts.ca_file")?;
             for certificate in roots {
                 builder = builder.add_root_certificate(certificate);
             }

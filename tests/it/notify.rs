@@ -365,6 +365,19 @@ fn notify_settings_are_checked() {
             "must be the name of the environment variable",
         ),
         (
+            "[notify]\nwebhook = \"https://example.org/hook\"\nheader_name = \"Host\"\nheader_value_env = \"HOOK_TOKEN\"\n",
+            "a header beskedhent or HTTP itself sets",
+        ),
+        (
+            "[notify]\nwebhook = \"https://example.org/hook\"\nheader_name = \"Idempotency-Key\"\nheader_value_env = \"HOOK_TOKEN\"\n",
+            "a header beskedhent or HTTP itself sets",
+        ),
+        // A secret under a mistyped key: the error says where, never what.
+        (
+            "[notify]\nwebhook = \"https://example.org/hook\"\nheader_value = \"Bearer s3cret\"\n",
+            "line 4, column 1: unknown field `header_value`",
+        ),
+        (
             "[notify]\nwebhook = \"https://example.org/hook\"\nheader_name = \"Authorization\"\nheader_value_env = \"Bearer s3cret\"\n",
             "never the value itself",
         ),
@@ -379,6 +392,20 @@ fn notify_settings_are_checked() {
     let (code, _, stderr) = outcome(&install.run(&["notify"]));
     assert_eq!(code, 1);
     assert!(stderr.contains("no [notify] section"), "{stderr}");
+    // A file that is not a configuration at all, full of secrets: refused by its place.
+    let (code, stdout, stderr) = outcome(
+        &Command::new(BIN)
+            .args(["--config", "/proc/self/environ", "status"])
+            .env("HOOK_TOKEN", "Bearer s3cret")
+            .output()
+            .expect("run"),
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("invalid configuration `/proc/self/environ`: line 1, column"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
 }
 
 /// `[notify]` for a webhook at `url` trusting `ca`, with a secret header from `HOOK_TOKEN`.
@@ -715,12 +742,22 @@ fn unusable_webhook_settings_are_recorded_with_the_events_and_checked() {
     let install = Install::new("");
     let not_pem = install.path("not-a-ca.pem");
     std::fs::write(&not_pem, "just some text\n").expect("write");
+    let bad_pem = install.path("bad-ca.pem");
+    std::fs::write(
+        &bad_pem,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
     let dir = install.path("in");
     failed_letters(&dir, 0xc7, 2);
     let settings = |ca: &Path| webhook_settings(&hook.url(), ca);
     let config = std::fs::read_to_string(install.config()).expect("config");
     let run = |args: &[&str], token: &str| run_with_token(&install, args, token);
     let ca = crate::broker::certs().path("ca.pem");
+    let bad_expected = format!(
+        "`notify.ca_file` `{}`: certificate 1 of 1 cannot be read",
+        bad_pem.display()
+    );
     for (ca_file, token, expected) in [
         (
             install.path("missing.pem"),
@@ -729,6 +766,7 @@ fn unusable_webhook_settings_are_recorded_with_the_events_and_checked() {
         ),
         (install.path("in"), "Bearer s3cret", "a directory"),
         (not_pem.clone(), "Bearer s3cret", "holds no PEM certificate"),
+        (bad_pem.clone(), "Bearer s3cret", bad_expected.as_str()),
         (
             ca.clone(),
             "Bearer s3cret\r\nX-Forged: 1",
@@ -775,7 +813,7 @@ fn unusable_webhook_settings_are_recorded_with_the_events_and_checked() {
     }
     assert!(hook.received().is_empty());
     let attempts: i64 = value(&install.db(), "SELECT min(attempts) FROM notification");
-    assert_eq!(attempts, 4);
+    assert_eq!(attempts, 5);
     // Fixed: delivered.
     std::fs::write(install.config(), format!("{config}{}", settings(&ca))).expect("config");
     install

@@ -571,7 +571,7 @@ fn forget_finds_the_number_however_it_is_written_and_masks_stay_apart() {
 #[test]
 fn a_cpr_number_in_a_broken_configuration_is_masked_however_it_is_quoted() {
     let install = Install::new("");
-    // The parser quotes the value in its debug form (`\u{a0}`) and the line as written.
+    // The parser's message quotes the value in its debug form (`\u{a0}`).
     for value in [
         "\"010170\\u00a01234\"",
         "\"010170\u{a0}1234\"",
