@@ -206,7 +206,10 @@ fn toml_error(text: &str, error: &toml::de::Error) -> anyhow::Error {
             let before = text.get(..span.start).unwrap_or(text);
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-            format!("line {line}, column {column}: ")
+            let key = key_at(text, before.len())
+                .map(|key| format!(" (`{key}`)"))
+                .unwrap_or_default();
+            format!("line {line}, column {column}{key}: ")
         })
         .unwrap_or_default();
     let message = crate::mask::cap(error.message().trim_end(), 512);
@@ -214,6 +217,37 @@ fn toml_error(text: &str, error: &toml::de::Error) -> anyhow::Error {
         "{place}{}",
         crate::mask::mask_cpr_among_letters(&crate::mask::unescaped(&message))
     )
+}
+
+/// The key written on the line that holds byte `at` (`table.key`, under the nearest table
+/// header above it), if the line reads as `key = …`: what the setting is called, never its
+/// value.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let start = text.get(..at)?.rfind('\n').map_or(0, |newline| newline + 1);
+    let line = text.get(start..)?.lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    let plain = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    if !plain(key) {
+        return None;
+    }
+    let table = text
+        .get(..start)?
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| line.starts_with('['))
+        .map(|header| header.trim_matches(['[', ']']).trim())
+        .filter(|table| plain(table));
+    Some(match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_owned(),
+    })
 }
 
 /// A portable environment variable name: a letter or `_`, then letters, digits or `_`.
@@ -1114,7 +1148,11 @@ deregistered = ["d1"]
             ),
             (
                 "database = \"r.db\"\nmax_message_bytes = \"big\"",
-                "max_message_bytes",
+                "line 2, column 21 (`max_message_bytes`): invalid type",
+            ),
+            (
+                "database = \"r.db\"\n[notify]\ncommand = [\"x\"]\nheader_value = \"Bearer s3cret\"",
+                "line 4, column 1 (`notify.header_value`): unknown field `header_value`",
             ),
             ("database = \"\"", "`database` is empty"),
             (
@@ -1137,6 +1175,7 @@ deregistered = ["d1"]
                 error.contains(expected),
                 "{text:?}: got `{error}`, want `{expected}`"
             );
+            assert!(!error.contains("s3cret"), "{error}");
         }
     }
 

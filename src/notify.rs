@@ -70,11 +70,6 @@ impl Delivered {
 /// Whether to stop: asked between sends and while waiting for one.
 pub type Stop<'a> = &'a (dyn Fn() -> bool + Sync);
 
-/// Never stop (the round still ends after [`ROUND_TIME`]).
-pub fn never() -> bool {
-    false
-}
-
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -117,10 +112,12 @@ pub fn deliver(store: &mut Store, config: &NotifyConfig, stop: Stop<'_>) -> Resu
             // show it, and retried with the same backoff.
             let error = format!("{error:#}");
             tracing::error!("cannot send notifications: {error}");
-            for event in &due {
-                store.mark_failed(event.id, &error, &retry_at(event.attempts))?;
-                done.failed += 1;
-            }
+            let failed: Vec<(i64, String)> = due
+                .iter()
+                .map(|event| (event.id, retry_at(event.attempts)))
+                .collect();
+            store.mark_all_failed(&failed, &error)?;
+            done.failed = failed.len() as u64;
             done.unusable = Some(error);
             return Ok(done);
         }

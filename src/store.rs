@@ -1088,6 +1088,21 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::mark_failed`] for several events (id, retry at) with one error, in one
+    /// transaction.
+    pub fn mark_all_failed(&mut self, events: &[(i64, String)], error: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for (id, retry_at) in events {
+            tx.prepare_cached(
+                "UPDATE notification SET attempts = attempts + 1, last_error = ?2,
+                     next_attempt_at = ?3 WHERE id = ?1 AND sent_at IS NULL",
+            )?
+            .execute(params![id, crate::mask::clean_reason(error), retry_at])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// How many events are pending, failing, sent and suppressed.
     pub fn notification_counts(&self) -> Result<NotificationCounts> {
         Ok(self.conn.query_row(

@@ -375,7 +375,7 @@ fn notify_settings_are_checked() {
         // A secret under a mistyped key: the error says where, never what.
         (
             "[notify]\nwebhook = \"https://example.org/hook\"\nheader_value = \"Bearer s3cret\"\n",
-            "line 4, column 1: unknown field `header_value`",
+            "line 4, column 1 (`notify.header_value`): unknown field `header_value`",
         ),
         (
             "[notify]\nwebhook = \"https://example.org/hook\"\nheader_name = \"Authorization\"\nheader_value_env = \"Bearer s3cret\"\n",
