@@ -197,18 +197,19 @@ pub async fn connect(
         }),
         cert_chain: match &config.ca_file {
             Some(path) => {
-                // Checked here, so that a file that is not a CA certificate is said as such,
-                // not as a broker that cannot be trusted.
-                crate::net::trust_roots(path, "amqp.ca_file").map_err(|error| {
-                    transport(&endpoint, Problem::Setting, format!("{error:#}"))
-                })?;
-                Some(crate::files::read_small_text(path).map_err(|error| {
+                let pem = crate::files::read_small_text(path).map_err(|error| {
                     transport(
                         &endpoint,
                         Problem::Setting,
                         format!("cannot read `amqp.ca_file` `{}`: {error}", path.display()),
                     )
-                })?)
+                })?;
+                // Checked here, so that a file that is not a CA certificate is said as such,
+                // not as a broker that cannot be trusted.
+                crate::net::parse_trust_roots(pem.as_bytes(), path, "amqp.ca_file").map_err(
+                    |error| transport(&endpoint, Problem::Setting, format!("{error:#}")),
+                )?;
+                Some(pem)
             }
             None => None,
         },

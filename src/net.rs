@@ -108,12 +108,22 @@ pub fn host_port(url: &str) -> Option<(String, u16)> {
 /// names the key and the file, before any connection is tried.
 pub fn trust_roots(path: &std::path::Path, key: &str) -> anyhow::Result<Vec<reqwest::Certificate>> {
     use anyhow::Context as _;
+    let pem = crate::files::read_small(path)
+        .with_context(|| format!("cannot read `{key}` `{}`", path.display()))?;
+    parse_trust_roots(&pem, path, key)
+}
+
+/// [`trust_roots`] of the PEM text `pem`, read from `path` already.
+pub fn parse_trust_roots(
+    pem: &[u8],
+    path: &std::path::Path,
+    key: &str,
+) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    use anyhow::Context as _;
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject as _;
     let shown = path.display();
-    let pem =
-        crate::files::read_small(path).with_context(|| format!("cannot read `{key}` `{shown}`"))?;
-    let certificates = CertificateDer::pem_slice_iter(&pem)
+    let certificates = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| anyhow::anyhow!("`{key}` `{shown}` is not a PEM file: {error}"))?;
     if certificates.is_empty() {

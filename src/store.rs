@@ -75,6 +75,11 @@ UPDATE registration SET besked_id = (SELECT besked_id FROM message WHERE seq = r
     WHERE besked_id <> (SELECT besked_id FROM message WHERE seq = registration.seq);
 ";
 
+/// A failed attempt at event `?1`: error `?2`, next attempt not before `?3`; an event sent
+/// meanwhile (by another delivery) stays as it is.
+const MARK_FAILED: &str = "UPDATE notification SET attempts = attempts + 1, last_error = ?2,
+    next_attempt_at = ?3 WHERE id = ?1 AND sent_at IS NULL";
+
 /// Letters overdue (no final status, first seen before `?1`) without a `letter_overdue` event.
 const OVERDUE_UNRECORDED: &str = "final = 0 AND first_seen_at < ?1
     AND NOT EXISTS (SELECT 1 FROM notification
@@ -1081,8 +1086,7 @@ impl Store {
     /// delivery has sent meanwhile stays as it is.
     pub fn mark_failed(&self, id: i64, error: &str, retry_at: &str) -> Result<()> {
         self.conn.execute(
-            "UPDATE notification SET attempts = attempts + 1, last_error = ?2,
-                 next_attempt_at = ?3 WHERE id = ?1 AND sent_at IS NULL",
+            MARK_FAILED,
             params![id, crate::mask::clean_reason(error), retry_at],
         )?;
         Ok(())
@@ -1091,13 +1095,11 @@ impl Store {
     /// [`Store::mark_failed`] for several events (id, retry at) with one error, in one
     /// transaction.
     pub fn mark_all_failed(&mut self, events: &[(i64, String)], error: &str) -> Result<()> {
+        let error = crate::mask::clean_reason(error);
         let tx = self.conn.transaction()?;
         for (id, retry_at) in events {
-            tx.prepare_cached(
-                "UPDATE notification SET attempts = attempts + 1, last_error = ?2,
-                     next_attempt_at = ?3 WHERE id = ?1 AND sent_at IS NULL",
-            )?
-            .execute(params![id, crate::mask::clean_reason(error), retry_at])?;
+            tx.prepare_cached(MARK_FAILED)?
+                .execute(params![id, error, retry_at])?;
         }
         tx.commit()?;
         Ok(())

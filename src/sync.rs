@@ -231,14 +231,12 @@ pub async fn run_once(puller: Arc<Puller>, shutdown: watch::Receiver<bool>) -> R
         }));
     }
     let elapsed = started.elapsed();
-    // After a signal, nothing more is started: what is pending goes out on the next run.
-    let stopping = *shutdown.borrow();
     let after = {
         let puller = puller.clone();
         // Sending may block (a command, a webhook), pruning takes a while: off the async
         // threads.
         let shutdown = shutdown.clone();
-        tokio::task::spawn_blocking(move || after_run(&puller, stopping, &|| *shutdown.borrow()))
+        tokio::task::spawn_blocking(move || after_run(&puller, &|| *shutdown.borrow()))
             .await
             .unwrap_or_else(|error| vec![format!("after the run: internal error: {error}")])
     };
@@ -252,7 +250,10 @@ pub async fn run_once(puller: Arc<Puller>, shutdown: watch::Receiver<bool>) -> R
 
 /// What follows the feeds of a run, each step independent of the others: notifications,
 /// retention (both skipped after a signal), the metrics file. One report line per step.
-fn after_run(puller: &Puller, stopping: bool, stop: crate::notify::Stop<'_>) -> Vec<String> {
+fn after_run(puller: &Puller, stop: crate::notify::Stop<'_>) -> Vec<String> {
+    // After a signal, nothing more is started: what is pending goes out on the next run. One
+    // that comes later ends the notification round early.
+    let stopping = stop();
     let mut lines = Vec::new();
     let mut step = |what: &str, result: Result<String>| match result {
         Ok(line) => lines.push(line),
