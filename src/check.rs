@@ -37,9 +37,15 @@ impl Findings {
 /// Runs every check; true when all passed.
 pub async fn check(config: &Config) -> bool {
     let mut findings = Findings { failed: false };
-    findings.ok(format!("configuration `{}`", config.path.display()));
+    findings.ok(format!(
+        "configuration `{}`",
+        std::fs::canonicalize(&config.path)
+            .unwrap_or_else(|_| config.path.clone())
+            .display()
+    ));
     if let Some(notify) = &config.notify {
-        match crate::notify::preflight(notify) {
+        // The webhook's client is a blocking one, which must not be made on a runtime thread.
+        match tokio::task::block_in_place(|| crate::notify::preflight(notify)) {
             Ok(line) => findings.ok(line),
             Err(error) => findings.fail(format!("{error:#}")),
         }

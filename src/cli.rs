@@ -12,11 +12,11 @@ use clap::{Parser, Subcommand};
     version,
     about,
     long_about = None,
-    after_long_help = "EXIT STATUS: 0 done; 1 could not do the job (configuration, database, unreadable input); 2 wrong usage; 3 done, but messages were refused (kept in `rejected`); 4 sync: a feed failed (daemon: too many failing passes in a row); 5 sync: another run holds a feed's lock; 130 stopped by SIGINT/SIGTERM after committing. status --check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n\nENVIRONMENT: BESKEDHENT_CONFIG (the configuration file), BESKEDHENT_LOG (level or filter: warn, info, debug), BESKEDHENT_LOG_FORMAT (text or json), BESKEDHENT_SKIP_UPGRADE_BACKUP (migrate without the backup), NOTIFY_SOCKET (set by systemd for the daemon).\n\nFILES: /etc/beskedhent/config.toml (the configuration when ./config.toml does not exist), /var/lib/beskedhent/replica.db (the package's replica), /usr/share/doc/beskedhent/README.md.gz (the full manual: configuration keys, tables, monitoring, retention, backups)."
+    after_long_help = "EXIT STATUS: 0 done; 1 could not do the job (configuration, database, unreadable input); 2 wrong usage; 3 done, but messages were refused (kept in `rejected`); 4 sync: a feed failed (daemon: too many failing passes in a row); 5 sync: another run holds a feed's lock; 130 stopped by SIGINT/SIGTERM after committing. status --check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n\nENVIRONMENT: BESKEDHENT_CONFIG (the configuration file), BESKEDHENT_LOG (level or filter: warn, info, debug), BESKEDHENT_LOG_FORMAT (text or json), BESKEDHENT_SKIP_UPGRADE_BACKUP (migrate without the backup), NOTIFY_SOCKET (set by systemd for the daemon).\n\nFILES: /etc/beskedhent/config.toml (the configuration when ./config.toml does not exist; a configuration file must belong to the invoking user or root and be writable by nobody else), /var/lib/beskedhent/replica.db (the package's replica), /usr/share/doc/beskedhent/README.md.gz (the full manual: configuration keys, tables, monitoring, retention, backups)."
 )]
 pub struct Cli {
-    /// The configuration file [default: ./config.toml if it exists, else
-    /// /etc/beskedhent/config.toml]
+    /// The configuration file [default: ./config.toml if it exists and belongs to you (or
+    /// root) and nobody else can write it, else /etc/beskedhent/config.toml]
     #[arg(long, global = true, env = "BESKEDHENT_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
@@ -24,24 +24,35 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where the configuration is read from when `--config` is not given: the working directory
-/// first (a checkout, a test), then the installed package's.
+/// The installed package's configuration, read when neither `--config`, `BESKEDHENT_CONFIG`
+/// nor a `config.toml` in the working directory names another.
 pub const SYSTEM_CONFIG: &str = "/etc/beskedhent/config.toml";
 
+/// Where the configuration comes from, for the one line that says which file was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigOrigin {
+    /// `--config` or `BESKEDHENT_CONFIG`.
+    Named,
+    /// `config.toml` in the working directory (a checkout, a test).
+    WorkingDirectory,
+    /// [`SYSTEM_CONFIG`].
+    System,
+}
+
 impl Cli {
-    /// The configuration file to read.
-    pub fn config_path(&self) -> PathBuf {
+    /// The configuration file to read, and why that one. A `config.toml` in the working
+    /// directory is taken when it exists at all (a link to nowhere included), so that one that
+    /// cannot be read, or that another user owns, is an error rather than silently passed
+    /// over for another file.
+    pub fn config_path(&self) -> (PathBuf, ConfigOrigin) {
         match &self.config {
-            Some(path) => path.clone(),
+            Some(path) => (path.clone(), ConfigOrigin::Named),
             None => {
                 let local = PathBuf::from("config.toml");
-                let missing = |path: &std::path::Path| matches!(std::fs::metadata(path), Err(error) if error.kind() == std::io::ErrorKind::NotFound);
-                // A system configuration this user may not read is still the one meant: its
-                // error then says "permission denied", not "not found".
-                if missing(&local) && !missing(std::path::Path::new(SYSTEM_CONFIG)) {
-                    PathBuf::from(SYSTEM_CONFIG)
+                if std::fs::symlink_metadata(&local).is_ok() {
+                    (local, ConfigOrigin::WorkingDirectory)
                 } else {
-                    local
+                    (PathBuf::from(SYSTEM_CONFIG), ConfigOrigin::System)
                 }
             }
         }
@@ -139,13 +150,20 @@ pub enum Command {
     },
     /// Delete what [retention] says is too old, in small batches; print what went.
     Prune,
-    /// Erase one CPR or CVR number everywhere the replica holds it (data-protection
-    /// requests): registrations, envelopes and refused messages naming it, notifications.
+    /// Erase CPR or CVR numbers everywhere the replica holds them (data-protection requests):
+    /// registrations, envelopes and refused messages naming them, notifications. The numbers
+    /// are read from standard input (or --from FILE), one a line, so that they never show in
+    /// `ps` or shell history.
     Forget {
-        /// 10-digit CPR (DDMMYYSSSS, DDMMYY-SSSS or urn:oio:cpr-nr:DDMMYYSSSS) or 8-digit CVR
-        /// number (NNNNNNNN or urn:oio:cvr-nr:NNNNNNNN).
+        /// Read the numbers from this file (one a line) instead of standard input.
+        #[arg(long, value_name = "FILE", conflicts_with = "party")]
+        from: Option<PathBuf>,
+        /// A number on the command line (visible to every user in `ps`, kept in shell
+        /// history and sudo's log: use standard input instead). 10-digit CPR (DDMMYYSSSS,
+        /// DDMMYY-SSSS or urn:oio:cpr-nr:DDMMYYSSSS) or 8-digit CVR number (NNNNNNNN or
+        /// urn:oio:cvr-nr:NNNNNNNN).
         #[arg(value_name = "PARTY", value_parser = party)]
-        party: String,
+        party: Option<String>,
     },
 }
 

@@ -327,13 +327,15 @@ fn validate_notify(mut notify: NotifyConfig, base: &Path) -> Result<NotifyConfig
         MAX_WAIT_SECONDS,
     )?;
     notify.ca_file = notify.ca_file.map(|path| base.join(path));
-    // A program given as a path (`./alert.sh`, `bin/alert`) is relative to the configuration
-    // file, like every other path in it; a bare name is looked up in PATH.
-    if let Some(program) = notify.command.first_mut()
-        && program.contains('/')
-        && Path::new(program.as_str()).is_relative()
+    // Run as this user, perhaps as root: never looked up from where beskedhent happens to
+    // run, nor in PATH. Who may change it is checked before each round (`owner`).
+    if let Some(program) = notify.command.first()
+        && !Path::new(program.as_str()).is_absolute()
     {
-        *program = base.join(program.as_str()).display().to_string();
+        bail!(
+            "`notify.command` must start with the absolute path of the program (e.g. \"/usr/local/bin/alert\", or \"/usr/bin/logger\"), got `{}`: a relative name would be looked up from wherever beskedhent runs",
+            crate::mask::cap(program, 200)
+        );
     }
     Ok(notify)
 }
@@ -560,13 +562,21 @@ pub struct Config {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = match crate::files::read_small_text(path) {
-            Ok(text) => text,
+        let text = match crate::files::read_small_file(path) {
+            Ok((bytes, metadata)) => {
+                crate::owner::check_instructions(path, &metadata, "configuration")?;
+                String::from_utf8(bytes).map_err(|_| {
+                    anyhow::anyhow!(
+                        "failed to read configuration `{}`: it is not UTF-8 text",
+                        path.display()
+                    )
+                })?
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
                 "configuration file `{}` not found{}; pass --config PATH or set BESKEDHENT_CONFIG",
                 path.display(),
-                if path == Path::new("config.toml") {
-                    format!(" (nor `{}`)", crate::cli::SYSTEM_CONFIG)
+                if path == Path::new(crate::cli::SYSTEM_CONFIG) {
+                    " (nor `config.toml` in the working directory)".to_owned()
                 } else {
                     String::new()
                 }
@@ -1077,15 +1087,18 @@ mod tests {
     }
 
     #[test]
-    fn a_notify_program_given_as_a_path_is_beside_the_configuration() {
+    fn a_notify_program_must_be_an_absolute_path() {
+        for relative in ["./alert.sh", "bin/alert", "logger", "../x"] {
+            let error = check(&format!(
+                "database = \"replica.db\"\n[notify]\ncommand = [\"{relative}\", \"--flag\"]\n"
+            ))
+            .expect_err("relative");
+            assert!(format!("{error:#}").contains("absolute path"), "{error:#}");
+        }
         let config =
-            check("database = \"replica.db\"\n[notify]\ncommand = [\"./alert.sh\", \"--flag\"]\n")
+            check("database = \"replica.db\"\n[notify]\ncommand = [\"/usr/bin/logger\"]\n")
                 .expect("valid");
-        let notify = config.notify.expect("notify");
-        assert_eq!(notify.command, ["/etc/beskedhent/./alert.sh", "--flag"]);
-        let config =
-            check("database = \"replica.db\"\n[notify]\ncommand = [\"logger\"]\n").expect("valid");
-        assert_eq!(config.notify.expect("notify").command, ["logger"]);
+        assert_eq!(config.notify.expect("notify").command, ["/usr/bin/logger"]);
     }
 
     #[test]

@@ -78,7 +78,7 @@ impl Credentials {
                 certificate.display()
             );
         }
-        let key_pem = read(key_path, "private key", "sts.private_key")?;
+        let key_pem = read_private(key_path, "private key", "sts.private_key")?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|error| {
             anyhow::anyhow!(
                 "`{}` is not a PEM private key (PKCS#8, PKCS#1 or SEC1): {error}",
@@ -93,7 +93,7 @@ impl Credentials {
     }
 
     fn from_pkcs12_file(path: &Path, password: &str) -> Result<Credentials> {
-        let der = read(path, "PKCS#12 file", "sts.pkcs12")?;
+        let der = read_private(path, "PKCS#12 file", "sts.pkcs12")?;
         let store = p12_keystore::KeyStore::from_pkcs12(
             &der,
             password,
@@ -224,6 +224,14 @@ impl Credentials {
 fn read(path: &Path, what: &str, key: &str) -> Result<Vec<u8>> {
     crate::files::read_small(path)
         .with_context(|| format!("cannot read the {what} `{}` (`{key}`)", path.display()))
+}
+
+/// Reads a file holding the private key, refusing one that other users may read or change.
+fn read_private(path: &Path, what: &str, key: &str) -> Result<Vec<u8>> {
+    let (bytes, metadata) = crate::files::read_small_file(path)
+        .with_context(|| format!("cannot read the {what} `{}` (`{key}`)", path.display()))?;
+    crate::owner::check_private_key(path, &metadata, key)?;
+    Ok(bytes)
 }
 
 fn pem(label: &str, der: &[u8]) -> String {

@@ -13,6 +13,12 @@ pub const MAX_SETTINGS_FILE: u64 = 16 * 1024 * 1024;
 /// Reads a settings file whole. The error says what is wrong with the path in words an
 /// operator can act on; the caller adds which setting named it.
 pub fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_small_file(path).map(|(bytes, _)| bytes)
+}
+
+/// [`read_small`], with the metadata of the file that was read (not of whatever the path names
+/// a moment later): for the rules on who may own and change it (`owner`).
+pub fn read_small_file(path: &Path) -> std::io::Result<(Vec<u8>, std::fs::Metadata)> {
     // Looked at before it is opened too: opening a socket fails with a less helpful error,
     // and opening some devices has effects.
     let file_type = std::fs::metadata(path)?.file_type();
@@ -37,13 +43,73 @@ pub fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
     if bytes.len() as u64 > MAX_SETTINGS_FILE {
         return Err(too_large(bytes.len() as u64));
     }
-    Ok(bytes)
+    Ok((bytes, metadata))
 }
 
 /// [`read_small`], as text.
 pub fn read_small_text(path: &Path) -> std::io::Result<String> {
     String::from_utf8(read_small(path)?)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text"))
+}
+
+/// Random bytes from the kernel, as hex: for names nobody else can guess.
+pub fn random_hex(bytes: usize) -> std::io::Result<String> {
+    let mut buffer = vec![0u8; bytes];
+    let mut filled = 0;
+    while filled < bytes {
+        // SAFETY: getrandom(2) writes at most `bytes - filled` bytes into the rest of `buffer`.
+        let got =
+            unsafe { libc::getrandom(buffer[filled..].as_mut_ptr().cast(), bytes - filled, 0) };
+        if got < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+            continue;
+        }
+        filled += got as usize;
+    }
+    Ok(buffer.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// Creates a new file beside `path`, to be renamed onto it once written: under a name nobody
+/// can predict (`.<name>.tmp-<random>`), created exclusively and never through a symbolic link
+/// (`O_EXCL | O_NOFOLLOW`), with `mode` from the start. Another user who can write the
+/// directory can neither make it write through a link they planted nor read it early.
+pub fn create_beside(
+    path: &Path,
+    mode: u32,
+) -> std::io::Result<(std::fs::File, std::path::PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        Some(dir) => dir.to_path_buf(),
+        None => std::path::PathBuf::from("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "it does not name a file")
+    })?;
+    loop {
+        let temporary = dir.join(format!(
+            ".{}.tmp-{}",
+            name.to_string_lossy(),
+            random_hex(8)?
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temporary)
+        {
+            Ok(file) => {
+                // The umask may have taken bits away; the file is ours, so this is safe.
+                file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+                return Ok((file, temporary));
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 fn not_regular(file_type: &std::fs::FileType) -> std::io::Error {

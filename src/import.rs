@@ -656,6 +656,16 @@ impl Listing {
     }
 }
 
+/// Whether a symbolic link found in a directory may be followed to `target`: when this user or
+/// root made it, or when whoever made it owns the file it points at.
+fn link_may_be_followed(link: &Path, target: &fs::Metadata) -> bool {
+    fs::symlink_metadata(link).is_ok_and(|metadata| {
+        metadata.uid() == crate::owner::euid()
+            || metadata.uid() == 0
+            || metadata.uid() == target.uid()
+    })
+}
+
 impl Walk {
     /// Visits a file or directory; false when the writer has gone away.
     fn visit(&mut self, path: &Path) -> bool {
@@ -712,8 +722,15 @@ impl Walk {
     fn visit_entry(&mut self, path: &Path, kind: EntryKind) -> bool {
         match kind {
             EntryKind::Dir => self.visit_dir(path),
-            // A link to a file is followed; a link to a directory is not (no loops).
+            // A link to a file is followed; a link to a directory is not (no loops). Nor is a
+            // link another user made to a file that is not theirs: it would have this run read
+            // (and keep in `rejected`) what that user may not read.
             EntryKind::Symlink => match fs::metadata(path) {
+                Ok(target) if !link_may_be_followed(path, &target) => {
+                    tracing::warn!(file = %path.display(), "skipped: a symbolic link that another user made to a file that is not theirs, not followed");
+                    self.skipped += 1;
+                    true
+                }
                 Ok(target) if target.is_dir() => {
                     tracing::warn!(file = %path.display(), "skipped: a link to a directory, not followed (name the directory itself to import it)");
                     self.skipped += 1;

@@ -33,6 +33,7 @@ pub mod message;
 pub mod monitor;
 pub mod net;
 pub mod notify;
+pub mod owner;
 pub mod payload;
 pub mod sample;
 pub mod schedule;

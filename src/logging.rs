@@ -46,10 +46,13 @@ pub fn init() {
         }
     };
     let _ = JSON.set(json);
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
         .with_target(false);
+    let frames = tracing_subscriber::filter::filter_fn(shown_at_any_filter);
     if json {
         builder
             .json()
@@ -57,14 +60,22 @@ pub fn init() {
             .with_current_span(false)
             .with_span_list(false)
             .with_writer(SafeStderr { json: true })
+            .finish()
+            .with(frames)
             .init();
     } else if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder
             .without_time()
             .with_writer(SafeStderr { json: false })
+            .finish()
+            .with(frames)
             .init();
     } else {
-        builder.with_writer(SafeStderr { json: false }).init();
+        builder
+            .with_writer(SafeStderr { json: false })
+            .finish()
+            .with(frames)
+            .init();
     }
     if let Some(problem) = problem {
         // It quotes the variable as set: its escapes are read first, so that a CPR number
@@ -74,6 +85,16 @@ pub fn init() {
             crate::mask::mask_cpr_among_letters(&crate::mask::unescaped(&problem))
         );
     }
+}
+
+/// Whether an event may be logged at all, whatever `BESKEDHENT_LOG` asks for: never the
+/// `trace` level of the libraries, where the AMQP and HTTP crates dump frames and bodies as
+/// byte arrays (`[50, 53, 49, ...]`), which no masking can read for CPR numbers. Their `debug`
+/// and beskedhent's own `trace` stay available.
+fn shown_at_any_filter(metadata: &tracing::Metadata<'_>) -> bool {
+    *metadata.level() != tracing::Level::TRACE
+        || metadata.target() == "beskedhent"
+        || metadata.target().starts_with("beskedhent::")
 }
 
 /// The filter for a `BESKEDHENT_LOG` value, and what was wrong with it, if anything.
@@ -302,6 +323,48 @@ mod tests {
         let wrapped: serde_json::Value =
             serde_json::from_str(&safe_json_line("not json 251248-9996")).expect("wrapped");
         assert_eq!(wrapped["message"], "not json 251248-****");
+    }
+
+    #[test]
+    fn library_trace_events_are_never_shown() {
+        use tracing::callsite::Identifier;
+        struct Site;
+        impl tracing::Callsite for Site {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &tracing::Metadata<'_> {
+                unreachable!("not registered")
+            }
+        }
+        static SITE: Site = Site;
+        let event = |target: &'static str, level| {
+            tracing::Metadata::new(
+                "event",
+                target,
+                level,
+                None,
+                None,
+                None,
+                tracing::field::FieldSet::new(&[], Identifier(&SITE)),
+                tracing::metadata::Kind::EVENT,
+            )
+        };
+        assert!(!shown_at_any_filter(&event(
+            "lapin::frames",
+            tracing::Level::TRACE
+        )));
+        assert!(!shown_at_any_filter(&event("hyper", tracing::Level::TRACE)));
+        assert!(!shown_at_any_filter(&event(
+            "beskedhentx",
+            tracing::Level::TRACE
+        )));
+        assert!(shown_at_any_filter(&event(
+            "lapin::channel",
+            tracing::Level::DEBUG
+        )));
+        assert!(shown_at_any_filter(&event(
+            "beskedhent::sync",
+            tracing::Level::TRACE
+        )));
     }
 
     #[test]

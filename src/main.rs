@@ -12,6 +12,7 @@ use beskedhent::store::Store;
 use beskedhent::{check, exit, import, letters, logging, monitor, notify, schedule, status, sync};
 
 fn main() -> ExitCode {
+    keep_memory_private();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // As a monitoring plugin, a usage mistake is UNKNOWN (exit 3), on one line.
@@ -98,6 +99,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Marks the process not dumpable: no core file (it would hold the key, the token, the
+/// secrets from the environment and personal data), and no reading of its memory or
+/// `/proc/PID/environ` by other processes of the same user, such as a `[notify] command`.
+fn keep_memory_private() {
+    // SAFETY: prctl(2) with PR_SET_DUMPABLE only sets a flag of this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
 /// Large buffers (a message's bytes, its decoded payload) are mapped on their own and given
 /// back when freed. By default the C allocator raises this threshold to the largest buffer freed
 /// so far and serves later ones from its heaps, which keep the memory: a run through several
@@ -158,7 +169,7 @@ fn run(cli: Cli) -> Result<u8> {
             .map_err(|error| anyhow::anyhow!("cannot write into `{}`: {error}", dir.display()))?;
         return Ok(exit::OK);
     }
-    let config_path = cli.config_path();
+    let (config_path, origin) = cli.config_path();
     if let Command::Status { check: true, .. } = cli.command {
         // A plugin: every failure is UNKNOWN (exit 3) on one line, never a bare error.
         let verdict = match Config::load(&config_path) {
@@ -172,6 +183,7 @@ fn run(cli: Cli) -> Result<u8> {
         return Ok(verdict.state.exit_code());
     }
     let config = Config::load(&config_path)?;
+    say_which_configuration(&config_path, origin);
     match cli.command {
         Command::Init => {
             let existed = config.database.exists();
@@ -419,64 +431,7 @@ fn run(cli: Cli) -> Result<u8> {
             beskedhent::sayln!("{}", pruned.line());
             Ok(exit::OK)
         }
-        Command::Forget { party } => {
-            let party = beskedhent::store::Party::parse(&party)?;
-            // The installation's own CVR numbers are in every envelope it receives.
-            let own: Vec<String> = config
-                .sts()
-                .map(|sts| sts.cvr.clone())
-                .into_iter()
-                .chain(config.feed_cvrs())
-                .collect();
-            if own.contains(&party.number) {
-                anyhow::bail!(
-                    "{} is this installation's own CVR number (in [sts] or a [[feed]]): it is in every envelope, and forgetting it would drop them all",
-                    party.number
-                );
-            }
-            let mut store = Store::open_required(&config.database)?;
-            let done = store.forget(&party)?;
-            let changed = done.registrations
-                + done.envelopes
-                + done.rejected
-                + done.notifications
-                + done.texts;
-            let text = if changed == 0 {
-                format!(
-                    "nothing in {} names {}; nothing was changed (check the number)",
-                    config.database.display(),
-                    party.number
-                )
-            } else {
-                format!(
-                    "forgot {}: {} registrations deleted, {} envelopes dropped (rows kept, envelope_pruned_at set), {} refused messages deleted, {} notifications deleted, {} texts masked",
-                    party.number,
-                    done.registrations,
-                    done.envelopes,
-                    done.rejected,
-                    done.notifications,
-                    done.texts
-                )
-            };
-            beskedhent::sayln!("{}", logging::safe_line(&text));
-            let backups = upgrade_backups(&config.database);
-            if !backups.is_empty() {
-                beskedhent::sayln!(
-                    "{}",
-                    logging::safe_line(&format!(
-                        "backups keep their own copies, including beside the replica: {}",
-                        backups.join(", ")
-                    ))
-                );
-            }
-            if !done.wal_truncated {
-                logging::print_error(
-                    "another process has the replica open, so the erased pages could not yet be written over in the database file; run `beskedhent forget` again when nothing else uses the replica",
-                );
-                return Ok(exit::ERROR);
-            }
-            Ok(exit::OK)
-        }
+        Command::Forget { party, from } => forget(&config, party, from),
         Command::Status { json, .. } => {
             let store = Store::open_existing(&config.database)?;
             let report = status::report(&store)?;
@@ -490,25 +445,135 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// The copies taken before schema migrations, beside the database.
-fn upgrade_backups(database: &std::path::Path) -> Vec<String> {
-    let (Some(dir), Some(name)) = (database.parent(), database.file_name()) else {
-        return Vec::new();
+/// Says which configuration file was read: at `info` when it was found in the working
+/// directory (where it may not be the one the operator meant), else at `debug`.
+fn say_which_configuration(path: &std::path::Path, origin: beskedhent::cli::ConfigOrigin) {
+    let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    match origin {
+        beskedhent::cli::ConfigOrigin::WorkingDirectory => tracing::info!(
+            "configuration `{}` (config.toml in the working directory; --config names another)",
+            shown.display()
+        ),
+        _ => tracing::debug!("configuration `{}`", shown.display()),
+    }
+}
+
+/// `forget`: the numbers from standard input, `--from FILE` or (with a warning) the command
+/// line, each checked before anything is erased.
+fn forget(config: &Config, party: Option<String>, from: Option<std::path::PathBuf>) -> Result<u8> {
+    let text = match (party, from) {
+        (Some(party), _) => {
+            tracing::warn!(
+                "a number given on the command line can be seen by every user of this machine (`ps`) and stays in shell history and sudo's log; give it on standard input instead (`beskedhent forget`, then type it, or `beskedhent forget --from FILE`)"
+            );
+            party
+        }
+        (None, Some(file)) => beskedhent::files::read_small_text(&file).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot read the numbers to forget from `{}`: {error}",
+                file.display()
+            )
+        })?,
+        (None, None) => {
+            use std::io::{IsTerminal as _, Read as _};
+            if std::io::stdin().is_terminal() {
+                eprintln!("CPR or CVR numbers to forget, one a line; end with Ctrl-D:");
+            }
+            let mut text = String::new();
+            std::io::stdin()
+                .take(beskedhent::files::MAX_SETTINGS_FILE)
+                .read_to_string(&mut text)
+                .map_err(|error| anyhow::anyhow!("cannot read standard input: {error}"))?;
+            text
+        }
     };
-    let dir = if dir.as_os_str().is_empty() {
-        std::path::Path::new(".")
-    } else {
-        dir
-    };
-    let prefix = format!("{}.schema", name.to_string_lossy());
-    let mut found: Vec<String> = std::fs::read_dir(dir)
+    let mut parties = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        match beskedhent::store::Party::parse(line) {
+            Ok(party) => parties.push(party),
+            Err(error) => {
+                logging::print_error(&format!(
+                    "line {}: {error:#}; nothing was erased",
+                    number + 1
+                ));
+                return Ok(exit::USAGE);
+            }
+        }
+    }
+    if parties.is_empty() {
+        logging::print_error(
+            "no CPR or CVR number was given (one a line on standard input, or --from FILE); nothing was erased",
+        );
+        return Ok(exit::USAGE);
+    }
+    // The installation's own CVR numbers are in every envelope it receives.
+    let own: Vec<String> = config
+        .sts()
+        .map(|sts| sts.cvr.clone())
         .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|file| file.starts_with(&prefix) && file.ends_with(".bak"))
-        .map(|file| dir.join(file).display().to_string())
+        .chain(config.feed_cvrs())
         .collect();
-    found.sort();
-    found
+    if let Some(party) = parties.iter().find(|party| own.contains(&party.number)) {
+        anyhow::bail!(
+            "{} is this installation's own CVR number (in [sts] or a [[feed]]): it is in every envelope, and forgetting it would drop them all; nothing was erased",
+            party.number
+        );
+    }
+    let mut store = Store::open_required(&config.database)?;
+    let mut all_truncated = true;
+    for party in &parties {
+        let done = store.forget(party)?;
+        all_truncated &= done.wal_truncated;
+        beskedhent::sayln!(
+            "{}",
+            logging::safe_line(&forgotten_line(config, party, &done))
+        );
+    }
+    let copies = beskedhent::store::copies_beside(&config.database);
+    if !copies.is_empty() {
+        beskedhent::sayln!(
+            "{}",
+            logging::safe_line(&format!(
+                "copies of the replica that forget cannot reach keep their own data; erase in them too, or delete them: {}",
+                copies.join(", ")
+            ))
+        );
+    }
+    if !all_truncated {
+        logging::print_error(
+            "another process has the replica open, so the erased pages could not yet be written over in the database file; run `beskedhent forget` again when nothing else uses the replica",
+        );
+        return Ok(exit::ERROR);
+    }
+    Ok(exit::OK)
+}
+
+/// What `forget` did for one number, in one line.
+fn forgotten_line(
+    config: &Config,
+    party: &beskedhent::store::Party,
+    done: &beskedhent::store::Forgotten,
+) -> String {
+    let changed =
+        done.registrations + done.envelopes + done.rejected + done.notifications + done.texts;
+    if changed == 0 {
+        format!(
+            "nothing in {} names {}; nothing was changed (check the number)",
+            config.database.display(),
+            party.number
+        )
+    } else {
+        format!(
+            "forgot {}: {} registrations deleted, {} envelopes dropped (rows kept, envelope_pruned_at set), {} refused messages deleted, {} notifications deleted, {} texts masked",
+            party.number,
+            done.registrations,
+            done.envelopes,
+            done.rejected,
+            done.notifications,
+            done.texts
+        )
+    }
 }

@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -422,22 +421,20 @@ pub fn write_metrics(
     certificate_expiry: Option<DateTime<Utc>>,
 ) -> Result<()> {
     let text = metrics_text(store, certificate_expiry)?;
-    let (_, temporary) = crate::store::temporary_beside(path, "tmp")?;
+    let mut temporary = None;
     let written = (|| -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&temporary)?;
-        // Whatever the umask (the service units set 0077): the collector runs as another user.
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        // Readable by all whatever the umask (the service units set 0077): the collector runs
+        // as another user.
+        let (mut file, name) = crate::files::create_beside(path, 0o644)?;
+        temporary = Some(name.clone());
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
-        std::fs::rename(&temporary, path)
+        std::fs::rename(&name, path)
     })();
     if let Err(error) = written {
-        let _ = std::fs::remove_file(&temporary);
+        if let Some(temporary) = temporary {
+            let _ = std::fs::remove_file(temporary);
+        }
         return Err(error).with_context(|| {
             format!(
                 "cannot write the metrics file `{}` (`metrics.textfile`); check that its directory exists and is writable by this user",

@@ -7,6 +7,7 @@
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -174,13 +175,10 @@ pub fn deliver(store: &mut Store, config: &NotifyConfig, stop: Stop<'_>) -> Resu
 /// For `check`: whether events could be sent as configured (without sending any): the
 /// webhook's trust roots and header, the command's program. Says what was checked.
 pub fn preflight(config: &NotifyConfig) -> Result<String> {
-    Sender::new(config)?;
+    let sender = Sender::new(config)?;
     let mut ways = Vec::new();
-    if let Some(program) = config.command.first() {
-        let found = find_program(program).with_context(|| {
-            format!("`notify.command`: `{program}` is not an executable file (nor found in PATH)")
-        })?;
-        ways.push(format!("command `{}`", found.display()));
+    if let Some(program) = &sender.program {
+        ways.push(format!("command `{}`", program.display()));
     }
     if let Some(url) = &config.webhook {
         ways.push(format!("webhook {}", shown(url)));
@@ -188,40 +186,38 @@ pub fn preflight(config: &NotifyConfig) -> Result<String> {
     Ok(format!("notifications can be sent: {}", ways.join(", ")))
 }
 
-/// Where `program` would be run from: itself if it holds a `/`, else the first match in PATH.
-fn find_program(program: &str) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |path: &std::path::Path| {
-        std::fs::metadata(path)
-            .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        let path = std::path::PathBuf::from(program);
-        return executable(&path).then_some(path);
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|path| executable(path))
-}
-
 /// When the attempt after `attempts` failed ones is due.
 fn retry_at(attempts: i64) -> String {
     crate::time::format_utc(chrono::Utc::now() + backoff(attempts + 1))
 }
 
-/// A webhook URL as it may be shown: without user information, query or fragment, which may
-/// hold a secret.
+/// A webhook URL as it may be shown: its scheme, host and port only. Its path may hold the
+/// secret (Slack, Teams and Discord put it there), and so may its user information, query
+/// and fragment.
 fn shown(url: &str) -> String {
     match reqwest::Url::parse(url) {
-        Ok(mut parsed) => {
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.set_query(None);
-            parsed.set_fragment(None);
-            parsed.to_string()
-        }
+        Ok(parsed) => format!(
+            "{}://{}{}/…",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or("?"),
+            parsed
+                .port()
+                .map_or_else(String::new, |port| format!(":{port}"))
+        ),
         Err(_) => "(notify.webhook)".into(),
     }
+}
+
+/// The `Idempotency-Key` header of an event: the SHA-256 of its key, in hex. The key holds
+/// what senders wrote (a letter's MessageUUID), which may hold characters no header value may,
+/// and then every retry would fail the same way; a digest is always a valid value, the same
+/// for every attempt, and different for different keys.
+fn idempotency_key(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// The wait before attempt `attempts + 1`: 1 minute, doubling, at most 6 hours.
@@ -259,6 +255,8 @@ fn header(
 /// The configured ways of sending.
 struct Sender<'a> {
     config: &'a NotifyConfig,
+    /// The command's program, checked (`owner::check_program`) and its links resolved.
+    program: Option<std::path::PathBuf>,
     http: Option<Webhook>,
 }
 
@@ -303,20 +301,29 @@ impl<'a> Sender<'a> {
                 })
             }
         };
-        Ok(Sender { config, http })
+        let program = config
+            .command
+            .first()
+            .map(|program| crate::owner::check_program(Path::new(program), "notify.command"))
+            .transpose()?;
+        Ok(Sender {
+            config,
+            program,
+            http,
+        })
     }
 
     /// Sends one event every configured way; Ok only if every way took it.
     fn send(&self, event: &Pending, stop: Stop<'_>) -> Result<()> {
-        if !self.config.command.is_empty() {
-            self.run_command(event, stop)?;
+        if let Some(program) = &self.program {
+            self.run_command(program, event, stop)?;
         }
         if let Some(webhook) = &self.http {
             let mut request = webhook
                 .client
                 .post(&webhook.url)
                 .header("Content-Type", "application/json")
-                .header("Idempotency-Key", &event.key)
+                .header("Idempotency-Key", idempotency_key(&event.key))
                 .body(event.payload.clone());
             if let Some((name, value)) = &webhook.header {
                 request = request.header(name, value);
@@ -359,8 +366,18 @@ impl<'a> Sender<'a> {
         Ok(())
     }
 
-    fn run_command(&self, event: &Pending, stop: Stop<'_>) -> Result<()> {
-        let program = &self.config.command[0];
+    fn run_command(&self, program: &Path, event: &Pending, stop: Stop<'_>) -> Result<()> {
+        let result = self.run_command_once(program, event, stop);
+        // Whatever it started is stopped with it, also what left its process group
+        // (`setsid`): such processes come to this one (a child subreaper) when their parent
+        // ends, and are killed and reaped here.
+        reap_leftovers();
+        result
+    }
+
+    fn run_command_once(&self, program: &Path, event: &Pending, stop: Stop<'_>) -> Result<()> {
+        become_subreaper();
+        let shown = &self.config.command[0];
         let mut command = Command::new(program);
         // Secrets beskedhent reads from its environment are not the command's business.
         for secret in &self.config.secret_env {
@@ -376,7 +393,7 @@ impl<'a> Sender<'a> {
             .stderr(Stdio::piped())
             .process_group(0)
             .spawn()
-            .with_context(|| format!("cannot run `notify.command` `{program}`"))?;
+            .with_context(|| format!("cannot run `notify.command` `{shown}`"))?;
         let said = StderrTail::read(child.stderr.take());
         if let Some(mut stdin) = child.stdin.take() {
             // On a thread: a command that does not read its input is its own business, and
@@ -395,23 +412,23 @@ impl<'a> Sender<'a> {
         };
         loop {
             if let Some(status) = child.try_wait()? {
+                // What it left running would hold its standard error open.
+                kill_group(&child);
                 if status.success() {
                     return Ok(());
                 }
-                // What it left running would hold its standard error open.
-                kill_group(&child);
-                bail!("`{program}` exited with {status}{}", said.text());
+                bail!("`{shown}` exited with {status}{}", said.text());
             }
             if stop() {
                 kill_group(&child);
                 let _ = child.wait();
-                bail!("`{program}` was stopped by a signal before it finished");
+                bail!("`{shown}` was stopped by a signal before it finished");
             }
             if Instant::now() >= deadline {
                 kill_group(&child);
                 let _ = child.wait();
                 bail!(
-                    "`{program}` did not finish within {} s (notify.timeout_seconds){}",
+                    "`{shown}` did not finish within {} s (notify.timeout_seconds){}",
                     self.config.timeout_seconds,
                     said.text()
                 );
@@ -419,6 +436,50 @@ impl<'a> Sender<'a> {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Makes this process the reaper of its orphaned descendants: a process a command started
+/// whose parent ended comes here rather than to init, where it could outlive the timeout.
+fn become_subreaper() {
+    // SAFETY: prctl(2) with PR_SET_CHILD_SUBREAPER only sets a flag of this process.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// Kills and reaps every child this process has left: commands run one at a time and this
+/// runs after each, so every child is what a command left behind (its own children come here
+/// in turn as their parents die, until none is left).
+fn reap_leftovers() {
+    for _ in 0..10_000 {
+        let children = children_of(std::process::id());
+        if children.is_empty() {
+            return;
+        }
+        for &pid in &children {
+            // SAFETY: kill(2) and waitpid(2) on a child of this process; no memory is shared.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+/// The pids whose parent is `parent`, from `/proc`.
+fn children_of(parent: u32) -> Vec<libc::pid_t> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: libc::pid_t = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (name) state ppid ...`: the name may hold anything, so read after its end.
+            let after = &stat[stat.rfind(')')? + 1..];
+            let ppid: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
 }
 
 /// What a command says on standard error: the first 1 KiB is kept for the error and the log
@@ -478,8 +539,28 @@ mod tests {
     fn a_webhook_is_shown_without_its_secrets() {
         assert_eq!(
             shown("https://user:pw@hooks.example.dk:8443/x/y?token=s3cret#f"),
-            "https://hooks.example.dk:8443/x/y"
+            "https://hooks.example.dk:8443/…"
         );
+        assert_eq!(
+            shown("https://hooks.slack.com/services/T0001/B0001/s3cr3tWebhookToken"),
+            "https://hooks.slack.com/…"
+        );
+    }
+
+    #[test]
+    fn an_idempotency_key_is_always_a_valid_header_value() {
+        for key in [
+            "letter_failed:abc",
+            "letter_failed:a\nb",
+            "x\r\ny: z",
+            "\u{7f}ø",
+        ] {
+            let value = idempotency_key(key);
+            assert_eq!(value.len(), 64);
+            reqwest::header::HeaderValue::from_str(&value).expect("a valid header value");
+        }
+        assert_ne!(idempotency_key("a"), idempotency_key("b"));
+        assert_eq!(idempotency_key("a"), idempotency_key("a"));
     }
 
     #[test]

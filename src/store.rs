@@ -23,7 +23,7 @@ mod retention;
 mod search;
 
 use crate::payload::post_status::PostStatus;
-pub use backup::{BackedUp, SKIP_UPGRADE_BACKUP_ENV, temporary_beside};
+pub use backup::{BackedUp, SKIP_UPGRADE_BACKUP_ENV, copies_beside};
 pub use health::SourceHealth;
 pub use retention::{Forgotten, Party, Pruned};
 
@@ -568,6 +568,7 @@ fn refuse_foreign(path: &Path) -> Result<()> {
 impl Store {
     /// Opens (creating it private, mode 0600, if missing) and migrates the database.
     pub fn open(path: &Path) -> Result<Store> {
+        crate::owner::check_replica(path)?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.is_dir()
         {
@@ -661,6 +662,9 @@ impl Store {
 
     /// [`Store::open_existing`] once the file is known to be there.
     fn open_replica_read_only(path: &Path) -> Result<Store> {
+        // A reader of a WAL database creates its `-shm` if missing: as another user, one the
+        // replica's owner could not open.
+        crate::owner::check_replica(path)?;
         refuse_foreign(path)?;
         let conn = Connection::open_with_flags(
             path,

@@ -131,6 +131,9 @@ impl TokenClient {
         let mut builder = reqwest::Client::builder()
             .identity(identity)
             .https_only(true)
+            // The request carries the certificate's proof of possession: it goes to the
+            // configured address only, never to wherever an answer points.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(sts.timeout_seconds))
             .user_agent(concat!("beskedhent/", env!("CARGO_PKG_VERSION")));
         if let Some(ca_file) = &sts.ca_file {
@@ -208,12 +211,46 @@ impl TokenClient {
             }
         };
         let status = response.status();
-        let bytes = response.bytes().await.map_err(transport)?;
+        let bytes = read_bounded(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|error| match error {
+                Bounded::Transport(error) => transport(error),
+                Bounded::TooLarge => StsError::BadResponse(format!(
+                    "the STS answered with more than {} KiB (a token is a few KiB); check `sts.url`",
+                    MAX_ANSWER_BYTES / 1024
+                )),
+            })?;
+        if status.is_redirection() {
+            return Err(StsError::BadResponse(format!(
+                "the STS answered {status}, a redirect, which is not followed; set `sts.url` to the address of the issue endpoint itself"
+            )));
+        }
         if !status.is_success() {
             return Err(refusal(status.as_u16(), &bytes));
         }
         parse_response(&bytes)
     }
+}
+
+/// The most of an STS answer read: a token is a few KiB; anything much larger is not one.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Why an answer was not read whole.
+enum Bounded {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// Reads an answer's body, at most `limit` bytes: a server that sends more is cut off.
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, Bounded> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Bounded::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(Bounded::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The JSON body of a token request.

@@ -1070,6 +1070,19 @@ pub enum LockError {
         path: String,
         error: std::io::Error,
     },
+    /// The replica belongs to another user (see `owner::check_replica`).
+    #[error("{0:#}")]
+    NotOurs(anyhow::Error),
+    /// The lock file is not one this user made: a symbolic link, not a regular file, or
+    /// another user's. Writing through it would write where that user chose.
+    #[error(
+        "lock file `{path}` of feed `{feed}` is {what}; beskedhent writes its pid into its lock files, so it never uses one that could send that write elsewhere: remove it (and see who put it there)"
+    )]
+    Foreign {
+        feed: String,
+        path: String,
+        what: String,
+    },
 }
 
 /// An exclusive lock on one feed, held for the feed's run: `<database>-<feed>.lock`.
@@ -1083,6 +1096,8 @@ impl FeedLock {
     /// The lock file is beside the database's real file (its links resolved), so that runs
     /// that name the replica by different paths (a symbolic link, `..`) still take one lock.
     pub fn acquire(database: &Path, feed: &str) -> Result<FeedLock, LockError> {
+        // Before the lock file is created: never one the replica's owner could not open.
+        crate::owner::check_replica(database).map_err(LockError::NotOurs)?;
         let path = PathBuf::from(format!(
             "{}-{feed}.lock",
             crate::store::real_path(database).display()
@@ -1092,14 +1107,49 @@ impl FeedLock {
             path: path.display().to_string(),
             error,
         };
-        let mut file = OpenOptions::new()
+        let foreign = |what: String| LockError::Foreign {
+            feed: feed.to_owned(),
+            path: path.display().to_string(),
+            what,
+        };
+        let mut file = match OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(io)?;
+        {
+            Ok(file) => file,
+            Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(foreign("a symbolic link".into()));
+            }
+            Err(error) => {
+                // One this user may not open is most likely another user's.
+                if let Ok(metadata) = std::fs::symlink_metadata(&path)
+                    && metadata.uid() != crate::owner::euid()
+                {
+                    return Err(foreign(format!(
+                        "owned by user {}, not by {} who runs beskedhent",
+                        crate::owner::user_name(metadata.uid()),
+                        crate::owner::user_name(crate::owner::euid())
+                    )));
+                }
+                return Err(io(error));
+            }
+        };
+        let metadata = file.metadata().map_err(io)?;
+        if !metadata.is_file() {
+            return Err(foreign(crate::files::kind(&metadata.file_type()).into()));
+        }
+        if metadata.uid() != crate::owner::euid() {
+            return Err(foreign(format!(
+                "owned by user {}, not by {} who runs beskedhent",
+                crate::owner::user_name(metadata.uid()),
+                crate::owner::user_name(crate::owner::euid())
+            )));
+        }
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
         if !locked {

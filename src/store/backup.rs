@@ -74,37 +74,49 @@ impl Store {
                 );
             }
         }
-        let (dir, partial) = temporary_beside(dest, "partial")?;
+        let dir = match dest.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            Some(dir) => dir.to_path_buf(),
+            None => PathBuf::from("."),
+        };
         if !dir.is_dir() {
             bail!(
                 "the directory `{}` of the backup does not exist; create it first",
                 dir.display()
             );
         }
-        let result = self.copy_checked(&partial).and_then(|()| {
-            // A link, not a rename: it fails rather than replace a file that appeared at
-            // `dest` in the meantime.
-            std::fs::hard_link(&partial, dest).map_err(|error| {
-                if error.kind() == std::io::ErrorKind::AlreadyExists {
-                    anyhow::anyhow!(
-                        "`{}` appeared while the copy was made; a backup never overwrites: choose a new name",
-                        dest.display()
-                    )
-                } else {
-                    anyhow::Error::new(error).context(format!("cannot create `{}`", dest.display()))
+        let work = WorkDirectory::new(dest)
+            .with_context(|| format!("backup to `{}` failed", dest.display()))?;
+        // From before the directory exists until after it is gone, a signal (Ctrl-C,
+        // systemctl stop) ends the run with the partial copy deleted.
+        let cleanup = work.remove_on_signal();
+        let partial = work.copy();
+        let result = {
+            work.create()
+                .with_context(|| format!("backup to `{}` failed", dest.display()))?;
+            self.copy_checked(&partial).and_then(|()| {
+                // A link, not a rename: it fails rather than replace a file that appeared at
+                // `dest` in the meantime.
+                std::fs::hard_link(&partial, dest).map_err(|error| {
+                    if error.kind() == std::io::ErrorKind::AlreadyExists {
+                        anyhow::anyhow!(
+                            "`{}` appeared while the copy was made; a backup never overwrites: choose a new name",
+                            dest.display()
+                        )
+                    } else {
+                        anyhow::Error::new(error)
+                            .context(format!("cannot create `{}`", dest.display()))
+                    }
+                })?;
+                if let Ok(dir) = std::fs::File::open(&dir) {
+                    let _ = dir.sync_all();
                 }
-            })?;
-            if let Ok(dir) = std::fs::File::open(&dir) {
-                let _ = dir.sync_all();
-            }
-            Ok(())
-        });
-        // The temporary name goes in every case, and whatever SQLite made beside it.
-        for suffix in ["", "-journal", "-wal", "-shm"] {
-            let mut path = partial.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
+                Ok(())
+            })
+        };
+        // The working directory goes in every case, with whatever SQLite made in it; then
+        // signals do what they did before.
+        drop(work);
+        drop(cleanup);
         if let Err(error) = result {
             return Err(error.context(format!("backup to `{}` failed", dest.display())));
         }
@@ -120,6 +132,7 @@ impl Store {
             .write(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(partial)
             .with_context(|| format!("cannot create `{}`", partial.display()))?;
         let mut copy = Connection::open(partial)
@@ -193,20 +206,234 @@ impl Store {
     }
 }
 
-/// The directory of `path` and a hidden name in it for a file on its way to `path`:
-/// `.<name>.<tag>-<pid>`, so it is renamed or linked into place within one file system.
-pub fn temporary_beside(path: &Path, tag: &str) -> Result<(PathBuf, PathBuf)> {
-    let dir = match path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        Some(dir) => dir.to_path_buf(),
-        None => PathBuf::from("."),
+/// The prefix of the private directories backups are built in, after the backup's name:
+/// `.<name>.backup-<pid>-<random>`.
+const WORK_TAG: &str = ".backup-";
+
+/// The private directory (mode 0700) beside a backup's destination that the copy is built in,
+/// so that no other user can read a partial copy or steer where it is written. It is removed
+/// when dropped, and by a signal that ends the run; only SIGKILL or a crash leaves it, and
+/// then the next `backup` to that directory removes it, and `forget` names it.
+struct WorkDirectory {
+    path: PathBuf,
+}
+
+/// The paths a signal handler deletes: set while a copy is made.
+static ON_SIGNAL: std::sync::atomic::AtomicPtr<Vec<std::ffi::CString>> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn remove_and_exit(_: libc::c_int) {
+    let paths = ON_SIGNAL.load(std::sync::atomic::Ordering::SeqCst);
+    if !paths.is_null() {
+        // SAFETY: the vector outlives the handler's installation (see `remove_on_signal`);
+        // unlink(2), rmdir(2) and _exit(2) are async-signal-safe.
+        unsafe {
+            let paths = &*paths;
+            if let Some((directory, files)) = paths.split_last() {
+                for file in files {
+                    libc::unlink(file.as_ptr());
+                }
+                libc::rmdir(directory.as_ptr());
+            }
+        }
+    }
+    // SAFETY: ends the process at once, as the signal asked.
+    unsafe { libc::_exit(130) };
+}
+
+/// While alive, SIGINT and SIGTERM delete the working directory and end the process (exit
+/// 130); the handlers that were there before come back when it is dropped.
+struct SignalCleanup {
+    paths: *mut Vec<std::ffi::CString>,
+    previous: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+impl Drop for SignalCleanup {
+    fn drop(&mut self) {
+        for (signal, previous) in &self.previous {
+            // SAFETY: puts back the disposition saved in `remove_on_signal`.
+            unsafe { libc::sigaction(*signal, previous, std::ptr::null_mut()) };
+        }
+        ON_SIGNAL.store(std::ptr::null_mut(), std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: made by Box::into_raw in `remove_on_signal`; no handler can see it now.
+        drop(unsafe { Box::from_raw(self.paths) });
+    }
+}
+
+impl WorkDirectory {
+    /// Names `.<name>.backup-<pid>-<random>` beside `dest`, removing first what a killed
+    /// backup of this user left there; [`WorkDirectory::create`] makes it.
+    fn new(dest: &Path) -> Result<WorkDirectory> {
+        let dir = match dest.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            Some(dir) => dir.to_path_buf(),
+            None => PathBuf::from("."),
+        };
+        remove_abandoned(&dir);
+        let name = dest
+            .file_name()
+            .with_context(|| format!("`{}` does not name a file", dest.display()))?;
+        let path = dir.join(format!(
+            ".{}{WORK_TAG}{}-{}",
+            name.to_string_lossy(),
+            std::process::id(),
+            crate::files::random_hex(6)?
+        ));
+        Ok(WorkDirectory { path })
+    }
+
+    /// Makes the directory, mode 0700 (and fails if anything is there already).
+    fn create(&self) -> Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&self.path)
+            .with_context(|| {
+                format!(
+                    "cannot create the working directory `{}`",
+                    self.path.display()
+                )
+            })
+    }
+
+    /// Where the copy is built.
+    fn copy(&self) -> PathBuf {
+        self.path.join("copy.db")
+    }
+
+    /// The files SQLite may make for the copy, and the directory last.
+    fn contents(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = ["copy.db", "copy.db-journal", "copy.db-wal", "copy.db-shm"]
+            .iter()
+            .map(|name| self.path.join(name))
+            .collect();
+        paths.push(self.path.clone());
+        paths
+    }
+
+    fn remove_on_signal(&self) -> SignalCleanup {
+        let paths: Vec<std::ffi::CString> = self
+            .contents()
+            .iter()
+            .filter_map(|path| std::ffi::CString::new(path.as_os_str().as_bytes()).ok())
+            .collect();
+        let paths = Box::into_raw(Box::new(paths));
+        ON_SIGNAL.store(paths, std::sync::atomic::Ordering::SeqCst);
+        let mut previous = Vec::new();
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: installs a handler that only calls async-signal-safe functions, saving
+            // the disposition it replaces; zeroed sigaction values are valid.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = remove_and_exit as *const () as libc::sighandler_t;
+                libc::sigemptyset(&mut action.sa_mask);
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(signal, &action, &mut old) == 0 {
+                    previous.push((signal, old));
+                }
+            }
+        }
+        SignalCleanup { paths, previous }
+    }
+}
+
+impl Drop for WorkDirectory {
+    fn drop(&mut self) {
+        for path in self.contents() {
+            if path == self.path {
+                let _ = std::fs::remove_dir(&path);
+            } else {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+/// Whether `name` is a backup's working directory, and the pid of the run that made it.
+fn work_directory_pid(name: &str) -> Option<libc::pid_t> {
+    let rest = name.strip_prefix('.')?;
+    let (_, tail) = rest.rsplit_once(WORK_TAG)?;
+    let (pid, random) = tail.split_once('-')?;
+    (!random.is_empty() && random.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| pid.parse().ok())
+        .flatten()
+}
+
+/// Removes the working directories in `dir` that this user's killed backups left: those whose
+/// run is gone.
+fn remove_abandoned(dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
     };
-    let name = path
-        .file_name()
-        .with_context(|| format!("`{}` does not name a file", path.display()))?;
-    let temporary = dir.join(format!(
-        ".{}.{tag}-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    Ok((dir, temporary))
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = work_directory_pid(&name) else {
+            continue;
+        };
+        let Ok(metadata) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+        let running = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !metadata.is_dir() || metadata.uid() != crate::owner::euid() || running {
+            continue;
+        }
+        let work = WorkDirectory { path: entry.path() };
+        drop(work);
+    }
+}
+
+/// Copies of the replica beside it that `forget` cannot reach, for it to name: every SQLite
+/// database in the replica's directory but the replica (the copies taken before migrations,
+/// backups written there as the README's example does) and the working directories of
+/// backups that were killed.
+pub fn copies_beside(database: &Path) -> Vec<String> {
+    let real = super::real_path(database);
+    let Some(dir) = real.parent() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = entries
+        .flatten()
+        .filter(|entry| entry.path() != real)
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if work_directory_pid(&name).is_some() {
+                return true;
+            }
+            let is_file = entry.file_type().is_ok_and(|kind| kind.is_file());
+            is_file && is_sqlite_database(&entry.path())
+        })
+        .map(|entry| entry.path().display().to_string())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Whether a file starts as an SQLite database does.
+fn is_sqlite_database(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .and_then(|mut file| file.read_exact(&mut header))
+        .is_ok_and(|()| &header == b"SQLite format 3\0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_work_directory_is_known_by_its_name() {
+        assert_eq!(work_directory_pid(".b.db.backup-123-a1b2c3"), Some(123));
+        assert_eq!(work_directory_pid(".b.db.backup-123-"), None);
+        assert_eq!(work_directory_pid("b.db.backup-123-a1"), None);
+        assert_eq!(work_directory_pid(".b.db.backup-x-a1"), None);
+    }
 }

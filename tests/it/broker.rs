@@ -599,4 +599,15 @@ fn make_certs(dir: &Path) {
             "pass:p12-secret",
         ],
     );
+    // Private keys are private, or beskedhent refuses them (as ssh does).
+    for entry in std::fs::read_dir(dir).expect("certs") {
+        let path = entry.expect("entry").path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "key" || extension == "p12")
+        {
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod key");
+        }
+    }
 }

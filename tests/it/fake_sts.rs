@@ -25,6 +25,8 @@ pub struct State {
     pub issued: Vec<String>,
     /// When set, wait this long before answering.
     pub delay: Option<Duration>,
+    /// When set, answer every request with these bytes (status line, headers and body).
+    pub raw_answer: Option<Vec<u8>>,
 }
 
 pub struct FakeSts {
@@ -144,9 +146,17 @@ async fn serve(
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
-    let (status, answer) = {
+    let raw = {
         let mut state = state.lock().expect("lock");
         state.requests.push(body.clone());
+        state.raw_answer.clone()
+    };
+    if let Some(raw) = raw {
+        stream.write_all(&raw).await?;
+        return stream.shutdown().await;
+    }
+    let (status, answer) = {
+        let mut state = state.lock().expect("lock");
         match &state.refuse {
             Some((status, message)) => (
                 *status,

@@ -499,7 +499,7 @@ fn config_errors_name_the_file_and_key() {
     if !Path::new(beskedhent::cli::SYSTEM_CONFIG).exists() {
         assert!(
             stderr.contains(
-                "configuration file `config.toml` not found (nor `/etc/beskedhent/config.toml`)"
+                "configuration file `/etc/beskedhent/config.toml` not found (nor `config.toml` in the working directory)"
             ),
             "{stderr}"
         );

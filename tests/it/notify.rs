@@ -472,9 +472,10 @@ fn a_webhook_that_fails_first_gets_the_event_on_a_later_run() {
             request.head
         );
         assert!(
-            request
-                .head
-                .contains(&format!("idempotency-key: letter_failed:{letter}")),
+            request.head.contains(&format!(
+                "idempotency-key: {}",
+                sha256_hex(&format!("letter_failed:{letter}"))
+            )),
             "{}",
             request.head
         );
@@ -885,7 +886,11 @@ fn a_signal_stops_the_round_after_the_send_under_way() {
         while alive.exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(!alive.exists(), "the command still runs after SIG{signal}");
+        assert!(
+            !alive.exists(),
+            "the command still runs after SIG{signal}: {:?}",
+            std::fs::read_to_string(alive.join("stat"))
+        );
     }
     // Cut off: not marked sent, due again at once, nothing else tried.
     let db = install.db();
@@ -1005,5 +1010,132 @@ fn a_dry_run_changes_nothing_and_masks_cpr_numbers() {
     assert!(
         stdout.contains("1 overdue letters newly recorded"),
         "{stdout}"
+    );
+}
+
+/// The SHA-256 of `text` in hex: an event's `Idempotency-Key`.
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+#[test]
+fn a_webhook_secret_in_its_path_is_never_shown() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let hook = crate::fake_webhook::FakeWebhook::start(1);
+    let url = format!(
+        "https://localhost:{}/services/T0001/B0001/s3cr3tWebhookToken",
+        hook.port
+    );
+    let install = Install::new("");
+    install.append_config(&webhook_settings(
+        &url,
+        &crate::broker::certs().path("ca.pem"),
+    ));
+    let dir = install.path("in");
+    failed_letters(&dir, 0xc7, 1);
+    let (code, stdout, stderr) = run_with_token(
+        &install,
+        &["import", dir.to_str().expect("utf-8")],
+        "Bearer t",
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("0 sent, 1 failed"), "{stdout}{stderr}");
+    assert!(stderr.contains("503"), "{stderr}");
+    let error: String = value(&install.db(), "SELECT last_error FROM notification");
+    let (_, check_out, check_err) = run_with_token(&install, &["check"], "Bearer t");
+    assert!(
+        check_out.contains(&format!("webhook https://localhost:{}/", hook.port)),
+        "{check_out}"
+    );
+    for said in [&stdout, &stderr, &error, &check_out, &check_err] {
+        for secret in ["s3cr3tWebhookToken", "T0001", "services"] {
+            assert!(!said.contains(secret), "{secret} in: {said}");
+        }
+    }
+    // The request itself still goes to the whole address.
+    let received = hook.received();
+    assert!(
+        received[0]
+            .head
+            .starts_with("post /services/t0001/b0001/s3cr3twebhooktoken "),
+        "{}",
+        received[0].head
+    );
+}
+
+#[test]
+fn a_letter_id_no_header_may_hold_is_delivered_all_the_same() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let hook = crate::fake_webhook::FakeWebhook::start(0);
+    let install = Install::new("");
+    install.append_config(&webhook_settings(
+        &hook.url(),
+        &crate::broker::certs().path("ca.pem"),
+    ));
+    let dir = install.path("in");
+    // A MessageUUID with a line feed written as a character reference: the letter's key,
+    // and so the event's, holds a line break.
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let envelope = status_envelope_with(
+        &test_uuid(0xc8, 1),
+        "brev-a&#10;Injected: yes",
+        &Status {
+            at: &ago(1),
+            ..Status::FAILED
+        },
+    );
+    std::fs::write(dir.join("1.xml"), envelope).expect("write");
+    let (code, stdout, stderr) = run_with_token(
+        &install,
+        &["import", dir.to_str().expect("utf-8")],
+        "Bearer t",
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("1 sent, 0 failed"), "{stdout}{stderr}");
+    let key: String = value(&install.db(), "SELECT key FROM notification");
+    assert!(key.contains('\n'), "{key:?}");
+    let received = hook.received();
+    assert_eq!(received.len(), 1);
+    assert!(
+        received[0]
+            .head
+            .contains(&format!("idempotency-key: {}\r\n", sha256_hex(&key))),
+        "{}",
+        received[0].head
+    );
+    assert!(
+        !received[0].head.contains("injected"),
+        "{}",
+        received[0].head
+    );
+}
+
+#[test]
+fn what_a_command_starts_outside_its_process_group_ends_with_it() {
+    // The command starts a grandchild in a session of its own (out of reach of a kill of the
+    // command's process group), then outstays its timeout.
+    let install = install_with_script(
+        "#!/bin/sh\ndir=$(dirname \"$0\")\ncat >/dev/null\nsetsid sh -c 'echo $$ > \"$1/escaped.pid\"; exec sleep 300' sh \"$dir\" &\nsleep 300\n",
+        "timeout_seconds = 1\n",
+    );
+    let dir = install.path("in");
+    failed_letters(&dir, 0xc9, 1);
+    let (code, stdout, stderr) = import(&install, &dir);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("0 sent, 1 failed"), "{stdout}{stderr}");
+    let pid: i32 = std::fs::read_to_string(install.path("escaped.pid"))
+        .expect("the grandchild started")
+        .trim()
+        .parse()
+        .expect("pid");
+    // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    assert!(
+        !alive,
+        "the grandchild {pid} outlived the command's timeout"
     );
 }

@@ -274,6 +274,40 @@ fn package_holds_what_an_installation_needs() {
         !said.contains("beskedhent"),
         "systemd-analyze verify:\n{said}"
     );
+
+    // The sandbox: no core dumps, no view of other processes, no resource changes. What is
+    // left exposed is the network, which pulling needs (1.7 before these settings).
+    for unit in ["beskedhent-sync.service", "beskedhent.service"] {
+        let path = root.join("lib/systemd/system").join(unit);
+        let text = std::fs::read_to_string(&path).expect("unit");
+        for setting in [
+            "LimitCORE=0",
+            "ProtectProc=invisible",
+            "ProcSubset=pid",
+            "RemoveIPC=true",
+            "SystemCallErrorNumber=EPERM",
+        ] {
+            assert!(
+                text.lines().any(|line| line == setting),
+                "{unit}: {setting}"
+            );
+        }
+        let security = Command::new("systemd-analyze")
+            .args(["security", "--offline=true", "--no-pager"])
+            .arg(format!("--root={}", root.display()))
+            .arg(format!("/lib/systemd/system/{unit}"))
+            .output()
+            .expect("run systemd-analyze security");
+        let said = String::from_utf8_lossy(&security.stdout).into_owned()
+            + &String::from_utf8_lossy(&security.stderr);
+        let exposure: f64 = said
+            .lines()
+            .find_map(|line| line.split("Overall exposure level for ").nth(1))
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|level| level.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level in:\n{said}"));
+        assert!(exposure <= 1.1, "{unit}: exposure {exposure}:\n{said}");
+    }
 }
 
 /// A temporary root for the maintainer scripts ($DPKG_ROOT) and a directory of stand-ins that

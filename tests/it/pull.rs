@@ -1219,3 +1219,104 @@ fn sigterm_during_a_notification_round_stops_the_daemon_promptly() {
         ["2|1", "0|1", "0|1"]
     );
 }
+
+#[test]
+fn a_private_key_others_can_read_is_refused() {
+    let test = PullTest::new(envelopes(0xf1, 1), "");
+    let key = test.install.path("client.key");
+    std::fs::copy(certs().path("client.key"), &key).expect("copy key");
+    let config = std::fs::read_to_string(test.install.config()).expect("config");
+    std::fs::write(
+        test.install.config(),
+        config.replace(
+            &certs().path("client.key").display().to_string(),
+            &key.display().to_string(),
+        ),
+    )
+    .expect("config");
+    for (mode, refused) in [(0o644, true), (0o640, false), (0o600, false), (0o604, true)] {
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .expect("chmod");
+        let (code, stdout, stderr) = outcome(&test.install.run(&["check"]));
+        if refused {
+            assert_eq!(code, 1, "{mode:o}: {stdout}{stderr}");
+            assert!(
+                stdout.contains("can be read or changed by other users"),
+                "{mode:o}: {stdout}"
+            );
+            assert!(stdout.contains("chmod 600"), "{stdout}");
+        } else {
+            // Root's key may be readable by its group (root:beskedhent, 0640).
+            assert!(
+                stdout.contains("ok    certificate and key"),
+                "{mode:o}: {stdout}"
+            );
+        }
+    }
+    // `sync` refuses it too, and acknowledges nothing.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let (code, _, stderr) = outcome(&test.install.run(&["sync"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(test.broker.depth(&test.queue), 1);
+}
+
+#[test]
+fn the_sts_client_follows_no_redirect_and_reads_no_endless_answer() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let test = PullTest::new(envelopes(0xf2, 1), "");
+    // Elsewhere: another STS, which must never see the request (it carries the certificate).
+    let elsewhere = FakeSts::start(Duration::from_secs(3600));
+    test.sts.state.lock().expect("lock").raw_answer = Some(
+        format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            elsewhere.url()
+        )
+        .into_bytes(),
+    );
+    let (code, stdout, _) = outcome(&test.install.run(&["check"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("a redirect, which is not followed"),
+        "{stdout}"
+    );
+    assert!(elsewhere.requests().is_empty());
+    // An answer without end: cut off at 1 MiB, not read into memory.
+    let mut endless = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\nConnection: close\r\n\r\n".to_vec();
+    endless.extend(std::iter::repeat_n(b' ', 4 * 1024 * 1024));
+    test.sts.state.lock().expect("lock").raw_answer = Some(endless);
+    let (code, stdout, _) = outcome(&test.install.run(&["check"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("more than 1024 KiB"), "{stdout}");
+    assert_eq!(test.broker.depth(&test.queue), 1);
+}
+
+#[test]
+fn trace_logging_never_shows_what_the_broker_sent() {
+    // A letter id holding a CPR number, in the frames the broker sends.
+    let letter = "brev-2512489996";
+    let body = status_envelope(&test_uuid(0xf3, 1), letter, 1).into_bytes();
+    let test = PullTest::new(vec![body], "");
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(test.install.config())
+        .arg("sync")
+        .env("BESKEDHENT_LOG", "trace,lapin=trace,amq_protocol=trace")
+        .output()
+        .expect("sync");
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("feed status: 1 new"), "{stdout}");
+    // The number as text, and as the byte array a frame's Debug form would print.
+    let as_bytes = "2512489996"
+        .bytes()
+        .map(|byte| byte.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(!stderr.contains("2512489996"), "{stderr}");
+    assert!(!stderr.contains(&as_bytes), "frames reached the log");
+    assert!(
+        !stderr.contains(" TRACE "),
+        "a library's trace line was shown"
+    );
+}

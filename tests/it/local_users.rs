@@ -1,0 +1,683 @@
+//! Another local user cannot steer beskedhent: each case made with throwaway users, created
+//! here and removed afterwards (so these tests need root, as CI has).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use beskedhent::sample::{Status, status_envelope_with};
+
+use crate::support::{BIN, Install, outcome, test_uuid, value};
+
+/// A throwaway system user (and its group), removed when dropped.
+pub struct LocalUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl LocalUser {
+    pub fn create() -> LocalUser {
+        // SAFETY: geteuid(2) cannot fail.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "these tests create throwaway users: run them as root (CI does)"
+        );
+        remove_stale_users();
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("bht{}u{n}", std::process::id());
+        let _ = Command::new("userdel").arg(&name).output();
+        let made = Command::new("useradd")
+            .args(["--system", "--user-group", "--no-create-home"])
+            .args(["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"])
+            .arg(&name)
+            .output()
+            .expect("run useradd");
+        assert!(made.status.success(), "useradd: {}", outcome(&made).2);
+        let id = |flag: &str| -> u32 {
+            let output = Command::new("id")
+                .arg(flag)
+                .arg(&name)
+                .output()
+                .expect("id");
+            String::from_utf8_lossy(&output.stdout)
+                .trim()
+                .parse()
+                .expect("an id")
+        };
+        LocalUser {
+            uid: id("-u"),
+            gid: id("-g"),
+            name,
+        }
+    }
+
+    /// `program` to be run as this user (no supplementary groups).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new(program);
+        command.uid(self.uid).gid(self.gid);
+        command
+    }
+
+    /// A new directory in `parent`, owned by this user, with `mode`.
+    pub fn dir(&self, parent: &Path, name: &str, mode: u32) -> PathBuf {
+        let dir = parent.join(name);
+        std::fs::create_dir(&dir).expect("mkdir");
+        self.own(&dir);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        dir
+    }
+
+    /// Writes `path` as this user's file with `mode`.
+    pub fn write(&self, path: &Path, text: &str, mode: u32) {
+        std::fs::write(path, text).expect("write");
+        self.own(path);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    pub fn own(&self, path: &Path) {
+        std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid)).expect("chown");
+    }
+}
+
+impl Drop for LocalUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).output();
+    }
+}
+
+/// Removes the users of earlier test runs that were killed before they could.
+fn remove_stale_users() {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        for name in passwd.lines().filter_map(|line| line.split(':').next()) {
+            let Some(pid) = name
+                .strip_prefix("bht")
+                .and_then(|rest| rest.split('u').next())
+                .and_then(|pid| pid.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                let _ = Command::new("userdel").arg(name).output();
+            }
+        }
+    });
+}
+
+/// A scratch directory that every user may enter (mode 0755, root's).
+fn shared_scratch() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// Runs beskedhent with `args` in `cwd`, as `user` (root when `None`), without any
+/// configuration named: it finds one the way an operator's shell would.
+fn run_in(user: Option<&LocalUser>, cwd: &Path, args: &[&str]) -> Output {
+    let mut command = match user {
+        Some(user) => user.command(BIN),
+        None => Command::new(BIN),
+    };
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("BESKEDHENT_CONFIG")
+        .env("BESKEDHENT_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run beskedhent")
+}
+
+/// Writes one failed-letter envelope into `dir`.
+fn failed_letter(dir: &Path, n: u64) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let at = beskedhent::time::format_utc(chrono::Utc::now() - chrono::Duration::hours(1));
+    let envelope = status_envelope_with(
+        &test_uuid(0xe1, n),
+        &test_uuid(0xe2, n),
+        &Status {
+            at: &at,
+            ..Status::FAILED
+        },
+    );
+    std::fs::write(dir.join(format!("{n}.xml")), envelope).expect("write");
+}
+
+#[test]
+fn a_configuration_another_user_planted_is_not_read_not_even_by_root() {
+    let scratch = shared_scratch();
+    let attacker = LocalUser::create();
+    let service = LocalUser::create();
+    // The attacker's directory: a configuration that runs their program and overwrites a file
+    // only root may write.
+    let theirs = attacker.dir(scratch.path(), "theirs", 0o755);
+    let marker = scratch.path().join("pwned");
+    let target = scratch.path().join("root-only");
+    std::fs::write(&target, "root's own").expect("write");
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    attacker.write(
+        &theirs.join("pwn.sh"),
+        &format!("#!/bin/sh\ntouch {}\n", marker.display()),
+        0o755,
+    );
+    let planted = format!(
+        "database = \"replica.db\"\n[notify]\ncommand = [\"{}\"]\noverdue_days = 0\n[metrics]\ntextfile = \"{}\"\n",
+        theirs.join("pwn.sh").display(),
+        target.display()
+    );
+    attacker.write(&theirs.join("config.toml"), &planted, 0o644);
+    failed_letter(&theirs.join("in"), 1);
+    for args in [&["notify"][..], &["import", "in"][..], &["init"][..]] {
+        let (code, stdout, stderr) = outcome(&run_in(None, &theirs, args));
+        assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!("belongs to user {}", attacker.name)),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!marker.exists(), "the planted program ran");
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("read"),
+        "root's own"
+    );
+    assert!(!theirs.join("replica.db").exists());
+
+    // The service user in a drop folder that others can write.
+    let drop = scratch.path().join("drop");
+    std::fs::create_dir(&drop).expect("mkdir");
+    std::fs::set_permissions(&drop, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    attacker.write(&drop.join("config.toml"), &planted, 0o644);
+    let (code, _, stderr) = outcome(&run_in(Some(&service), &drop, &["import", "."]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("belongs to user"), "{stderr}");
+    assert!(
+        !marker.exists(),
+        "the planted program ran as the service user"
+    );
+
+    // The service user's own configuration, but writable by everyone: refused too.
+    let own = service.dir(scratch.path(), "own", 0o700);
+    service.write(
+        &own.join("config.toml"),
+        "database = \"replica.db\"\n",
+        0o666,
+    );
+    let (code, _, stderr) = outcome(&run_in(Some(&service), &own, &["init"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("can be changed by every user"), "{stderr}");
+    // Made private, it is read, and the run says which file it read.
+    std::fs::set_permissions(
+        own.join("config.toml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let (code, stdout, stderr) = outcome(&run_in(Some(&service), &own, &["init"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "configuration `{}`",
+            own.join("config.toml").display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::metadata(own.join("replica.db"))
+            .expect("replica")
+            .uid(),
+        service.uid
+    );
+}
+
+#[test]
+fn a_notify_program_another_user_can_change_is_not_run() {
+    let scratch = shared_scratch();
+    let attacker = LocalUser::create();
+    let theirs = attacker.dir(scratch.path(), "bin", 0o755);
+    let marker = scratch.path().join("ran");
+    attacker.write(
+        &theirs.join("alert.sh"),
+        &format!("#!/bin/sh\ncat >/dev/null\ntouch {}\n", marker.display()),
+        0o755,
+    );
+    let install = Install::new(&format!(
+        "[notify]\ncommand = [\"{}\"]\noverdue_days = 0\n",
+        theirs.join("alert.sh").display()
+    ));
+    let dir = install.path("in");
+    failed_letter(&dir, 2);
+    let (code, stdout, stderr) = outcome(&install.run(&["import", dir.to_str().expect("utf-8")]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("cannot send any"), "{stdout}");
+    assert!(!marker.exists(), "another user's program ran");
+    let error: String = value(&install.db(), "SELECT last_error FROM notification");
+    assert!(
+        error.contains(&format!("belongs to user {}", attacker.name)),
+        "{error}"
+    );
+    let (code, stdout, _) = outcome(&install.run(&["check"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL  `notify.command`"), "{stdout}");
+}
+
+#[test]
+fn a_metrics_file_is_never_written_through_a_planted_link() {
+    let scratch = shared_scratch();
+    let attacker = LocalUser::create();
+    let service = LocalUser::create();
+    let home = service.dir(scratch.path(), "service", 0o700);
+    // The collector's directory, shared: anyone may add a file.
+    let textfiles = scratch.path().join("textfiles");
+    std::fs::create_dir(&textfiles).expect("mkdir");
+    std::fs::set_permissions(&textfiles, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    service.write(
+        &home.join("config.toml"),
+        &format!(
+            "database = \"replica.db\"\n[metrics]\ntextfile = \"{}\"\n",
+            textfiles.join("beskedhent.prom").display()
+        ),
+        0o600,
+    );
+    let inbox = home.join("in");
+    for n in 1..=3 {
+        failed_letter(&inbox, n);
+    }
+    for path in std::fs::read_dir(&inbox)
+        .expect("in")
+        .map(|e| e.expect("e").path())
+    {
+        service.own(&path);
+    }
+    service.own(&inbox);
+    let replica = home.join("replica.db");
+    let (code, stdout, stderr) = outcome(&run_in(Some(&service), &home, &["init"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // Links named for the next 2,000 process ids, as the old temporary name was, each to the
+    // replica: the attacker's (made here, without spending process ids on it).
+    let next: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .expect("last pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    for pid in next + 1..=next + 2000 {
+        let link = textfiles.join(format!(".beskedhent.prom.tmp-{pid}"));
+        std::os::unix::fs::symlink(&replica, &link).expect("plant link");
+        attacker.own(&link);
+    }
+    let (code, stdout, stderr) = outcome(&run_in(Some(&service), &home, &["import", "in"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let db = rusqlite::Connection::open(&replica).expect("replica");
+    assert_eq!(value::<String>(&db, "PRAGMA integrity_check"), "ok");
+    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 3);
+    let metrics = std::fs::read_to_string(textfiles.join("beskedhent.prom")).expect("metrics");
+    assert!(metrics.contains("beskedhent_"), "{metrics}");
+    let metadata = std::fs::symlink_metadata(textfiles.join("beskedhent.prom")).expect("meta");
+    assert!(metadata.is_file());
+    assert_eq!(metadata.uid(), service.uid);
+    assert_eq!(metadata.mode() & 0o777, 0o644);
+}
+
+#[test]
+fn lock_files_are_never_written_through_a_link_or_in_another_users_name() {
+    // Root's own replica, with its import lock made a link to a file only root may write.
+    let install = Install::new("");
+    let (code, _, stderr) = outcome(&install.run(&["init"]));
+    assert_eq!(code, 0, "{stderr}");
+    let target = install.path("root-only");
+    std::fs::write(&target, "untouched").expect("write");
+    std::os::unix::fs::symlink(&target, install.path("replica.db-import.lock")).expect("link");
+    let dir = install.path("in");
+    failed_letter(&dir, 3);
+    let (code, _, stderr) = outcome(&install.run(&["import", dir.to_str().expect("utf-8")]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is a symbolic link"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&target).expect("read"), "untouched");
+
+    // The service user's replica with a lock another user (root, in an earlier run) left.
+    let scratch = shared_scratch();
+    let service = LocalUser::create();
+    let home = service.dir(scratch.path(), "service", 0o700);
+    service.write(
+        &home.join("config.toml"),
+        "database = \"replica.db\"\n",
+        0o600,
+    );
+    let (code, _, stderr) = outcome(&run_in(Some(&service), &home, &["init"]));
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(home.join("replica.db-import.lock"), "").expect("root's lock");
+    let inbox = service.dir(&home, "in", 0o700);
+    let (code, _, stderr) = outcome(&run_in(Some(&service), &home, &["import", "in"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("owned by user root"), "{stderr}");
+    assert!(inbox.exists());
+}
+
+#[test]
+fn root_never_touches_another_users_replica() {
+    let scratch = shared_scratch();
+    let service = LocalUser::create();
+    let home = service.dir(scratch.path(), "service", 0o700);
+    // Root's configuration, naming the service user's replica.
+    let config = scratch.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("database = \"{}\"\n", home.join("replica.db").display()),
+    )
+    .expect("config");
+    let as_root = |args: &[&str]| {
+        outcome(
+            &Command::new(BIN)
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .env("BESKEDHENT_LOG", "warn")
+                .output()
+                .expect("run"),
+        )
+    };
+    let hint = format!("runuser -u {} --", service.name);
+    // Not even created by root.
+    let (code, _, stderr) = as_root(&["init"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&hint), "{stderr}");
+    assert!(std::fs::read_dir(&home).expect("home").next().is_none());
+    // Created by its user, then left alone by root, reading included (a reader would leave a
+    // root-owned `-shm`).
+    let (code, _, stderr) = outcome(
+        &service
+            .command(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("init")
+            .output()
+            .expect("init"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let inbox = scratch.path().join("in");
+    failed_letter(&inbox, 4);
+    let backup = scratch.path().join("copy.db");
+    let names = |dir: &Path| -> Vec<(String, u32)> {
+        let mut names: Vec<(String, u32)> = std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|entry| {
+                let entry = entry.expect("entry");
+                (
+                    entry.file_name().to_string_lossy().into_owned(),
+                    entry.metadata().expect("meta").uid(),
+                )
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let before = names(&home);
+    for args in [
+        &["init"][..],
+        &["import", inbox.to_str().expect("utf-8")][..],
+        &["status"][..],
+        &["letters"][..],
+        &["backup", backup.to_str().expect("utf-8")][..],
+        &["prune"][..],
+    ] {
+        let (code, _, stderr) = as_root(args);
+        assert_ne!(code, 0, "{args:?}");
+        if args != ["prune"] {
+            assert!(stderr.contains(&hint), "{args:?}: {stderr}");
+        }
+    }
+    assert_eq!(
+        names(&home),
+        before,
+        "root left files in the service's directory"
+    );
+    assert!(!backup.exists());
+
+    // Root importing into its own replica from a tree the service user can write: a link that
+    // user made to a file only root may read is not followed.
+    let tree = service.dir(scratch.path(), "tree", 0o755);
+    let secret = scratch.path().join("secret");
+    std::fs::write(&secret, "root's secret 2512489996").expect("write");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let linked = service
+        .command("ln")
+        .arg("-s")
+        .arg(&secret)
+        .arg(tree.join("letter.xml"))
+        .output()
+        .expect("ln");
+    assert!(linked.status.success());
+    let install = Install::new("");
+    let (code, _, stderr) = outcome(&install.run(&["import", tree.to_str().expect("utf-8")]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("not followed"), "{stderr}");
+    assert_eq!(
+        value::<i64>(&install.db(), "SELECT count(*) FROM rejected"),
+        0
+    );
+}
+
+/// The working directories of backups left in `dir`.
+fn work_directories(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with('.') && name.contains(".backup-"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_backup_leaves_no_copy_anyone_else_can_read() {
+    let install = Install::new("");
+    let (code, _, stderr) = outcome(&install.run(&["init"]));
+    assert_eq!(code, 0, "{stderr}");
+    // Large enough that the copy takes a while.
+    install
+        .db()
+        .execute_batch(
+            "CREATE TABLE padding (bytes BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
+             INSERT INTO padding SELECT randomblob(1000000) FROM n;",
+        )
+        .expect("padding");
+    let other = LocalUser::create();
+    let dir = install.dir.path().to_path_buf();
+    let backup_while = |name: &str, signal: libc::c_int| -> (Option<i32>, Vec<PathBuf>) {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(install.config())
+            .arg("backup")
+            .arg(dir.join(name))
+            .env("BESKEDHENT_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("backup");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while seen.is_empty() && Instant::now() < deadline {
+            if child.try_wait().expect("wait").is_some() {
+                break;
+            }
+            seen = work_directories(&dir);
+        }
+        // While it works: its copy is in a directory nobody else may enter.
+        for work in &seen {
+            let metadata = std::fs::metadata(work).expect("work directory");
+            assert_eq!(metadata.mode() & 0o777, 0o700, "{}", work.display());
+            let read = other
+                .command("cat")
+                .arg(work.join("copy.db"))
+                .output()
+                .expect("cat");
+            assert!(!read.status.success(), "another user read the partial copy");
+        }
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = child.wait().expect("wait");
+        (status.code(), work_directories(&dir))
+    };
+    // SIGTERM: the partial copy is removed on the way out.
+    let (code, left) = backup_while("backup-term.db", libc::SIGTERM);
+    assert!(left.is_empty(), "{left:?}");
+    assert!(matches!(code, Some(130) | Some(0)), "{code:?}");
+    if code == Some(130) {
+        assert!(!dir.join("backup-term.db").exists());
+    }
+    // SIGKILL: whatever is left is private, is named by `forget` and is removed by the next
+    // backup.
+    let (_, left) = backup_while("backup-kill.db", libc::SIGKILL);
+    for work in &left {
+        assert_eq!(std::fs::metadata(work).expect("meta").mode() & 0o777, 0o700);
+    }
+    let forget = Command::new(BIN)
+        .arg("--config")
+        .arg(install.config())
+        .arg("forget")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"2512489996\n")?;
+            child.wait_with_output()
+        })
+        .expect("forget");
+    let (code, stdout, stderr) = outcome(&forget);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for work in &left {
+        assert!(
+            stdout.contains(&work.display().to_string()),
+            "{}: {stdout}",
+            work.display()
+        );
+    }
+    let (code, stdout, stderr) = outcome(&install.run(&[
+        "backup",
+        dir.join("backup-next.db").to_str().expect("utf-8"),
+    ]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(work_directories(&dir).is_empty());
+    // The copies beside the replica are named by `forget`: this one too.
+    std::fs::write(install.path("numbers"), "# one a line\n2512489996\n").expect("numbers");
+    let (code, stdout, stderr) = outcome(&install.run(&[
+        "forget",
+        "--from",
+        install.path("numbers").to_str().expect("utf-8"),
+    ]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&dir.join("backup-next.db").display().to_string()),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn forget_takes_numbers_where_other_users_cannot_see_them() {
+    let install = Install::new("");
+    let (code, _, stderr) = outcome(&install.run(&["init"]));
+    assert_eq!(code, 0, "{stderr}");
+    let other = LocalUser::create();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(install.config())
+        .arg("forget")
+        .env("BESKEDHENT_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("forget");
+    // While it waits for the number, another user looks at its command line.
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = other
+        .command("cat")
+        .arg(format!("/proc/{}/cmdline", child.id()))
+        .output()
+        .expect("cat");
+    let seen = String::from_utf8_lossy(&seen.stdout).replace('\0', " ");
+    assert!(seen.contains("forget"), "{seen}");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"251248-9996\n").expect("write");
+    }
+    let (code, stdout, stderr) = outcome(&child.wait_with_output().expect("wait"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("names 251248****"), "{stdout}");
+    assert!(!seen.contains("9996"), "{seen}");
+    // On the command line it still works, with a warning that says why not to.
+    let (code, stdout, stderr) = outcome(&install.run(&["forget", "2512489996"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("can be seen by every user"), "{stderr}");
+    // A line that is not a number: nothing is erased, and the line is said masked.
+    let (code, _, stderr) = outcome(
+        &Command::new(BIN)
+            .arg("--config")
+            .arg(install.config())
+            .arg("forget")
+            .stdin(std::fs::File::open("/dev/null").expect("null"))
+            .output()
+            .expect("forget"),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("no CPR or CVR number was given"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_notify_command_cannot_read_beskedhents_secrets() {
+    let scratch = shared_scratch();
+    let service = LocalUser::create();
+    let home = service.dir(scratch.path(), "service", 0o700);
+    // The command tries the parent's environment, as any process of the same user could.
+    service.write(
+        &home.join("alert.sh"),
+        "#!/bin/sh\ncat >/dev/null\ncat /proc/$PPID/environ > \"$(dirname \"$0\")/leak\" 2>&1\nexit 0\n",
+        0o755,
+    );
+    service.write(
+        &home.join("config.toml"),
+        &format!(
+            "database = \"replica.db\"\n[notify]\ncommand = [\"{}\"]\noverdue_days = 0\n",
+            home.join("alert.sh").display()
+        ),
+        0o600,
+    );
+    let inbox = service.dir(&home, "in", 0o700);
+    failed_letter(&inbox, 5);
+    service.own(&inbox.join("5.xml"));
+    let output = service
+        .command(BIN)
+        .arg("import")
+        .arg("in")
+        .current_dir(&home)
+        .env("BESKEDHENT_PKCS12_PASSWORD", "p12-secret-value")
+        .env("BESKEDHENT_LOG", "warn")
+        .output()
+        .expect("import");
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("1 sent"), "{stdout}");
+    let leak = std::fs::read(home.join("leak")).expect("the command ran");
+    assert!(
+        !String::from_utf8_lossy(&leak).contains("p12-secret-value"),
+        "the command read the secret from its parent"
+    );
+}
