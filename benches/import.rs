@@ -14,7 +14,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use beskedhent::sample::{UuidGenerator, status_envelope};
+#[path = "../tests/support/sample.rs"]
+mod sample;
+use sample::{UuidGenerator, status_envelope};
 
 mod common;
 

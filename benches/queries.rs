@@ -19,8 +19,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use beskedhent::sample::{Status, UuidGenerator, status_envelope_with};
-use beskedhent::store::{Durability, Incoming, Raw, Store};
+#[path = "../tests/support/sample.rs"]
+mod sample;
+use beskedhent::replica::{Durability, Incoming, Raw, Store};
+use sample::{Status, UuidGenerator, status_envelope_with};
 
 mod common;
 
@@ -284,7 +286,7 @@ fn operations(scratch: &Path, path: &Path, party: &str) {
     );
     let store = Store::open_existing(path).expect("open");
     let started = Instant::now();
-    let text = beskedhent::monitor::metrics_text(&store, None).expect("metrics");
+    let text = beskedhent::ops::monitor::metrics_text(&store, None).expect("metrics");
     println!(
         "| metrics file contents | {} | {} lines |",
         format_duration(started.elapsed()),
@@ -330,7 +332,7 @@ fn operations(scratch: &Path, path: &Path, party: &str) {
         format_duration(busy.median),
         format_duration(busy.longest)
     );
-    let party = beskedhent::store::Party::parse(party).expect("party");
+    let party = beskedhent::replica::Party::parse(party).expect("party");
     let mut forgotten = None;
     let busy = with_writer(path, || {
         let mut store = Store::open(path).expect("open");

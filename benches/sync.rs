@@ -28,7 +28,9 @@ mod fake_sts;
 use std::process::Command;
 use std::time::Duration;
 
-use beskedhent::sample::{UuidGenerator, padded, status_envelope};
+#[path = "../tests/support/sample.rs"]
+mod sample;
+use sample::{UuidGenerator, padded, status_envelope};
 
 fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -126,15 +128,16 @@ fn raw_drain(broker: &broker::Broker, sts: &fake_sts::FakeSts, count: u64) -> f6
     )
     .expect("config");
     let pull = config.pull().expect("pull");
-    let credentials = beskedhent::credentials::Credentials::load(&pull.sts).expect("credentials");
-    let tokens = beskedhent::sts::TokenClient::new(&pull.sts, &credentials).expect("sts");
+    let credentials =
+        beskedhent::pull::credentials::Credentials::load(&pull.sts).expect("credentials");
+    let tokens = beskedhent::pull::sts::TokenClient::new(&pull.sts, &credentials).expect("sts");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let seconds = runtime.block_on(async {
         let token = tokens.token("12345678").await.expect("token");
-        let session = beskedhent::amqp::connect(&pull.amqp, &credentials, &token, "bare")
+        let session = beskedhent::pull::amqp::connect(&pull.amqp, &credentials, &token, "bare")
             .await
             .expect("connect");
         let started = std::time::Instant::now();

@@ -9,8 +9,10 @@
 
 use std::time::Instant;
 
-use beskedhent::sample::{UuidGenerator, hostile_documents, status_envelope};
-use beskedhent::xml;
+#[path = "../tests/support/sample.rs"]
+mod sample;
+use beskedhent::decode::xml;
+use sample::{UuidGenerator, hostile_documents, status_envelope};
 
 fn main() {
     let count: usize = std::env::var("BENCH_N")

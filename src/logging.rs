@@ -362,7 +362,7 @@ mod tests {
             tracing::Level::DEBUG
         )));
         assert!(shown_at_any_filter(&event(
-            "beskedhent::sync",
+            "beskedhent::pull::feed",
             tracing::Level::TRACE
         )));
     }

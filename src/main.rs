@@ -6,10 +6,13 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use beskedhent::cli::{Cli, Command};
+use beskedhent::commands::cli::{Cli, Command};
+use beskedhent::commands::{check, letters, status};
 use beskedhent::config::Config;
-use beskedhent::store::Store;
-use beskedhent::{check, exit, import, letters, logging, monitor, notify, schedule, status, sync};
+use beskedhent::ops::{monitor, notify, schedule};
+use beskedhent::pull::{feed as sync, import};
+use beskedhent::replica::Store;
+use beskedhent::{exit, logging};
 
 fn main() -> ExitCode {
     keep_memory_private();
@@ -165,7 +168,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> Result<u8> {
     if let Command::GenerateAssets { dir } = &cli.command {
         // Needs no configuration: run by packagers at build time.
-        beskedhent::cli::generate_assets(dir)
+        beskedhent::commands::cli::generate_assets(dir)
             .map_err(|error| anyhow::anyhow!("cannot write into `{}`: {error}", dir.display()))?;
         return Ok(exit::OK);
     }
@@ -210,9 +213,9 @@ fn run(cli: Cli) -> Result<u8> {
             let mut store = Store::open(&config.database)?;
             // One run of a source at a time, as `sync` does for a feed: two would record each
             // other's counts and take each other for killed.
-            let _lock = match beskedhent::sync::FeedLock::acquire(&config.database, &source) {
+            let _lock = match beskedhent::pull::feed::FeedLock::acquire(&config.database, &source) {
                 Ok(lock) => lock,
-                Err(beskedhent::sync::LockError::Held { holder, path, .. }) => {
+                Err(beskedhent::pull::feed::LockError::Held { holder, path, .. }) => {
                     logging::print_error(&format!(
                         "source `{source}` is being written by another beskedhent run ({holder}, lock file `{path}`); wait for it to finish, or import under another --source"
                     ));
@@ -237,7 +240,7 @@ fn run(cli: Cli) -> Result<u8> {
             if let Some(metrics) = &config.metrics {
                 let expiry = config
                     .sts()
-                    .and_then(|sts| beskedhent::credentials::Credentials::load(sts).ok())
+                    .and_then(|sts| beskedhent::pull::credentials::Credentials::load(sts).ok())
                     .and_then(|credentials| credentials.info().ok())
                     .map(|info| info.not_after);
                 if let Err(error) = monitor::write_metrics(&store, &metrics.textfile, expiry) {
@@ -447,10 +450,13 @@ fn run(cli: Cli) -> Result<u8> {
 
 /// Says which configuration file was read: at `info` when it was found in the working
 /// directory (where it may not be the one the operator meant), else at `debug`.
-fn say_which_configuration(path: &std::path::Path, origin: beskedhent::cli::ConfigOrigin) {
+fn say_which_configuration(
+    path: &std::path::Path,
+    origin: beskedhent::commands::cli::ConfigOrigin,
+) {
     let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     match origin {
-        beskedhent::cli::ConfigOrigin::WorkingDirectory => tracing::info!(
+        beskedhent::commands::cli::ConfigOrigin::WorkingDirectory => tracing::info!(
             "configuration `{}` (config.toml in the working directory; --config names another)",
             shown.display()
         ),
@@ -492,7 +498,7 @@ fn forget(config: &Config, party: Option<String>, from: Option<std::path::PathBu
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
-        match beskedhent::store::Party::parse(line) {
+        match beskedhent::replica::Party::parse(line) {
             Ok(party) => parties.push(party),
             Err(error) => {
                 logging::print_error(&format!(
@@ -532,7 +538,7 @@ fn forget(config: &Config, party: Option<String>, from: Option<std::path::PathBu
             logging::safe_line(&forgotten_line(config, party, &done))
         );
     }
-    let copies = beskedhent::store::copies_beside(&config.database);
+    let copies = beskedhent::replica::copies_beside(&config.database);
     if !copies.is_empty() {
         beskedhent::sayln!(
             "{}",
@@ -554,8 +560,8 @@ fn forget(config: &Config, party: Option<String>, from: Option<std::path::PathBu
 /// What `forget` did for one number, in one line.
 fn forgotten_line(
     config: &Config,
-    party: &beskedhent::store::Party,
-    done: &beskedhent::store::Forgotten,
+    party: &beskedhent::replica::Party,
+    done: &beskedhent::replica::Forgotten,
 ) -> String {
     let changed =
         done.registrations + done.envelopes + done.rejected + done.notifications + done.texts;

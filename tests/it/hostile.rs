@@ -686,7 +686,7 @@ fn the_largest_envelope_allowed_decodes_within_the_memory_bound() {
         1,
     );
     let encoded = engine.encode(payload);
-    let wrapped = beskedhent::sample::wrapped(&encoded, 76);
+    let wrapped = crate::sample::wrapped(&encoded, 76);
     let envelope = format!(
         "{}&#{};{}{}",
         &fixture[..start],

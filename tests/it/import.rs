@@ -496,7 +496,7 @@ fn config_errors_name_the_file_and_key() {
         .expect("run");
     let (code, _, stderr) = outcome(&output);
     assert_eq!(code, 1, "{stderr}");
-    if !Path::new(beskedhent::cli::SYSTEM_CONFIG).exists() {
+    if !Path::new(beskedhent::commands::cli::SYSTEM_CONFIG).exists() {
         assert!(
             stderr.contains(
                 "configuration file `/etc/beskedhent/config.toml` not found (nor `config.toml` in the working directory)"
@@ -615,7 +615,7 @@ fn import_killed_mid_run_resumes_without_loss_or_duplicates() {
         "killed too late to test anything: {stored}"
     );
     assert_eq!(
-        stored % beskedhent::import::BATCH_SIZE as i64,
+        stored % beskedhent::pull::import::BATCH_SIZE as i64,
         0,
         "only whole batches are committed"
     );
@@ -971,7 +971,8 @@ fn one_import_of_a_source_at_a_time() {
     assert_eq!(code, 0, "{stderr}");
     // Another run of the source holds its lock: this one leaves the replica alone (exit 5),
     // so neither takes the other for killed nor counts the other's messages.
-    let lock = beskedhent::sync::FeedLock::acquire(&install.db_path(), "import").expect("lock");
+    let lock =
+        beskedhent::pull::feed::FeedLock::acquire(&install.db_path(), "import").expect("lock");
     let runs = value::<i64>(&install.db(), "SELECT count(*) FROM run");
     let (code, _, stderr) = outcome(&install.run(&["import", good.to_str().expect("utf-8")]));
     assert_eq!(code, 5, "{stderr}");
@@ -1003,7 +1004,8 @@ fn one_import_of_a_source_at_a_time() {
     let (code, _, stderr) = outcome(&install.run(&["status"]));
     assert_eq!(code, 1, "{stderr}");
     std::fs::remove_file(elsewhere.path("hard.db")).expect("unlink");
-    let lock = beskedhent::sync::FeedLock::acquire(&install.db_path(), "import").expect("lock");
+    let lock =
+        beskedhent::pull::feed::FeedLock::acquire(&install.db_path(), "import").expect("lock");
     assert_eq!(
         value::<i64>(&install.db(), "SELECT count(*) FROM run"),
         runs
@@ -1025,5 +1027,40 @@ fn one_import_of_a_source_at_a_time() {
             "SELECT source || ' ' || status FROM run ORDER BY id"
         ),
         ["import ok", "archive ok", "import ok"]
+    );
+}
+
+#[test]
+fn generated_envelopes_decode_as_delivered_statuses() {
+    let mut ids = crate::sample::UuidGenerator::new(7);
+    let (besked_id, letter) = (ids.next_uuid(), ids.next_uuid());
+    assert_ne!(besked_id, letter);
+    assert_eq!(besked_id.len(), 36);
+    let envelope = crate::sample::status_envelope(&besked_id, &letter, 5);
+    assert!((3000..3600).contains(&envelope.len()), "{}", envelope.len());
+    let config =
+        beskedhent::config::Config::parse("database = \"x\"", std::path::Path::new("c.toml"))
+            .expect("config");
+    let message = config
+        .decoder()
+        .decode(envelope.as_bytes())
+        .expect("decodes");
+    assert_eq!(message.besked_id, besked_id);
+    let beskedhent::decode::message::Detail::PostStatus(status) = message.detail else {
+        panic!("not a status");
+    };
+    assert_eq!(status.message_uuid.as_deref(), Some(letter.as_str()));
+    assert_eq!(
+        status.occurred_at.as_deref(),
+        Some("2026-03-01T10:05:00.000Z")
+    );
+    // Padded to a size, it is that size and still the same message.
+    let large = crate::sample::padded(envelope.clone(), 65_000);
+    assert_eq!(large.len(), 65_000);
+    let same = config.decoder().decode(&large).expect("decodes padded");
+    assert_eq!(same.besked_id, besked_id);
+    assert_eq!(
+        crate::sample::padded(envelope.clone(), 10),
+        envelope.into_bytes()
     );
 }

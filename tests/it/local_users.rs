@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use beskedhent::sample::{Status, status_envelope_with};
+use crate::sample::{Status, status_envelope_with};
 
 use crate::support::{BIN, Install, outcome, test_uuid, value};
 

@@ -11,4 +11,6 @@ mod notify;
 mod ops;
 mod package;
 mod pull;
+#[path = "../support/sample.rs"]
+mod sample;
 mod support;

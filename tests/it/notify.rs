@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use beskedhent::sample::{Status, status_envelope_with};
+use crate::sample::{Status, status_envelope_with};
 
 use crate::support::{BIN, Install, outcome, rows, test_uuid, value};
 

@@ -261,12 +261,12 @@ fn forget_erases_a_party_from_the_files_bytes() {
     std::fs::create_dir(&payload_only).expect("dir");
     std::fs::write(
         payload_only.join("failed.xml"),
-        beskedhent::sample::status_envelope_with(
+        crate::sample::status_envelope_with(
             "e1000000-0000-4000-8000-0000000000b1",
             "e1000000-0000-4000-8000-0000000000b2",
-            &beskedhent::sample::Status {
+            &crate::sample::Status {
                 fejl: Some(("3", "Modtager 010170-1234 er fritaget")),
-                ..beskedhent::sample::Status::FAILED
+                ..crate::sample::Status::FAILED
             },
         ),
     )
@@ -274,12 +274,12 @@ fn forget_erases_a_party_from_the_files_bytes() {
     // One written with a no-break space, as word processors do.
     std::fs::write(
         payload_only.join("nbsp.xml"),
-        beskedhent::sample::status_envelope_with(
+        crate::sample::status_envelope_with(
             "e1000000-0000-4000-8000-0000000000b4",
             "e1000000-0000-4000-8000-0000000000b5",
-            &beskedhent::sample::Status {
+            &crate::sample::Status {
                 fejl: Some(("3", "Modtager 010170\u{a0}1234 er fritaget")),
-                ..beskedhent::sample::Status::FAILED
+                ..crate::sample::Status::FAILED
             },
         ),
     )
@@ -288,10 +288,10 @@ fn forget_erases_a_party_from_the_files_bytes() {
     // ids) is the number.
     std::fs::write(
         payload_only.join("letter.xml"),
-        beskedhent::sample::status_envelope_with(
+        crate::sample::status_envelope_with(
             "e1000000-0000-4000-8000-0000000000b3",
             "010170-1234",
-            &beskedhent::sample::Status::SENT,
+            &crate::sample::Status::SENT,
         ),
     )
     .expect("write");
@@ -438,7 +438,7 @@ fn forget_erases_a_party_from_the_files_bytes() {
 
 #[test]
 fn forget_finds_the_number_however_it_is_written_and_masks_stay_apart() {
-    use beskedhent::sample::{Status, padded, status_envelope_with};
+    use crate::sample::{Status, padded, status_envelope_with};
     let install = Install::new(TYPES);
     let dir = install.path("in");
     std::fs::create_dir(&dir).expect("dir");
@@ -671,7 +671,7 @@ fn a_cpr_number_in_a_mistyped_argument_is_masked() {
 
 #[test]
 fn prune_takes_the_refused_copies_of_what_it_deletes() {
-    use beskedhent::sample::{Status, padded, status_envelope_with};
+    use crate::sample::{Status, padded, status_envelope_with};
     let install = Install::new(&format!("max_message_bytes = 4096\n{TYPES}"));
     let dir = install.path("in");
     std::fs::create_dir(&dir).expect("dir");
@@ -722,7 +722,7 @@ fn prune_takes_the_refused_copies_of_what_it_deletes() {
 
 #[test]
 fn retention_takes_the_refused_copies_never_resolved_and_the_bytes_of_dropped_envelopes() {
-    use beskedhent::sample::{Status, padded, status_envelope_with};
+    use crate::sample::{Status, padded, status_envelope_with};
     let envelope = |n: u32| {
         padded(
             status_envelope_with(

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::broker::{self, Broker, certs};
 use crate::fake_sts::FakeSts;
+use crate::sample::padded;
 use crate::support::{
     BIN, Install, TYPES, fixtures, outcome, rows, status_envelope, test_uuid, value,
 };
-use beskedhent::sample::padded;
 
 /// A unique queue name (a dueslag UUID) for one test.
 fn queue_name() -> String {
@@ -454,7 +454,8 @@ fn two_runs_never_pull_the_same_feed() {
     install.run(&["init"]);
 
     // While another holder has the feed's lock, a run leaves the feed alone and says why.
-    let lock = beskedhent::sync::FeedLock::acquire(&install.db_path(), "status").expect("lock");
+    let lock =
+        beskedhent::pull::feed::FeedLock::acquire(&install.db_path(), "status").expect("lock");
     let (code, stdout, _) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 5, "{stdout}");
     assert!(
@@ -897,7 +898,7 @@ fn operator_mistakes_get_the_right_exit_code_and_hint() {
     // A held lock names its holder.
     test.install.run(&["init"]);
     let lock =
-        beskedhent::sync::FeedLock::acquire(&test.install.db_path(), "status").expect("lock");
+        beskedhent::pull::feed::FeedLock::acquire(&test.install.db_path(), "status").expect("lock");
     let (code, stdout, _) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 5, "{stdout}");
     assert!(
@@ -1070,7 +1071,7 @@ fn sync_memory_stays_flat_with_messages_at_the_default_limit() {
 #[test]
 fn sync_tells_about_failed_letters_and_a_feed_that_keeps_failing() {
     use crate::notify::{ago, sent, write_script};
-    use beskedhent::sample::{Status, status_envelope_with};
+    use crate::sample::{Status, status_envelope_with};
     let letter = test_uuid(0xf1, 1);
     let failed = status_envelope_with(
         &test_uuid(0xf2, 1),
@@ -1146,7 +1147,7 @@ fn sync_tells_about_failed_letters_and_a_feed_that_keeps_failing() {
 #[test]
 fn sigterm_during_a_notification_round_stops_the_daemon_promptly() {
     use crate::notify::{ago, write_script};
-    use beskedhent::sample::{Status, status_envelope_with};
+    use crate::sample::{Status, status_envelope_with};
     let failed: Vec<Vec<u8>> = (1..=3)
         .map(|n| {
             status_envelope_with(

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use rusqlite::Connection;
 
-pub use beskedhent::sample::status_envelope;
+pub use crate::sample::status_envelope;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_beskedhent");
 

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::envelope;
-use crate::message::{self, Decoder, Rejection};
-use crate::store::{Counts, Incoming, Outcome, Raw, RunEnd, RunStatus, Store};
+use crate::decode::envelope;
+use crate::decode::message::{self, Decoder, Rejection};
+use crate::replica::{Counts, Incoming, Outcome, Raw, RunEnd, RunStatus, Store};
 use crate::time;
 
 /// How much of an oversized file is searched for its besked id.
@@ -510,7 +510,7 @@ impl OwnFiles {
         if self.dir != Some((dir_metadata.dev(), dir_metadata.ino())) || self.name.is_empty() {
             return false;
         }
-        crate::store::is_own_file_name(&self.name, name)
+        crate::replica::is_own_file_name(&self.name, name)
     }
 
     /// The device and inode of each of them that exists now, found through the database's real

@@ -16,7 +16,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::config::ScheduleConfig;
 use crate::exit;
-use crate::sync::{self, Puller};
+use crate::pull::feed::{self, Puller};
 
 /// Runs passes on the schedule until a signal arrives (exit code 0) or too many passes in a row
 /// failed (exit code 4); returns once the running pass, if any, has committed and acknowledged
@@ -51,7 +51,7 @@ pub async fn run(
                 }
                 tracing::info!("pass starting");
                 notify_systemd("STATUS=pass running");
-                let report = sync::run_once(puller, shutdown).await;
+                let report = feed::run_once(puller, shutdown).await;
                 for line in report.lines() {
                     tracing::info!("{line}");
                 }
@@ -59,7 +59,7 @@ pub async fn run(
                 let failed: Vec<&str> = report
                     .feeds
                     .iter()
-                    .filter(|feed| matches!(feed.end, sync::FeedEnd::Failed(_)))
+                    .filter(|feed| matches!(feed.end, feed::FeedEnd::Failed(_)))
                     .map(|feed| feed.name.as_str())
                     .collect();
                 let now = crate::time::now_utc();
@@ -103,7 +103,7 @@ pub async fn run(
     notify_systemd("READY=1\nSTATUS=waiting for the first pass");
     let mut waiting = shutdown.clone();
     let code = tokio::select! {
-        _ = sync::stopped(&mut waiting) => exit::OK,
+        _ = feed::stopped(&mut waiting) => exit::OK,
         _ = give_up.notified() => exit::FEED_FAILED,
     };
     notify_systemd("STOPPING=1");

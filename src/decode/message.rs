@@ -1,9 +1,9 @@
 //! One received message, decoded: bytes in, a [`Message`] ready for the store or a
 //! [`Rejection`] saying why not. No I/O.
 
-use crate::envelope;
-use crate::payload::post_status::{self, PostStatus};
-use crate::payload::registration::{self, Channel, Registration, RegistrationType};
+use crate::decode::envelope;
+use crate::decode::payload::post_status::{self, PostStatus};
+use crate::decode::payload::registration::{self, Channel, Registration, RegistrationType};
 
 /// What kind of message a beskedtype is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

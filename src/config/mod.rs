@@ -3,14 +3,16 @@
 //! Unknown keys are errors that name the key. Only `database` is required; each command checks
 //! for the sections it needs. Relative paths are relative to the configuration file.
 
+pub mod cron;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::message::Decoder;
-use crate::payload::post_status;
-use crate::payload::registration::{Channel, RegistrationType};
+use crate::decode::message::Decoder;
+use crate::decode::payload::post_status;
+use crate::decode::payload::registration::{Channel, RegistrationType};
 
 /// Default for `max_message_bytes`: 64 KiB (real envelopes are 3-7 KB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -575,7 +577,7 @@ impl Config {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
                 "configuration file `{}` not found{}; pass --config PATH or set BESKEDHENT_CONFIG",
                 path.display(),
-                if path == Path::new(crate::cli::SYSTEM_CONFIG) {
+                if path == Path::new(crate::commands::cli::SYSTEM_CONFIG) {
                     " (nor `config.toml` in the working directory)".to_owned()
                 } else {
                     String::new()
@@ -626,7 +628,7 @@ impl Config {
         let feeds = validate_feeds(raw.feed)?;
         validate_sync(&raw.sync)?;
         if let Some(schedule) = &raw.schedule {
-            crate::cron::validate(&schedule.cron)
+            crate::config::cron::validate(&schedule.cron)
                 .map_err(|error| anyhow::anyhow!("`schedule.cron`: {error}"))?;
         }
         let mut notify = raw

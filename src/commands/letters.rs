@@ -11,7 +11,7 @@ use rusqlite::types::Value;
 use serde_json::{Map, Value as Json};
 
 use crate::mask::escape_controls;
-use crate::store::Store;
+use crate::replica::Store;
 
 /// Which letters to list.
 #[derive(Debug, Clone, Default)]
@@ -301,7 +301,7 @@ pub fn show(store: &Store, id: &str) -> Result<Option<String>> {
         return Ok(Some(out));
     }
 
-    let besked_id = crate::message::canonical_besked_id(id.to_owned());
+    let besked_id = crate::decode::message::canonical_besked_id(id.to_owned());
     const MESSAGE: &[&str] = &[
         "seq",
         "besked_id",
@@ -361,7 +361,7 @@ pub fn show(store: &Store, id: &str) -> Result<Option<String>> {
     // Decoded before anything is written out (decoding may need copies for a moment), then
     // written straight into the text, once, each copy dropped when written: an envelope may be
     // as large as `max_message_bytes`, and its payload three quarters of that.
-    let payload = crate::envelope::base64_payload(&envelope);
+    let payload = crate::decode::envelope::base64_payload(&envelope);
     push_text(&mut out, &envelope);
     drop(envelope);
     if let Some(payload) = payload {

@@ -6,8 +6,8 @@
 //! `ObjektHandling` (mapped by configuration), the time is `Registreringstidspunkt`. A payload
 //! element `Tilmeldt` holding `true`/`false` (any namespace) wins over `ObjektHandling`.
 
-use crate::envelope::Envelope;
-use crate::xml::Tree;
+use crate::decode::envelope::Envelope;
+use crate::decode::xml::Tree;
 
 /// Which register a message is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +175,7 @@ fn explicit_state(tree: &Tree, root: usize) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::parse_envelope;
+    use crate::decode::envelope::parse_envelope;
 
     const REGISTERED: &str = "0f0e7a1c-1111-4a2b-9c3d-4e5f6a7b8c9d";
     const DEREGISTERED: &str = "0f0e7a1c-2222-4a2b-9c3d-4e5f6a7b8c9d";

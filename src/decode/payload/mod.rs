@@ -1,10 +1,10 @@
-//! Typed payloads derived from an [`Envelope`](crate::envelope::Envelope): print status and
+//! Typed payloads derived from an [`Envelope`](crate::decode::envelope::Envelope): print status and
 //! registrations. No I/O.
 
 pub mod post_status;
 pub mod registration;
 
-use crate::xml::Tree;
+use crate::decode::xml::Tree;
 
 /// Most bytes a derived text column keeps of a value (the envelope keeps it whole): longer
 /// values are cut, with a marker saying how much (`… [cut N bytes]`).

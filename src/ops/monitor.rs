@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, MonitorConfig};
-use crate::store::{SourceHealth, Store};
+use crate::replica::{SourceHealth, Store};
 
 /// The schema version monitoring needs (the `run` table).
 const NEEDS_SCHEMA: i64 = 4;
@@ -362,7 +362,9 @@ fn check_certificate(config: &Config, now: DateTime<Utc>, findings: &mut Finding
         return;
     };
     let monitor = &config.monitor;
-    match crate::credentials::Credentials::load(sts).and_then(|credentials| credentials.info()) {
+    match crate::pull::credentials::Credentials::load(sts)
+        .and_then(|credentials| credentials.info())
+    {
         Err(error) => findings.add(
             State::Unknown,
             format!("cannot read the [sts] certificate: {error:#}"),

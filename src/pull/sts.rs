@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::config::StsConfig;
-use crate::credentials::Credentials;
+use crate::decode::xml;
+use crate::pull::credentials::Credentials;
 use crate::time;
-use crate::xml;
 
 const SAML_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 
@@ -60,7 +60,7 @@ pub enum StsError {
     #[error("cannot reach the STS at {url}: {detail}")]
     Transport {
         url: String,
-        problem: crate::net::Problem,
+        problem: crate::pull::net::Problem,
         detail: String,
     },
     #[error("the STS answered something unexpected: {0}")]
@@ -70,7 +70,7 @@ pub enum StsError {
 impl StsError {
     /// What to do about it, for the operator.
     pub fn hint(&self, sts: &crate::config::StsConfig) -> String {
-        use crate::net::Problem;
+        use crate::pull::net::Problem;
         match self {
             StsError::Refused { status, .. } if *status >= 500 => {
                 "the STS has trouble of its own; a later run tries again".into()
@@ -101,9 +101,9 @@ impl StsError {
         match self {
             StsError::Transport { problem, .. } => !matches!(
                 problem,
-                crate::net::Problem::Dns
-                    | crate::net::Problem::Certificate
-                    | crate::net::Problem::HandshakeRefused
+                crate::pull::net::Problem::Dns
+                    | crate::pull::net::Problem::Certificate
+                    | crate::pull::net::Problem::HandshakeRefused
             ),
             StsError::Refused { status, .. } => *status >= 500,
             StsError::BadResponse(_) => false,
@@ -137,7 +137,7 @@ impl TokenClient {
             .timeout(Duration::from_secs(sts.timeout_seconds))
             .user_agent(concat!("beskedhent/", env!("CARGO_PKG_VERSION")));
         if let Some(ca_file) = &sts.ca_file {
-            let roots = crate::net::trust_roots(ca_file, "sts.ca_file")?;
+            let roots = crate::pull::net::trust_roots(ca_file, "sts.ca_file")?;
             for certificate in roots {
                 builder = builder.add_root_certificate(certificate);
             }
@@ -190,9 +190,9 @@ impl TokenClient {
         let transport = |error: reqwest::Error| StsError::Transport {
             url: self.url.clone(),
             problem: if error.is_timeout() {
-                crate::net::Problem::Timeout
+                crate::pull::net::Problem::Timeout
             } else {
-                crate::net::classify(&error)
+                crate::pull::net::classify(&error)
             },
             detail: error_chain(&error),
         };
@@ -201,11 +201,11 @@ impl TokenClient {
             Err(error) => {
                 let mut error = transport(error);
                 if let StsError::Transport { problem, .. } = &mut error
-                    && *problem == crate::net::Problem::Other
-                    && let Some((host, port)) = crate::net::host_port(&self.url)
-                    && !crate::net::resolves(&host, port).await
+                    && *problem == crate::pull::net::Problem::Other
+                    && let Some((host, port)) = crate::pull::net::host_port(&self.url)
+                    && !crate::pull::net::resolves(&host, port).await
                 {
-                    *problem = crate::net::Problem::Dns;
+                    *problem = crate::pull::net::Problem::Dns;
                 }
                 return Err(error);
             }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::config::NotifyConfig;
-use crate::store::{EventRules, Pending, Store};
+use crate::replica::{EventRules, Pending, Store};
 
 /// Most events sent by one delivery round; the rest wait for the next.
 const ROUND: u32 = 1000;
@@ -284,7 +284,7 @@ impl<'a> Sender<'a> {
                     .user_agent(concat!("beskedhent/", env!("CARGO_PKG_VERSION")))
                     .timeout(Duration::from_secs(config.timeout_seconds));
                 if let Some(ca) = &config.ca_file {
-                    for certificate in crate::net::trust_roots(ca, "notify.ca_file")? {
+                    for certificate in crate::pull::net::trust_roots(ca, "notify.ca_file")? {
                         builder = builder.add_root_certificate(certificate);
                     }
                 }
@@ -336,7 +336,7 @@ impl<'a> Sender<'a> {
                     request
                         .send()
                         .map(|response| response.status())
-                        .map_err(|error| crate::sts::error_chain(&error.without_url())),
+                        .map_err(|error| crate::pull::sts::error_chain(&error.without_url())),
                 );
             });
             let status = loop {

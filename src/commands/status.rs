@@ -5,7 +5,7 @@ use std::fmt::Write;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::store::{CursorRow, NotificationCounts, SourceHealth, Store, TableCounts};
+use crate::replica::{CursorRow, NotificationCounts, SourceHealth, Store, TableCounts};
 
 /// Everything `status` shows.
 #[derive(Debug, Serialize)]

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
 
-use crate::amqp::{self, AmqpError};
 use crate::config::Config;
-use crate::credentials::Credentials;
 use crate::logging::safe_line;
-use crate::sts::TokenClient;
+use crate::pull::amqp::{self, AmqpError};
+use crate::pull::credentials::Credentials;
+use crate::pull::sts::TokenClient;
 use crate::time;
 
 /// Certificates expiring within this many days are reported as a warning.
@@ -45,7 +45,7 @@ pub async fn check(config: &Config) -> bool {
     ));
     if let Some(notify) = &config.notify {
         // The webhook's client is a blocking one, which must not be made on a runtime thread.
-        match tokio::task::block_in_place(|| crate::notify::preflight(notify)) {
+        match tokio::task::block_in_place(|| crate::ops::notify::preflight(notify)) {
             Ok(line) => findings.ok(line),
             Err(error) => findings.fail(format!("{error:#}")),
         }

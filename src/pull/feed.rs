@@ -23,17 +23,17 @@ use anyhow::Result;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
-use crate::amqp::{self, AmqpError, Session};
 use crate::config::{
     Config, FeedConfig, Fetch, NotifyConfig, PullConfig, RetentionConfig, SyncConfig,
 };
-use crate::credentials::Credentials;
+use crate::decode::message::Decoder;
 use crate::exit;
-use crate::message::Decoder;
-use crate::store::{
+use crate::pull::amqp::{self, AmqpError, Session};
+use crate::pull::credentials::Credentials;
+use crate::pull::sts::TokenClient;
+use crate::replica::{
     Counts, EventRules, Incoming, Outcome, Raw, RunEnd, RunStatus, Store, WalFlusher,
 };
-use crate::sts::TokenClient;
 use crate::time;
 
 /// Most bytes of deliveries held unacknowledged (received, not yet committed) per feed, for
@@ -250,7 +250,7 @@ pub async fn run_once(puller: Arc<Puller>, shutdown: watch::Receiver<bool>) -> R
 
 /// What follows the feeds of a run, each step independent of the others: notifications,
 /// retention (both skipped after a signal), the metrics file. One report line per step.
-fn after_run(puller: &Puller, stop: crate::notify::Stop<'_>) -> Vec<String> {
+fn after_run(puller: &Puller, stop: crate::ops::notify::Stop<'_>) -> Vec<String> {
     // After a signal, nothing more is started: what is pending goes out on the next run. One
     // that comes later ends the notification round early.
     let stopping = stop();
@@ -276,10 +276,10 @@ fn after_run(puller: &Puller, stop: crate::notify::Stop<'_>) -> Vec<String> {
         }
     };
     if let Some(notify) = notify {
-        store.record_events(crate::notify::rules(Some(notify)));
+        store.record_events(crate::ops::notify::rules(Some(notify)));
         step(
             "notifications",
-            crate::notify::deliver(&mut store, notify, stop).map(|done| done.line(&store)),
+            crate::ops::notify::deliver(&mut store, notify, stop).map(|done| done.line(&store)),
         );
     }
     if prune {
@@ -292,7 +292,7 @@ fn after_run(puller: &Puller, stop: crate::notify::Stop<'_>) -> Vec<String> {
         let expiry = puller.credentials.info().ok().map(|info| info.not_after);
         step(
             "metrics",
-            crate::monitor::write_metrics(&store, path, expiry)
+            crate::ops::monitor::write_metrics(&store, path, expiry)
                 .map(|()| format!("metrics written to {}", path.display())),
         );
     }
@@ -509,7 +509,7 @@ async fn run_feed(
     };
     let store = match Store::open(&puller.database).and_then(|mut store| {
         store.tune_for_pull(puller.max_message_bytes)?;
-        store.record_events(crate::notify::rules(puller.notify.as_ref()));
+        store.record_events(crate::ops::notify::rules(puller.notify.as_ref()));
         Ok(store)
     }) {
         Ok(store) => store,
@@ -531,7 +531,7 @@ async fn run_feed(
         committer: Committer {
             database: puller.database.clone(),
             max_message_bytes: puller.max_message_bytes,
-            events: crate::notify::rules(puller.notify.as_ref()),
+            events: crate::ops::notify::rules(puller.notify.as_ref()),
             slot: Slot::Idle(store),
             flusher,
             syncing: None,
@@ -697,7 +697,7 @@ impl FeedRun<'_> {
     async fn pull(
         &mut self,
         session: &Session,
-        token: &crate::sts::Token,
+        token: &crate::pull::sts::Token,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<FeedEnd, SessionEnd> {
         let queue = self.feed.dueslag.clone();
@@ -741,7 +741,7 @@ impl FeedRun<'_> {
     fn should_stop(
         &self,
         shutdown: &watch::Receiver<bool>,
-        token: &crate::sts::Token,
+        token: &crate::pull::sts::Token,
     ) -> Option<Result<FeedEnd, SessionEnd>> {
         let tuning = &self.puller.tuning;
         if *shutdown.borrow() {
@@ -1030,7 +1030,7 @@ fn delivery(
         Some(Err(error)) => Err(SessionEnd::Retry(format!(
             "lost the broker at {}: {}",
             session.endpoint,
-            crate::sts::error_chain(&error)
+            crate::pull::sts::error_chain(&error)
         ))),
         None => Err(SessionEnd::Retry(format!(
             "the broker at {} ended the consumer",
@@ -1100,7 +1100,7 @@ impl FeedLock {
         crate::owner::check_replica(database).map_err(LockError::NotOurs)?;
         let path = PathBuf::from(format!(
             "{}-{feed}.lock",
-            crate::store::real_path(database).display()
+            crate::replica::real_path(database).display()
         ));
         let io = |error| LockError::Io {
             feed: feed.to_owned(),

@@ -191,7 +191,7 @@ pub fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
 /// `forget PARTY`: a CPR or CVR number in one of the forms `forget` takes; anything else is a
 /// usage error.
 fn party(value: &str) -> Result<String, String> {
-    crate::store::Party::parse(value)
+    crate::replica::Party::parse(value)
         .map(|_| value.to_owned())
         .map_err(|error| error.to_string())
 }
@@ -203,12 +203,12 @@ fn source_name(value: &str) -> Result<String, String> {
         .map_err(|error| error.to_string())
 }
 
-/// `--since`, in its stored form (see [`crate::letters::parse_bound`]).
+/// `--since`, in its stored form (see [`crate::commands::letters::parse_bound`]).
 fn since_bound(value: &str) -> Result<String, String> {
-    crate::letters::parse_bound(value, false).map_err(|error| error.to_string())
+    crate::commands::letters::parse_bound(value, false).map_err(|error| error.to_string())
 }
 
-/// `--until`, in its stored form (see [`crate::letters::parse_bound`]).
+/// `--until`, in its stored form (see [`crate::commands::letters::parse_bound`]).
 fn until_bound(value: &str) -> Result<String, String> {
-    crate::letters::parse_bound(value, true).map_err(|error| error.to_string())
+    crate::commands::letters::parse_bound(value, true).map_err(|error| error.to_string())
 }

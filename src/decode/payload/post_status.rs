@@ -5,9 +5,9 @@
 //! (`ObjektRegistrering`), so a status is useful even when the payload is missing.
 
 use super::child_text;
-use crate::envelope::Envelope;
+use crate::decode::envelope::Envelope;
+use crate::decode::xml::{NS_POST_STATUS, Tree};
 use crate::time;
-use crate::xml::{NS_POST_STATUS, Tree};
 
 /// The PKO_PostStatus beskedtype UUID.
 pub const BESKEDTYPE: &str = "d2bed63c-4853-4008-b6e0-a74c15b15fbf";
@@ -129,9 +129,10 @@ pub struct PostStatus {
 /// Derives the status from an envelope of beskedtype PKO_PostStatus.
 pub fn parse_post_status(envelope: &Envelope) -> Result<PostStatus, String> {
     let registrering = envelope.registreringer.first();
-    let from_envelope = |field: fn(&crate::envelope::ObjectRegistration) -> &Option<String>| {
-        registrering.and_then(|r| field(r).clone())
-    };
+    let from_envelope =
+        |field: fn(&crate::decode::envelope::ObjectRegistration) -> &Option<String>| {
+            registrering.and_then(|r| field(r).clone())
+        };
     let mut status = PostStatus {
         message_uuid: from_envelope(|r| &r.objekt_id),
         transmission_id: from_envelope(|r| &r.registrering_id),
@@ -217,7 +218,7 @@ fn timestamp(element: &str, value: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::parse_envelope;
+    use crate::decode::envelope::parse_envelope;
     use base64::Engine;
 
     fn envelope_with(handling: &str, payload: &str) -> Vec<u8> {

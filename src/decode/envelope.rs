@@ -7,8 +7,8 @@ use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use thiserror::Error;
 
+use crate::decode::xml::{self, NS_BASE64, NS_KUVERT, NS_SAGDOK, NS_STS, Tree, XmlError};
 use crate::time;
-use crate::xml::{self, NS_BASE64, NS_KUVERT, NS_SAGDOK, NS_STS, Tree, XmlError};
 
 /// Why an envelope was refused. Shown to people in the `rejected` table.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -198,7 +198,7 @@ fn identifier(tree: &Tree, node: usize) -> Option<String> {
             child.is(NS_SAGDOK, "UUIDIdentifikator") || child.is(NS_SAGDOK, "URNIdentifikator")
         })
         .and_then(|child| tree.text(child))
-        .map(crate::payload::field)
+        .map(crate::decode::payload::field)
 }
 
 /// The `TidsstempelDatoTid` inside `parent/name`, as UTC text.

@@ -13,9 +13,9 @@ use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use thiserror::Error;
 
 use crate::config::AmqpConfig;
-use crate::credentials::Credentials;
-use crate::net::Problem;
-use crate::sts::{Token, error_chain};
+use crate::pull::credentials::Credentials;
+use crate::pull::net::Problem;
+use crate::pull::sts::{Token, error_chain};
 
 /// SASL `EXTERNAL` whose response is the decoded SAML assertion (UTF-8 XML), as the
 /// Beskedfordeler expects. lapin's built-in `EXTERNAL` sends an empty response.
@@ -84,7 +84,7 @@ impl AmqpError {
             },
             _ => AmqpError::Transport {
                 endpoint: endpoint.to_owned(),
-                problem: crate::net::classify(error),
+                problem: crate::pull::net::classify(error),
                 detail: format!("cannot connect to the broker at {endpoint}: {detail}"),
             },
         }
@@ -93,7 +93,7 @@ impl AmqpError {
     fn lost(error: &lapin::Error, endpoint: &str) -> AmqpError {
         AmqpError::Transport {
             endpoint: endpoint.to_owned(),
-            problem: crate::net::classify(error),
+            problem: crate::pull::net::classify(error),
             detail: format!("lost the broker at {endpoint}: {}", error_chain(error)),
         }
     }
@@ -206,7 +206,7 @@ pub async fn connect(
                 })?;
                 // Checked here, so that a file that is not a CA certificate is said as such,
                 // not as a broker that cannot be trusted.
-                crate::net::parse_trust_roots(pem.as_bytes(), path, "amqp.ca_file").map_err(
+                crate::pull::net::parse_trust_roots(pem.as_bytes(), path, "amqp.ca_file").map_err(
                     |error| transport(&endpoint, Problem::Setting, format!("{error:#}")),
                 )?;
                 Some(pem)
@@ -214,7 +214,7 @@ pub async fn connect(
             None => None,
         },
     };
-    if !crate::net::resolves(&uri.authority.host, uri.authority.port).await {
+    if !crate::pull::net::resolves(&uri.authority.host, uri.authority.port).await {
         return Err(transport(
             &endpoint,
             Problem::Dns,
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn external_response_is_the_assertion_bytes() {
-        let token = crate::sts::parse_response(
+        let token = crate::pull::sts::parse_response(
             serde_json::json!({"RequestedSecurityToken": {"Assertion": "PHNhbWw6QXNzZXJ0aW9uIHhtbG5zOnNhbWw9InVybjpvYXNpczpuYW1lczp0YzpTQU1MOjIuMDphc3NlcnRpb24iPjxzYW1sOkNvbmRpdGlvbnMgTm90T25PckFmdGVyPSIyMDMwLTAxLTAxVDAwOjAwOjAwWiIvPjwvc2FtbDpBc3NlcnRpb24+"}})
                 .to_string()
                 .as_bytes(),

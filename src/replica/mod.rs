@@ -15,14 +15,14 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::message::{Detail, Message, Rejection};
+use crate::decode::message::{Detail, Message, Rejection};
 
 mod backup;
 mod health;
 mod retention;
 mod search;
 
-use crate::payload::post_status::PostStatus;
+use crate::decode::payload::post_status::PostStatus;
 pub use backup::{BackedUp, SKIP_UPGRADE_BACKUP_ENV, copies_beside};
 pub use health::SourceHealth;
 pub use retention::{Forgotten, Party, Pruned};
@@ -30,7 +30,7 @@ pub use retention::{Forgotten, Party, Pruned};
 /// Schema versions: index `i` holds the SQL that takes a database from version `i` to `i + 1`.
 /// Append only; never edit a released entry.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../schema.sql"),
+    include_str!("../../schema.sql"),
     MIGRATION_2,
     MIGRATION_3,
     MIGRATION_4,
@@ -2151,7 +2151,7 @@ mod tests {
         status: &crate::sample::Status<'_>,
     ) -> Incoming {
         let raw = crate::sample::status_envelope_with(besked_id, letter, status).into_bytes();
-        let decoder = crate::message::Decoder {
+        let decoder = crate::decode::message::Decoder {
             max_message_bytes: 1 << 20,
             registrations: Vec::new(),
         };
@@ -2475,7 +2475,7 @@ mod tests {
             refused_item(id, &other),
         ];
         store.write_batch("test", at, &refused).unwrap();
-        let decoder = crate::message::Decoder {
+        let decoder = crate::decode::message::Decoder {
             max_message_bytes: 1 << 20,
             registrations: Vec::new(),
         };

@@ -1,0 +1,10 @@
+//! Getting messages into the replica: [`credentials`] (the function certificate), [`sts`] (the
+//! token), [`amqp`] and [`net`] (the broker and what went wrong on the way), [`feed`] (one run
+//! over the feeds: fetch, decode, commit, then acknowledge), [`import`] (envelopes from files).
+
+pub mod amqp;
+pub mod credentials;
+pub mod feed;
+pub mod import;
+pub mod net;
+pub mod sts;
