@@ -98,7 +98,7 @@ fn main() {
 
     // The replica, through the real write path.
     let path = scratch.join("replica.db");
-    let mut store = Store::open(&path).expect("open");
+    let mut store = Store::open(&path, None).expect("open");
     store
         .set_durability(Durability::Normal)
         .expect("durability");
@@ -319,7 +319,7 @@ fn operations(scratch: &Path, path: &Path, party: &str) {
     };
     let mut pruned = None;
     let busy = with_writer(path, || {
-        let mut store = Store::open(path).expect("open");
+        let mut store = Store::open(path, None).expect("open");
         pruned = Some(store.prune(&retention).expect("prune"));
     });
     let pruned = pruned.expect("pruned");
@@ -335,7 +335,7 @@ fn operations(scratch: &Path, path: &Path, party: &str) {
     let party = beskedhent::replica::Party::parse(party).expect("party");
     let mut forgotten = None;
     let busy = with_writer(path, || {
-        let mut store = Store::open(path).expect("open");
+        let mut store = Store::open(path, None).expect("open");
         forgotten = Some(store.forget(&party).expect("forget"));
     });
     let forgotten = forgotten.expect("forgotten");
@@ -368,7 +368,7 @@ fn with_writer(path: &Path, operation: impl FnOnce()) -> Beside {
             let decoder = beskedhent::config::Config::parse(TYPES, Path::new("config.toml"))
                 .expect("config")
                 .decoder();
-            let mut store = Store::open(&path).expect("open");
+            let mut store = Store::open(&path, None).expect("open");
             let mut ids = UuidGenerator::new(now_nanos());
             let at = format_time(chrono::Utc::now().timestamp());
             let mut times = Vec::new();

@@ -112,6 +112,22 @@ pub fn create_beside(
     }
 }
 
+/// `path` with every symbolic link and `..` resolved; for a file not yet created, its
+/// directory's real path and its name; as given when neither can be resolved.
+pub fn real_path(path: &Path) -> std::path::PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    match (
+        parent.map_or_else(|| std::fs::canonicalize("."), std::fs::canonicalize),
+        path.file_name(),
+    ) {
+        (Ok(directory), Some(name)) => directory.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
 fn not_regular(file_type: &std::fs::FileType) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidInput,

@@ -271,19 +271,65 @@ pub fn stdout_failure() -> Option<&'static std::io::Error> {
     STDOUT_FAILED.get()
 }
 
-/// `print!` for a command's output, through [`write_stdout`](crate::logging::write_stdout).
+/// Writes text for the operator to standard output: every line made safe like a log line
+/// ([`safe_line`]: CPR numbers masked, control characters escaped, capped), so that no command
+/// masks by hand. Used through [`say!`](crate::say) and [`sayln!`](crate::sayln).
+pub fn write_stdout_safe(text: std::fmt::Arguments<'_>) {
+    let text = text.to_string();
+    let (body, newline) = match text.strip_suffix('\n') {
+        Some(body) => (body, "\n"),
+        None => (text.as_str(), ""),
+    };
+    let safe: Vec<String> = body.split('\n').map(safe_line).collect();
+    write_stdout(format_args!("{}{newline}", safe.join("\n")));
+}
+
+/// Writes `value` to standard output as pretty JSON for scripts, every string in it made safe
+/// as a log line's text is (CPR numbers masked, control characters escaped).
+pub fn write_json<T: serde::Serialize>(value: &T) -> std::io::Result<()> {
+    fn clean(value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(text) => {
+                if let std::borrow::Cow::Owned(safe) = mask::for_log(text) {
+                    *text = safe;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(clean),
+            Value::Object(map) => map.values_mut().for_each(clean),
+            Value::Number(_) | Value::Bool(_) | Value::Null => {}
+        }
+    }
+    let mut value = serde_json::to_value(value)?;
+    clean(&mut value);
+    let text = serde_json::to_string_pretty(&value)?;
+    write_stdout(format_args!("{text}\n"));
+    Ok(())
+}
+
+/// `print!` for text for the operator: masked and escaped line by line (see
+/// [`write_stdout_safe`](crate::logging::write_stdout_safe)).
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {
-        $crate::logging::write_stdout(format_args!($($arg)*))
+        $crate::logging::write_stdout_safe(format_args!($($arg)*))
     };
 }
 
-/// `println!` for a command's output, through [`write_stdout`](crate::logging::write_stdout).
+/// `println!` for text for the operator: masked and escaped line by line.
 #[macro_export]
 macro_rules! sayln {
     ($($arg:tt)*) => {
-        $crate::logging::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::logging::write_stdout_safe(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for output that shows personal data on purpose (`letters`, `show`) and makes its
+/// own text safe (control characters escaped by the renderer): written as given.
+#[macro_export]
+macro_rules! say_data {
+    ($($arg:tt)*) => {
+        $crate::logging::write_stdout(format_args!($($arg)*))
     };
 }
 

@@ -240,7 +240,7 @@ pub fn check_replica(database: &Path) -> Result<()> {
             run_as_hint(metadata.uid())
         );
     }
-    let directory = match crate::replica::real_path(database).parent() {
+    let directory = match crate::files::real_path(database).parent() {
         Some(dir) => dir.to_path_buf(),
         None => return Ok(()),
     };

@@ -24,10 +24,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The installed package's configuration, read when neither `--config`, `BESKEDHENT_CONFIG`
-/// nor a `config.toml` in the working directory names another.
-pub const SYSTEM_CONFIG: &str = "/etc/beskedhent/config.toml";
-
 /// Where the configuration comes from, for the one line that says which file was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigOrigin {
@@ -35,7 +31,7 @@ pub enum ConfigOrigin {
     Named,
     /// `config.toml` in the working directory (a checkout, a test).
     WorkingDirectory,
-    /// [`SYSTEM_CONFIG`].
+    /// [`crate::config::SYSTEM_CONFIG`].
     System,
 }
 
@@ -52,7 +48,10 @@ impl Cli {
                 if std::fs::symlink_metadata(&local).is_ok() {
                     (local, ConfigOrigin::WorkingDirectory)
                 } else {
-                    (PathBuf::from(SYSTEM_CONFIG), ConfigOrigin::System)
+                    (
+                        PathBuf::from(crate::config::SYSTEM_CONFIG),
+                        ConfigOrigin::System,
+                    )
                 }
             }
         }
@@ -165,6 +164,98 @@ pub enum Command {
         #[arg(value_name = "PARTY", value_parser = party)]
         party: Option<String>,
     },
+}
+
+/// The command line, or, when clap had something to say instead (help, the version, a usage
+/// mistake), the exit code after saying it.
+pub fn parse() -> Result<Cli, u8> {
+    use std::io::Write as _;
+    let error = match Cli::try_parse() {
+        Ok(cli) => return Ok(cli),
+        Err(error) => error,
+    };
+    let kind = error.kind();
+    let shown = matches!(
+        kind,
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+    );
+    if shown {
+        // Help and version go to standard output; a failure to write them is an error.
+        return match error.print().and_then(|()| std::io::stdout().flush()) {
+            Ok(()) => Ok(crate::exit::OK),
+            Err(write) if write.kind() == std::io::ErrorKind::BrokenPipe => Ok(crate::exit::OK),
+            Err(write) => {
+                // Standard error may be gone too: that is no reason to panic.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "error: cannot write to standard output: {write}"
+                );
+                Ok(crate::exit::ERROR)
+            }
+        }
+        .and_then(Err);
+    }
+    // As a monitoring plugin, a usage mistake is UNKNOWN (exit 3), on one line.
+    if std::env::args_os()
+        .any(|arg| arg == "--check" || arg.as_encoded_bytes().starts_with(b"--check="))
+    {
+        let text = error.to_string();
+        let first = text.lines().next().unwrap_or("invalid arguments");
+        crate::sayln!("UNKNOWN - {}", first.trim_start_matches("error: "));
+        return Err(crate::ops::monitor::State::Unknown.exit_code());
+    }
+    // A usage mistake: said like every error, masked and one line per line (an argument with
+    // a newline in it cannot forge one). Standard error may be closed or full: the exit code
+    // still says it.
+    let _ = writeln!(
+        std::io::stderr(),
+        "{}",
+        usage_error(&error.render().to_string())
+    );
+    Err(crate::exit::USAGE)
+}
+
+impl Cli {
+    /// Whether this is `status --check`, whose every failure is UNKNOWN.
+    pub fn is_plugin(&self) -> bool {
+        matches!(self.command, Command::Status { check: true, .. })
+    }
+}
+
+/// clap's text about a usage mistake, made safe: the arguments that have control characters in
+/// them escaped wherever the text quotes them, then each line masked and escaped.
+fn usage_error(text: &str) -> String {
+    let mut text = text.trim_end().to_owned();
+    for arg in std::env::args_os().skip(1) {
+        let arg = arg.to_string_lossy().into_owned();
+        let value = arg.split_once('=').map(|(_, value)| value.to_owned());
+        for quoted in std::iter::once(arg).chain(value) {
+            let escaped = crate::mask::escape_controls(&quoted);
+            if escaped != quoted.as_str() && !quoted.is_empty() {
+                text = text.replace(&quoted, &escaped);
+            }
+        }
+    }
+    // An argument is quoted as given: a CPR number in it is masked even where letters touch
+    // it (`--source a0101701234`), which the masking of logs leaves alone; and a number parsed
+    // from it is quoted without its leading zeros (`101701234 is not in 0..=36500`).
+    for arg in std::env::args_os().skip(1) {
+        let arg = arg.to_string_lossy();
+        if !crate::mask::holds_cpr_number(&arg) {
+            continue;
+        }
+        for run in arg.split(|c: char| !c.is_ascii_digit()) {
+            let parsed = run.trim_start_matches('0');
+            if parsed.len() >= 6 {
+                text = text.replace(parsed, &"*".repeat(parsed.len()));
+            }
+        }
+    }
+    let text = crate::mask::mask_cpr_among_letters(&text);
+    text.lines()
+        .map(crate::logging::safe_line)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Writes the manual pages (`beskedhent.1`, and `beskedhent-COMMAND.1` for each command) and

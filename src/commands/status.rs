@@ -1,11 +1,42 @@
-//! The `status` report: per source, position, counts and last run, plus totals.
+//! `status`: per source, position, counts and last run, plus totals, as a table or JSON; and
+//! `status --check`, the monitoring plugin.
 
 use std::fmt::Write;
+
+use std::path::Path;
 
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::config::Config;
+use crate::exit;
+use crate::ops::monitor;
 use crate::replica::{CursorRow, NotificationCounts, SourceHealth, Store, TableCounts};
+
+pub fn run(config: &Config, json: bool) -> Result<u8> {
+    let store = Store::open_existing(&config.database)?;
+    let report = report(&store)?;
+    if json {
+        crate::logging::write_json(&report)?;
+    } else {
+        crate::say!("{}", report.to_text());
+    }
+    Ok(exit::OK)
+}
+
+/// `status --check`: a Nagios/Icinga plugin, whose every failure (the configuration too) is
+/// UNKNOWN on one line, never a bare error.
+pub fn plugin(config_path: &Path) -> u8 {
+    let verdict = match Config::load(config_path) {
+        Ok(config) => monitor::check(&config, chrono::Utc::now()),
+        Err(error) => monitor::Verdict {
+            state: monitor::State::Unknown,
+            line: format!("UNKNOWN - {error:#}"),
+        },
+    };
+    crate::sayln!("{}", verdict.line);
+    verdict.state.exit_code()
+}
 
 /// Everything `status` shows.
 #[derive(Debug, Serialize)]
@@ -31,28 +62,13 @@ pub struct Totals {
     pub rejected: i64,
 }
 
-/// Reads the report from the store. Text that may hold a CPR number (an error, a BeskedId) is
-/// masked and has its control characters escaped, for the terminal and for `--json` alike.
+/// Reads the report from the store. What it prints goes through the output layer, which masks
+/// CPR numbers and escapes control characters for the terminal and for `--json` alike.
 pub fn report(store: &Store) -> Result<Report> {
-    let safe = |text: &mut Option<String>| {
-        if let Some(value) = text {
-            *value = crate::mask::for_log(value).into_owned();
-        }
-    };
-    let mut sources = store.cursors()?;
-    for row in &mut sources {
-        safe(&mut row.last_besked_id);
-        safe(&mut row.run_error);
-        row.source = crate::mask::for_log(&row.source).into_owned();
-    }
+    let sources = store.cursors()?;
     // An older replica (status does not migrate) has no run history.
     let health = if store.schema_version()? >= 4 {
-        let mut rows = store.source_health()?;
-        for row in &mut rows {
-            safe(&mut row.last_error);
-            row.source = crate::mask::for_log(&row.source).into_owned();
-        }
-        Some(rows)
+        Some(store.source_health()?)
     } else {
         None
     };
@@ -63,16 +79,13 @@ pub fn report(store: &Store) -> Result<Report> {
         totals
     });
     Ok(Report {
-        database: crate::mask::for_log(&store.path().display().to_string()).into_owned(),
+        database: store.path().display().to_string(),
         schema_version: store.schema_version()?,
         sources,
         totals,
         tables: store.table_counts()?,
         // An older replica (status does not migrate) has neither.
-        letters: store
-            .connection()
-            .query_row("SELECT count(*) FROM letter", [], |row| row.get(0))
-            .ok(),
+        letters: store.letter_count(),
         notifications: store.notification_counts().ok(),
         health,
     })

@@ -14,6 +14,10 @@ use crate::decode::message::Decoder;
 use crate::decode::payload::post_status;
 use crate::decode::payload::registration::{Channel, RegistrationType};
 
+/// The installed package's configuration, read when neither `--config`, `BESKEDHENT_CONFIG`
+/// nor a `config.toml` in the working directory names another.
+pub const SYSTEM_CONFIG: &str = "/etc/beskedhent/config.toml";
+
 /// Default for `max_message_bytes`: 64 KiB (real envelopes are 3-7 KB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
@@ -149,6 +153,16 @@ impl RetentionConfig {
     }
 }
 
+/// What makes an event, from `[notify]`: given to the replica when it is opened for writing, so
+/// that events are written with the changes that cause them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRules {
+    /// A feed failing this many runs in a row is an event (0: never).
+    pub failing_runs: u32,
+    /// Events about things older than this many days are recorded but not sent (0: no limit).
+    pub max_age_days: u32,
+}
+
 /// `[notify]`: who is told about failed and overdue letters, failing feeds and refused
 /// messages. Off unless `command` or `webhook` is set.
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +196,16 @@ pub struct NotifyConfig {
     /// from the command's environment.
     #[serde(skip)]
     pub secret_env: Vec<String>,
+}
+
+impl NotifyConfig {
+    /// The event rules these settings ask for.
+    pub fn event_rules(&self) -> EventRules {
+        EventRules {
+            failing_runs: self.failing_runs,
+            max_age_days: self.max_age_days,
+        }
+    }
 }
 
 fn default_overdue_days() -> u32 {
@@ -577,7 +601,7 @@ impl Config {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
                 "configuration file `{}` not found{}; pass --config PATH or set BESKEDHENT_CONFIG",
                 path.display(),
-                if path == Path::new(crate::commands::cli::SYSTEM_CONFIG) {
+                if path == Path::new(SYSTEM_CONFIG) {
                     " (nor `config.toml` in the working directory)".to_owned()
                 } else {
                     String::new()
@@ -685,6 +709,11 @@ impl Config {
                 self.feeds.clone()
             },
         })
+    }
+
+    /// The events to record with the changes that cause them: `[notify]`'s rules, or none.
+    pub fn event_rules(&self) -> Option<EventRules> {
+        self.notify.as_ref().map(NotifyConfig::event_rules)
     }
 
     /// The names of the configured `[[feed]]`s.

@@ -198,7 +198,7 @@ fn identifier(tree: &Tree, node: usize) -> Option<String> {
             child.is(NS_SAGDOK, "UUIDIdentifikator") || child.is(NS_SAGDOK, "URNIdentifikator")
         })
         .and_then(|child| tree.text(child))
-        .map(crate::decode::payload::field)
+        .map(crate::decode::field::field)
 }
 
 /// The `TidsstempelDatoTid` inside `parent/name`, as UTC text.

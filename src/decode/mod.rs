@@ -3,6 +3,7 @@
 //! registrations), [`message`] (one received message decoded, or refused with a reason).
 
 pub mod envelope;
+pub mod field;
 pub mod message;
 pub mod payload;
 pub mod xml;

@@ -160,10 +160,7 @@ impl Findings {
         if !self.perfdata.is_empty() {
             let _ = write!(line, " | {}", self.perfdata.join(" "));
         }
-        Verdict {
-            state,
-            line: crate::logging::safe_line(&line),
-        }
+        Verdict { state, line }
     }
 }
 

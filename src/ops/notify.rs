@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::config::NotifyConfig;
-use crate::replica::{EventRules, Pending, Store};
+use crate::replica::{Pending, Store};
 
 /// Most events sent by one delivery round; the rest wait for the next.
 const ROUND: u32 = 1000;
@@ -23,14 +23,6 @@ const ROUND: u32 = 1000;
 /// No new send is started once a round has taken this long; the rest wait for the next run,
 /// so that a target that answers slowly or not at all does not hold up the runs.
 const ROUND_TIME: Duration = Duration::from_secs(5 * 60);
-
-/// The event rules `[notify]` asks for, for [`Store::record_events`].
-pub fn rules(config: Option<&NotifyConfig>) -> Option<EventRules> {
-    config.map(|notify| EventRules {
-        failing_runs: notify.failing_runs,
-        max_age_days: notify.max_age_days,
-    })
-}
 
 /// What a delivery round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use chrono_tz::Europe::Copenhagen;
 use tokio::sync::{Mutex, Notify, watch};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use crate::config::ScheduleConfig;
+use crate::config::{Config, ScheduleConfig};
 use crate::exit;
 use crate::pull::feed::{self, Puller};
 
@@ -22,75 +22,59 @@ use crate::pull::feed::{self, Puller};
 /// failed (exit code 4); returns once the running pass, if any, has committed and acknowledged
 /// what it received.
 pub async fn run(
+    config: Arc<Config>,
     puller: Arc<Puller>,
-    schedule: &ScheduleConfig,
     shutdown: watch::Receiver<bool>,
 ) -> Result<u8> {
-    let busy = Arc::new(Mutex::new(()));
-    let failed_passes = Arc::new(AtomicU32::new(0));
-    let give_up = Arc::new(Notify::new());
-    let limit = schedule.exit_after_failed_passes;
+    let schedule = config.schedule()?.clone();
+    let passes = Arc::new(Passes {
+        config,
+        puller,
+        shutdown: shutdown.clone(),
+        busy: Mutex::new(()),
+        failed_in_a_row: AtomicU32::new(0),
+        limit: schedule.exit_after_failed_passes,
+        give_up: Notify::new(),
+    });
+    let scheduler = start_scheduler(&schedule, passes.clone()).await?;
+    tracing::info!(cron = %schedule.cron, "daemon started; times are Europe/Copenhagen");
+    notify_systemd("READY=1\nSTATUS=waiting for the first pass");
+    let mut waiting = shutdown;
+    let code = tokio::select! {
+        _ = feed::stopped(&mut waiting) => exit::OK,
+        _ = passes.give_up.notified() => exit::FEED_FAILED,
+    };
+    notify_systemd("STOPPING=1");
+    let mut scheduler = scheduler;
+    let _ = scheduler.shutdown().await;
+    // Wait for a running pass to finish committing and acknowledging.
+    let _idle = passes.busy.lock().await;
+    tracing::info!("daemon stopped");
+    Ok(code)
+}
+
+/// What the passes share: never two at once, and the count of failing passes in a row.
+struct Passes {
+    config: Arc<Config>,
+    puller: Arc<Puller>,
+    shutdown: watch::Receiver<bool>,
+    busy: Mutex<()>,
+    failed_in_a_row: AtomicU32,
+    /// `exit_after_failed_passes` (0: never give up).
+    limit: u32,
+    give_up: Notify,
+}
+
+/// Schedules a pass on every time of the cron expression.
+async fn start_scheduler(schedule: &ScheduleConfig, passes: Arc<Passes>) -> Result<JobScheduler> {
     let scheduler = JobScheduler::new()
         .await
         .context("cannot start the scheduler")?;
-    let job = {
-        let busy = busy.clone();
-        let shutdown = shutdown.clone();
-        let failed_passes = failed_passes.clone();
-        let give_up = give_up.clone();
-        Job::new_async_tz(schedule.cron.as_str(), Copenhagen, move |_, _| {
-            let (puller, busy, shutdown) = (puller.clone(), busy.clone(), shutdown.clone());
-            let (failed_passes, give_up) = (failed_passes.clone(), give_up.clone());
-            Box::pin(async move {
-                let Ok(_running) = busy.try_lock() else {
-                    tracing::warn!("the previous pass is still running; skipping this one");
-                    return;
-                };
-                if *shutdown.borrow() {
-                    return;
-                }
-                tracing::info!("pass starting");
-                notify_systemd("STATUS=pass running");
-                let report = feed::run_once(puller, shutdown).await;
-                for line in report.lines() {
-                    tracing::info!("{line}");
-                }
-                let code = report.exit_code();
-                let failed: Vec<&str> = report
-                    .feeds
-                    .iter()
-                    .filter(|feed| matches!(feed.end, feed::FeedEnd::Failed(_)))
-                    .map(|feed| feed.name.as_str())
-                    .collect();
-                let now = crate::time::now_utc();
-                if failed.is_empty() {
-                    failed_passes.store(0, Ordering::SeqCst);
-                    tracing::info!(exit_code = code, "pass finished");
-                    notify_systemd(&format!("STATUS=last pass {now}: ok"));
-                } else {
-                    let streak = failed_passes.fetch_add(1, Ordering::SeqCst) + 1;
-                    tracing::error!(
-                        exit_code = code,
-                        failed_passes = streak,
-                        "pass finished; feeds failed: {}",
-                        failed.join(", ")
-                    );
-                    notify_systemd(&format!(
-                        "STATUS=last pass {now}: FAILED ({}); {streak} failing passes in a row",
-                        crate::logging::safe_line(&failed.join(", "))
-                    ));
-                    if limit > 0 && streak >= limit {
-                        tracing::error!(
-                            "{streak} passes in a row failed (schedule.exit_after_failed_passes = {limit}); stopping with exit code {}",
-                            exit::FEED_FAILED
-                        );
-                        give_up.notify_one();
-                    }
-                }
-            })
-        })
-        .map_err(|error| anyhow::anyhow!("`schedule.cron`: {error}"))?
-    };
+    let job = Job::new_async_tz(schedule.cron.as_str(), Copenhagen, move |_, _| {
+        let passes = passes.clone();
+        Box::pin(async move { passes.run_one().await })
+    })
+    .map_err(|error| anyhow::anyhow!("`schedule.cron`: {error}"))?;
     scheduler
         .add(job)
         .await
@@ -99,20 +83,69 @@ pub async fn run(
         .start()
         .await
         .context("cannot start the scheduler")?;
-    tracing::info!(cron = %schedule.cron, "daemon started; times are Europe/Copenhagen");
-    notify_systemd("READY=1\nSTATUS=waiting for the first pass");
-    let mut waiting = shutdown.clone();
-    let code = tokio::select! {
-        _ = feed::stopped(&mut waiting) => exit::OK,
-        _ = give_up.notified() => exit::FEED_FAILED,
-    };
-    notify_systemd("STOPPING=1");
-    let mut scheduler = scheduler;
-    let _ = scheduler.shutdown().await;
-    // Wait for a running pass to finish committing and acknowledging.
-    let _idle = busy.lock().await;
-    tracing::info!("daemon stopped");
-    Ok(code)
+    Ok(scheduler)
+}
+
+impl Passes {
+    /// One pass, unless the previous one is still running or a signal came.
+    async fn run_one(&self) {
+        let Ok(_running) = self.busy.try_lock() else {
+            tracing::warn!("the previous pass is still running; skipping this one");
+            return;
+        };
+        if *self.shutdown.borrow() {
+            return;
+        }
+        tracing::info!("pass starting");
+        notify_systemd("STATUS=pass running");
+        let report = crate::ops::after_run::pull_pass(
+            self.config.clone(),
+            self.puller.clone(),
+            self.shutdown.clone(),
+        )
+        .await;
+        for line in report.lines() {
+            tracing::info!("{line}");
+        }
+        self.count(&report);
+    }
+
+    /// Tells systemd how the pass went, and gives up after `limit` failing passes in a row.
+    fn count(&self, report: &feed::RunReport) {
+        let code = report.exit_code();
+        let failed: Vec<&str> = report
+            .feeds
+            .iter()
+            .filter(|feed| matches!(feed.end, feed::FeedEnd::Failed(_)))
+            .map(|feed| feed.name.as_str())
+            .collect();
+        let now = crate::time::now_utc();
+        if failed.is_empty() {
+            self.failed_in_a_row.store(0, Ordering::SeqCst);
+            tracing::info!(exit_code = code, "pass finished");
+            notify_systemd(&format!("STATUS=last pass {now}: ok"));
+            return;
+        }
+        let streak = self.failed_in_a_row.fetch_add(1, Ordering::SeqCst) + 1;
+        tracing::error!(
+            exit_code = code,
+            failed_passes = streak,
+            "pass finished; feeds failed: {}",
+            failed.join(", ")
+        );
+        notify_systemd(&format!(
+            "STATUS=last pass {now}: FAILED ({}); {streak} failing passes in a row",
+            crate::logging::safe_line(&failed.join(", "))
+        ));
+        if self.limit > 0 && streak >= self.limit {
+            tracing::error!(
+                "{streak} passes in a row failed (schedule.exit_after_failed_passes = {}); stopping with exit code {}",
+                self.limit,
+                exit::FEED_FAILED
+            );
+            self.give_up.notify_one();
+        }
+    }
 }
 
 /// Sends a state to systemd through `$NOTIFY_SOCKET`, if set (nothing otherwise). Failures

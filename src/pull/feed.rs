@@ -11,11 +11,7 @@
 //! bytes: the broker may hold back no more unacknowledged deliveries than [`HELD_BYTES`] of
 //! `max_message_bytes`-sized messages allow.
 
-use std::fs::{File, OpenOptions};
-use std::io::Read;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,17 +19,14 @@ use anyhow::Result;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
-use crate::config::{
-    Config, FeedConfig, Fetch, NotifyConfig, PullConfig, RetentionConfig, SyncConfig,
-};
+use crate::config::{Config, EventRules, FeedConfig, Fetch, PullConfig, SyncConfig};
 use crate::decode::message::Decoder;
 use crate::exit;
 use crate::pull::amqp::{self, AmqpError, Session};
 use crate::pull::credentials::Credentials;
+use crate::pull::lock::{FeedLock, LockError};
 use crate::pull::sts::TokenClient;
-use crate::replica::{
-    Counts, EventRules, Incoming, Outcome, Raw, RunEnd, RunStatus, Store, WalFlusher,
-};
+use crate::replica::{Counts, Incoming, Outcome, Raw, RunEnd, RunStatus, Store, WalFlusher};
 use crate::time;
 
 /// Most bytes of deliveries held unacknowledged (received, not yet committed) per feed, for
@@ -56,14 +49,10 @@ pub struct Puller {
     pub prefetch: u16,
     /// `max_message_bytes`: sizes the page cache of each feed's writer.
     pub max_message_bytes: usize,
-    /// `[notify]`: events are recorded with the batches and sent after the run.
-    pub notify: Option<NotifyConfig>,
+    /// The events recorded with the batches and the runs' ends (`[notify]`'s rules).
+    pub events: Option<EventRules>,
     /// The command runs are recorded under in `run.command`: `sync` or `daemon`.
     pub command: &'static str,
-    /// `[retention]`: applied after each run when set.
-    pub retention: RetentionConfig,
-    /// `[metrics] textfile`: written after each run.
-    pub metrics: Option<PathBuf>,
 }
 
 impl Puller {
@@ -71,7 +60,7 @@ impl Puller {
     /// that cannot be opened or an unusable certificate.
     pub fn new(config: &Config, command: &'static str) -> Result<Arc<Puller>> {
         let pull = config.pull()?;
-        drop(Store::open(&config.database)?);
+        drop(Store::open(&config.database, None)?);
         let credentials = Credentials::load(&pull.sts)?;
         credentials.check_validity(chrono::Utc::now())?;
         let sts = TokenClient::new(&pull.sts, &credentials)?;
@@ -92,13 +81,8 @@ impl Puller {
             sts,
             prefetch,
             max_message_bytes: config.max_message_bytes,
-            notify: config.notify.clone(),
+            events: config.event_rules(),
             command,
-            retention: config.retention,
-            metrics: config
-                .metrics
-                .as_ref()
-                .map(|metrics| metrics.textfile.clone()),
         }))
     }
 }
@@ -231,72 +215,12 @@ pub async fn run_once(puller: Arc<Puller>, shutdown: watch::Receiver<bool>) -> R
         }));
     }
     let elapsed = started.elapsed();
-    let after = {
-        let puller = puller.clone();
-        // Sending may block (a command, a webhook), pruning takes a while: off the async
-        // threads.
-        let shutdown = shutdown.clone();
-        tokio::task::spawn_blocking(move || after_run(&puller, &|| *shutdown.borrow()))
-            .await
-            .unwrap_or_else(|error| vec![format!("after the run: internal error: {error}")])
-    };
     RunReport {
         feeds,
         elapsed,
-        after,
+        after: Vec::new(),
         signalled: *shutdown.borrow(),
     }
-}
-
-/// What follows the feeds of a run, each step independent of the others: notifications,
-/// retention (both skipped after a signal), the metrics file. One report line per step.
-fn after_run(puller: &Puller, stop: crate::ops::notify::Stop<'_>) -> Vec<String> {
-    // After a signal, nothing more is started: what is pending goes out on the next run. One
-    // that comes later ends the notification round early.
-    let stopping = stop();
-    let mut lines = Vec::new();
-    let mut step = |what: &str, result: Result<String>| match result {
-        Ok(line) => lines.push(line),
-        Err(error) => {
-            tracing::error!("{what}: {error:#}");
-            lines.push(format!("{what}: FAILED: {error:#}"));
-        }
-    };
-    let notify = puller.notify.as_ref().filter(|_| !stopping);
-    let prune = puller.retention.is_set() && !stopping;
-    if notify.is_none() && !prune && puller.metrics.is_none() {
-        return lines;
-    }
-    // One connection for all of them.
-    let mut store = match Store::open(&puller.database) {
-        Ok(store) => store,
-        Err(error) => {
-            step("after the run", Err(error));
-            return lines;
-        }
-    };
-    if let Some(notify) = notify {
-        store.record_events(crate::ops::notify::rules(Some(notify)));
-        step(
-            "notifications",
-            crate::ops::notify::deliver(&mut store, notify, stop).map(|done| done.line(&store)),
-        );
-    }
-    if prune {
-        step(
-            "retention",
-            store.prune(&puller.retention).map(|pruned| pruned.line()),
-        );
-    }
-    if let Some(path) = &puller.metrics {
-        let expiry = puller.credentials.info().ok().map(|info| info.not_after);
-        step(
-            "metrics",
-            crate::ops::monitor::write_metrics(&store, path, expiry)
-                .map(|()| format!("metrics written to {}", path.display())),
-        );
-    }
-    lines
 }
 
 /// Why a session ended early.
@@ -403,9 +327,8 @@ impl Committer {
     /// The connection, when no commit is in flight; reopened if a failed commit lost it.
     fn store(&mut self) -> Result<&mut Store> {
         if matches!(self.slot, Slot::Lost) {
-            let mut store = Store::open(&self.database)?;
+            let store = Store::open(&self.database, self.events)?;
             store.tune_for_pull(self.max_message_bytes)?;
-            store.record_events(self.events);
             self.slot = Slot::Idle(store);
         }
         match &mut self.slot {
@@ -507,9 +430,8 @@ async fn run_feed(
         }
         Err(error) => return report(Counts::default(), FeedEnd::Failed(error.to_string()), 0),
     };
-    let store = match Store::open(&puller.database).and_then(|mut store| {
+    let store = match Store::open(&puller.database, puller.events).and_then(|store| {
         store.tune_for_pull(puller.max_message_bytes)?;
-        store.record_events(crate::ops::notify::rules(puller.notify.as_ref()));
         Ok(store)
     }) {
         Ok(store) => store,
@@ -531,7 +453,7 @@ async fn run_feed(
         committer: Committer {
             database: puller.database.clone(),
             max_message_bytes: puller.max_message_bytes,
-            events: crate::ops::notify::rules(puller.notify.as_ref()),
+            events: puller.events,
             slot: Slot::Idle(store),
             flusher,
             syncing: None,
@@ -1049,156 +971,6 @@ fn amqp_end(error: AmqpError) -> SessionEnd {
     }
 }
 
-/// Why a feed's lock could not be taken.
-#[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    /// Another process holds it.
-    #[error(
-        "feed `{feed}` is being synced by another beskedhent ({holder}, lock file `{path}`); this run leaves it alone"
-    )]
-    Held {
-        feed: String,
-        holder: String,
-        path: String,
-    },
-    /// The lock file cannot be created or opened (missing or read-only directory, ...).
-    #[error(
-        "cannot open lock file `{path}` of feed `{feed}`: {error}; check that the database's directory exists and is writable by this user"
-    )]
-    Io {
-        feed: String,
-        path: String,
-        error: std::io::Error,
-    },
-    /// The replica belongs to another user (see `owner::check_replica`).
-    #[error("{0:#}")]
-    NotOurs(anyhow::Error),
-    /// The lock file is not one this user made: a symbolic link, not a regular file, or
-    /// another user's. Writing through it would write where that user chose.
-    #[error(
-        "lock file `{path}` of feed `{feed}` is {what}; beskedhent writes its pid into its lock files, so it never uses one that could send that write elsewhere: remove it (and see who put it there)"
-    )]
-    Foreign {
-        feed: String,
-        path: String,
-        what: String,
-    },
-}
-
-/// An exclusive lock on one feed, held for the feed's run: `<database>-<feed>.lock`.
-pub struct FeedLock {
-    _file: File,
-}
-
-impl FeedLock {
-    /// Takes the lock, or says who holds it.
-    ///
-    /// The lock file is beside the database's real file (its links resolved), so that runs
-    /// that name the replica by different paths (a symbolic link, `..`) still take one lock.
-    pub fn acquire(database: &Path, feed: &str) -> Result<FeedLock, LockError> {
-        // Before the lock file is created: never one the replica's owner could not open.
-        crate::owner::check_replica(database).map_err(LockError::NotOurs)?;
-        let path = PathBuf::from(format!(
-            "{}-{feed}.lock",
-            crate::replica::real_path(database).display()
-        ));
-        let io = |error| LockError::Io {
-            feed: feed.to_owned(),
-            path: path.display().to_string(),
-            error,
-        };
-        let foreign = |what: String| LockError::Foreign {
-            feed: feed.to_owned(),
-            path: path.display().to_string(),
-            what,
-        };
-        let mut file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
-        {
-            Ok(file) => file,
-            Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(foreign("a symbolic link".into()));
-            }
-            Err(error) => {
-                // One this user may not open is most likely another user's.
-                if let Ok(metadata) = std::fs::symlink_metadata(&path)
-                    && metadata.uid() != crate::owner::euid()
-                {
-                    return Err(foreign(format!(
-                        "owned by user {}, not by {} who runs beskedhent",
-                        crate::owner::user_name(metadata.uid()),
-                        crate::owner::user_name(crate::owner::euid())
-                    )));
-                }
-                return Err(io(error));
-            }
-        };
-        let metadata = file.metadata().map_err(io)?;
-        if !metadata.is_file() {
-            return Err(foreign(crate::files::kind(&metadata.file_type()).into()));
-        }
-        if metadata.uid() != crate::owner::euid() {
-            return Err(foreign(format!(
-                "owned by user {}, not by {} who runs beskedhent",
-                crate::owner::user_name(metadata.uid()),
-                crate::owner::user_name(crate::owner::euid())
-            )));
-        }
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-        if !locked {
-            let error = std::io::Error::last_os_error();
-            if error.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(io(error));
-            }
-            let holder = match holder_pid(&file) {
-                Some(pid) => format!("pid {pid}"),
-                None => {
-                    let mut written = String::new();
-                    let _ = file.read_to_string(&mut written);
-                    match written.trim() {
-                        "" => "pid unknown".to_string(),
-                        pid => format!("pid {pid}, as it wrote"),
-                    }
-                }
-            };
-            return Err(LockError::Held {
-                feed: feed.to_owned(),
-                holder,
-                path: path.display().to_string(),
-            });
-        }
-        // For people: the pid, written in place (never truncated first, so a reader never sees
-        // an empty file), then cut to its length.
-        let pid = format!("{}\n", std::process::id());
-        let _ = file
-            .write_all_at(pid.as_bytes(), 0)
-            .and_then(|()| file.set_len(pid.len() as u64));
-        Ok(FeedLock { _file: file })
-    }
-}
-
-/// The pid holding a `flock` on `file`, from the kernel's lock table (`/proc/locks`).
-fn holder_pid(file: &File) -> Option<u32> {
-    let inode = file.metadata().ok()?.ino();
-    let table = std::fs::read_to_string("/proc/locks").ok()?;
-    table.lines().find_map(|line| {
-        // `1: FLOCK  ADVISORY  WRITE 12345 08:01:1234567 0 EOF`
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (kind, pid, id) = (fields.get(1)?, fields.get(4)?, fields.get(5)?);
-        let lock_inode: u64 = id.rsplit(':').next()?.parse().ok()?;
-        (*kind == "FLOCK" && lock_inode == inode)
-            .then(|| pid.parse().ok())
-            .flatten()
-    })
-}
-
 /// Resolves when the shutdown flag turns true; never, if nobody can set it any more.
 pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     if shutdown.wait_for(|stop| *stop).await.is_err() {
@@ -1231,7 +1003,7 @@ mod tests {
     async fn a_panicking_commit_reports_its_cause_and_the_store_comes_back() {
         let dir = tempfile::tempdir().expect("tempdir");
         let database = dir.path().join("replica.db");
-        let store = Store::open(&database).expect("open");
+        let store = Store::open(&database, None).expect("open");
         let mut committer = Committer {
             database: database.clone(),
             max_message_bytes: 64 * 1024,

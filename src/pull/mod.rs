@@ -6,5 +6,6 @@ pub mod amqp;
 pub mod credentials;
 pub mod feed;
 pub mod import;
+pub mod lock;
 pub mod net;
 pub mod sts;

@@ -389,7 +389,7 @@ fn remove_abandoned(dir: &Path) {
 /// backups written there as the README's example does) and the working directories of
 /// backups that were killed.
 pub fn copies_beside(database: &Path) -> Vec<String> {
-    let real = super::real_path(database);
+    let real = crate::files::real_path(database);
     let Some(dir) = real.parent() else {
         return Vec::new();
     };

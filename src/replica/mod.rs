@@ -15,10 +15,12 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::config::EventRules;
 use crate::decode::message::{Detail, Message, Rejection};
 
 mod backup;
 mod health;
+pub mod queries;
 mod retention;
 mod search;
 
@@ -450,15 +452,6 @@ pub struct Store {
     events: Option<EventRules>,
 }
 
-/// What makes an event, from `[notify]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventRules {
-    /// A feed failing this many runs in a row is an event (0: never).
-    pub failing_runs: u32,
-    /// Events about things older than this many days are recorded but not sent (0: no limit).
-    pub max_age_days: u32,
-}
-
 /// An event waiting to be sent.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -483,22 +476,6 @@ pub struct NotificationCounts {
     pub suppressed: i64,
 }
 
-/// `path` with every symbolic link and `..` resolved; for a file not yet created, its
-/// directory's real path and its name; as given when neither can be resolved.
-pub fn real_path(path: &Path) -> PathBuf {
-    if let Ok(real) = std::fs::canonicalize(path) {
-        return real;
-    }
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    match (
-        parent.map_or_else(|| std::fs::canonicalize("."), std::fs::canonicalize),
-        path.file_name(),
-    ) {
-        (Ok(directory), Some(name)) => directory.join(name),
-        _ => path.to_path_buf(),
-    }
-}
-
 /// Refuses a database that is not a beskedhent replica, or that SQLite would not keep whole,
 /// deciding without writing anything: read-only, so that SQLite neither rolls back another
 /// program's journal nor checkpoints and deletes its WAL. A replica is always in WAL mode, so
@@ -507,7 +484,7 @@ pub fn real_path(path: &Path) -> PathBuf {
 /// (hard links) is refused.
 fn refuse_foreign(path: &Path) -> Result<()> {
     // SQLite keeps a database's journal and WAL beside its real file.
-    let real = real_path(path);
+    let real = crate::files::real_path(path);
     let beside = |suffix: &str| {
         let mut name = real.as_os_str().to_owned();
         name.push(suffix);
@@ -567,7 +544,9 @@ fn refuse_foreign(path: &Path) -> Result<()> {
 
 impl Store {
     /// Opens (creating it private, mode 0600, if missing) and migrates the database.
-    pub fn open(path: &Path) -> Result<Store> {
+    /// `events`: the events to write with the changes that cause them (`[notify]`'s rules),
+    /// for a connection that writes messages, runs or the outbox; `None` records none.
+    pub fn open(path: &Path, events: Option<EventRules>) -> Result<Store> {
         crate::owner::check_replica(path)?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.is_dir()
@@ -585,7 +564,7 @@ impl Store {
         let conn = Connection::open(path)
             .with_context(|| format!("failed to open database `{}`", path.display()))?;
         let mut store = Store {
-            events: None,
+            events,
             conn,
             path: path.to_path_buf(),
         };
@@ -618,11 +597,11 @@ impl Store {
 
     /// Opens (and migrates) a database that must exist already: for commands that change a
     /// replica but have no business creating one (`reprocess`, `notify`, `prune`, `forget`).
-    pub fn open_required(path: &Path) -> Result<Store> {
+    pub fn open_required(path: &Path, events: Option<EventRules>) -> Result<Store> {
         require_file(path)?;
         // A beskedhent replica, not an empty file or another program's database.
         drop(Store::open_replica_read_only(path)?);
-        Store::open(path)
+        Store::open(path, events)
     }
 
     /// True for a database with tables but not a beskedhent replica's: another program's
@@ -956,11 +935,6 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
-    }
-
-    /// Writes events into `notification` from now on, under `rules` (None: no events).
-    pub fn record_events(&mut self, rules: Option<EventRules>) {
-        self.events = rules;
     }
 
     /// Records a `letter_overdue` event for every letter with no final status `days` days after
@@ -2569,7 +2543,7 @@ mod tests {
     #[test]
     fn writers_are_tuned_for_their_use() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("replica.db")).expect("open");
+        let store = Store::open(&dir.path().join("replica.db"), None).expect("open");
         let pragma = |name: &str| -> i64 {
             store
                 .connection()
@@ -2632,7 +2606,7 @@ mod tests {
         // number of bytes as a new one, not after four times as many.
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("replica.db");
-        drop(Store::open(&path).expect("create"));
+        drop(Store::open(&path, None).expect("create"));
         let db = Connection::open(&path).expect("open");
         db.execute_batch(
             "PRAGMA journal_mode = DELETE; PRAGMA page_size = 32768; VACUUM;
@@ -2640,7 +2614,7 @@ mod tests {
         )
         .expect("repage");
         drop(db);
-        let store = Store::open(&path).expect("reopen");
+        let store = Store::open(&path, None).expect("reopen");
         let pragma = |name: &str| -> i64 {
             store
                 .connection()
@@ -2660,7 +2634,7 @@ mod tests {
     fn the_wal_flusher_syncs_the_file_sqlite_writes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("replica.db");
-        let store = Store::open(&path).expect("open");
+        let store = Store::open(&path, None).expect("open");
         store.tune_for_pull(64 * 1024).expect("tune");
         let flusher = store.wal_flusher();
         assert_eq!(flusher.wal, dir.path().join("replica.db-wal"));
@@ -2682,7 +2656,7 @@ mod tests {
     fn file_is_created_private_in_wal_mode() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("replica.db");
-        let store = Store::open(&path).expect("open");
+        let store = Store::open(&path, None).expect("open");
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let journal: String = store
@@ -2694,7 +2668,7 @@ mod tests {
 
     #[test]
     fn missing_directory_is_named() {
-        let error = Store::open(Path::new("/nonexistent-dir/replica.db"))
+        let error = Store::open(Path::new("/nonexistent-dir/replica.db"), None)
             .err()
             .expect("fails");
         assert!(error.to_string().contains("`/nonexistent-dir`"), "{error}");

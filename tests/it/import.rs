@@ -496,7 +496,7 @@ fn config_errors_name_the_file_and_key() {
         .expect("run");
     let (code, _, stderr) = outcome(&output);
     assert_eq!(code, 1, "{stderr}");
-    if !Path::new(beskedhent::commands::cli::SYSTEM_CONFIG).exists() {
+    if !Path::new(beskedhent::config::SYSTEM_CONFIG).exists() {
         assert!(
             stderr.contains(
                 "configuration file `/etc/beskedhent/config.toml` not found (nor `config.toml` in the working directory)"
@@ -972,7 +972,7 @@ fn one_import_of_a_source_at_a_time() {
     // Another run of the source holds its lock: this one leaves the replica alone (exit 5),
     // so neither takes the other for killed nor counts the other's messages.
     let lock =
-        beskedhent::pull::feed::FeedLock::acquire(&install.db_path(), "import").expect("lock");
+        beskedhent::pull::lock::FeedLock::acquire(&install.db_path(), "import").expect("lock");
     let runs = value::<i64>(&install.db(), "SELECT count(*) FROM run");
     let (code, _, stderr) = outcome(&install.run(&["import", good.to_str().expect("utf-8")]));
     assert_eq!(code, 5, "{stderr}");
@@ -1005,7 +1005,7 @@ fn one_import_of_a_source_at_a_time() {
     assert_eq!(code, 1, "{stderr}");
     std::fs::remove_file(elsewhere.path("hard.db")).expect("unlink");
     let lock =
-        beskedhent::pull::feed::FeedLock::acquire(&install.db_path(), "import").expect("lock");
+        beskedhent::pull::lock::FeedLock::acquire(&install.db_path(), "import").expect("lock");
     assert_eq!(
         value::<i64>(&install.db(), "SELECT count(*) FROM run"),
         runs

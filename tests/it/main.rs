@@ -6,6 +6,7 @@ mod fake_sts;
 mod fake_webhook;
 mod hostile;
 mod import;
+mod layers;
 mod local_users;
 mod notify;
 mod ops;

@@ -455,7 +455,7 @@ fn two_runs_never_pull_the_same_feed() {
 
     // While another holder has the feed's lock, a run leaves the feed alone and says why.
     let lock =
-        beskedhent::pull::feed::FeedLock::acquire(&install.db_path(), "status").expect("lock");
+        beskedhent::pull::lock::FeedLock::acquire(&install.db_path(), "status").expect("lock");
     let (code, stdout, _) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 5, "{stdout}");
     assert!(
@@ -898,7 +898,7 @@ fn operator_mistakes_get_the_right_exit_code_and_hint() {
     // A held lock names its holder.
     test.install.run(&["init"]);
     let lock =
-        beskedhent::pull::feed::FeedLock::acquire(&test.install.db_path(), "status").expect("lock");
+        beskedhent::pull::lock::FeedLock::acquire(&test.install.db_path(), "status").expect("lock");
     let (code, stdout, _) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 5, "{stdout}");
     assert!(

@@ -4,8 +4,8 @@
 //! Fields come from the decoded payload where present and fall back to the envelope
 //! (`ObjektRegistrering`), so a status is useful even when the payload is missing.
 
-use super::child_text;
 use crate::decode::envelope::Envelope;
+use crate::decode::field::child_text;
 use crate::decode::xml::{NS_POST_STATUS, Tree};
 use crate::time;
 

@@ -1,0 +1,71 @@
+//! `notify`: records overdue letters and sends the notifications that are due; `--dry-run`
+//! lists what is waiting and changes nothing.
+
+use anyhow::Result;
+use rusqlite::types::Value;
+
+use crate::commands::rows::{Format, render};
+use crate::config::{Config, NotifyConfig};
+use crate::exit;
+use crate::replica::Store;
+
+pub fn run(config: &Config, dry_run: bool) -> Result<u8> {
+    let Some(settings) = &config.notify else {
+        anyhow::bail!(
+            "`{}` has no [notify] section; add `command` or `webhook` (see docs/configuration.md)",
+            config.path.display()
+        );
+    };
+    if dry_run {
+        return dry(config, settings);
+    }
+    let mut store = Store::open_required(&config.database, config.event_rules())?;
+    let stop = crate::ops::notify::stop_on_signals();
+    let done = crate::ops::notify::deliver(&mut store, settings, &stop)?;
+    crate::sayln!("{}", done.line(&store));
+    Ok(if stop() {
+        exit::INTERRUPTED
+    } else if done.failed > 0 {
+        exit::ERROR
+    } else {
+        exit::OK
+    })
+}
+
+/// `--dry-run`: read-only, nothing recorded, nothing sent. Printed for operators, like the
+/// log: CPR numbers masked.
+fn dry(config: &Config, settings: &NotifyConfig) -> Result<u8> {
+    let store = Store::open_existing(&config.database)?;
+    store.require_current()?;
+    let overdue = store.unrecorded_overdue(settings.overdue_days)?;
+    let pending = store.unsent_notifications(u32::MAX)?;
+    let rows: Vec<Vec<Value>> = pending
+        .iter()
+        .map(|event| {
+            vec![
+                Value::Integer(event.id),
+                Value::Text(event.key.clone()),
+                Value::Text(event.event.clone()),
+                Value::Text(event.created_at.clone()),
+                Value::Integer(event.attempts),
+                event
+                    .last_error
+                    .as_deref()
+                    .map_or(Value::Null, |error| Value::Text(error.to_owned())),
+            ]
+        })
+        .collect();
+    crate::say!(
+        "{}",
+        render(
+            &["id", "key", "event", "created_at", "attempts", "last_error"],
+            &rows,
+            Format::Table
+        )
+    );
+    crate::sayln!(
+        "{} pending; {overdue} overdue letters not recorded yet (the next delivery records them); nothing sent or changed (--dry-run)",
+        pending.len()
+    );
+    Ok(exit::OK)
+}
