@@ -92,7 +92,83 @@ fn is_private_group(gid: u32, uid: u32) -> bool {
     let (Some((user, primary)), Some((name, members))) = (passwd(uid), group(gid)) else {
         return false;
     };
-    primary == gid && name == user && members.iter().all(|member| *member == user)
+    primary == gid
+        && name == user
+        && members.iter().all(|member| *member == user)
+        && !others_have_primary_group(gid, uid)
+}
+
+/// Whether a user other than `uid` has `gid` as their primary group (and so is in it without
+/// being listed as a member).
+fn others_have_primary_group(gid: u32, uid: u32) -> bool {
+    // getpwent walks one process-wide cursor: one walk at a time.
+    static WALK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _walk = WALK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut found = false;
+    // SAFETY: setpwent/getpwent/endpwent under the lock above; each entry is read before the
+    // next call replaces it.
+    unsafe {
+        libc::setpwent();
+        loop {
+            let entry = libc::getpwent();
+            if entry.is_null() {
+                break;
+            }
+            if (*entry).pw_gid == gid && (*entry).pw_uid != uid {
+                found = true;
+                break;
+            }
+        }
+        libc::endpwent();
+    }
+    found
+}
+
+/// Who else an access control list (POSIX ACL) on `path` lets do `what` (4 read, 2 write):
+/// `Some("user eve (ACL)")`, or `None` when it has no such entry (or no ACL at all).
+pub fn acl_grants(path: &Path, what: u16) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let attribute = c"system.posix_acl_access";
+    let mut buffer = [0u8; 4096];
+    // SAFETY: getxattr(2) writes at most `buffer.len()` bytes into `buffer`.
+    let read = unsafe {
+        libc::getxattr(
+            name.as_ptr(),
+            attribute.as_ptr(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+        )
+    };
+    let acl = buffer.get(4..usize::try_from(read).ok()?)?;
+    // Entries of 8 bytes: tag, permissions (u16 each) and an id (u32), little-endian.
+    const USER: u16 = 0x02;
+    const GROUP: u16 = 0x08;
+    const MASK: u16 = 0x10;
+    let entries: Vec<(u16, u16, u32)> = acl
+        .chunks_exact(8)
+        .map(|entry| {
+            (
+                u16::from_le_bytes([entry[0], entry[1]]),
+                u16::from_le_bytes([entry[2], entry[3]]),
+                u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]),
+            )
+        })
+        .collect();
+    let mask = entries
+        .iter()
+        .find(|(tag, _, _)| *tag == MASK)
+        .map_or(0o7, |(_, permissions, _)| *permissions);
+    entries.iter().find_map(|&(tag, permissions, id)| {
+        (permissions & mask & what != 0).then_some(match tag {
+            USER => Some(format!("user {} (ACL)", user_name(id))),
+            GROUP => Some(format!(
+                "group {} (ACL)",
+                group(id).map_or_else(|| id.to_string(), |(name, _)| name)
+            )),
+            _ => None,
+        })?
+    })
 }
 
 /// Who besides the owner may write the file or directory `metadata` describes, in words
@@ -111,6 +187,11 @@ pub fn other_writers(metadata: &std::fs::Metadata) -> Option<String> {
     None
 }
 
+/// [`other_writers`], and the users an ACL on `path` lets write it.
+pub fn other_writers_of(path: &Path, metadata: &std::fs::Metadata) -> Option<String> {
+    other_writers(metadata).or_else(|| acl_grants(path, 2))
+}
+
 /// The octal mode of a file, for messages.
 pub fn mode(metadata: &std::fs::Metadata) -> String {
     format!("{:04o}", metadata.permissions().mode() & 0o7777)
@@ -121,18 +202,23 @@ pub fn mode(metadata: &std::fs::Metadata) -> String {
 /// program or overwrite a file, as this user, from a file planted where it looked.
 pub fn check_instructions(path: &Path, metadata: &std::fs::Metadata, what: &str) -> Result<()> {
     let me = euid();
+    let shown = crate::files::real_path(path);
     if metadata.uid() != me && metadata.uid() != 0 {
+        let allowed = if me == 0 {
+            "root".to_owned()
+        } else {
+            format!("{} who runs beskedhent, nor to root", user_name(me))
+        };
         bail!(
-            "{what} `{}` belongs to user {}, not to {} who runs beskedhent (nor to root), so it is not read: another user's file must not steer this one; pass --config with a file of your own (e.g. /etc/beskedhent/config.toml)",
-            path.display(),
+            "{what} `{}` belongs to user {}, not to {allowed}, so it is not read: another user's file must not steer this one; pass --config with a file of your own (e.g. /etc/beskedhent/config.toml)",
+            shown.display(),
             user_name(metadata.uid()),
-            user_name(me)
         );
     }
-    if let Some(writers) = other_writers(metadata) {
+    if let Some(writers) = other_writers_of(&shown, metadata) {
         bail!(
-            "{what} `{}` can be changed by {writers} (mode {}), so it is not read: whoever can write it could make beskedhent run a program; `chmod go-w` it",
-            path.display(),
+            "{what} `{}` can be changed by {writers} (mode {}), so it is not read: whoever can write it could make beskedhent run a program; `chmod go-w` it (and remove any ACL entry that lets others write)",
+            shown.display(),
             mode(metadata)
         );
     }
@@ -154,49 +240,91 @@ pub fn check_program(path: &Path, key: &str) -> Result<PathBuf> {
     if !metadata.is_file() || metadata.permissions().mode() & 0o111 == 0 {
         bail!("`{key}` `{}` is not an executable file", path.display());
     }
-    // The file and every directory on the way to it, its links resolved.
+    // The path as written, step by step (a link on the way may be another user's), then the
+    // file and every directory on the way to it with its links resolved.
+    check_steps(path, path, key)?;
     let real = std::fs::canonicalize(path)
         .map_err(|error| anyhow::anyhow!("`{key}` `{}` cannot be run: {error}", path.display()))?;
+    check_steps(path, &real, key)?;
+    Ok(real)
+}
+
+/// Checks every step of `steps` (each directory from the root down, and the last component),
+/// as `lstat` sees it: each must belong to the invoking user or root, and none but a sticky
+/// directory may be writable by another user. `program` is what the configuration named.
+fn check_steps(program: &Path, steps: &Path, key: &str) -> Result<()> {
     let me = euid();
-    for (depth, step) in real.ancestors().enumerate() {
-        let metadata = std::fs::metadata(step).map_err(|error| {
+    let mut step = PathBuf::new();
+    let components: Vec<_> = steps.components().collect();
+    for (at, component) in components.iter().enumerate() {
+        step.push(component);
+        let metadata = std::fs::symlink_metadata(&step).map_err(|error| {
             anyhow::anyhow!("`{key}`: cannot look at `{}`: {error}", step.display())
         })?;
         if metadata.uid() != me && metadata.uid() != 0 {
             bail!(
                 "`{key}` `{}` is not run: `{}` belongs to user {}, who could change what runs; use a program that only root or {} can change",
-                path.display(),
+                program.display(),
                 step.display(),
                 user_name(metadata.uid()),
                 user_name(me)
             );
         }
-        let sticky_directory = depth > 0 && metadata.permissions().mode() & 0o1000 != 0;
-        if let Some(writers) = other_writers(&metadata)
+        if metadata.file_type().is_symlink() {
+            continue;
+        }
+        let last = at + 1 == components.len();
+        let sticky_directory = !last && metadata.permissions().mode() & 0o1000 != 0;
+        if let Some(writers) = other_writers_of(&step, &metadata)
             && !sticky_directory
         {
             bail!(
                 "`{key}` `{}` is not run: `{}` can be changed by {writers} (mode {}); `chmod go-w` it, or use a program in a directory only root can change",
-                path.display(),
+                program.display(),
                 step.display(),
                 mode(&metadata)
             );
         }
     }
-    Ok(real)
+    Ok(())
 }
 
 /// A private key file (`sts.private_key`, `sts.pkcs12`): readable by its owner only, or, when
 /// root owns it, also by its group (root:beskedhent, mode 0640), as PostgreSQL and ssh demand.
 pub fn check_private_key(path: &Path, metadata: &std::fs::Metadata, key: &str) -> Result<()> {
-    let mode = metadata.permissions().mode();
-    let allowed = if metadata.uid() == 0 { 0o640 } else { 0o600 };
-    if mode & 0o777 & !allowed != 0 {
+    let me = euid();
+    let owner = metadata.uid();
+    if owner != me && owner != 0 {
         bail!(
-            "the private key `{}` (`{key}`) can be read or changed by other users (mode {}, owner {}); a key must be private: `chmod 600` it (or `chown root:beskedhent` and `chmod 640`)",
+            "the private key `{}` (`{key}`) belongs to user {}, not to {} or root; a key must be private to who uses it: `chown` it",
             path.display(),
+            user_name(owner),
+            user_name(me)
+        );
+    }
+    // Root's key may be readable by the group beskedhent runs as (root:beskedhent, 0640).
+    // SAFETY: getegid(2) cannot fail.
+    let own_group = metadata.gid() == unsafe { libc::getegid() };
+    let allowed = if owner == 0 && own_group {
+        0o640
+    } else {
+        0o600
+    };
+    let mode = metadata.permissions().mode();
+    let others = if mode & 0o777 & !allowed != 0 {
+        Some(format!(
+            "other users (mode {}, owner {}, group {})",
             self::mode(metadata),
-            user_name(metadata.uid())
+            user_name(owner),
+            group(metadata.gid()).map_or_else(|| metadata.gid().to_string(), |(name, _)| name)
+        ))
+    } else {
+        acl_grants(path, 4).or_else(|| acl_grants(path, 2))
+    };
+    if let Some(others) = others {
+        bail!(
+            "the private key `{}` (`{key}`) can be read or changed by {others}; a key must be private: `chmod 600` it (or `chown root:beskedhent` and `chmod 640`, where beskedhent runs as that group), and remove any ACL entry",
+            path.display()
         );
     }
     Ok(())
@@ -216,24 +344,34 @@ pub fn run_as_hint(owner: u32) -> String {
 /// let another user plant a file beside the replica (its WAL, its locks).
 pub fn check_replica(database: &Path) -> Result<()> {
     let me = euid();
-    let (path, metadata) = match std::fs::metadata(database) {
-        Ok(metadata) => (database.to_path_buf(), metadata),
+    let (exists, path, metadata) = match std::fs::metadata(database) {
+        Ok(metadata) => (true, crate::files::real_path(database), metadata),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let directory = match database.parent() {
                 Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
                 _ => PathBuf::from("."),
             };
             match std::fs::metadata(&directory) {
-                Ok(metadata) => (directory, metadata),
+                Ok(metadata) => (false, crate::files::real_path(&directory), metadata),
                 // Said by the caller, which knows the command.
                 Err(_) => return Ok(()),
             }
         }
         Err(_) => return Ok(()),
     };
+    if metadata.uid() != me && exists {
+        bail!(
+            "the replica `{}` belongs to user {}, and this is {}: beskedhent does not touch another user's replica (the files it would leave could not be used by the replica's owner); {}",
+            path.display(),
+            user_name(metadata.uid()),
+            user_name(me),
+            run_as_hint(metadata.uid())
+        );
+    }
     if metadata.uid() != me {
         bail!(
-            "`{}` belongs to user {}, and this is {}: beskedhent does not touch another user's replica (the files it would leave could not be used by the replica's owner); {}",
+            "the replica `{}` does not exist, and its directory `{}` belongs to user {}, not to {}: beskedhent creates a replica only in a directory of the user it runs as (its files must be usable by their owner); check `database`, or {}",
+            database.display(),
             path.display(),
             user_name(metadata.uid()),
             user_name(me),
@@ -245,7 +383,7 @@ pub fn check_replica(database: &Path) -> Result<()> {
         None => return Ok(()),
     };
     if let Ok(dir_metadata) = std::fs::metadata(&directory)
-        && let Some(writers) = other_writers(&dir_metadata)
+        && let Some(writers) = other_writers_of(&directory, &dir_metadata)
     {
         bail!(
             "the replica's directory `{}` can be written by {writers} (mode {}), who could put files beside the replica that beskedhent would write into (its WAL, its locks); keep the replica in a directory only {} can write (`chmod go-w`, or another directory)",

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+
 use clap::{Parser, Subcommand};
 
 /// Keeps a local SQLite replica of what KOMBIT's Beskedfordeler says about a municipality's
@@ -266,17 +268,30 @@ pub fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
     use clap_complete::Shell;
 
     std::fs::create_dir_all(dir)?;
-    clap_mangen::generate_to(Cli::command(), dir)?;
-    for (shell, file) in [
-        (Shell::Bash, "beskedhent.bash"),
-        (Shell::Zsh, "_beskedhent"),
-        (Shell::Fish, "beskedhent.fish"),
-    ] {
-        let mut out = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), "beskedhent", &mut out);
-        std::fs::write(dir.join(file), out)?;
-    }
-    Ok(())
+    // Written into a private directory first, then renamed into place: a link someone put in
+    // `dir` is replaced, never written through.
+    let work = dir.join(format!(".assets-{}", crate::files::random_hex(8)?));
+    std::fs::DirBuilder::new().mode(0o700).create(&work)?;
+    let written = (|| -> std::io::Result<()> {
+        clap_mangen::generate_to(Cli::command(), &work)?;
+        for (shell, file) in [
+            (Shell::Bash, "beskedhent.bash"),
+            (Shell::Zsh, "_beskedhent"),
+            (Shell::Fish, "beskedhent.fish"),
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "beskedhent", &mut out);
+            std::fs::write(work.join(file), out)?;
+        }
+        for entry in std::fs::read_dir(&work)? {
+            let entry = entry?;
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o644))?;
+            std::fs::rename(entry.path(), dir.join(entry.file_name()))?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    written
 }
 
 /// `forget PARTY`: a CPR or CVR number in one of the forms `forget` takes; anything else is a

@@ -38,7 +38,23 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
     let config = Config::load(&path)?;
     say_which_configuration(&path, origin);
-    match cli.command {
+    dispatch(cli.command, config).map_err(|error| {
+        // Where the operator may not have meant that file, say which one it was.
+        if origin == ConfigOrigin::WorkingDirectory {
+            error.context(format!(
+                "with the configuration `{}` from the working directory (--config names another, e.g. {})",
+                crate::files::real_path(&path).display(),
+                crate::config::SYSTEM_CONFIG
+            ))
+        } else {
+            error
+        }
+    })
+}
+
+/// Hands the command to its file.
+fn dispatch(command: Command, config: Config) -> Result<u8> {
+    match command {
         Command::Init => init::run(&config),
         Command::Import { paths, source } => import::run(&config, &paths, &source),
         Command::Reprocess => reprocess::run(&config),

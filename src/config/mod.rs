@@ -598,6 +598,16 @@ impl Config {
                     )
                 })?
             }
+            Err(error)
+                if error.kind() == std::io::ErrorKind::NotFound
+                    && std::fs::symlink_metadata(path).is_ok() =>
+            {
+                bail!(
+                    "configuration `{}` is a symbolic link to `{}`, which does not exist; pass --config with the file itself",
+                    path.display(),
+                    std::fs::read_link(path).unwrap_or_default().display()
+                )
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
                 "configuration file `{}` not found{}; pass --config PATH or set BESKEDHENT_CONFIG",
                 path.display(),
@@ -612,7 +622,15 @@ impl Config {
                     .with_context(|| format!("failed to read configuration `{}`", path.display()));
             }
         };
-        Config::parse(&text, path)
+        // Relative paths in it are relative to the file itself: through a link, to where the
+        // link leads, never to the link's own directory (which another user may fill).
+        let path =
+            if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink()) {
+                std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+            } else {
+                path.to_path_buf()
+            };
+        Config::parse(&text, &path)
             .with_context(|| format!("invalid configuration `{}`", path.display()))
     }
 
@@ -673,7 +691,7 @@ impl Config {
         validate_retention(&raw.retention)?;
         let metrics = raw
             .metrics
-            .map(|metrics| validate_metrics(metrics, base))
+            .map(|metrics| validate_metrics(metrics, base, &base.join(&raw.database)))
             .transpose()?;
         Ok(Config {
             notify,
@@ -834,13 +852,34 @@ fn validate_monitor(monitor: &MonitorConfig) -> Result<()> {
     Ok(())
 }
 
-fn validate_metrics(mut metrics: MetricsConfig, base: &Path) -> Result<MetricsConfig> {
+fn validate_metrics(
+    mut metrics: MetricsConfig,
+    base: &Path,
+    database: &Path,
+) -> Result<MetricsConfig> {
     if metrics.textfile.as_os_str().is_empty() {
         bail!(
             "`metrics.textfile` is empty; give a file path, e.g. \"/var/lib/prometheus/node-exporter/beskedhent.prom\""
         );
     }
     metrics.textfile = base.join(&metrics.textfile);
+    // Renamed into place: over the replica or a file SQLite keeps beside it, it would destroy
+    // the replica.
+    let (file, replica) = (
+        crate::files::real_path(&metrics.textfile),
+        crate::files::real_path(database),
+    );
+    let beside = file.parent() == replica.parent();
+    let (name, own) = (file.file_name(), replica.file_name());
+    if let (true, Some(name), Some(own)) = (beside, name, own) {
+        use std::os::unix::ffi::OsStrExt;
+        if crate::files::is_own_file_name(own.as_bytes(), name.as_bytes()) {
+            bail!(
+                "`metrics.textfile` `{}` is the replica or one of its own files; name a file of its own, e.g. in node_exporter's textfile directory",
+                metrics.textfile.display()
+            );
+        }
+    }
     if metrics.textfile.is_dir() {
         bail!(
             "`metrics.textfile` `{}` is a directory; name a file in it, e.g. `{}`",

@@ -420,6 +420,22 @@ pub fn write_metrics(
     certificate_expiry: Option<DateTime<Utc>>,
 ) -> Result<()> {
     let text = metrics_text(store, certificate_expiry)?;
+    // Only a file of this user's is replaced (renaming over another user's is refused).
+    if let Ok(existing) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        let me = crate::owner::euid();
+        if !existing.is_file() || existing.uid() != me {
+            anyhow::bail!(
+                "cannot write the metrics file `{}` (`metrics.textfile`): {} is there, and beskedhent replaces only a metrics file of its own; remove it, or name another file",
+                path.display(),
+                if existing.is_file() {
+                    format!("a file of user {}", crate::owner::user_name(existing.uid()))
+                } else {
+                    crate::files::kind(&existing.file_type()).to_owned()
+                }
+            );
+        }
+    }
     let mut temporary = None;
     let written = (|| -> std::io::Result<()> {
         // Readable by all whatever the umask (the service units set 0077): the collector runs

@@ -22,7 +22,7 @@ pub enum LockError {
     },
     /// The lock file cannot be created or opened (missing or read-only directory, ...).
     #[error(
-        "cannot open lock file `{path}` of feed `{feed}`: {error}; check that the database's directory exists and is writable by this user"
+        "cannot open lock file `{path}` of `{feed}`: {error}; check that the database's directory exists and is writable by this user"
     )]
     Io {
         feed: String,
@@ -35,7 +35,7 @@ pub enum LockError {
     /// The lock file is not one this user made: a symbolic link, not a regular file, or
     /// another user's. Writing through it would write where that user chose.
     #[error(
-        "lock file `{path}` of feed `{feed}` is {what}; beskedhent writes its pid into its lock files, so it never uses one that could send that write elsewhere: remove it (and see who put it there)"
+        "lock file `{path}` of `{feed}` is {what}; beskedhent writes its pid into its lock files, so it never uses one that could send that write elsewhere: remove it (and see who put it there)"
     )]
     Foreign {
         feed: String,

@@ -9,3 +9,4 @@ pub mod import;
 pub mod lock;
 pub mod net;
 pub mod sts;
+mod walk;

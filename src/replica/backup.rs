@@ -64,7 +64,7 @@ impl Store {
                 database.file_name().is_some_and(|own| {
                     dest_dir.is_some()
                         && real_dir(database.parent()) == dest_dir
-                        && super::is_claimed_file_name(own.as_bytes(), name.as_bytes())
+                        && crate::files::is_claimed_file_name(own.as_bytes(), name.as_bytes())
                 })
             });
             if own {
@@ -82,6 +82,18 @@ impl Store {
             bail!(
                 "the directory `{}` of the backup does not exist; create it first",
                 dir.display()
+            );
+        }
+        // Where another user may rename or replace what is in it (a directory they can write,
+        // without the sticky bit), the copy could be taken away or the backup made to fail.
+        if let Ok(metadata) = std::fs::metadata(&dir)
+            && let Some(writers) = crate::owner::other_writers_of(&dir, &metadata)
+            && std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o1000 == 0
+        {
+            bail!(
+                "the directory `{}` of the backup can be written by {writers} (mode {}), who could take the copy away; write backups into a directory only you can write",
+                dir.display(),
+                crate::owner::mode(&metadata)
             );
         }
         let work = WorkDirectory::new(dest)
@@ -223,6 +235,7 @@ static ON_SIGNAL: std::sync::atomic::AtomicPtr<Vec<std::ffi::CString>> =
     std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
 
 extern "C" fn remove_and_exit(_: libc::c_int) {
+    const SAID: &[u8] = b"error: backup stopped by a signal; the partial copy was removed\n";
     let paths = ON_SIGNAL.load(std::sync::atomic::Ordering::SeqCst);
     if !paths.is_null() {
         // SAFETY: the vector outlives the handler's installation (see `remove_on_signal`);
@@ -237,8 +250,12 @@ extern "C" fn remove_and_exit(_: libc::c_int) {
             }
         }
     }
-    // SAFETY: ends the process at once, as the signal asked.
-    unsafe { libc::_exit(130) };
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; the process ends at once, as the
+    // signal asked.
+    unsafe {
+        libc::write(2, SAID.as_ptr().cast(), SAID.len());
+        libc::_exit(130)
+    };
 }
 
 /// While alive, SIGINT and SIGTERM delete the working directory and end the process (exit

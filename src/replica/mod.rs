@@ -233,32 +233,6 @@ pub const RAW_PREFIX_BYTES: u64 = 1024 * 1024;
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
-/// Whether `name` is, beside a database file named `database`, one of the replica's own files:
-/// the database itself, the journal, WAL and shared memory SQLite gives it, the copies kept
-/// before a schema upgrade (`.schemaN.bak`), and the lock files of its feeds and import
-/// sources (`-NAME.lock`).
-pub fn is_own_file_name(database: &[u8], name: &[u8]) -> bool {
-    is_claimed_file_name(database, name)
-        || name.strip_prefix(database).is_some_and(|rest| {
-            !database.is_empty()
-                && (rest.is_empty() || (rest.starts_with(b".schema") && rest.ends_with(b".bak")))
-        })
-}
-
-/// Whether `name`, beside a database file named `database`, is a name that SQLite or a run
-/// of beskedhent writes to by itself: the journal, WAL and shared memory, and the lock files
-/// of feeds and import sources. A file put there would be taken for one of them.
-pub fn is_claimed_file_name(database: &[u8], name: &[u8]) -> bool {
-    if database.is_empty() {
-        return false;
-    }
-    let Some(rest) = name.strip_prefix(database) else {
-        return false;
-    };
-    matches!(rest, b"-wal" | b"-shm" | b"-journal")
-        || (rest.len() > b"-.lock".len() && rest.starts_with(b"-") && rest.ends_with(b".lock"))
-}
-
 /// Database page size in bytes, for new databases.
 const PAGE_SIZE: i64 = 8 * 1024;
 /// Page cache of a connection, in KiB.

@@ -681,3 +681,199 @@ fn the_notify_command_cannot_read_beskedhents_secrets() {
         "the command read the secret from its parent"
     );
 }
+
+/// Gives `user` the permissions `perm` (4 read, 2 write) on `path` through a POSIX ACL, as
+/// `setfacl -m u:USER:PERM` would.
+fn grant_acl(path: &Path, user: &LocalUser, perm: u16) {
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, u32::MAX),
+        (0x02, perm, user.uid),
+        (0x04, 4, u32::MAX),
+        (0x10, 7, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ] {
+        acl.extend(tag.to_le_bytes());
+        acl.extend(perm.to_le_bytes());
+        acl.extend(id.to_le_bytes());
+    }
+    let name = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: setxattr(2) with NUL-terminated strings and a buffer of the given length.
+    let set = unsafe {
+        libc::setxattr(
+            name.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            acl.as_ptr().cast(),
+            acl.len(),
+            0,
+        )
+    };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_notify_program_reached_through_another_users_link_is_not_run() {
+    let scratch = shared_scratch();
+    let attacker = LocalUser::create();
+    // A directory everyone may write, without the sticky bit: the program named there is the
+    // attacker's link to a shell.
+    let open = scratch.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let link = open.join("alert.sh");
+    std::os::unix::fs::symlink("/bin/sh", &link).expect("link");
+    attacker.own(&link);
+    let install = Install::new(&format!(
+        "[notify]\ncommand = [\"{}\"]\noverdue_days = 0\n",
+        link.display()
+    ));
+    let (code, stdout, _) = outcome(&install.run(&["check"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL  `notify.command`"), "{stdout}");
+    assert!(stdout.contains("can be changed by every user"), "{stdout}");
+    // In a sticky directory the directory is fine, but the link is another user's.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let (code, stdout, _) = outcome(&install.run(&["check"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains(&format!("belongs to user {}", attacker.name)),
+        "{stdout}"
+    );
+    // Root's own link there is followed.
+    std::os::unix::fs::lchown(&link, Some(0), Some(0)).expect("chown");
+    let (_, stdout, _) = outcome(&install.run(&["check"]));
+    assert!(
+        stdout.contains("ok    notifications can be sent"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn what_an_acl_or_a_shared_primary_group_lets_others_change_is_refused() {
+    let scratch = shared_scratch();
+    let attacker = LocalUser::create();
+    let service = LocalUser::create();
+    let home = service.dir(scratch.path(), "service", 0o700);
+    let config = home.join("config.toml");
+    service.write(&config, "database = \"replica.db\"\n", 0o600);
+    grant_acl(&config, &attacker, 6);
+    let (code, _, stderr) = outcome(&run_in(Some(&service), &home, &["init"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("can be changed by user {} (ACL)", attacker.name)),
+        "{stderr}"
+    );
+    // Without the ACL, but group-writable by the service's own group, which another user has
+    // as their primary group.
+    std::fs::remove_file(&config).expect("rm");
+    service.write(&config, "database = \"replica.db\"\n", 0o660);
+    let (code, stdout, stderr) = outcome(&run_in(Some(&service), &home, &["init"]));
+    assert_eq!(code, 0, "the service's private group: {stdout}{stderr}");
+    let made = Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "-g",
+        ])
+        .arg(&service.name)
+        .arg(format!("{}g", service.name))
+        .output()
+        .expect("useradd");
+    assert!(made.status.success(), "{}", outcome(&made).2);
+    let (code, _, stderr) = outcome(&run_in(Some(&service), &home, &["init"]));
+    let _ = Command::new("userdel")
+        .arg(format!("{}g", service.name))
+        .output();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("can be changed by group {}", service.name)),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_configuration_reached_through_a_link_reads_its_files_beside_itself() {
+    let scratch = shared_scratch();
+    let attacker = LocalUser::create();
+    // Root's configuration, with a relative database path.
+    let root_dir = scratch.path().join("root");
+    std::fs::create_dir(&root_dir).expect("mkdir");
+    std::fs::write(root_dir.join("config.toml"), "database = \"replica.db\"\n").expect("write");
+    // The attacker's directory, with a link to it.
+    let theirs = attacker.dir(scratch.path(), "theirs", 0o777);
+    let link = theirs.join("config.toml");
+    std::os::unix::fs::symlink(root_dir.join("config.toml"), &link).expect("link");
+    attacker.own(&link);
+    let (code, stdout, stderr) = outcome(&run_in(None, &theirs, &["init"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(root_dir.join("replica.db").exists());
+    assert!(!theirs.join("replica.db").exists());
+    // A link to nowhere says so.
+    std::fs::remove_file(&link).expect("rm");
+    std::os::unix::fs::symlink(scratch.path().join("missing.toml"), &link).expect("link");
+    let (code, _, stderr) = outcome(&run_in(None, &theirs, &["status"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is a symbolic link to"), "{stderr}");
+}
+
+#[test]
+fn files_beskedhent_writes_are_never_another_users_or_the_replica() {
+    let scratch = shared_scratch();
+    let attacker = LocalUser::create();
+    // The metrics file named as the replica: refused when the configuration is read.
+    let install = Install::new("[metrics]\ntextfile = \"replica.db\"\n");
+    let (code, _, stderr) = outcome(&install.run(&["init"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("is the replica or one of its own files"),
+        "{stderr}"
+    );
+    // A metrics file name another user holds in a shared directory: not replaced.
+    let shared = scratch.path().join("textfiles");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    attacker.write(&shared.join("beskedhent.prom"), "theirs", 0o644);
+    let install = Install::new(&format!(
+        "[metrics]\ntextfile = \"{}\"\n",
+        shared.join("beskedhent.prom").display()
+    ));
+    let dir = install.path("in");
+    failed_letter(&dir, 6);
+    let (_, stdout, _) = outcome(&install.run(&["import", dir.to_str().expect("utf-8")]));
+    assert!(
+        stdout.contains(&format!("a file of user {}", attacker.name)),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(shared.join("beskedhent.prom")).expect("read"),
+        "theirs"
+    );
+    // A backup into a directory others may write (no sticky bit): refused.
+    let open = scratch.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let (code, _, stderr) =
+        outcome(&install.run(&["backup", open.join("copy.db").to_str().expect("utf-8")]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("can be written by every user"), "{stderr}");
+    // The packager's assets replace a link someone put there, never write through it.
+    let target = scratch.path().join("victim");
+    std::fs::write(&target, "untouched").expect("write");
+    let assets = scratch.path().join("assets");
+    std::fs::create_dir(&assets).expect("mkdir");
+    std::os::unix::fs::symlink(&target, assets.join("beskedhent.fish")).expect("link");
+    let output = Command::new(BIN)
+        .arg("generate-assets")
+        .arg(&assets)
+        .output()
+        .expect("assets");
+    assert!(output.status.success(), "{}", outcome(&output).2);
+    assert_eq!(std::fs::read_to_string(&target).expect("read"), "untouched");
+    assert!(
+        std::fs::symlink_metadata(assets.join("beskedhent.fish"))
+            .expect("fish")
+            .is_file()
+    );
+}

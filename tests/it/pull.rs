@@ -1321,3 +1321,40 @@ fn trace_logging_never_shows_what_the_broker_sent() {
         "a library's trace line was shown"
     );
 }
+
+#[test]
+fn a_private_key_of_another_user_or_group_is_refused() {
+    let test = PullTest::new(envelopes(0xf4, 1), "");
+    let other = crate::local_users::LocalUser::create();
+    let key = test.install.path("client.key");
+    std::fs::copy(certs().path("client.key"), &key).expect("copy key");
+    let config = std::fs::read_to_string(test.install.config()).expect("config");
+    std::fs::write(
+        test.install.config(),
+        config.replace(
+            &certs().path("client.key").display().to_string(),
+            &key.display().to_string(),
+        ),
+    )
+    .expect("config");
+    // Root's key, readable by a group root does not run as.
+    std::os::unix::fs::chown(&key, Some(0), Some(other.gid)).expect("chown");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o640))
+        .expect("chmod");
+    let (code, stdout, _) = outcome(&test.install.run(&["check"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("can be read or changed by other users"),
+        "{stdout}"
+    );
+    // Another user's key, however private.
+    std::os::unix::fs::chown(&key, Some(other.uid), Some(other.gid)).expect("chown");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let (code, stdout, _) = outcome(&test.install.run(&["check"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains(&format!("belongs to user {}", other.name)),
+        "{stdout}"
+    );
+}
