@@ -243,11 +243,10 @@ fn mask_tag() -> String {
 impl Store {
     /// Applies `[retention]`: each kind of data older than its limit is deleted or dropped.
     pub fn prune(&mut self, retention: &RetentionConfig) -> Result<Pruned> {
-        let result = self.prune_unnamed(retention);
-        self.named(result)
+        self.named(|store| store.prune_in_batches(retention))
     }
 
-    fn prune_unnamed(&mut self, retention: &RetentionConfig) -> Result<Pruned> {
+    fn prune_in_batches(&mut self, retention: &RetentionConfig) -> Result<Pruned> {
         let now = chrono::Utc::now();
         let cutoff = |days: u32| {
             (days > 0)
@@ -371,11 +370,10 @@ impl Store {
     /// envelopes), every envelope, refused message and notification that names it, and the
     /// number in run errors, origins and the free text of statuses.
     pub fn forget(&mut self, party: &Party) -> Result<Forgotten> {
-        let result = self.forget_unnamed(party);
-        self.named(result)
+        self.named(|store| store.forget_in_batches(party))
     }
 
-    fn forget_unnamed(&mut self, party: &Party) -> Result<Forgotten> {
+    fn forget_in_batches(&mut self, party: &Party) -> Result<Forgotten> {
         let stamp = crate::time::now_utc();
         let mut forgotten = Forgotten::default();
         // Which rows name the party: found first, outside any write transaction (a scan of
@@ -695,10 +693,10 @@ fn drop_envelopes(
     let mut by_id: std::collections::HashMap<String, Vec<String>> = Default::default();
     let mut largest = 0;
     for &seq in seqs {
-        let Some(envelope) = super::read_envelope(tx, seq)? else {
+        let Some(envelope) = super::write::read_envelope(tx, seq)? else {
             continue;
         };
-        let fingerprint = super::envelope_fingerprint(&envelope);
+        let fingerprint = super::write::envelope_fingerprint(&envelope);
         *refused += delete_same_bytes(tx, seq, &envelope, &fingerprint)?;
         let id: String = tx
             .prepare_cached("SELECT besked_id FROM message WHERE seq = ?1")?
@@ -727,7 +725,7 @@ fn drop_envelopes(
         rows.collect::<rusqlite::Result<_>>()?
     };
     for (id, besked_id) in candidates {
-        let raw = super::read_blob(tx, "rejected", "raw", id)?;
+        let raw = super::write::read_blob(tx, "rejected", "raw", id)?;
         let fingerprint = folded_fingerprint(&raw);
         if by_id
             .get(&besked_id)
@@ -745,8 +743,8 @@ fn drop_envelopes(
 /// order mark and white space around it are taken off): a refused copy that wrote its ids in
 /// another case is the same message.
 fn folded_fingerprint(envelope: &[u8]) -> String {
-    super::hex(&sha2::Sha256::digest(
-        super::trim_document(envelope).to_ascii_lowercase(),
+    super::write::hex(&sha2::Sha256::digest(
+        super::write::trim_document(envelope).to_ascii_lowercase(),
     ))
 }
 
@@ -763,7 +761,7 @@ fn delete_same_bytes(
     let mut deleted = tx
         .prepare_cached("DELETE FROM rejected WHERE resolved_seq = ?1")?
         .execute([seq])?;
-    let exact = super::hex(&sha2::Sha256::digest(envelope));
+    let exact = super::write::hex(&sha2::Sha256::digest(envelope));
     for sha in [exact.as_str(), fingerprint] {
         deleted += tx
             .prepare_cached("DELETE FROM rejected WHERE raw_sha256 = ?1")?
@@ -781,10 +779,13 @@ fn delete_message(
     seq: i64,
     deleted_ids: &mut Vec<String>,
 ) -> Result<u64> {
-    let refused = match super::read_envelope(tx, seq)? {
-        Some(envelope) => {
-            delete_same_bytes(tx, seq, &envelope, &super::envelope_fingerprint(&envelope))?
-        }
+    let refused = match super::write::read_envelope(tx, seq)? {
+        Some(envelope) => delete_same_bytes(
+            tx,
+            seq,
+            &envelope,
+            &super::write::envelope_fingerprint(&envelope),
+        )?,
         None => tx
             .prepare_cached("DELETE FROM rejected WHERE resolved_seq = ?1")?
             .execute([seq])? as u64,

@@ -1,0 +1,210 @@
+//! The replica's schema: the migrations from version 1 on (version 1 is `schema.sql`),
+//! applied in one exclusive transaction and tracked by `PRAGMA user_version`.
+
+use anyhow::{Context, Result, bail};
+use rusqlite::TransactionBehavior;
+
+use super::Store;
+
+/// Schema versions: index `i` holds the SQL that takes a database from version `i` to `i + 1`.
+/// Append only; never edit a released entry.
+pub(super) const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema.sql"),
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+    MIGRATION_6,
+];
+
+/// Version 2: how much of a refused message `rejected.raw` holds (and `raw` moved to the end
+/// of the row, so that a large one can be written in place without being held in memory), and
+/// UUID BeskedIds in lower case so that an upper-case copy is recognised as the same message.
+pub(super) const MIGRATION_2: &str = "
+CREATE TABLE rejected_v2 (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    source       TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    raw_sha256   TEXT NOT NULL,
+    besked_id    TEXT,
+    origin       TEXT,
+    resolved_seq INTEGER REFERENCES message (seq),
+    raw_size     INTEGER NOT NULL,
+    raw_complete INTEGER NOT NULL DEFAULT 1,
+    raw          BLOB NOT NULL
+);
+INSERT INTO rejected_v2 (id, source, received_at, reason, raw_sha256, besked_id, origin,
+        resolved_seq, raw_size, raw_complete, raw)
+    SELECT id, source, received_at, reason, raw_sha256, besked_id, origin, resolved_seq,
+        length(raw), 1, raw FROM rejected;
+DROP TABLE rejected;
+ALTER TABLE rejected_v2 RENAME TO rejected;
+CREATE INDEX rejected_by_sha256 ON rejected (raw_sha256);
+CREATE INDEX rejected_by_time ON rejected (received_at);
+UPDATE OR IGNORE message SET besked_id = lower(besked_id)
+    WHERE besked_id <> lower(besked_id) AND besked_id GLOB
+    '[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]';
+UPDATE print_status SET besked_id = (SELECT besked_id FROM message WHERE seq = print_status.seq)
+    WHERE besked_id <> (SELECT besked_id FROM message WHERE seq = print_status.seq);
+UPDATE print_status_postal_event
+    SET besked_id = (SELECT besked_id FROM message WHERE seq = print_status_postal_event.seq)
+    WHERE besked_id <> (SELECT besked_id FROM message WHERE seq = print_status_postal_event.seq);
+UPDATE registration SET besked_id = (SELECT besked_id FROM message WHERE seq = registration.seq)
+    WHERE besked_id <> (SELECT besked_id FROM message WHERE seq = registration.seq);
+";
+
+/// Version 3: `letter`, one row per letter (`message_uuid`) with its current status, kept up to
+/// date in the same transaction as the statuses; `print_status_latest` is served from it.
+/// `notification`, the outbox of events to send; `cursor.failed_runs` and `failing_since`.
+pub(super) const MIGRATION_3: &str = "
+CREATE TABLE letter (
+    message_uuid    TEXT NOT NULL PRIMARY KEY,
+    seq             INTEGER NOT NULL,
+    event           TEXT,
+    outcome         TEXT,
+    final           INTEGER NOT NULL,
+    kanal           TEXT,
+    occurred_at     TEXT,
+    first_seen_at   TEXT,
+    final_at        TEXT,
+    statuses        INTEGER NOT NULL,
+    fejl_kode       TEXT,
+    fejl_tekst      TEXT,
+    afsendelse_id   TEXT,
+    transmission_id TEXT
+);
+CREATE INDEX letter_by_time ON letter (occurred_at, outcome);
+CREATE INDEX letter_pending_by_time ON letter (occurred_at) WHERE final = 0;
+CREATE INDEX letter_pending_by_first_seen ON letter (first_seen_at) WHERE final = 0;
+CREATE TABLE notification (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    key             TEXT NOT NULL UNIQUE,
+    event           TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    occurred_at     TEXT,
+    suppressed      INTEGER NOT NULL DEFAULT 0,
+    sent_at         TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    last_error      TEXT
+);
+CREATE INDEX notification_unsent ON notification (id) WHERE sent_at IS NULL AND suppressed = 0;
+ALTER TABLE cursor ADD COLUMN failed_runs INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE cursor ADD COLUMN failing_since TEXT;
+DROP VIEW print_status_latest;
+CREATE VIEW print_status_latest AS
+SELECT l.seq AS seq, p.besked_id AS besked_id, l.message_uuid AS message_uuid,
+    l.transmission_id AS transmission_id, p.message_id AS message_id, l.kanal AS kanal,
+    p.status AS status, l.event AS event, p.event_uuid AS event_uuid, l.final AS final,
+    l.outcome AS outcome, l.occurred_at AS occurred_at, l.fejl_kode AS fejl_kode,
+    l.fejl_tekst AS fejl_tekst, l.afsendelse_id AS afsendelse_id,
+    p.forsendelse_id AS forsendelse_id, p.forsendelse_type_id AS forsendelse_type_id,
+    p.bruger_navn AS bruger_navn, p.enhed_tekst AS enhed_tekst,
+    p.afsender_system_id AS afsender_system_id, p.correlation_id AS correlation_id,
+    p.producer AS producer, p.producer_uuid AS producer_uuid
+FROM letter AS l JOIN print_status AS p ON p.seq = l.seq;
+";
+
+/// Version 4: `run`, one row per run of a source (its history, where `cursor` keeps only the
+/// last); `message.envelope_pruned_at`, set when retention or `forget` dropped the envelope.
+pub(super) const MIGRATION_4: &str = "
+CREATE TABLE run (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    source      TEXT NOT NULL,
+    command     TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT,
+    status      TEXT NOT NULL,
+    messages    INTEGER NOT NULL DEFAULT 0,
+    duplicates  INTEGER NOT NULL DEFAULT 0,
+    rejected    INTEGER NOT NULL DEFAULT 0,
+    error       TEXT
+);
+CREATE INDEX run_by_source ON run (source, started_at);
+CREATE INDEX run_by_outcome ON run (source, status, ended_at);
+INSERT INTO run (source, command, started_at, ended_at, status, error)
+    SELECT source, 'unknown', run_started_at, run_ended_at,
+        CASE WHEN run_status = 'running' THEN 'killed' ELSE run_status END, run_error
+    FROM cursor WHERE run_started_at IS NOT NULL;
+ALTER TABLE message ADD COLUMN envelope_pruned_at TEXT;
+CREATE INDEX message_envelope_age ON message (created_at, received_at)
+    WHERE envelope_pruned_at IS NULL;
+CREATE INDEX rejected_by_resolved ON rejected (resolved_seq) WHERE resolved_seq IS NOT NULL;
+";
+
+/// Version 5: `message.envelope_sha256`, the fingerprint of an envelope kept when retention or
+/// `forget` drops its bytes, so that a later copy with other content is still told apart.
+pub(super) const MIGRATION_5: &str = "
+ALTER TABLE message ADD COLUMN envelope_sha256 TEXT;
+";
+
+/// Version 6: a refused copy of a stored message (its bytes are the message's envelope, or the
+/// beginning of it: a copy cut off on the way) is taken in by that message (`resolved_seq`),
+/// whichever arrived first, so it is not counted as still refused. UUID ids in `rejected` are
+/// kept in lower case, as in `message`, and an index finds the unresolved copies of an id as
+/// each message is stored. Other content under a stored id stays refused.
+pub(super) const MIGRATION_6: &str = "
+UPDATE rejected SET besked_id = lower(besked_id)
+    WHERE besked_id <> lower(besked_id) AND besked_id GLOB
+    '[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]-[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]';
+CREATE INDEX rejected_unresolved_by_besked_id ON rejected (besked_id)
+    WHERE besked_id IS NOT NULL AND resolved_seq IS NULL;
+UPDATE rejected SET resolved_seq = m.seq
+FROM message AS m
+WHERE rejected.resolved_seq IS NULL AND rejected.besked_id IS NOT NULL
+    AND m.besked_id = rejected.besked_id AND m.envelope_pruned_at IS NULL
+    AND rejected.raw_size > 0 AND rejected.raw_size <= length(m.envelope)
+    AND rejected.raw = substr(m.envelope, 1, length(rejected.raw));
+";
+
+/// Fills `letter` from `print_status` (after the migration that adds it, and after `reprocess`
+/// re-derived the statuses): per `message_uuid` the latest status under the rule of
+/// `print_status_latest`, the earliest `occurred_at`, and the count.
+pub(super) const REBUILD_LETTERS: &str = "
+DELETE FROM letter;
+INSERT INTO letter (message_uuid, seq, event, outcome, final, kanal, occurred_at, first_seen_at,
+        final_at, statuses, fejl_kode, fejl_tekst, afsendelse_id, transmission_id)
+SELECT p.message_uuid, p.seq, p.event, p.outcome, p.final, p.kanal, p.occurred_at,
+    a.first_seen_at, CASE WHEN p.final THEN p.occurred_at END, a.statuses, p.fejl_kode,
+    p.fejl_tekst, p.afsendelse_id, p.transmission_id
+FROM (SELECT message_uuid, count(*) AS statuses, min(occurred_at) AS first_seen_at,
+          (SELECT q.seq FROM print_status AS q WHERE q.message_uuid = g.message_uuid
+           ORDER BY q.final DESC, q.occurred_at DESC, q.seq DESC LIMIT 1) AS latest
+      FROM print_status AS g WHERE message_uuid IS NOT NULL GROUP BY message_uuid) AS a
+JOIN print_status AS p ON p.seq = a.latest;
+";
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+impl Store {
+    /// Brings the schema up to [`SCHEMA_VERSION`]. Running it again changes nothing.
+    pub fn migrate(&mut self) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > MIGRATIONS.len() {
+            bail!(
+                "database `{}` has a schema version newer than this beskedhent knows ({}); upgrade beskedhent",
+                self.path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.execute_batch(sql)
+                .with_context(|| format!("failed to apply schema migration {}", index + 1))?;
+            if index + 1 == 3 {
+                // The statuses stored before `letter` existed.
+                tx.execute_batch(REBUILD_LETTERS)
+                    .context("failed to fill `letter` (schema migration 3)")?;
+            }
+        }
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+        tx.commit()?;
+        Ok(version)
+    }
+}
