@@ -106,7 +106,7 @@ pub async fn pull_pass(
     config: std::sync::Arc<Config>,
     puller: std::sync::Arc<crate::pull::feed::Puller>,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) -> crate::pull::feed::RunReport {
+) -> crate::pull::report::RunReport {
     let mut report = crate::pull::feed::run_once(puller.clone(), shutdown.clone()).await;
     let expiry = puller.credentials.info().ok().map(|info| info.not_after);
     let watching = shutdown.clone();

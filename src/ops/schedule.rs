@@ -111,12 +111,12 @@ impl Passes {
     }
 
     /// Tells systemd how the pass went, and gives up after `limit` failing passes in a row.
-    fn count(&self, report: &feed::RunReport) {
+    fn count(&self, report: &crate::pull::report::RunReport) {
         let code = report.exit_code();
         let failed: Vec<&str> = report
             .feeds
             .iter()
-            .filter(|feed| matches!(feed.end, feed::FeedEnd::Failed(_)))
+            .filter(|feed| matches!(feed.end, crate::pull::report::FeedEnd::Failed(_)))
             .map(|feed| feed.name.as_str())
             .collect();
         let now = crate::time::now_utc();

@@ -50,15 +50,41 @@ impl AuthProvider for AssertionAuth {
 #[derive(Debug, Error)]
 pub enum AmqpError {
     /// The broker refused the login: the token (or, for the test broker, the certificate).
-    #[error("the broker at {endpoint} refused the login: {detail}")]
-    LoginRefused { endpoint: String, detail: String },
+    #[error("the broker at {endpoint} refused the login: {}", error_chain(.source))]
+    LoginRefused {
+        endpoint: String,
+        #[source]
+        source: lapin::Error,
+    },
     /// The broker says the queue does not exist.
-    #[error("the broker says queue `{queue}` does not exist: {detail}")]
-    QueueMissing { queue: String, detail: String },
+    #[error("the broker says queue `{queue}` does not exist: {}", error_chain(.source))]
+    QueueMissing {
+        queue: String,
+        #[source]
+        source: lapin::Error,
+    },
     /// The queue may not be read with this login.
-    #[error("the broker refused access to queue `{queue}`: {detail}")]
-    QueueRefused { queue: String, detail: String },
-    /// Network, TLS, a broker gone away: worth a reconnect, unless `problem` says otherwise.
+    #[error("the broker refused access to queue `{queue}`: {}", error_chain(.source))]
+    QueueRefused {
+        queue: String,
+        #[source]
+        source: lapin::Error,
+    },
+    /// Connecting failed, or the broker went away: worth a reconnect, unless `problem` says
+    /// otherwise. `what` says which (`cannot connect to the broker`, `lost the broker`).
+    #[error("{what} at {endpoint}: {}", error_chain(.source))]
+    Broker {
+        what: &'static str,
+        endpoint: String,
+        problem: Problem,
+        #[source]
+        source: lapin::Error,
+    },
+    /// The broker ended the consumer: worth a reconnect.
+    #[error("the broker at {endpoint} ended the consumer")]
+    ConsumerEnded { endpoint: String },
+    /// No answer in time, a host that does not resolve, a setting that cannot be used: no
+    /// library error underneath.
     #[error("{detail}")]
     Transport {
         endpoint: String,
@@ -75,41 +101,53 @@ impl AmqpError {
         }
     }
 
-    fn connecting(error: &lapin::Error, endpoint: &str) -> AmqpError {
-        let detail = error_chain(error);
-        match Self::reply_code(error) {
+    fn connecting(error: lapin::Error, endpoint: &str) -> AmqpError {
+        match Self::reply_code(&error) {
             Some(403) => AmqpError::LoginRefused {
                 endpoint: endpoint.to_owned(),
-                detail,
+                source: error,
             },
-            _ => AmqpError::Transport {
+            _ => AmqpError::Broker {
+                what: "cannot connect to the broker",
                 endpoint: endpoint.to_owned(),
-                problem: crate::pull::net::classify(error),
-                detail: format!("cannot connect to the broker at {endpoint}: {detail}"),
+                problem: crate::pull::net::classify(&error),
+                source: error,
             },
         }
     }
 
-    fn lost(error: &lapin::Error, endpoint: &str) -> AmqpError {
-        AmqpError::Transport {
+    /// The broker went away (or failed) in the middle of a session.
+    pub fn lost(error: lapin::Error, endpoint: &str) -> AmqpError {
+        AmqpError::Broker {
+            what: "lost the broker",
             endpoint: endpoint.to_owned(),
-            problem: crate::pull::net::classify(error),
-            detail: format!("lost the broker at {endpoint}: {}", error_chain(error)),
+            problem: crate::pull::net::classify(&error),
+            source: error,
         }
     }
 
-    fn for_queue(error: &lapin::Error, queue: &str, endpoint: &str) -> AmqpError {
-        let detail = error_chain(error);
-        match Self::reply_code(error) {
+    fn for_queue(error: lapin::Error, queue: &str, endpoint: &str) -> AmqpError {
+        match Self::reply_code(&error) {
             Some(404) => AmqpError::QueueMissing {
                 queue: queue.to_owned(),
-                detail,
+                source: error,
             },
             Some(403) => AmqpError::QueueRefused {
                 queue: queue.to_owned(),
-                detail,
+                source: error,
             },
             _ => Self::lost(error, endpoint),
+        }
+    }
+
+    /// What kind of transport failure it is, if it is one.
+    fn problem(&self) -> Option<Problem> {
+        match self {
+            AmqpError::Broker { problem, .. } | AmqpError::Transport { problem, .. } => {
+                Some(*problem)
+            }
+            AmqpError::ConsumerEnded { .. } => Some(Problem::Other),
+            _ => None,
         }
     }
 
@@ -122,7 +160,9 @@ impl AmqpError {
             AmqpError::QueueMissing { .. } | AmqpError::QueueRefused { .. } => {
                 "check `dueslag` of the feed"
             }
-            AmqpError::Transport { problem, .. } => match problem {
+            AmqpError::Broker { .. }
+            | AmqpError::ConsumerEnded { .. }
+            | AmqpError::Transport { .. } => match self.problem().unwrap_or(Problem::Other) {
                 Problem::Dns => {
                     "the host name does not resolve: check the host in `amqp.url` and this machine's DNS"
                 }
@@ -150,9 +190,11 @@ impl AmqpError {
     pub fn is_permanent(&self) -> bool {
         match self {
             AmqpError::QueueMissing { .. } | AmqpError::QueueRefused { .. } => true,
-            AmqpError::Transport { problem, .. } => {
+            AmqpError::Broker { .. }
+            | AmqpError::ConsumerEnded { .. }
+            | AmqpError::Transport { .. } => {
                 matches!(
-                    problem,
+                    self.problem().unwrap_or(Problem::Other),
                     Problem::Dns
                         | Problem::Certificate
                         | Problem::HandshakeRefused
@@ -225,7 +267,7 @@ pub async fn connect(
         .with_connection_name(format!("beskedhent {name}").into())
         .with_auth_provider(AssertionAuth::new(token));
     let runtime = lapin::runtime::default_runtime()
-        .map_err(|error| AmqpError::connecting(&error, &endpoint))?;
+        .map_err(|error| AmqpError::connecting(error, &endpoint))?;
     let connecting = Connection::connect_uri_with_config(uri, properties, tls, runtime);
     let connection = tokio::time::timeout(
         Duration::from_secs(config.connect_timeout_seconds),
@@ -242,11 +284,11 @@ pub async fn connect(
             ),
         )
     })?
-    .map_err(|error| AmqpError::connecting(&error, &endpoint))?;
+    .map_err(|error| AmqpError::connecting(error, &endpoint))?;
     let channel = connection
         .create_channel()
         .await
-        .map_err(|error| AmqpError::connecting(&error, &endpoint))?;
+        .map_err(|error| AmqpError::connecting(error, &endpoint))?;
     Ok(Session {
         connection,
         channel,
@@ -260,7 +302,7 @@ impl Session {
         self.channel
             .basic_qos(prefetch, BasicQosOptions::default())
             .await
-            .map_err(|error| AmqpError::lost(&error, &self.endpoint))?;
+            .map_err(|error| AmqpError::lost(error, &self.endpoint))?;
         self.channel
             .basic_consume(
                 queue.into(),
@@ -269,7 +311,7 @@ impl Session {
                 FieldTable::default(),
             )
             .await
-            .map_err(|error| AmqpError::for_queue(&error, queue, &self.endpoint))
+            .map_err(|error| AmqpError::for_queue(error, queue, &self.endpoint))
     }
 
     /// One `basic.get`: `None` means the queue is empty.
@@ -278,7 +320,7 @@ impl Session {
             .basic_get(queue.into(), BasicGetOptions::default())
             .await
             .map(|message| message.map(|m| m.delivery))
-            .map_err(|error| AmqpError::for_queue(&error, queue, &self.endpoint))
+            .map_err(|error| AmqpError::for_queue(error, queue, &self.endpoint))
     }
 
     /// Checks that `queue` exists without declaring or consuming it (a passive declare);
@@ -292,7 +334,7 @@ impl Session {
             .queue_declare(queue.into(), options, FieldTable::default())
             .await
             .map(|declared| declared.message_count())
-            .map_err(|error| AmqpError::for_queue(&error, queue, &self.endpoint))
+            .map_err(|error| AmqpError::for_queue(error, queue, &self.endpoint))
     }
 
     /// Acknowledges every delivery up to and including `delivery_tag`.
@@ -300,7 +342,7 @@ impl Session {
         self.channel
             .basic_ack(delivery_tag, BasicAckOptions { multiple: true })
             .await
-            .map_err(|error| AmqpError::lost(&error, &self.endpoint))
+            .map_err(|error| AmqpError::lost(error, &self.endpoint))
     }
 
     /// Closes politely; deliveries not acknowledged go back to the queue.

@@ -21,12 +21,13 @@ use tokio::sync::watch;
 
 use crate::config::{Config, EventRules, FeedConfig, Fetch, PullConfig, SyncConfig};
 use crate::decode::message::Decoder;
-use crate::exit;
 use crate::pull::amqp::{self, AmqpError, Session};
+use crate::pull::committer::{Committed, Committer, Slot, Synced};
 use crate::pull::credentials::Credentials;
 use crate::pull::lock::{FeedLock, LockError};
+use crate::pull::report::{FeedEnd, FeedError, FeedReport, RunReport};
 use crate::pull::sts::TokenClient;
-use crate::replica::{Counts, Incoming, Outcome, Raw, RunEnd, RunStatus, Store, WalFlusher};
+use crate::replica::{Counts, Incoming, Raw, RunEnd, RunStatus, Store};
 use crate::time;
 
 /// Most bytes of deliveries held unacknowledged (received, not yet committed) per feed, for
@@ -94,102 +95,6 @@ pub fn effective_prefetch(configured: u16, max_message_bytes: usize) -> u16 {
     configured.min(by_bytes as u16)
 }
 
-/// How one feed's run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FeedEnd {
-    /// The queue is empty.
-    Drained,
-    /// `max_messages` or `max_seconds` was reached.
-    Limit,
-    /// A signal asked the run to stop.
-    Interrupted,
-    /// Another run holds the feed's lock.
-    Locked(String),
-    /// The feed could not be pulled; nothing unsaved was acknowledged.
-    Failed(String),
-}
-
-/// What one feed's run did.
-#[derive(Debug, Clone)]
-pub struct FeedReport {
-    pub name: String,
-    pub counts: Counts,
-    pub end: FeedEnd,
-    pub reconnects: u32,
-    pub elapsed: Duration,
-}
-
-/// What a run did, feed by feed.
-#[derive(Debug, Clone)]
-pub struct RunReport {
-    pub feeds: Vec<FeedReport>,
-    pub elapsed: Duration,
-    /// What followed the feeds: notifications, retention, metrics (a line each, when
-    /// configured).
-    pub after: Vec<String>,
-    /// SIGINT or SIGTERM came during the run (its feeds, or what followed them).
-    pub signalled: bool,
-}
-
-impl RunReport {
-    /// The process exit code: the worst thing that happened.
-    pub fn exit_code(&self) -> u8 {
-        let any = |test: fn(&FeedReport) -> bool| self.feeds.iter().any(test);
-        if any(|f| matches!(f.end, FeedEnd::Failed(_))) {
-            exit::FEED_FAILED
-        } else if any(|f| matches!(f.end, FeedEnd::Locked(_))) {
-            exit::LOCKED
-        } else if self.signalled || any(|f| f.end == FeedEnd::Interrupted) {
-            exit::INTERRUPTED
-        } else if any(|f| f.counts.rejected > 0) {
-            exit::REJECTED
-        } else {
-            exit::OK
-        }
-    }
-
-    /// One line per feed and a total line.
-    pub fn lines(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        let mut total = Counts::default();
-        for feed in &self.feeds {
-            total.add(feed.counts);
-            let end = match &feed.end {
-                FeedEnd::Drained => "drained".to_string(),
-                FeedEnd::Limit => "stopped at the configured limit".to_string(),
-                FeedEnd::Interrupted => "interrupted".to_string(),
-                FeedEnd::Locked(why) => format!("skipped: {why}"),
-                FeedEnd::Failed(why) => format!("FAILED: {why}"),
-            };
-            let reconnects = match feed.reconnects {
-                0 => String::new(),
-                1 => ", 1 reconnect".to_string(),
-                n => format!(", {n} reconnects"),
-            };
-            lines.push(format!(
-                "feed {}: {} new, {} duplicates, {} rejected in {:.2} s{reconnects}; {end}",
-                feed.name,
-                feed.counts.new,
-                feed.counts.duplicates,
-                feed.counts.rejected,
-                feed.elapsed.as_secs_f64()
-            ));
-        }
-        let seconds = self.elapsed.as_secs_f64();
-        let rate = if seconds > 0.0 {
-            total.total() as f64 / seconds
-        } else {
-            0.0
-        };
-        lines.push(format!(
-            "total: {} new, {} duplicates, {} rejected in {seconds:.2} s ({rate:.0} messages/s)",
-            total.new, total.duplicates, total.rejected
-        ));
-        lines.extend(self.after.iter().cloned());
-        lines
-    }
-}
-
 /// Runs every feed once, concurrently, until each is drained or stops.
 pub async fn run_once(puller: Arc<Puller>, shutdown: watch::Receiver<bool>) -> RunReport {
     let started = Instant::now();
@@ -209,7 +114,7 @@ pub async fn run_once(puller: Arc<Puller>, shutdown: watch::Receiver<bool>) -> R
         feeds.push(task.await.unwrap_or_else(|error| FeedReport {
             name: feed.name.clone(),
             counts: Counts::default(),
-            end: FeedEnd::Failed(format!("internal error: {error}")),
+            end: FeedEnd::Failed(FeedError::Internal(error.to_string())),
             reconnects: 0,
             elapsed: started.elapsed(),
         }));
@@ -226,169 +131,11 @@ pub async fn run_once(puller: Arc<Puller>, shutdown: watch::Receiver<bool>) -> R
 /// Why a session ended early.
 enum SessionEnd {
     /// Reconnect after a pause (counts against `retries`).
-    Retry(String),
+    Retry(FeedError),
     /// Reconnect at once with a fresh token (the current one is about to expire).
     Renew,
     /// Give up on this feed for this run.
-    Fatal(String),
-}
-
-/// Who holds the feed's database connection: the feed between commits, a blocking thread
-/// while a batch commits. The one place that knows this rule.
-///
-/// A commit does not wait for the disk; a committed batch is synced to disk on another
-/// blocking thread while the next batch is written, and acknowledged only once that is done.
-/// At most one commit and one sync are in flight; syncs finish in the order of their commits.
-struct Committer {
-    database: PathBuf,
-    /// Sizes the page cache of a reopened connection.
-    max_message_bytes: usize,
-    events: Option<EventRules>,
-    slot: Slot,
-    flusher: WalFlusher,
-    /// The last committed batch while it is synced to disk: acknowledged through `last_tag`
-    /// once it is.
-    syncing: Option<Syncing>,
-}
-
-struct Syncing {
-    handle: tokio::task::JoinHandle<Result<()>>,
-    last_tag: u64,
-}
-
-/// A finished sync to disk: everything committed through `last_tag` is durable if it
-/// succeeded.
-struct Synced {
-    result: Result<()>,
-    last_tag: u64,
-}
-
-enum Slot {
-    Idle(Store),
-    /// A batch is being committed; its deliveries are acknowledged through `last_tag` once it
-    /// has.
-    Busy {
-        handle: tokio::task::JoinHandle<CommitResult>,
-        last_tag: u64,
-    },
-    /// The commit thread failed and took the connection with it.
-    Lost,
-}
-
-/// What a commit thread hands back: the store, the outcome, and the committed items.
-type CommitResult = (Store, Result<(Vec<Outcome>, Counts)>, Vec<Incoming>);
-
-/// A finished commit.
-struct Committed {
-    result: Result<(Vec<Outcome>, Counts, Vec<Incoming>)>,
-    last_tag: u64,
-}
-
-impl Committer {
-    fn is_busy(&self) -> bool {
-        matches!(self.slot, Slot::Busy { .. })
-    }
-
-    fn is_syncing(&self) -> bool {
-        self.syncing.is_some()
-    }
-
-    /// Starts syncing to disk what has been committed, for deliveries through `last_tag`.
-    /// Only when no sync is in flight.
-    fn start_sync(&mut self, last_tag: u64) {
-        debug_assert!(self.syncing.is_none(), "one sync at a time");
-        let flusher = self.flusher.clone();
-        let handle = tokio::task::spawn_blocking(move || flusher.flush());
-        self.syncing = Some(Syncing { handle, last_tag });
-    }
-
-    /// Resolves when the sync in flight has finished (never, if none is). Cancel-safe: if
-    /// dropped before it resolves, the sync stays in flight.
-    async fn synced(&mut self) -> Synced {
-        Self::sync_finished(&mut self.syncing).await
-    }
-
-    async fn sync_finished(syncing: &mut Option<Syncing>) -> Synced {
-        let Some(in_flight) = syncing else {
-            return std::future::pending().await;
-        };
-        let joined = (&mut in_flight.handle).await;
-        let last_tag = in_flight.last_tag;
-        *syncing = None;
-        let result = joined.unwrap_or_else(|error| {
-            Err(anyhow::anyhow!(
-                "the sync thread failed: {}",
-                panic_message(error)
-            ))
-        });
-        Synced { result, last_tag }
-    }
-
-    /// The connection, when no commit is in flight; reopened if a failed commit lost it.
-    fn store(&mut self) -> Result<&mut Store> {
-        if matches!(self.slot, Slot::Lost) {
-            let store = Store::open(&self.database, self.events)?;
-            store.tune_for_pull(self.max_message_bytes)?;
-            self.slot = Slot::Idle(store);
-        }
-        match &mut self.slot {
-            Slot::Idle(store) => Ok(store),
-            _ => anyhow::bail!("internal error: the database is in use by a commit"),
-        }
-    }
-
-    /// Starts committing `items` on a blocking thread. Only when idle.
-    fn start(&mut self, source: String, items: Vec<Incoming>, last_tag: u64) {
-        let Slot::Idle(mut store) = std::mem::replace(&mut self.slot, Slot::Lost) else {
-            unreachable!("start is only called when no commit is in flight");
-        };
-        let handle = tokio::task::spawn_blocking(move || {
-            let outcome = store.write_batch(&source, &time::now_utc(), &items);
-            (store, outcome, items)
-        });
-        self.slot = Slot::Busy { handle, last_tag };
-    }
-
-    /// Resolves when the commit in flight has finished (never, if none is). Cancel-safe: if
-    /// dropped before it resolves, the commit stays in flight.
-    async fn finished(&mut self) -> Committed {
-        Self::commit_finished(&mut self.slot).await
-    }
-
-    /// [`Committer::finished`] on the slot alone, so that it can be awaited beside
-    /// [`Committer::sync_finished`].
-    async fn commit_finished(slot: &mut Slot) -> Committed {
-        let Slot::Busy { handle, .. } = slot else {
-            return std::future::pending().await;
-        };
-        let joined = handle.await;
-        let Slot::Busy { last_tag, .. } = std::mem::replace(slot, Slot::Lost) else {
-            unreachable!("the slot was busy");
-        };
-        let result = match joined {
-            Ok((store, outcome, items)) => {
-                *slot = Slot::Idle(store);
-                outcome.map(|(outcomes, counts)| (outcomes, counts, items))
-            }
-            Err(error) => Err(anyhow::anyhow!(
-                "the commit thread failed: {}",
-                panic_message(error)
-            )),
-        };
-        Committed { result, last_tag }
-    }
-}
-
-/// The message of a panicked task, or what else ended it.
-fn panic_message(error: tokio::task::JoinError) -> String {
-    match error.try_into_panic() {
-        Ok(payload) => payload
-            .downcast_ref::<&str>()
-            .map(|text| (*text).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panicked".into()),
-        Err(error) => error.to_string(),
-    }
+    Fatal(FeedError),
 }
 
 /// A feed's state across reconnects within one run.
@@ -422,110 +169,13 @@ async fn run_feed(
         reconnects,
         elapsed: started.elapsed(),
     };
-    let _lock = match FeedLock::acquire(&puller.database, &feed.name) {
-        Ok(lock) => lock,
-        Err(error @ LockError::Held { .. }) => {
-            tracing::warn!(feed = %feed.name, "{error}");
-            return report(Counts::default(), FeedEnd::Locked(error.to_string()), 0);
-        }
-        Err(error) => return report(Counts::default(), FeedEnd::Failed(error.to_string()), 0),
-    };
-    let store = match Store::open(&puller.database, puller.events).and_then(|store| {
-        store.tune_for_pull(puller.max_message_bytes)?;
-        Ok(store)
-    }) {
-        Ok(store) => store,
-        Err(error) => return report(Counts::default(), FeedEnd::Failed(format!("{error:#}")), 0),
-    };
-    let tuning = &puller.tuning;
-    // Half the window: while one half is being committed, the broker can send the other.
-    let eager_max = tuning
-        .batch_size
-        .min((usize::from(puller.prefetch) / 2).max(1));
-    let flusher = store.wal_flusher();
-    let mut run = FeedRun {
-        puller,
-        cvr: feed
-            .cvr
-            .clone()
-            .unwrap_or_else(|| puller.pull.sts.cvr.clone()),
-        feed,
-        committer: Committer {
-            database: puller.database.clone(),
-            max_message_bytes: puller.max_message_bytes,
-            events: puller.events,
-            slot: Slot::Idle(store),
-            flusher,
-            syncing: None,
-        },
-        counts: Counts::default(),
-        received: 0,
-        deadline: (tuning.max_seconds > 0)
-            .then(|| Instant::now() + Duration::from_secs(tuning.max_seconds)),
-        refused_fresh_token: false,
-        eager_at: eager_max,
-        eager_max,
-    };
-    let run_id = match run
-        .committer
-        .store()
-        .and_then(|store| store.begin_run(&name, puller.command, &time::now_utc()))
-    {
-        Ok(id) => id,
-        Err(error) => return report(Counts::default(), FeedEnd::Failed(format!("{error:#}")), 0),
+    let (_lock, mut run, run_id) = match FeedRun::start(puller, feed) {
+        Ok(started) => started,
+        Err(end) => return report(Counts::default(), end, 0),
     };
     tracing::info!(feed = %name, queue = %run.feed.dueslag, "pulling");
-
-    let mut failures = 0u32;
-    let mut reconnects = 0u32;
-    let mut backoff = Duration::from_millis(tuning.retry_backoff_ms);
-    let end = loop {
-        match run.session(&mut shutdown).await {
-            Ok(end) => break end,
-            Err(SessionEnd::Fatal(why)) => break FeedEnd::Failed(why),
-            Err(SessionEnd::Renew) => {
-                reconnects += 1;
-                tracing::info!(feed = %name, "token about to expire; reconnecting with a new one");
-            }
-            Err(SessionEnd::Retry(why)) => {
-                failures += 1;
-                if failures > tuning.retries {
-                    break FeedEnd::Failed(format!(
-                        "{why} (gave up after {} reconnects)",
-                        tuning.retries
-                    ));
-                }
-                reconnects += 1;
-                tracing::warn!(feed = %name, "{why}; reconnecting in {} ms", backoff.as_millis());
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stopped(&mut shutdown) => break FeedEnd::Interrupted,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    };
-    let (status, error) = match &end {
-        FeedEnd::Drained | FeedEnd::Limit => (RunStatus::Ok, None),
-        FeedEnd::Interrupted => (RunStatus::Interrupted, None),
-        FeedEnd::Failed(why) | FeedEnd::Locked(why) => (RunStatus::Failed, Some(why.as_str())),
-    };
-    let ended_at = time::now_utc();
-    let counts = run.counts;
-    if let Err(error) = run.committer.store().and_then(|store| {
-        store.end_run(
-            run_id,
-            &name,
-            RunEnd {
-                ended_at: &ended_at,
-                status,
-                error,
-                counts,
-            },
-        )
-    }) {
-        tracing::error!(feed = %name, "cannot record the end of the run: {error:#}");
-    }
+    let (end, reconnects) = run.sessions(&mut shutdown).await;
+    run.record_end(run_id, &end);
     match &end {
         FeedEnd::Failed(why) => tracing::error!(feed = %name, "{why}"),
         other => {
@@ -533,6 +183,129 @@ async fn run_feed(
         }
     }
     report(run.counts, end, reconnects)
+}
+
+impl<'a> FeedRun<'a> {
+    /// Takes the feed's lock, opens the replica and records the run's start; or says how the
+    /// feed ends without running.
+    fn start(puller: &'a Puller, feed: FeedConfig) -> Result<(FeedLock, Self, i64), FeedEnd> {
+        let lock = match FeedLock::acquire(&puller.database, &feed.name) {
+            Ok(lock) => lock,
+            Err(error @ LockError::Held { .. }) => {
+                tracing::warn!(feed = %feed.name, "{error}");
+                return Err(FeedEnd::Locked(error));
+            }
+            Err(error) => return Err(FeedEnd::Failed(Box::new(error).into())),
+        };
+        let replica = |cause: anyhow::Error| {
+            FeedEnd::Failed(FeedError::Replica {
+                cause: cause.into(),
+            })
+        };
+        let store = Store::open(&puller.database, puller.events).map_err(replica)?;
+        store
+            .tune_for_pull(puller.max_message_bytes)
+            .map_err(replica)?;
+        let tuning = &puller.tuning;
+        // Half the window: while one half is being committed, the broker can send the other.
+        let eager_max = tuning
+            .batch_size
+            .min((usize::from(puller.prefetch) / 2).max(1));
+        let mut run = FeedRun {
+            puller,
+            cvr: feed
+                .cvr
+                .clone()
+                .unwrap_or_else(|| puller.pull.sts.cvr.clone()),
+            committer: Committer {
+                database: puller.database.clone(),
+                max_message_bytes: puller.max_message_bytes,
+                events: puller.events,
+                flusher: store.wal_flusher(),
+                slot: Slot::Idle(store),
+                syncing: None,
+            },
+            feed,
+            counts: Counts::default(),
+            received: 0,
+            deadline: (tuning.max_seconds > 0)
+                .then(|| Instant::now() + Duration::from_secs(tuning.max_seconds)),
+            refused_fresh_token: false,
+            eager_at: eager_max,
+            eager_max,
+        };
+        let run_id = run
+            .committer
+            .store()
+            .and_then(|store| store.begin_run(&run.feed.name, puller.command, &time::now_utc()))
+            .map_err(replica)?;
+        Ok((lock, run, run_id))
+    }
+
+    /// Sessions until one ends the run: a fresh token when the current one is about to expire,
+    /// a pause (doubling, at most 30 s) and a reconnect after a failure worth retrying, at most
+    /// `sync.retries` times. How the run ended, and how many reconnects it took.
+    async fn sessions(&mut self, shutdown: &mut watch::Receiver<bool>) -> (FeedEnd, u32) {
+        let tuning = &self.puller.tuning;
+        let name = self.feed.name.clone();
+        let mut failures = 0u32;
+        let mut reconnects = 0u32;
+        let mut backoff = Duration::from_millis(tuning.retry_backoff_ms);
+        loop {
+            match self.session(shutdown).await {
+                Ok(end) => return (end, reconnects),
+                Err(SessionEnd::Fatal(why)) => return (FeedEnd::Failed(why), reconnects),
+                Err(SessionEnd::Renew) => {
+                    reconnects += 1;
+                    tracing::info!(feed = %name, "token about to expire; reconnecting with a new one");
+                }
+                Err(SessionEnd::Retry(why)) => {
+                    failures += 1;
+                    if failures > tuning.retries {
+                        let last = Box::new(why);
+                        let retries = tuning.retries;
+                        return (
+                            FeedEnd::Failed(FeedError::GaveUp { last, retries }),
+                            reconnects,
+                        );
+                    }
+                    reconnects += 1;
+                    tracing::warn!(feed = %name, "{why}; reconnecting in {} ms", backoff.as_millis());
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stopped(shutdown) => return (FeedEnd::Interrupted, reconnects),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Records the end of run `run_id`: how it ended and what it stored.
+    fn record_end(&mut self, run_id: i64, end: &FeedEnd) {
+        let (status, error) = match end {
+            FeedEnd::Drained | FeedEnd::Limit => (RunStatus::Ok, None),
+            FeedEnd::Interrupted => (RunStatus::Interrupted, None),
+            FeedEnd::Failed(why) => (RunStatus::Failed, Some(why.to_string())),
+            FeedEnd::Locked(why) => (RunStatus::Failed, Some(why.to_string())),
+        };
+        let ended_at = time::now_utc();
+        let (name, counts) = (self.feed.name.clone(), self.counts);
+        if let Err(error) = self.committer.store().and_then(|store| {
+            store.end_run(
+                run_id,
+                &name,
+                RunEnd {
+                    ended_at: &ended_at,
+                    status,
+                    error: error.as_deref(),
+                    counts,
+                },
+            )
+        }) {
+            tracing::error!(feed = %name, "cannot record the end of the run: {error:#}");
+        }
+    }
 }
 
 /// Deliveries received but not yet committed, with the tag to acknowledge them by.
@@ -572,12 +345,16 @@ impl FeedRun<'_> {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<FeedEnd, SessionEnd> {
         let puller = self.puller;
-        let token = puller.sts.token(&self.cvr).await.map_err(|error| {
-            let text = format!("{error}; {}", error.hint(&puller.pull.sts));
-            if error.is_transient() {
-                SessionEnd::Retry(text)
+        let token = puller.sts.token(&self.cvr).await.map_err(|source| {
+            let transient = source.is_transient();
+            let error = FeedError::Token {
+                hint: source.hint(&puller.pull.sts).to_string(),
+                source: Box::new(source),
+            };
+            if transient {
+                SessionEnd::Retry(error)
             } else {
-                SessionEnd::Fatal(text)
+                SessionEnd::Fatal(error)
             }
         })?;
         let session = match amqp::connect(
@@ -589,17 +366,19 @@ impl FeedRun<'_> {
         .await
         {
             Ok(session) => session,
-            Err(error @ AmqpError::LoginRefused { .. }) => {
+            Err(source @ AmqpError::LoginRefused { .. }) => {
                 // Perhaps the token went stale: try once more with a new one.
                 puller.sts.invalidate(&self.cvr).await;
                 if self.refused_fresh_token {
-                    return Err(SessionEnd::Fatal(format!(
-                        "{error} (with a fresh token); {}",
-                        error.hint()
-                    )));
+                    return Err(SessionEnd::Fatal(FeedError::RefusedFreshToken {
+                        source: Box::new(source),
+                    }));
                 }
                 self.refused_fresh_token = true;
-                return Err(SessionEnd::Retry(error.to_string()));
+                return Err(SessionEnd::Retry(FeedError::Broker {
+                    source: Box::new(source),
+                    hint: None,
+                }));
             }
             Err(error) => return Err(amqp_end(error)),
         };
@@ -808,24 +587,24 @@ impl FeedRun<'_> {
     }
 
     /// How a queue operation's failure ends the session.
-    fn queue_end(&self, error: AmqpError) -> SessionEnd {
-        match error {
-            AmqpError::QueueMissing { .. } => SessionEnd::Fatal(format!(
-                "{error}; check `dueslag` of feed `{}`",
-                self.feed.name
-            )),
+    fn queue_end(&self, source: AmqpError) -> SessionEnd {
+        let name = &self.feed.name;
+        let hint = match source {
+            AmqpError::QueueMissing { .. } => format!("check `dueslag` of feed `{name}`"),
             AmqpError::QueueRefused { .. } if self.puller.tuning.fetch == Fetch::Consume => {
-                SessionEnd::Fatal(format!(
-                    "{error}; check `dueslag` of feed `{}`, and if the service does not allow consuming, set `fetch = \"get\"` in [sync]",
-                    self.feed.name
-                ))
+                format!(
+                    "check `dueslag` of feed `{name}`, and if the service does not allow consuming, set `fetch = \"get\"` in [sync]"
+                )
             }
-            AmqpError::QueueRefused { .. } => SessionEnd::Fatal(format!(
-                "{error}; check `dueslag` of feed `{}` and that the certificate's organisation may read it",
-                self.feed.name
-            )),
-            error => amqp_end(error),
-        }
+            AmqpError::QueueRefused { .. } => format!(
+                "check `dueslag` of feed `{name}` and that the certificate's organisation may read it"
+            ),
+            source => return amqp_end(source),
+        };
+        SessionEnd::Fatal(FeedError::Broker {
+            source: Box::new(source),
+            hint: Some(hint),
+        })
     }
 
     /// Decodes a delivery and keeps it until its batch is committed.
@@ -893,14 +672,20 @@ impl FeedRun<'_> {
         session: Option<&Session>,
         synced: Synced,
     ) -> Result<(), SessionEnd> {
-        synced
-            .result
-            .map_err(|error| SessionEnd::Fatal(format!("cannot commit: {error:#}")))?;
+        synced.result.map_err(|cause| {
+            SessionEnd::Fatal(FeedError::Commit {
+                cause: cause.into(),
+            })
+        })?;
         if let Some(session) = session {
             session
                 .ack_through(synced.last_tag)
                 .await
-                .map_err(|error| SessionEnd::Retry(format!("before acknowledging: {error}")))?;
+                .map_err(|source| {
+                    SessionEnd::Retry(FeedError::Acknowledge {
+                        source: Box::new(source),
+                    })
+                })?;
         }
         Ok(())
     }
@@ -913,9 +698,11 @@ impl FeedRun<'_> {
         session: Option<&Session>,
         committed: Committed,
     ) -> Result<(), SessionEnd> {
-        let (outcomes, counts, items) = committed
-            .result
-            .map_err(|error| SessionEnd::Fatal(format!("cannot commit: {error:#}")))?;
+        let (outcomes, counts, items) = committed.result.map_err(|cause| {
+            SessionEnd::Fatal(FeedError::Commit {
+                cause: cause.into(),
+            })
+        })?;
         for (item, outcome) in items.iter().zip(&outcomes) {
             if let Some((besked_id, reason)) = item.refusal(outcome) {
                 tracing::warn!(
@@ -949,25 +736,30 @@ fn delivery(
 ) -> Result<lapin::message::Delivery, SessionEnd> {
     match next {
         Some(Ok(delivery)) => Ok(delivery),
-        Some(Err(error)) => Err(SessionEnd::Retry(format!(
-            "lost the broker at {}: {}",
-            session.endpoint,
-            crate::pull::sts::error_chain(&error)
-        ))),
-        None => Err(SessionEnd::Retry(format!(
-            "the broker at {} ended the consumer",
-            session.endpoint
-        ))),
+        Some(Err(error)) => Err(SessionEnd::Retry(FeedError::Broker {
+            source: Box::new(AmqpError::lost(error, &session.endpoint)),
+            hint: None,
+        })),
+        None => Err(SessionEnd::Retry(FeedError::Broker {
+            source: Box::new(AmqpError::ConsumerEnded {
+                endpoint: session.endpoint.clone(),
+            }),
+            hint: None,
+        })),
     }
 }
 
 /// How a broker failure ends the session: permanent ones stop the feed for this run.
-fn amqp_end(error: AmqpError) -> SessionEnd {
-    let text = format!("{error}; {}", error.hint());
-    if error.is_permanent() {
-        SessionEnd::Fatal(text)
+fn amqp_end(source: AmqpError) -> SessionEnd {
+    let permanent = source.is_permanent();
+    let error = FeedError::Broker {
+        hint: Some(source.hint().to_owned()),
+        source: Box::new(source),
+    };
+    if permanent {
+        SessionEnd::Fatal(error)
     } else {
-        SessionEnd::Retry(text)
+        SessionEnd::Retry(error)
     }
 }
 
@@ -998,44 +790,6 @@ pub fn shutdown_on_signals() -> watch::Receiver<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn a_panicking_commit_reports_its_cause_and_the_store_comes_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let database = dir.path().join("replica.db");
-        let store = Store::open(&database, None).expect("open");
-        let mut committer = Committer {
-            database: database.clone(),
-            max_message_bytes: 64 * 1024,
-            events: None,
-            flusher: store.wal_flusher(),
-            slot: Slot::Idle(store),
-            syncing: None,
-        };
-        assert!(committer.store().is_ok());
-        // A commit thread that dies: its store is gone with it.
-        committer.slot = Slot::Busy {
-            handle: tokio::task::spawn_blocking(|| -> CommitResult {
-                panic!("disk on fire");
-            }),
-            last_tag: 7,
-        };
-        let committed = committer.finished().await;
-        assert_eq!(committed.last_tag, 7);
-        let error = committed.result.expect_err("failed");
-        assert!(
-            error
-                .to_string()
-                .contains("the commit thread failed: disk on fire"),
-            "{error}"
-        );
-        // The run can still record its end: the connection is opened again.
-        let store = committer.store().expect("reopened");
-        store
-            .begin_run("feed", "sync", "2026-01-01T00:00:00.000Z")
-            .expect("write");
-        assert!(!committer.is_busy());
-    }
 
     #[test]
     fn prefetch_is_bounded_by_bytes() {

@@ -3,10 +3,12 @@
 //! over the feeds: fetch, decode, commit, then acknowledge), [`import`] (envelopes from files).
 
 pub mod amqp;
+mod committer;
 pub mod credentials;
 pub mod feed;
 pub mod import;
 pub mod lock;
 pub mod net;
+pub mod report;
 pub mod sts;
 mod walk;

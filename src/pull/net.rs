@@ -4,7 +4,7 @@
 use std::error::Error;
 
 /// The kind of a connection failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Problem {
     /// The host name does not resolve.
     Dns,

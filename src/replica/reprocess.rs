@@ -32,14 +32,26 @@ impl Store {
     /// `print_status_postal_event`, `registration`) are replaced by what its envelope gives now;
     /// a message that no longer decodes keeps the rows it has. One transaction: all or nothing,
     /// and running it again changes nothing. Rows are read one at a time, so memory stays flat.
-    pub fn reprocess(&mut self, decode: Decode<'_>, max_message_bytes: usize) -> Result<Reprocessed> {
+    pub fn reprocess(
+        &mut self,
+        decode: Decode<'_>,
+        max_message_bytes: usize,
+    ) -> Result<Reprocessed> {
         self.write(|tx, _| {
             let mut summary = Reprocessed::default();
             let mut after = 0i64;
             while let Some(ids) = refused_after(tx, after)? {
                 after = ids.last().map_or(after, |&(id, _, _)| id);
                 for (id, complete, size) in ids {
-                    take_in(tx, decode, max_message_bytes, id, complete, size, &mut summary)?;
+                    take_in(
+                        tx,
+                        decode,
+                        max_message_bytes,
+                        id,
+                        complete,
+                        size,
+                        &mut summary,
+                    )?;
                 }
             }
             let mut after = 0i64;

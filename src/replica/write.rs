@@ -743,4 +743,3 @@ fn advance_cursor(
     ])?;
     Ok(())
 }
-
