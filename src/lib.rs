@@ -12,11 +12,13 @@
 //! - [`replica`]: the SQLite replica, the only SQL;
 //! - [`config`]: the configuration file and the environment, validated;
 //! - [`decode`]: bytes to typed messages, no I/O;
-//! - leaves any layer may use: [`time`], [`exit`], [`files`], [`owner`], [`mask`], [`logging`].
+//! - leaves any layer may use: [`env`] (the environment), [`time`], [`exit`], [`files`],
+//!   [`owner`], [`mask`], [`logging`].
 
 pub mod commands;
 pub mod config;
 pub mod decode;
+pub mod env;
 pub mod exit;
 pub mod files;
 pub mod logging;

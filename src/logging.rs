@@ -11,7 +11,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use crate::mask;
 
 /// The environment variable holding the log level or filter.
-pub const LOG_ENV: &str = "BESKEDHENT_LOG";
+pub const LOG_ENV: &str = crate::env::LOG;
 
 /// Longest log line in bytes, after escaping; longer ones are cut with a visible marker.
 pub const MAX_LINE_BYTES: usize = 8 * 1024;
@@ -24,16 +24,16 @@ const QUIET: &[&str] = &[
 ];
 
 /// The environment variable choosing the log format: `text` (the default) or `json`.
-pub const LOG_FORMAT_ENV: &str = "BESKEDHENT_LOG_FORMAT";
+pub const LOG_FORMAT_ENV: &str = crate::env::LOG_FORMAT;
 
 /// Sets up logging to standard error: text lines, or with `BESKEDHENT_LOG_FORMAT=json` one JSON
 /// object per line (`timestamp`, `level`, `message` and the event's fields). Under systemd's
 /// journal (`JOURNAL_STREAM` set) text lines carry no timestamp of their own: the journal adds
 /// one. A bad `BESKEDHENT_LOG` or `BESKEDHENT_LOG_FORMAT` is reported and logging goes on.
 pub fn init() {
-    let requested = std::env::var(LOG_ENV).ok();
+    let requested = crate::env::log_filter();
     let (filter, mut problem) = filter(requested.as_deref());
-    let format = std::env::var(LOG_FORMAT_ENV).unwrap_or_default();
+    let format = crate::env::log_format();
     let json = match format.trim().to_ascii_lowercase().as_str() {
         "json" => true,
         "" | "text" => false,
@@ -63,7 +63,7 @@ pub fn init() {
             .finish()
             .with(frames)
             .init();
-    } else if std::env::var_os("JOURNAL_STREAM").is_some() {
+    } else if crate::env::under_journal() {
         builder
             .without_time()
             .with_writer(SafeStderr { json: false })

@@ -85,6 +85,13 @@ pub fn now_utc() -> String {
     format_utc(Utc::now())
 }
 
+/// A timestamp as the replica stores it (RFC 3339, `2026-03-01T10:00:00.000Z`), or None.
+pub fn parse_stored(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|time| time.with_timezone(&Utc))
+}
+
 /// Parses a `TidsstempelDatoTid` value into UTC.
 ///
 /// The accepted form is the xs:dateTime lexical form with a four-digit year:

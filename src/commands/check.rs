@@ -3,13 +3,14 @@
 //! AMQP login and queue of every feed. Says what is wrong and how to fix it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::config::Config;
+use crate::config::{Config, FeedConfig, PullConfig};
 use crate::pull::amqp::{self, AmqpError};
 use crate::pull::credentials::Credentials;
-use crate::pull::sts::TokenClient;
+use crate::pull::sts::{Token, TokenClient};
 use crate::time;
 
 /// Certificates expiring within this many days are reported as a warning.
@@ -58,16 +59,12 @@ pub async fn check(config: &Config) -> bool {
             Err(error) => findings.fail(format!("{error:#}")),
         }
     }
-    let pull = match config.pull() {
-        Ok(pull) => pull,
-        Err(error) => {
-            findings.fail(format!("{error:#}"));
-            return false;
-        }
-    };
-
-    let credentials = match Credentials::load(&pull.sts) {
-        Ok(credentials) => credentials,
+    let prepared = config.pull().and_then(|pull| {
+        let credentials = Credentials::load(&pull.sts)?;
+        Ok((pull, credentials))
+    });
+    let (pull, credentials) = match prepared {
+        Ok(prepared) => prepared,
         Err(error) => {
             findings.fail(format!("{error:#}"));
             return false;
@@ -77,6 +74,28 @@ pub async fn check(config: &Config) -> bool {
         "certificate and key {} belong together",
         credentials.origin
     ));
+    if !certificate_is_valid(&mut findings, &credentials) {
+        return false;
+    }
+    let sts = match TokenClient::new(&pull.sts, &credentials) {
+        Ok(sts) => sts,
+        Err(error) => {
+            findings.fail(format!("{error:#}"));
+            return false;
+        }
+    };
+    let tokens = tokens(&mut findings, &pull, &sts).await;
+    for feed in &pull.feeds {
+        let cvr = feed.cvr.clone().unwrap_or_else(|| pull.sts.cvr.clone());
+        if let Some(token) = tokens.get(&cvr) {
+            broker(&mut findings, &pull, &credentials, token, feed).await;
+        }
+    }
+    !findings.failed
+}
+
+/// The certificate's validity and days left; false when it is not valid now.
+fn certificate_is_valid(findings: &mut Findings, credentials: &Credentials) -> bool {
     let now = Utc::now();
     match credentials.check_validity(now) {
         Ok(info) => {
@@ -92,26 +111,27 @@ pub async fn check(config: &Config) -> bool {
             } else {
                 findings.ok(line);
             }
+            true
         }
         Err(error) => {
             findings.fail(format!("{error:#}"));
-            return false;
+            false
         }
     }
+}
 
-    let sts = match TokenClient::new(&pull.sts, &credentials) {
-        Ok(sts) => sts,
-        Err(error) => {
-            findings.fail(format!("{error:#}"));
-            return false;
-        }
-    };
+/// A token for each CVR the feeds use: one request per CVR, so a failure is said once, not
+/// again for every feed.
+async fn tokens(
+    findings: &mut Findings,
+    pull: &PullConfig,
+    sts: &TokenClient,
+) -> BTreeMap<String, Arc<Token>> {
     let cvrs: BTreeSet<String> = pull
         .feeds
         .iter()
         .map(|feed| feed.cvr.clone().unwrap_or_else(|| pull.sts.cvr.clone()))
         .collect();
-    // One request per CVR: a failure is reported once, not again for every feed.
     let mut tokens = BTreeMap::new();
     for cvr in &cvrs {
         match sts.token(cvr).await {
@@ -129,38 +149,42 @@ pub async fn check(config: &Config) -> bool {
             )),
         }
     }
+    tokens
+}
 
-    for feed in &pull.feeds {
-        let cvr = feed.cvr.clone().unwrap_or_else(|| pull.sts.cvr.clone());
-        let Some(token) = tokens.get(&cvr) else {
-            continue;
-        };
-        let broker = amqp::redact_url(&pull.amqp.url);
-        match amqp::connect(&pull.amqp, &credentials, token, &feed.name).await {
-            Ok(session) => {
-                findings.ok(format!("AMQP login to {broker} for feed `{}`", feed.name));
-                match session.queue_exists(&feed.dueslag).await {
-                    Ok(count) => findings.ok(format!(
-                        "queue `{}` of feed `{}` exists ({count} messages waiting)",
-                        feed.dueslag, feed.name
-                    )),
-                    Err(error @ AmqpError::QueueMissing { .. }) => findings.fail(format!(
-                        "feed `{}`: {error}; check `dueslag` (the queue's UUID from the Beskedfordeler's administration)",
-                        feed.name
-                    )),
-                    Err(error) => findings.warn(format!(
-                        "could not confirm queue `{}` of feed `{}` ({error}); the service may not allow the check, `sync` will tell. If `sync` is refused consuming, try `[sync] fetch = \"get\"`",
-                        feed.dueslag, feed.name
-                    )),
-                }
-                session.close().await;
-            }
-            Err(error) => findings.fail(format!(
+/// The AMQP login and the queue of one feed, without consuming anything.
+async fn broker(
+    findings: &mut Findings,
+    pull: &PullConfig,
+    credentials: &Credentials,
+    token: &Token,
+    feed: &FeedConfig,
+) {
+    let broker = amqp::redact_url(&pull.amqp.url);
+    let session = match amqp::connect(&pull.amqp, credentials, token, &feed.name).await {
+        Ok(session) => session,
+        Err(error) => {
+            return findings.fail(format!(
                 "AMQP login to {broker} for feed `{}`: {error}; {}",
                 feed.name,
                 error.hint()
-            )),
+            ));
         }
+    };
+    findings.ok(format!("AMQP login to {broker} for feed `{}`", feed.name));
+    match session.queue_exists(&feed.dueslag).await {
+        Ok(count) => findings.ok(format!(
+            "queue `{}` of feed `{}` exists ({count} messages waiting)",
+            feed.dueslag, feed.name
+        )),
+        Err(error @ AmqpError::QueueMissing { .. }) => findings.fail(format!(
+            "feed `{}`: {error}; check `dueslag` (the queue's UUID from the Beskedfordeler's administration)",
+            feed.name
+        )),
+        Err(error) => findings.warn(format!(
+            "could not confirm queue `{}` of feed `{}` ({error}); the service may not allow the check, `sync` will tell. If `sync` is refused consuming, try `[sync] fetch = \"get\"`",
+            feed.dueslag, feed.name
+        )),
     }
-    !findings.failed
+    session.close().await;
 }

@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     /// The configuration file [default: ./config.toml if it exists and belongs to you (or
     /// root) and nobody else can write it, else /etc/beskedhent/config.toml]
-    #[arg(long, global = true, env = "BESKEDHENT_CONFIG", value_name = "PATH")]
+    #[arg(long, global = true, env = crate::env::CONFIG, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]

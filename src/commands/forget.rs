@@ -13,7 +13,35 @@ use crate::replica::Store;
 /// The numbers from standard input, `--from FILE` or (with a warning) the command line, each
 /// checked before anything is erased.
 pub fn run(config: &Config, party: Option<String>, from: Option<PathBuf>) -> Result<u8> {
-    let text = match (party, from) {
+    let text = numbers_text(party, from)?;
+    let mut parties = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        match crate::replica::Party::parse(line) {
+            Ok(party) => parties.push(party),
+            Err(error) => {
+                crate::logging::print_error(&format!(
+                    "line {}: {error:#}; nothing was erased",
+                    number + 1
+                ));
+                return Ok(exit::USAGE);
+            }
+        }
+    }
+    if parties.is_empty() {
+        crate::logging::print_error(
+            "no CPR or CVR number was given (one a line on standard input, or --from FILE); nothing was erased",
+        );
+        return Ok(exit::USAGE);
+    }
+    erase(config, &parties)
+}
+
+/// The text holding the numbers: the one on the command line, a file's, or standard input's.
+fn numbers_text(party: Option<String>, from: Option<PathBuf>) -> Result<String> {
+    Ok(match (party, from) {
         (Some(party), _) => {
             tracing::warn!(
                 "a number given on the command line can be seen by every user of this machine (`ps`) and stays in shell history and sudo's log; give it on standard input instead (`beskedhent forget`, then type it, or `beskedhent forget --from FILE`)"
@@ -38,29 +66,11 @@ pub fn run(config: &Config, party: Option<String>, from: Option<PathBuf>) -> Res
                 .map_err(|error| anyhow::anyhow!("cannot read standard input: {error}"))?;
             text
         }
-    };
-    let mut parties = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        match crate::replica::Party::parse(line) {
-            Ok(party) => parties.push(party),
-            Err(error) => {
-                crate::logging::print_error(&format!(
-                    "line {}: {error:#}; nothing was erased",
-                    number + 1
-                ));
-                return Ok(exit::USAGE);
-            }
-        }
-    }
-    if parties.is_empty() {
-        crate::logging::print_error(
-            "no CPR or CVR number was given (one a line on standard input, or --from FILE); nothing was erased",
-        );
-        return Ok(exit::USAGE);
-    }
+    })
+}
+
+/// Erases each of `parties`, once all of them are known to be numbers it may erase.
+fn erase(config: &Config, parties: &[crate::replica::Party]) -> Result<u8> {
     // The installation's own CVR numbers are in every envelope it receives.
     let own: Vec<String> = config
         .sts()
@@ -76,7 +86,7 @@ pub fn run(config: &Config, party: Option<String>, from: Option<PathBuf>) -> Res
     }
     let mut store = Store::open_required(&config.database, None)?;
     let mut all_truncated = true;
-    for party in &parties {
+    for party in parties {
         let done = store.forget(party)?;
         all_truncated &= done.wal_truncated;
         crate::sayln!("{}", forgotten_line(config, party, &done));

@@ -120,16 +120,17 @@ impl Report {
             out.push_str("no sources yet: run `beskedhent import PATH` or `beskedhent sync`\n");
             return out;
         }
-        let header = [
-            "SOURCE",
-            "LAST SEQ",
-            "LAST RECEIVED",
-            "MESSAGES",
-            "DUPLICATES",
-            "REJECTED",
-            "LAST RUN",
-            "LAST SUCCESS",
-        ];
+        out.push_str(&aligned(&HEADER, &self.rows()));
+        for row in &self.sources {
+            if let Some(error) = &row.run_error {
+                let _ = writeln!(out, "{}: last run failed: {error}", row.source);
+            }
+        }
+        out
+    }
+
+    /// A row per source, and the totals.
+    fn rows(&self) -> Vec<[String; 8]> {
         let last_success = |source: &str| -> String {
             match &self.health {
                 None => "-".into(),
@@ -166,36 +167,48 @@ impl Report {
             String::new(),
             String::new(),
         ]);
-        let mut widths = header.map(str::len);
-        for row in &rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
-        let mut line = |cells: &[&str]| {
-            let mut text = String::new();
-            for (index, (cell, width)) in cells.iter().zip(widths).enumerate() {
-                // Numbers right-aligned, text left-aligned.
-                if (1..=5).contains(&index) && index != 2 {
-                    let _ = write!(text, "{cell:>width$}  ");
-                } else {
-                    let _ = write!(text, "{cell:<width$}  ");
-                }
-            }
-            out.push_str(text.trim_end());
-            out.push('\n');
-        };
-        line(&header);
-        for row in &rows {
-            line(&row.each_ref().map(String::as_str));
-        }
-        for row in &self.sources {
-            if let Some(error) = &row.run_error {
-                let _ = writeln!(out, "{}: last run failed: {error}", row.source);
-            }
-        }
-        out
+        rows
     }
+}
+
+/// The columns of the sources' table.
+const HEADER: [&str; 8] = [
+    "SOURCE",
+    "LAST SEQ",
+    "LAST RECEIVED",
+    "MESSAGES",
+    "DUPLICATES",
+    "REJECTED",
+    "LAST RUN",
+    "LAST SUCCESS",
+];
+
+/// The header and rows aligned in columns: numbers right-aligned, text left-aligned.
+fn aligned(header: &[&str; 8], rows: &[[String; 8]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut text = String::new();
+        for (index, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if (1..=5).contains(&index) && index != 2 {
+                let _ = write!(text, "{cell:>width$}  ");
+            } else {
+                let _ = write!(text, "{cell:<width$}  ");
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for row in rows {
+        line(&row.each_ref().map(String::as_str));
+    }
+    out
 }
 
 fn last_run(row: &CursorRow) -> String {

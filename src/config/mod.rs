@@ -892,7 +892,7 @@ fn validate_metrics(
 
 /// The PKCS#12 password, from the environment variable named in the configuration.
 pub fn pkcs12_password(sts: &StsConfig) -> Result<String> {
-    std::env::var(&sts.pkcs12_password_env).with_context(|| {
+    crate::env::secret(&sts.pkcs12_password_env).with_context(|| {
         format!(
             "the PKCS#12 password is read from the environment variable `{}`, which is not set",
             sts.pkcs12_password_env

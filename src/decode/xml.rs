@@ -1236,9 +1236,8 @@ impl<'a> Builder<'a> {
     /// `<?xml …?>` at `start..end`: `version`, then optionally `encoding`, then optionally
     /// `standalone`, each after whitespace.
     fn declaration(&mut self, start: usize, end: usize) -> Result<(), XmlError> {
-        const NAMES: [&str; 3] = ["version", "encoding", "standalone"];
         let source = self.source;
-        let (text, bytes) = (source.text, source.bytes());
+        let bytes = source.bytes();
         if start != 0 {
             return Err(source.error(
                 start,
@@ -1247,7 +1246,7 @@ impl<'a> Builder<'a> {
         }
         let limit = end - 2;
         let mut at = start + 5;
-        // The first of NAMES that may still come.
+        // The first of DECLARATION_NAMES that may still come.
         let mut next = 0;
         loop {
             let name_start = skip_space(bytes, at, limit);
@@ -1257,80 +1256,12 @@ impl<'a> Builder<'a> {
             if name_start == at {
                 return Err(source.error(at, "expected whitespace in the XML declaration"));
             }
-            let name_end = bytes[name_start..limit]
-                .iter()
-                .position(|byte| !byte.is_ascii_alphabetic())
-                .map_or(limit, |length| name_start + length);
-            let name = &text[name_start..name_end];
-            let Some(which) = NAMES.iter().position(|&known| known == name) else {
-                return Err(source.error(
-                    name_start,
-                    if name.is_empty() {
-                        format!(
-                            "unexpected {:?} in the XML declaration",
-                            source.char_at(name_start)
-                        )
-                    } else {
-                        format!("unexpected `{}` in the XML declaration", quote(name))
-                    },
-                ));
-            };
-            if next == 0 && which != 0 {
-                return Err(
-                    source.error(name_start, "the XML declaration must start with `version`")
-                );
-            }
-            if which < next {
-                return Err(source.error(
-                    name_start,
-                    format!("`{name}` repeated or out of order in the XML declaration"),
-                ));
-            }
+            let (which, name_end) = declaration_name(&source, name_start, limit, next)?;
             next = which + 1;
-            let equals = skip_space(bytes, name_end, limit);
-            if equals == limit || bytes[equals] != b'=' {
-                return Err(source.error(
-                    equals,
-                    format!("expected `=` after `{name}` in the XML declaration"),
-                ));
-            }
-            let open_quote = skip_space(bytes, equals + 1, limit);
-            if open_quote == limit || !matches!(bytes[open_quote], b'"' | b'\'') {
-                return Err(source.error(
-                    open_quote,
-                    format!("the value of `{name}` in the XML declaration is not in quotes"),
-                ));
-            }
-            let value_start = open_quote + 1;
-            let Some(length) = bytes[value_start..limit]
-                .iter()
-                .position(|&byte| byte == bytes[open_quote])
-            else {
-                return Err(source.error(
-                    open_quote,
-                    format!("the value of `{name}` in the XML declaration is not closed"),
-                ));
-            };
-            let value = &text[value_start..value_start + length];
-            match which {
-                0 => check_version(value).map_err(|message| source.error(value_start, message))?,
-                1 => check_encoding(value).map_err(|error| match error {
-                    Some(error) => error,
-                    None => source.error(
-                        value_start,
-                        format!("invalid encoding name `{}`", quote(value)),
-                    ),
-                })?,
-                _ => {
-                    if value != "yes" && value != "no" {
-                        return Err(source.error(
-                            value_start,
-                            "standalone must be \"yes\" or \"no\" in the XML declaration",
-                        ));
-                    }
-                }
-            }
-            at = value_start + length + 1;
+            let name = DECLARATION_NAMES[which];
+            let (value_start, value_end) = declaration_value(&source, name, name_end, limit)?;
+            check_declaration_value(&source, which, value_start, value_end)?;
+            at = value_end + 1;
         }
         if next == 0 {
             return Err(source.error(start, "the XML declaration has no version"));
@@ -1571,6 +1502,109 @@ fn decode_utf8(bytes: &[u8]) -> Result<(&str, usize), XmlError> {
                 bom + error.valid_up_to()
             ))
         })
+}
+
+/// The pseudo-attributes of an XML declaration, in the order they must come.
+const DECLARATION_NAMES: [&str; 3] = ["version", "encoding", "standalone"];
+
+/// The pseudo-attribute name at `name_start` of an XML declaration: which of
+/// [`DECLARATION_NAMES`] it is, and where it ends. `next` is the first that may still come.
+fn declaration_name(
+    source: &Source<'_>,
+    name_start: usize,
+    limit: usize,
+    next: usize,
+) -> Result<(usize, usize), XmlError> {
+    let (text, bytes) = (source.text, source.bytes());
+    let name_end = bytes[name_start..limit]
+        .iter()
+        .position(|byte| !byte.is_ascii_alphabetic())
+        .map_or(limit, |length| name_start + length);
+    let name = &text[name_start..name_end];
+    let Some(which) = DECLARATION_NAMES.iter().position(|&known| known == name) else {
+        return Err(source.error(
+            name_start,
+            if name.is_empty() {
+                format!(
+                    "unexpected {:?} in the XML declaration",
+                    source.char_at(name_start)
+                )
+            } else {
+                format!("unexpected `{}` in the XML declaration", quote(name))
+            },
+        ));
+    };
+    if next == 0 && which != 0 {
+        return Err(source.error(name_start, "the XML declaration must start with `version`"));
+    }
+    if which < next {
+        return Err(source.error(
+            name_start,
+            format!("`{name}` repeated or out of order in the XML declaration"),
+        ));
+    }
+    Ok((which, name_end))
+}
+
+/// The quoted value after `name` (which ends at `name_end`) in an XML declaration: where it
+/// starts and ends, without its quotes.
+fn declaration_value(
+    source: &Source<'_>,
+    name: &str,
+    name_end: usize,
+    limit: usize,
+) -> Result<(usize, usize), XmlError> {
+    let bytes = source.bytes();
+    let equals = skip_space(bytes, name_end, limit);
+    if equals == limit || bytes[equals] != b'=' {
+        return Err(source.error(
+            equals,
+            format!("expected `=` after `{name}` in the XML declaration"),
+        ));
+    }
+    let open_quote = skip_space(bytes, equals + 1, limit);
+    if open_quote == limit || !matches!(bytes[open_quote], b'"' | b'\'') {
+        return Err(source.error(
+            open_quote,
+            format!("the value of `{name}` in the XML declaration is not in quotes"),
+        ));
+    }
+    let value_start = open_quote + 1;
+    let Some(length) = bytes[value_start..limit]
+        .iter()
+        .position(|&byte| byte == bytes[open_quote])
+    else {
+        return Err(source.error(
+            open_quote,
+            format!("the value of `{name}` in the XML declaration is not closed"),
+        ));
+    };
+    Ok((value_start, value_start + length))
+}
+
+/// Checks the value of pseudo-attribute `which` of an XML declaration.
+fn check_declaration_value(
+    source: &Source<'_>,
+    which: usize,
+    value_start: usize,
+    value_end: usize,
+) -> Result<(), XmlError> {
+    let value = &source.text[value_start..value_end];
+    match which {
+        0 => check_version(value).map_err(|message| source.error(value_start, message)),
+        1 => check_encoding(value).map_err(|error| match error {
+            Some(error) => error,
+            None => source.error(
+                value_start,
+                format!("invalid encoding name `{}`", quote(value)),
+            ),
+        }),
+        _ if value == "yes" || value == "no" => Ok(()),
+        _ => Err(source.error(
+            value_start,
+            "standalone must be \"yes\" or \"no\" in the XML declaration",
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ pub fn after_run(
     if let Some(metrics) = metrics {
         say(
             "metrics",
-            crate::ops::monitor::write_metrics(&store, &metrics.textfile, certificate_expiry)
+            crate::ops::metrics::write_metrics(&store, &metrics.textfile, certificate_expiry)
                 .map(|()| format!("metrics written to {}", metrics.textfile.display())),
         );
     }

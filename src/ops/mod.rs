@@ -2,6 +2,7 @@
 //! outbox), [`monitor`] (`status --check` and the metrics file).
 
 pub mod after_run;
+pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod schedule;

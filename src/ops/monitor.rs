@@ -1,11 +1,10 @@
-//! Monitoring: `status --check` (a Nagios/Icinga plugin) and the Prometheus text file of
-//! `[metrics]`.
+//! `status --check`: a Nagios/Icinga plugin, one line and an exit code, from the replica's run
+//! history, refusals, overdue letters and the certificate. The metrics file is written by
+//! `ops::metrics`.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, MonitorConfig};
@@ -178,12 +177,6 @@ fn level(value: u64, warning: u64, critical: u64) -> State {
     }
 }
 
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|time| time.with_timezone(&Utc))
-}
-
 /// "3 h 5 min" for a number of minutes.
 fn minutes_text(minutes: i64) -> String {
     if minutes >= 60 * 48 {
@@ -196,6 +189,52 @@ fn minutes_text(minutes: i64) -> String {
 }
 
 fn check_replica(
+    config: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+    findings: &mut Findings,
+) -> Result<()> {
+    check_feeds(config, store, now, findings)?;
+    let monitor: &MonitorConfig = &config.monitor;
+    let since = crate::time::format_utc(now - chrono::Duration::hours(24));
+    let rejected = store.rejected_since(&since)?.max(0) as u64;
+    let state = level(
+        rejected,
+        monitor.rejected_warning,
+        monitor.rejected_critical,
+    );
+    findings.add(
+        state,
+        format!(
+            "{} refused in the last 24 h (see the `rejected` table)",
+            plural(rejected, "message", "messages")
+        ),
+    );
+    findings.perf(
+        "rejected_24h",
+        rejected,
+        (monitor.rejected_warning, monitor.rejected_critical),
+    );
+    if monitor.overdue_days > 0 {
+        check_overdue(monitor, store, now, findings)?;
+    }
+    let counts = store.notification_counts()?;
+    findings.perf("notifications_pending", counts.pending, (0, 0));
+    if counts.failing > 0 {
+        findings.add(
+            State::Warning,
+            format!(
+                "{} cannot be delivered (see `beskedhent notify --dry-run`)",
+                plural(counts.failing as u64, "notification", "notifications")
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Each feed's last run and last success (the configured feeds, or the sources the replica
+/// knows when none is configured).
+fn check_feeds(
     config: &Config,
     store: &Store,
     now: DateTime<Utc>,
@@ -228,59 +267,33 @@ fn check_replica(
             ),
         );
     }
+    Ok(())
+}
 
-    let since = crate::time::format_utc(now - chrono::Duration::hours(24));
-    let rejected = store.rejected_since(&since)?.max(0) as u64;
-    let state = level(
-        rejected,
-        monitor.rejected_warning,
-        monitor.rejected_critical,
-    );
+/// Letters without a final status `overdue_days` after their latest status.
+fn check_overdue(
+    monitor: &MonitorConfig,
+    store: &Store,
+    now: DateTime<Utc>,
+    findings: &mut Findings,
+) -> Result<()> {
+    let before = crate::time::format_utc(now - chrono::Duration::days(monitor.overdue_days.into()));
+    let overdue = store.overdue_letters(&before)?.max(0) as u64;
+    let state = level(overdue, monitor.overdue_warning, monitor.overdue_critical);
     findings.add(
         state,
         format!(
-            "{} refused in the last 24 h (see the `rejected` table)",
-            plural(rejected, "message", "messages")
+            "{} without a final status after {} days (`beskedhent letters --overdue {}`)",
+            plural(overdue, "letter", "letters"),
+            monitor.overdue_days,
+            monitor.overdue_days
         ),
     );
     findings.perf(
-        "rejected_24h",
-        rejected,
-        (monitor.rejected_warning, monitor.rejected_critical),
+        "overdue_letters",
+        overdue,
+        (monitor.overdue_warning, monitor.overdue_critical),
     );
-
-    if monitor.overdue_days > 0 {
-        let before =
-            crate::time::format_utc(now - chrono::Duration::days(monitor.overdue_days.into()));
-        let overdue = store.overdue_letters(&before)?.max(0) as u64;
-        let state = level(overdue, monitor.overdue_warning, monitor.overdue_critical);
-        findings.add(
-            state,
-            format!(
-                "{} without a final status after {} days (`beskedhent letters --overdue {}`)",
-                plural(overdue, "letter", "letters"),
-                monitor.overdue_days,
-                monitor.overdue_days
-            ),
-        );
-        findings.perf(
-            "overdue_letters",
-            overdue,
-            (monitor.overdue_warning, monitor.overdue_critical),
-        );
-    }
-
-    let counts = store.notification_counts()?;
-    findings.perf("notifications_pending", counts.pending, (0, 0));
-    if counts.failing > 0 {
-        findings.add(
-            State::Warning,
-            format!(
-                "{} cannot be delivered (see `beskedhent notify --dry-run`)",
-                plural(counts.failing as u64, "notification", "notifications")
-            ),
-        );
-    }
     Ok(())
 }
 
@@ -298,7 +311,7 @@ fn check_feed(
     );
     let last_success = row
         .and_then(|row| row.last_success_at.as_deref())
-        .and_then(parse_time);
+        .and_then(crate::time::parse_stored);
     match last_success {
         None => {
             findings.add(
@@ -410,180 +423,4 @@ fn check_certificate(config: &Config, now: DateTime<Utc>, findings: &mut Finding
             );
         }
     }
-}
-
-/// Writes the Prometheus text file: to a temporary file beside `path`, then renamed over it,
-/// so a collector never reads half a file. Readable by all (it holds no personal data).
-pub fn write_metrics(
-    store: &Store,
-    path: &Path,
-    certificate_expiry: Option<DateTime<Utc>>,
-) -> Result<()> {
-    let text = metrics_text(store, certificate_expiry)?;
-    // Only a file of this user's is replaced (renaming over another user's is refused).
-    if let Ok(existing) = std::fs::symlink_metadata(path) {
-        use std::os::unix::fs::MetadataExt;
-        let me = crate::owner::euid();
-        if !existing.is_file() || existing.uid() != me {
-            anyhow::bail!(
-                "cannot write the metrics file `{}` (`metrics.textfile`): {} is there, and beskedhent replaces only a metrics file of its own; remove it, or name another file",
-                path.display(),
-                if existing.is_file() {
-                    format!("a file of user {}", crate::owner::user_name(existing.uid()))
-                } else {
-                    crate::files::kind(&existing.file_type()).to_owned()
-                }
-            );
-        }
-    }
-    let mut temporary = None;
-    let written = (|| -> std::io::Result<()> {
-        // Readable by all whatever the umask (the service units set 0077): the collector runs
-        // as another user.
-        let (mut file, name) = crate::files::create_beside(path, 0o644)?;
-        temporary = Some(name.clone());
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&name, path)
-    })();
-    if let Err(error) = written {
-        if let Some(temporary) = temporary {
-            let _ = std::fs::remove_file(temporary);
-        }
-        return Err(error).with_context(|| {
-            format!(
-                "cannot write the metrics file `{}` (`metrics.textfile`); check that its directory exists and is writable by this user",
-                path.display()
-            )
-        });
-    }
-    Ok(())
-}
-
-/// The metrics in the Prometheus text exposition format.
-pub fn metrics_text(store: &Store, certificate_expiry: Option<DateTime<Utc>>) -> Result<String> {
-    let health = store.source_health()?;
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            // Milliseconds are precision enough, and keep the numbers short.
-            let value = (value * 1000.0).round() / 1000.0;
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    let seconds = |text: Option<&str>| {
-        text.and_then(parse_time)
-            .map(|t| t.timestamp_millis() as f64 / 1000.0)
-    };
-    let feed = |row: &SourceHealth| format!("{{feed=\"{}\"}}", label_value(&row.source));
-    let per_feed = |value: &dyn Fn(&SourceHealth) -> Option<f64>| -> Vec<(String, f64)> {
-        health
-            .iter()
-            .filter_map(|row| value(row).map(|value| (feed(row), value)))
-            .collect()
-    };
-    family(
-        "beskedhent_last_run_timestamp_seconds",
-        "gauge",
-        "When the newest run of the feed ended (or started, while it runs), Unix time.",
-        per_feed(&|row| {
-            seconds(row.last_ended_at.as_deref()).or(seconds(row.last_started_at.as_deref()))
-        }),
-    );
-    family(
-        "beskedhent_last_success_timestamp_seconds",
-        "gauge",
-        "When the newest successful run of the feed ended, Unix time.",
-        per_feed(&|row| seconds(row.last_success_at.as_deref())),
-    );
-    family(
-        "beskedhent_run_success",
-        "gauge",
-        "1 if the newest finished run of the feed succeeded, else 0.",
-        per_feed(&|row| {
-            row.last_status
-                .as_deref()
-                .map(|status| if status == "ok" { 1.0 } else { 0.0 })
-        }),
-    );
-    let mut totals = Vec::new();
-    for row in &health {
-        for (result, value) in [
-            ("new", row.messages),
-            ("duplicate", row.duplicates),
-            ("rejected", row.rejected),
-        ] {
-            totals.push((
-                format!(
-                    "{{feed=\"{}\",result=\"{result}\"}}",
-                    label_value(&row.source)
-                ),
-                value as f64,
-            ));
-        }
-    }
-    family(
-        "beskedhent_messages_total",
-        "counter",
-        "Messages received from the feed, by what became of them.",
-        totals,
-    );
-    family(
-        "beskedhent_run_duration_seconds",
-        "gauge",
-        "How long the newest finished run of the feed took.",
-        per_feed(&|row| {
-            let started = seconds(row.last_started_at.as_deref())?;
-            let ended = seconds(row.last_ended_at.as_deref())?;
-            Some((ended - started).max(0.0))
-        }),
-    );
-    if let Some(expiry) = certificate_expiry {
-        family(
-            "beskedhent_certificate_expiry_timestamp_seconds",
-            "gauge",
-            "When the [sts] certificate expires, Unix time.",
-            vec![(String::new(), expiry.timestamp() as f64)],
-        );
-    }
-    let letters = store.letters_by_outcome()?;
-    family(
-        "beskedhent_letters",
-        "gauge",
-        "Letters by the outcome of their current status (pending: no final status yet).",
-        letters
-            .into_iter()
-            .map(|(outcome, count)| {
-                (
-                    format!("{{outcome=\"{}\"}}", label_value(&outcome)),
-                    count as f64,
-                )
-            })
-            .collect(),
-    );
-    let counts = store.notification_counts()?;
-    family(
-        "beskedhent_notifications_pending",
-        "gauge",
-        "Notifications not delivered yet.",
-        vec![(String::new(), counts.pending as f64)],
-    );
-    Ok(out)
-}
-
-/// A label value escaped for the text format (and masked: the file is readable by all).
-fn label_value(text: &str) -> String {
-    let text = crate::mask::mask_cpr(text);
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
 }

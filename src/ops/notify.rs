@@ -226,7 +226,7 @@ fn header(
     let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).with_context(|| {
         format!("`notify.header_name` `{name}` is not a valid HTTP header name")
     })?;
-    let value = std::env::var(env).map_err(|error| match error {
+    let value = crate::env::secret(env).map_err(|error| match error {
         std::env::VarError::NotPresent => anyhow::anyhow!(
             "`notify.header_value_env` names `{env}`, which is not set in beskedhent's environment"
         ),

@@ -151,7 +151,7 @@ impl Passes {
 /// Sends a state to systemd through `$NOTIFY_SOCKET`, if set (nothing otherwise). Failures
 /// are logged at debug level only: the daemon works the same without a service manager.
 pub fn notify_systemd(state: &str) {
-    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+    let Some(socket) = crate::env::notify_socket() else {
         return;
     };
     let sent = (|| -> std::io::Result<()> {

@@ -61,75 +61,21 @@ impl FeedLock {
             "{}-{feed}.lock",
             crate::files::real_path(database).display()
         ));
-        let io = |error| LockError::Io {
-            feed: feed.to_owned(),
-            path: path.display().to_string(),
-            error,
-        };
-        let foreign = |what: String| LockError::Foreign {
-            feed: feed.to_owned(),
-            path: path.display().to_string(),
-            what,
-        };
-        let mut file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
-        {
-            Ok(file) => file,
-            Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(foreign("a symbolic link".into()));
-            }
-            Err(error) => {
-                // One this user may not open is most likely another user's.
-                if let Ok(metadata) = std::fs::symlink_metadata(&path)
-                    && metadata.uid() != crate::owner::euid()
-                {
-                    return Err(foreign(format!(
-                        "owned by user {}, not by {} who runs beskedhent",
-                        crate::owner::user_name(metadata.uid()),
-                        crate::owner::user_name(crate::owner::euid())
-                    )));
-                }
-                return Err(io(error));
-            }
-        };
-        let metadata = file.metadata().map_err(io)?;
-        if !metadata.is_file() {
-            return Err(foreign(crate::files::kind(&metadata.file_type()).into()));
-        }
-        if metadata.uid() != crate::owner::euid() {
-            return Err(foreign(format!(
-                "owned by user {}, not by {} who runs beskedhent",
-                crate::owner::user_name(metadata.uid()),
-                crate::owner::user_name(crate::owner::euid())
-            )));
-        }
+        let mut file = open_own(&path, feed)?;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
         if !locked {
             let error = std::io::Error::last_os_error();
             if error.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(io(error));
+                return Err(LockError::Io {
+                    feed: feed.to_owned(),
+                    path: path.display().to_string(),
+                    error,
+                });
             }
-            let holder = match holder_pid(&file) {
-                Some(pid) => format!("pid {pid}"),
-                None => {
-                    let mut written = String::new();
-                    let _ = file.read_to_string(&mut written);
-                    match written.trim() {
-                        "" => "pid unknown".to_string(),
-                        pid => format!("pid {pid}, as it wrote"),
-                    }
-                }
-            };
             return Err(LockError::Held {
                 feed: feed.to_owned(),
-                holder,
+                holder: holder(&mut file),
                 path: path.display().to_string(),
             });
         }
@@ -140,6 +86,72 @@ impl FeedLock {
             .write_all_at(pid.as_bytes(), 0)
             .and_then(|()| file.set_len(pid.len() as u64));
         Ok(FeedLock { _file: file })
+    }
+}
+
+/// Opens (creating it, mode 0600) the lock file at `path`, never through a link, and only if it
+/// is a regular file of this user's.
+fn open_own(path: &Path, feed: &str) -> Result<File, LockError> {
+    let io = |error| LockError::Io {
+        feed: feed.to_owned(),
+        path: path.display().to_string(),
+        error,
+    };
+    let foreign = |what: String| LockError::Foreign {
+        feed: feed.to_owned(),
+        path: path.display().to_string(),
+        what,
+    };
+    let not_ours = |uid: u32| {
+        foreign(format!(
+            "owned by user {}, not by {} who runs beskedhent",
+            crate::owner::user_name(uid),
+            crate::owner::user_name(crate::owner::euid())
+        ))
+    };
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(foreign("a symbolic link".into()));
+        }
+        Err(error) => {
+            // One this user may not open is most likely another user's.
+            return Err(match std::fs::symlink_metadata(path) {
+                Ok(metadata) if metadata.uid() != crate::owner::euid() => not_ours(metadata.uid()),
+                _ => io(error),
+            });
+        }
+    };
+    let metadata = file.metadata().map_err(io)?;
+    if !metadata.is_file() {
+        return Err(foreign(crate::files::kind(&metadata.file_type()).into()));
+    }
+    if metadata.uid() != crate::owner::euid() {
+        return Err(not_ours(metadata.uid()));
+    }
+    Ok(file)
+}
+
+/// Who holds the lock of `file`: the pid from the kernel's lock table, or what it wrote.
+fn holder(file: &mut File) -> String {
+    match holder_pid(file) {
+        Some(pid) => format!("pid {pid}"),
+        None => {
+            let mut written = String::new();
+            let _ = file.read_to_string(&mut written);
+            match written.trim() {
+                "" => "pid unknown".to_string(),
+                pid => format!("pid {pid}, as it wrote"),
+            }
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use super::{SCHEMA_VERSION, Store};
 
 /// Set to skip the copy taken before a schema migration (e.g. when there is no room for it
 /// and a backup was made another way).
-pub const SKIP_UPGRADE_BACKUP_ENV: &str = "BESKEDHENT_SKIP_UPGRADE_BACKUP";
+pub const SKIP_UPGRADE_BACKUP_ENV: &str = crate::env::SKIP_UPGRADE_BACKUP;
 
 /// What a backup wrote.
 #[derive(Debug, Clone)]
@@ -31,6 +31,34 @@ impl Store {
     /// until then it lives under a temporary name beside `dest`.
     pub fn backup_to(&self, dest: &Path) -> Result<BackedUp> {
         let started = Instant::now();
+        let dir = self.check_destination(dest)?;
+        let work = WorkDirectory::new(dest)
+            .with_context(|| format!("backup to `{}` failed", dest.display()))?;
+        // From before the directory exists until after it is gone, a signal (Ctrl-C,
+        // systemctl stop) ends the run with the partial copy deleted.
+        let cleanup = work.remove_on_signal();
+        let result = work.create().and_then(|()| {
+            let partial = work.copy();
+            self.copy_checked(&partial)?;
+            put_in_place(&partial, dest, &dir)
+        });
+        // The working directory goes in every case, with whatever SQLite made in it; then
+        // signals do what they did before.
+        drop(work);
+        drop(cleanup);
+        if let Err(error) = result {
+            return Err(error.context(format!("backup to `{}` failed", dest.display())));
+        }
+        Ok(BackedUp {
+            path: dest.to_path_buf(),
+            bytes: std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Refuses a destination that exists, that is one of the replica's own names, or whose
+    /// directory is missing or lets others take the copy away; its directory.
+    fn check_destination(&self, dest: &Path) -> Result<PathBuf> {
         if dest.is_dir() {
             bail!(
                 "`{}` is a directory; give the path of the new file, e.g. `{}`",
@@ -44,35 +72,11 @@ impl Store {
                 dest.display()
             );
         }
-        // The names of the replica's own files beside it, beside the path configured and beside
-        // the real file it may link to: SQLite would take a file there for the replica's
-        // journal, WAL or shared memory, and a feed's run would write its pid into a lock file.
-        if let Some(name) = dest.file_name() {
-            let real_dir = |dir: Option<&Path>| {
-                let dir = match dir {
-                    Some(dir) if !dir.as_os_str().is_empty() => dir,
-                    _ => Path::new("."),
-                };
-                std::fs::canonicalize(dir).ok()
-            };
-            let dest_dir = real_dir(dest.parent());
-            let databases = [
-                Some(self.path.clone()),
-                std::fs::canonicalize(&self.path).ok(),
-            ];
-            let own = databases.iter().flatten().any(|database| {
-                database.file_name().is_some_and(|own| {
-                    dest_dir.is_some()
-                        && real_dir(database.parent()) == dest_dir
-                        && crate::files::is_claimed_file_name(own.as_bytes(), name.as_bytes())
-                })
-            });
-            if own {
-                bail!(
-                    "`{}` is the name of one of the replica's own files (SQLite would take it for the replica's journal, or a run for its lock); choose another name",
-                    dest.display()
-                );
-            }
+        if self.is_own_name(dest) {
+            bail!(
+                "`{}` is the name of one of the replica's own files (SQLite would take it for the replica's journal, or a run for its lock); choose another name",
+                dest.display()
+            );
         }
         let dir = match dest.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             Some(dir) => dir.to_path_buf(),
@@ -96,46 +100,35 @@ impl Store {
                 crate::owner::mode(&metadata)
             );
         }
-        let work = WorkDirectory::new(dest)
-            .with_context(|| format!("backup to `{}` failed", dest.display()))?;
-        // From before the directory exists until after it is gone, a signal (Ctrl-C,
-        // systemctl stop) ends the run with the partial copy deleted.
-        let cleanup = work.remove_on_signal();
-        let partial = work.copy();
-        let result = {
-            work.create()
-                .with_context(|| format!("backup to `{}` failed", dest.display()))?;
-            self.copy_checked(&partial).and_then(|()| {
-                // A link, not a rename: it fails rather than replace a file that appeared at
-                // `dest` in the meantime.
-                std::fs::hard_link(&partial, dest).map_err(|error| {
-                    if error.kind() == std::io::ErrorKind::AlreadyExists {
-                        anyhow::anyhow!(
-                            "`{}` appeared while the copy was made; a backup never overwrites: choose a new name",
-                            dest.display()
-                        )
-                    } else {
-                        anyhow::Error::new(error)
-                            .context(format!("cannot create `{}`", dest.display()))
-                    }
-                })?;
-                if let Ok(dir) = std::fs::File::open(&dir) {
-                    let _ = dir.sync_all();
-                }
-                Ok(())
-            })
+        Ok(dir)
+    }
+
+    /// Whether `dest` names one of the replica's own files beside it, beside the path
+    /// configured or beside the real file it may link to: SQLite would take a file there for
+    /// the replica's journal, WAL or shared memory, and a feed's run would write its pid into a
+    /// lock file.
+    fn is_own_name(&self, dest: &Path) -> bool {
+        let Some(name) = dest.file_name() else {
+            return false;
         };
-        // The working directory goes in every case, with whatever SQLite made in it; then
-        // signals do what they did before.
-        drop(work);
-        drop(cleanup);
-        if let Err(error) = result {
-            return Err(error.context(format!("backup to `{}` failed", dest.display())));
-        }
-        Ok(BackedUp {
-            path: dest.to_path_buf(),
-            bytes: std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0),
-            elapsed: started.elapsed(),
+        let real_dir = |dir: Option<&Path>| {
+            let dir = match dir {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            std::fs::canonicalize(dir).ok()
+        };
+        let dest_dir = real_dir(dest.parent());
+        let databases = [
+            Some(self.path.clone()),
+            std::fs::canonicalize(&self.path).ok(),
+        ];
+        databases.iter().flatten().any(|database| {
+            database.file_name().is_some_and(|own| {
+                dest_dir.is_some()
+                    && real_dir(database.parent()) == dest_dir
+                    && crate::files::is_claimed_file_name(own.as_bytes(), name.as_bytes())
+            })
         })
     }
 
@@ -178,7 +171,7 @@ impl Store {
     /// Before a migration of an existing replica: a backup beside it,
     /// `<database>.schema<version>.bak`, unless [`SKIP_UPGRADE_BACKUP_ENV`] is set.
     pub(super) fn backup_before_upgrade(&self, version: usize) -> Result<()> {
-        if std::env::var_os(SKIP_UPGRADE_BACKUP_ENV).is_some() {
+        if crate::env::skip_upgrade_backup() {
             tracing::warn!(
                 "{SKIP_UPGRADE_BACKUP_ENV} is set: migrating schema {version} to {SCHEMA_VERSION} without a backup"
             );
@@ -216,6 +209,25 @@ impl Store {
         );
         Ok(())
     }
+}
+
+/// Links the checked copy into place at `dest`: a link, not a rename, so that it fails rather
+/// than replace a file that appeared at `dest` in the meantime.
+fn put_in_place(partial: &Path, dest: &Path, dir: &Path) -> Result<()> {
+    std::fs::hard_link(partial, dest).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!(
+                "`{}` appeared while the copy was made; a backup never overwrites: choose a new name",
+                dest.display()
+            )
+        } else {
+            anyhow::Error::new(error).context(format!("cannot create `{}`", dest.display()))
+        }
+    })?;
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 /// The prefix of the private directories backups are built in, after the backup's name:

@@ -240,6 +240,69 @@ fn mask_tag() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Messages whose envelope is older than `?1` and not dropped yet, at most `?2`: two ranges of
+/// the partial index (an expression index would keep envelopes from being written in place).
+const OLD_ENVELOPES: &str = "SELECT seq FROM (
+         SELECT seq FROM message WHERE envelope_pruned_at IS NULL AND created_at < ?1
+         UNION ALL
+         SELECT seq FROM message WHERE envelope_pruned_at IS NULL
+             AND created_at IS NULL AND received_at < ?1)
+     LIMIT ?2";
+
+/// Registrations changed before `?1` that a later one of the same party and channel replaced.
+const SUPERSEDED_REGISTRATIONS: &str = "SELECT r.seq FROM registration AS r WHERE r.changed_at < ?1
+         AND EXISTS (SELECT 1 FROM registration AS s
+             WHERE s.party = r.party AND s.channel = r.channel
+               AND (s.changed_at > r.changed_at
+                    OR (s.changed_at = r.changed_at AND s.seq > r.seq)))
+     LIMIT ?2";
+
+/// Refused messages that arrived before `?1`.
+const OLD_REFUSALS: &str = "SELECT id FROM rejected WHERE received_at < ?1 LIMIT ?2";
+
+/// Runs started before `?1`; the newest run and the newest successful run of each source stay,
+/// so monitoring still knows when a source last succeeded.
+const OLD_RUNS: &str = "SELECT id FROM run WHERE started_at < ?1 AND status <> 'running'
+         AND id NOT IN (SELECT max(id) FROM run GROUP BY source)
+         AND id NOT IN (SELECT max(id) FROM run WHERE status = 'ok' GROUP BY source)
+     LIMIT ?2";
+
+/// Deletes one batch of letters whose final status is older than `before`, with their
+/// statuses, messages and events; how many letters went.
+fn delete_final_letters(
+    tx: &rusqlite::Transaction<'_>,
+    before: &str,
+    statuses: &mut u64,
+    resolved: &mut u64,
+) -> Result<u64> {
+    let letters: Vec<String> = tx
+        .prepare_cached(
+            "SELECT message_uuid FROM letter WHERE occurred_at < ?1 AND final = 1 LIMIT ?2",
+        )?
+        .query_map(params![before, BATCH as i64], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut deleted_ids = Vec::new();
+    for uuid in &letters {
+        let seqs: Vec<i64> = tx
+            .prepare_cached("SELECT seq FROM print_status WHERE message_uuid = ?1")?
+            .query_map([uuid], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        *statuses += seqs.len() as u64;
+        for seq in seqs {
+            *resolved += delete_message(tx, seq, &mut deleted_ids)?;
+        }
+        tx.prepare_cached("DELETE FROM letter WHERE message_uuid = ?1")?
+            .execute([uuid])?;
+        tx.prepare_cached("DELETE FROM notification WHERE key IN (?1, ?2)")?
+            .execute(params![
+                format!("letter_failed:{uuid}"),
+                format!("letter_overdue:{uuid}")
+            ])?;
+    }
+    *resolved += delete_refused_under(tx, &deleted_ids)?;
+    Ok(letters.len() as u64)
+}
+
 impl Store {
     /// Applies `[retention]`: each kind of data older than its limit is deleted or dropped.
     pub fn prune(&mut self, retention: &RetentionConfig) -> Result<Pruned> {
@@ -256,74 +319,23 @@ impl Store {
         let mut pruned = Pruned::default();
         // Refused copies of the messages deleted (see [`delete_message`]).
         let mut resolved = 0;
+        let conn = &mut self.conn;
         if let Some(before) = cutoff(retention.envelope_days) {
-            pruned.envelopes = batches(&mut self.conn, |tx| {
-                let seqs = select_ids(
-                    tx,
-                    // Two ranges of the partial index (an expression index would keep
-                    // envelopes from being written in place).
-                    "SELECT seq FROM (
-                         SELECT seq FROM message WHERE envelope_pruned_at IS NULL
-                             AND created_at < ?1
-                         UNION ALL
-                         SELECT seq FROM message WHERE envelope_pruned_at IS NULL
-                             AND created_at IS NULL AND received_at < ?1)
-                     LIMIT ?2",
-                    &before,
-                )?;
+            pruned.envelopes = batches(conn, |tx| {
+                let seqs = select_ids(tx, OLD_ENVELOPES, &before)?;
                 drop_envelopes(tx, &seqs, &stamp, &mut resolved)
             })?;
         }
         if let Some(before) = cutoff(retention.status_days) {
             let mut statuses = 0;
-            pruned.letters = batches(&mut self.conn, |tx| {
-                let letters: Vec<String> = {
-                    let mut statement = tx.prepare_cached(
-                        "SELECT message_uuid FROM letter WHERE occurred_at < ?1 AND final = 1
-                         LIMIT ?2",
-                    )?;
-                    let rows =
-                        statement.query_map(params![before, BATCH as i64], |row| row.get(0))?;
-                    rows.collect::<rusqlite::Result<_>>()?
-                };
-                let mut deleted_ids = Vec::new();
-                for uuid in &letters {
-                    let seqs: Vec<i64> = {
-                        let mut statement = tx.prepare_cached(
-                            "SELECT seq FROM print_status WHERE message_uuid = ?1",
-                        )?;
-                        let rows = statement.query_map([uuid], |row| row.get(0))?;
-                        rows.collect::<rusqlite::Result<_>>()?
-                    };
-                    statuses += seqs.len() as u64;
-                    for seq in seqs {
-                        resolved += delete_message(tx, seq, &mut deleted_ids)?;
-                    }
-                    tx.prepare_cached("DELETE FROM letter WHERE message_uuid = ?1")?
-                        .execute([uuid])?;
-                    tx.prepare_cached("DELETE FROM notification WHERE key IN (?1, ?2)")?
-                        .execute(params![
-                            format!("letter_failed:{uuid}"),
-                            format!("letter_overdue:{uuid}")
-                        ])?;
-                }
-                resolved += delete_refused_under(tx, &deleted_ids)?;
-                Ok(letters.len() as u64)
+            pruned.letters = batches(conn, |tx| {
+                delete_final_letters(tx, &before, &mut statuses, &mut resolved)
             })?;
             pruned.statuses = statuses;
         }
         if let Some(before) = cutoff(retention.registration_history_days) {
-            pruned.registrations = batches(&mut self.conn, |tx| {
-                let seqs = select_ids(
-                    tx,
-                    "SELECT r.seq FROM registration AS r WHERE r.changed_at < ?1
-                         AND EXISTS (SELECT 1 FROM registration AS s
-                             WHERE s.party = r.party AND s.channel = r.channel
-                               AND (s.changed_at > r.changed_at
-                                    OR (s.changed_at = r.changed_at AND s.seq > r.seq)))
-                     LIMIT ?2",
-                    &before,
-                )?;
+            pruned.registrations = batches(conn, |tx| {
+                let seqs = select_ids(tx, SUPERSEDED_REGISTRATIONS, &before)?;
                 let mut deleted_ids = Vec::new();
                 for &seq in &seqs {
                     resolved += delete_message(tx, seq, &mut deleted_ids)?;
@@ -333,35 +345,20 @@ impl Store {
             })?;
         }
         if let Some(before) = cutoff(retention.rejected_days) {
-            pruned.rejected += batches(&mut self.conn, |tx| {
-                let ids = select_ids(
-                    tx,
-                    "SELECT id FROM rejected WHERE received_at < ?1 LIMIT ?2",
-                    &before,
-                )?;
+            pruned.rejected += batches(conn, |tx| {
+                let ids = select_ids(tx, OLD_REFUSALS, &before)?;
                 delete_ids(tx, "DELETE FROM rejected WHERE id = ?1", &ids)
             })?;
         }
         if let Some(before) = cutoff(retention.run_days) {
-            pruned.runs = batches(&mut self.conn, |tx| {
-                let ids = select_ids(
-                    tx,
-                    // The newest run and the newest successful run of each source stay, so
-                    // monitoring still knows when a source last succeeded.
-                    "SELECT id FROM run WHERE started_at < ?1 AND status <> 'running'
-                         AND id NOT IN (SELECT max(id) FROM run GROUP BY source)
-                         AND id NOT IN (SELECT max(id) FROM run WHERE status = 'ok'
-                             GROUP BY source)
-                     LIMIT ?2",
-                    &before,
-                )?;
+            pruned.runs = batches(conn, |tx| {
+                let ids = select_ids(tx, OLD_RUNS, &before)?;
                 delete_ids(tx, "DELETE FROM run WHERE id = ?1", &ids)
             })?;
         }
         pruned.rejected += resolved;
         // Also when nothing went this time: an earlier run may have left deleted pages to a
-        // checkpoint that a reader held up.
-        // Briefly: `sync` runs this after every pass.
+        // checkpoint that a reader held up. Briefly: `sync` runs this after every pass.
         pruned.wal_truncated = truncate_wal(&self.conn, std::time::Duration::from_secs(2))?;
         Ok(pruned)
     }
@@ -500,31 +497,7 @@ impl Store {
     /// wrote the number still differ; each mask is followed by this run's tag, so that it
     /// never equals a text masked by another run (see [`mask_tag`]).
     fn mask_texts(&mut self, party: &Party) -> Result<u64> {
-        let mut found: Vec<(String, Vec<String>, Vec<i64>)> = Vec::new();
-        for (table, columns) in text_columns(&self.conn)? {
-            let mut statement = self.conn.prepare(&format!(
-                "SELECT rowid, {} FROM \"{table}\"",
-                columns.join(", ")
-            ))?;
-            let mut rows = statement.query([])?;
-            let mut named = Vec::new();
-            while let Some(row) = rows.next()? {
-                let mut hit = false;
-                for index in 1..=columns.len() {
-                    if let rusqlite::types::ValueRef::Text(text) = row.get_ref(index)? {
-                        // Also a text that holds it only encoded (base64 copied from a
-                        // payload into an error text, say).
-                        hit |= party.named_in(text, false);
-                    }
-                }
-                if hit {
-                    named.push(row.get(0)?);
-                }
-            }
-            if !named.is_empty() {
-                found.push((table, columns, named));
-            }
-        }
+        let found = texts_naming(&self.conn, party)?;
         if found.is_empty() {
             return Ok(0);
         }
@@ -537,49 +510,97 @@ impl Store {
                     columns.join(", ")
                 ))?;
                 for &rowid in rowids {
-                    let values: Option<Vec<Option<String>>> = read
-                        .query_row([rowid], |row| {
-                            (0..columns.len())
-                                .map(|index| match row.get_ref(index)? {
-                                    rusqlite::types::ValueRef::Text(text) => {
-                                        Ok(Some(String::from_utf8_lossy(text).into_owned()))
-                                    }
-                                    _ => Ok(None),
-                                })
-                                .collect()
-                        })
-                        .optional()?;
-                    let Some(values) = values else { continue };
-                    let mut changed = false;
-                    for (column, value) in columns.iter().zip(values) {
-                        let Some(masked) = value.and_then(|text| {
-                            party.masked(&text, &tag).or_else(|| {
-                                // Named only encoded: nothing to mask in place, so the text
-                                // goes whole (unique, as identifiers must stay).
-                                party
-                                    .named_in(text.as_bytes(), false)
-                                    .then(|| format!("[erased by forget]#{tag}-{rowid}"))
-                            })
-                        }) else {
-                            continue;
-                        };
-                        tx.prepare_cached(&format!(
-                            "UPDATE \"{table}\" SET {column} = ?2 WHERE rowid = ?1"
-                        ))?
-                        .execute(params![rowid, masked])
-                        .map_err(|error| {
-                            anyhow::anyhow!(
-                                "could not replace the number in {table}.{column}: {error}; nothing of this step was changed, run `beskedhent forget` again"
-                            )
-                        })?;
-                        changed = true;
-                    }
-                    texts += u64::from(changed);
+                    let masked = mask_row(tx, &mut read, party, &tag, (table, columns), rowid)?;
+                    texts += u64::from(masked);
                 }
             }
             Ok(texts)
         })
     }
+}
+
+/// A table, its text columns, and the rows of it whose texts name the party.
+type Named = (String, Vec<String>, Vec<i64>);
+
+/// Every row, table by table, with a text column that names the party (also only encoded:
+/// base64 copied from a payload into an error text, say).
+fn texts_naming(conn: &Connection, party: &Party) -> Result<Vec<Named>> {
+    let mut found = Vec::new();
+    for (table, columns) in text_columns(conn)? {
+        let mut statement = conn.prepare(&format!(
+            "SELECT rowid, {} FROM \"{table}\"",
+            columns.join(", ")
+        ))?;
+        let mut rows = statement.query([])?;
+        let mut named = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut hit = false;
+            for index in 1..=columns.len() {
+                if let rusqlite::types::ValueRef::Text(text) = row.get_ref(index)? {
+                    hit |= party.named_in(text, false);
+                }
+            }
+            if hit {
+                named.push(row.get(0)?);
+            }
+        }
+        if !named.is_empty() {
+            found.push((table, columns, named));
+        }
+    }
+    Ok(found)
+}
+
+/// Masks the party's number in every text column of row `rowid` (read with `read`); true if
+/// anything changed.
+fn mask_row(
+    tx: &rusqlite::Transaction<'_>,
+    read: &mut rusqlite::Statement<'_>,
+    party: &Party,
+    tag: &str,
+    (table, columns): (&str, &[String]),
+    rowid: i64,
+) -> Result<bool> {
+    let values: Option<Vec<Option<String>>> = read
+        .query_row([rowid], |row| {
+            (0..columns.len())
+                .map(|index| match row.get_ref(index)? {
+                    rusqlite::types::ValueRef::Text(text) => {
+                        Ok(Some(String::from_utf8_lossy(text).into_owned()))
+                    }
+                    _ => Ok(None),
+                })
+                .collect()
+        })
+        .optional()?;
+    let Some(values) = values else {
+        return Ok(false);
+    };
+    let mut changed = false;
+    for (column, value) in columns.iter().zip(values) {
+        let Some(masked) = value.and_then(|text| {
+            party.masked(&text, tag).or_else(|| {
+                // Named only encoded: nothing to mask in place, so the text goes whole
+                // (unique, as identifiers must stay).
+                party
+                    .named_in(text.as_bytes(), false)
+                    .then(|| format!("[erased by forget]#{tag}-{rowid}"))
+            })
+        }) else {
+            continue;
+        };
+        tx.prepare_cached(&format!(
+            "UPDATE \"{table}\" SET {column} = ?2 WHERE rowid = ?1"
+        ))?
+        .execute(params![rowid, masked])
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "could not replace the number in {table}.{column}: {error}; nothing of this step was changed, run `beskedhent forget` again"
+            )
+        })?;
+        changed = true;
+    }
+    Ok(changed)
 }
 
 /// Whether `test` holds for the text in any of the `columns` of `row` (other values never do).

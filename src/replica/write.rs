@@ -241,41 +241,56 @@ pub(super) fn insert_message(
             .write_all(envelope)?;
     }
     if inserted == 0 {
-        let (seq, pruned, fingerprint): (i64, bool, Option<String>) = tx
-            .prepare_cached(
-                "SELECT seq, envelope_pruned_at IS NOT NULL, envelope_sha256 FROM message
-                 WHERE besked_id = ?1",
-            )?
-            .query_row([&message.besked_id], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })?;
-        if pruned {
-            // Its envelope was dropped (retention, `forget`); its fingerprint tells a copy of
-            // it from other content. Dropped before the fingerprint was kept (schema 4): taken
-            // for a copy, since keeping it would store again what was erased.
-            return Ok(match fingerprint {
-                Some(stored) if stored != envelope_fingerprint(envelope) => Inserted::Differs(seq),
-                _ => Inserted::Same(seq),
-            });
-        }
-        let stored = read_blob(tx, "message", "envelope", seq)?;
-        return Ok(if same_document(&stored, envelope) {
-            Inserted::Same(seq)
-        } else {
-            Inserted::Differs(seq)
-        });
+        return already_stored(tx, &message.besked_id, envelope);
     }
     let seq = tx.last_insert_rowid();
-    // Copies of it refused before (a copy cut off on the way, then the whole one) are taken
-    // in by it; other content under its id stays refused. Both ids are in their canonical form
-    // (a UUID in lower case), so the index of unresolved ids finds them. Asked first with a
-    // plain lookup: the join's plan depends on the bound id, so SQLite compiles it again each
-    // time it runs, which would cost every new message more than storing it.
+    take_in_refused_copies(tx, &message.besked_id)?;
+    insert_detail(tx, seq, message)?;
+    if let Detail::PostStatus(status) = &message.detail {
+        note_letter(tx, seq, status)?;
+    }
+    Ok(Inserted::New(seq))
+}
+
+/// What a message whose BeskedId is stored already is: a copy of the stored one (the same
+/// document), or other content under its id.
+fn already_stored(tx: &Transaction<'_>, besked_id: &str, envelope: &[u8]) -> Result<Inserted> {
+    let (seq, pruned, fingerprint): (i64, bool, Option<String>) = tx
+        .prepare_cached(
+            "SELECT seq, envelope_pruned_at IS NOT NULL, envelope_sha256 FROM message
+             WHERE besked_id = ?1",
+        )?
+        .query_row([besked_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+    if pruned {
+        // Its envelope was dropped (retention, `forget`); its fingerprint tells a copy of it
+        // from other content. Dropped before the fingerprint was kept (schema 4): taken for a
+        // copy, since keeping it would store again what was erased.
+        return Ok(match fingerprint {
+            Some(stored) if stored != envelope_fingerprint(envelope) => Inserted::Differs(seq),
+            _ => Inserted::Same(seq),
+        });
+    }
+    let stored = read_blob(tx, "message", "envelope", seq)?;
+    Ok(if same_document(&stored, envelope) {
+        Inserted::Same(seq)
+    } else {
+        Inserted::Differs(seq)
+    })
+}
+
+/// Copies of a new message refused before (a copy cut off on the way, then the whole one)
+/// are taken in by it; other content under its id stays refused. Both ids are in their
+/// canonical form (a UUID in lower case), so the index of unresolved ids finds them. Asked
+/// first with a plain lookup: the join's plan depends on the bound id, so SQLite compiles it
+/// again each time it runs, which would cost every new message more than storing it.
+fn take_in_refused_copies(tx: &Transaction<'_>, besked_id: &str) -> Result<()> {
     let refused_before = tx
         .prepare_cached(
             "SELECT 1 FROM rejected WHERE besked_id = ?1 AND resolved_seq IS NULL LIMIT 1",
         )?
-        .exists([&message.besked_id])?;
+        .exists([besked_id])?;
     if refused_before {
         tx.prepare_cached(concat!(
             "UPDATE rejected SET resolved_seq = m.seq FROM message AS m
@@ -283,13 +298,9 @@ pub(super) fn insert_message(
                  AND rejected.resolved_seq IS NULL AND ",
             copy_of_stored!()
         ))?
-        .execute([&message.besked_id])?;
+        .execute([besked_id])?;
     }
-    insert_detail(tx, seq, message)?;
-    if let Detail::PostStatus(status) = &message.detail {
-        note_letter(tx, seq, status)?;
-    }
-    Ok(Inserted::New(seq))
+    Ok(())
 }
 
 /// Brings the letter of a newly stored status up to date: the status becomes the letter's
@@ -535,21 +546,7 @@ pub(super) fn insert_rejected(
     item: &Incoming,
     rejection: &Rejection,
 ) -> Result<Outcome> {
-    let (sha256, size) = match &item.raw {
-        Raw::Bytes(bytes) => (hex(&Sha256::digest(bytes)), bytes.len() as u64),
-        Raw::File { file, path, len } => {
-            let mut hasher = Sha256::new();
-            let copied = copy_file(file, *len, &mut hasher)
-                .with_context(|| format!("failed to read `{}`", path.display()))?;
-            if copied != *len {
-                bail!(
-                    "`{}` changed size while being read ({copied} of {len} bytes); import it again",
-                    path.display()
-                );
-            }
-            (hex(&hasher.finalize()), *len)
-        }
-    };
+    let (sha256, size) = fingerprint_of(&item.raw)?;
     let seen = tx
         .prepare_cached("SELECT 1 FROM rejected WHERE raw_sha256 = ?1 LIMIT 1")?
         .exists([&sha256])?;
@@ -582,8 +579,44 @@ pub(super) fn insert_rejected(
         rusqlite::blob::ZeroBlob(kept),
     ])?;
     let rowid = tx.last_insert_rowid();
+    write_raw(tx, rowid, &item.raw, kept)?;
+    // A copy of a message stored already, cut off on the way, is taken in by it as one that
+    // arrives before it would be (see `insert_message`); it is still counted as refused.
+    if rejection.besked_id.is_some() {
+        tx.prepare_cached(concat!(
+            "UPDATE rejected SET resolved_seq = m.seq FROM message AS m
+             WHERE rejected.id = ?1 AND ",
+            copy_of_stored!()
+        ))?
+        .execute([rowid])?;
+    }
+    Ok(Outcome::Rejected)
+}
+
+/// The SHA-256 (hex) and size of refused bytes, read from the file for a large one.
+fn fingerprint_of(raw: &Raw) -> Result<(String, u64)> {
+    Ok(match raw {
+        Raw::Bytes(bytes) => (hex(&Sha256::digest(bytes)), bytes.len() as u64),
+        Raw::File { file, path, len } => {
+            let mut hasher = Sha256::new();
+            let copied = copy_file(file, *len, &mut hasher)
+                .with_context(|| format!("failed to read `{}`", path.display()))?;
+            if copied != *len {
+                bail!(
+                    "`{}` changed size while being read ({copied} of {len} bytes); import it again",
+                    path.display()
+                );
+            }
+            (hex(&hasher.finalize()), *len)
+        }
+    })
+}
+
+/// Writes the first `kept` bytes of refused `raw` into the room made for them in row `rowid`
+/// of `rejected`, in place.
+fn write_raw(tx: &Transaction<'_>, rowid: i64, raw: &Raw, kept: u64) -> Result<()> {
     let mut blob = tx.blob_open("main", "rejected", "raw", rowid, false)?;
-    match &item.raw {
+    match raw {
         Raw::Bytes(bytes) => blob.write_all(&bytes[..kept as usize])?,
         Raw::File { file, path, .. } => {
             let copied = copy_file(file, kept, &mut blob).with_context(|| {
@@ -597,18 +630,7 @@ pub(super) fn insert_rejected(
             }
         }
     }
-    drop(blob);
-    // A copy of a message stored already, cut off on the way, is taken in by it as one that
-    // arrives before it would be (see `insert_message`); it is still counted as refused.
-    if rejection.besked_id.is_some() {
-        tx.prepare_cached(concat!(
-            "UPDATE rejected SET resolved_seq = m.seq FROM message AS m
-             WHERE rejected.id = ?1 AND ",
-            copy_of_stored!()
-        ))?
-        .execute([rowid])?;
-    }
-    Ok(Outcome::Rejected)
+    Ok(())
 }
 
 /// Copies the first `len` bytes of `file` (from its start, whatever its position) to `sink`.

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["decode"],
     &[
-        "time", "exit", "files", "owner", "mask", "logging", "sample",
+        "env", "time", "exit", "files", "owner", "mask", "logging", "sample",
     ],
 ];
 
