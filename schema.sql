@@ -1,40 +1,55 @@
--- The beskedhent replica, schema version 1.
+-- The beskedhent replica, schema version 6: every table, view, index and column.
 --
 -- Every table, view and column below is a public interface: people's sqlite3 queries and
--- reports depend on them. Later versions only add; see the migration list in src/store.rs.
+-- reports depend on them. A new replica is created from this file; an older one is brought to
+-- it by the migrations in src/replica/schema.rs (starting from src/replica/schema_v1.sql), and a
+-- test proves that both give exactly these tables, views, indexes and columns. Columns that a
+-- migration added come last in their table, as they do in a migrated replica.
+--
 -- Times are UTC text `YYYY-MM-DDTHH:MM:SS.fffZ`, so string order is time order. Identifiers
--- are the text received, trimmed.
+-- are the text received, trimmed; a UUID BeskedId is kept in lower case.
 
 -- One row per distinct BeskedId. The first copy wins; later copies are counted in `cursor`.
 CREATE TABLE message (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT, -- only grows: follow with WHERE seq > ?
-    besked_id       TEXT NOT NULL UNIQUE,              -- Haendelsesbesked/BeskedId
-    beskedtype      TEXT,                              -- Filtreringsdata/Beskedtype
-    kind            TEXT NOT NULL,                     -- post_status | digitalpost_registration | nemsms_registration | other
-    source          TEXT NOT NULL,                     -- the feed name, or the import source
-    received_at     TEXT NOT NULL,                     -- when beskedhent received it
-    created_at      TEXT,                              -- Leveranceinformation/Dannelsestidspunkt
-    transaktions_id TEXT,                              -- Leveranceinformation/TransaktionsId
-    producer_uuid   TEXT,                              -- Filtreringsdata/BeskedAnsvarligAktoer
-    origin          TEXT,                              -- file path, or AMQP queue and message-id
-    envelope        BLOB NOT NULL                      -- the exact bytes received
+    seq                INTEGER PRIMARY KEY AUTOINCREMENT, -- only grows: follow with WHERE seq > ?
+    besked_id          TEXT NOT NULL UNIQUE,              -- Haendelsesbesked/BeskedId
+    beskedtype         TEXT,                              -- Filtreringsdata/Beskedtype
+    kind               TEXT NOT NULL,                     -- post_status | digitalpost_registration | nemsms_registration | other
+    source             TEXT NOT NULL,                     -- the feed name, or the import source
+    received_at        TEXT NOT NULL,                     -- when beskedhent received it
+    created_at         TEXT,                              -- Leveranceinformation/Dannelsestidspunkt
+    transaktions_id    TEXT,                              -- Leveranceinformation/TransaktionsId
+    producer_uuid      TEXT,                              -- Filtreringsdata/BeskedAnsvarligAktoer
+    origin             TEXT,                              -- file path, or AMQP queue and message-id
+    envelope           BLOB NOT NULL,                     -- the exact bytes received (empty once dropped)
+    envelope_pruned_at TEXT,                              -- when retention or `forget` dropped the envelope
+    envelope_sha256    TEXT                               -- fingerprint of a dropped envelope
 );
+-- Envelopes not dropped yet, by age: what retention looks at.
+CREATE INDEX message_envelope_age ON message (created_at, received_at)
+    WHERE envelope_pruned_at IS NULL;
 
--- Everything refused, with its exact bytes and a reason a person understands. The same bytes
--- received again are counted as a duplicate, not stored twice.
+-- Everything refused, with its exact bytes (or, above 256 MiB, their first MiB) and a reason
+-- a person understands. The same bytes received again are counted as a duplicate, not stored
+-- twice.
 CREATE TABLE rejected (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     source       TEXT NOT NULL,
     received_at  TEXT NOT NULL,
     reason       TEXT NOT NULL,
-    raw          BLOB NOT NULL,
-    raw_sha256   TEXT NOT NULL,                        -- hex SHA-256 of raw
+    raw_sha256   TEXT NOT NULL,                        -- hex SHA-256 of all the bytes received
     besked_id    TEXT,                                 -- when it could be read
     origin       TEXT,                                 -- file path, or AMQP queue and message-id
-    resolved_seq INTEGER REFERENCES message (seq)      -- set by `reprocess` once it was taken in
+    resolved_seq INTEGER REFERENCES message (seq),     -- the message that took it in (reprocess, or a copy of a stored message)
+    raw_size     INTEGER NOT NULL,                     -- bytes received
+    raw_complete INTEGER NOT NULL DEFAULT 1,           -- 0 when `raw` holds only the beginning
+    raw          BLOB NOT NULL                         -- last, so a large one is written in place
 );
 CREATE INDEX rejected_by_sha256 ON rejected (raw_sha256);
 CREATE INDEX rejected_by_time ON rejected (received_at);
+CREATE INDEX rejected_by_resolved ON rejected (resolved_seq) WHERE resolved_seq IS NOT NULL;
+CREATE INDEX rejected_unresolved_by_besked_id ON rejected (besked_id)
+    WHERE besked_id IS NOT NULL AND resolved_seq IS NULL;
 
 -- One row per PKO_PostStatus message (DigitalPost_StatusPrint).
 CREATE TABLE print_status (
@@ -65,7 +80,6 @@ CREATE TABLE print_status (
 CREATE INDEX print_status_by_letter ON print_status (message_uuid);
 CREATE INDEX print_status_by_time ON print_status (occurred_at);
 
-
 -- Postal events of physical letters (ForsendelseHaendelseSamling).
 CREATE TABLE print_status_postal_event (
     seq         INTEGER NOT NULL REFERENCES print_status (seq),
@@ -76,17 +90,41 @@ CREATE TABLE print_status_postal_event (
 );
 CREATE INDEX print_status_postal_event_by_seq ON print_status_postal_event (seq);
 
--- The current status of each letter: the newest by occurred_at (then by arrival), except that a
--- final status is never replaced by a non-final one, whenever that arrived or happened.
+-- One row per letter (message_uuid) with its current status, kept up to date in the
+-- transaction that stores each status: the newest by occurred_at (then by arrival), except that
+-- a final status is never replaced by a non-final one, whenever that arrived or happened.
+CREATE TABLE letter (
+    message_uuid    TEXT NOT NULL PRIMARY KEY,
+    seq             INTEGER NOT NULL,                  -- print_status.seq of the current status
+    event           TEXT,
+    outcome         TEXT,                              -- failed | delivered | recalled, when final
+    final           INTEGER NOT NULL,
+    kanal           TEXT,
+    occurred_at     TEXT,                              -- of the current status
+    first_seen_at   TEXT,                              -- the earliest occurred_at of its statuses
+    final_at        TEXT,                              -- occurred_at of the final status
+    statuses        INTEGER NOT NULL,                  -- how many statuses the letter has
+    fejl_kode       TEXT,
+    fejl_tekst      TEXT,
+    afsendelse_id   TEXT,
+    transmission_id TEXT
+);
+CREATE INDEX letter_by_time ON letter (occurred_at, outcome);
+CREATE INDEX letter_pending_by_time ON letter (occurred_at) WHERE final = 0;
+CREATE INDEX letter_pending_by_first_seen ON letter (first_seen_at) WHERE final = 0;
+
+-- Each letter's current status with all its fields: served from `letter`.
 CREATE VIEW print_status_latest AS
-SELECT p.*
-FROM print_status AS p
-WHERE p.message_uuid IS NOT NULL
-  AND p.seq = (
-      SELECT q.seq FROM print_status AS q
-      WHERE q.message_uuid = p.message_uuid
-      ORDER BY q.final DESC, q.occurred_at DESC, q.seq DESC
-      LIMIT 1);
+SELECT l.seq AS seq, p.besked_id AS besked_id, l.message_uuid AS message_uuid,
+    l.transmission_id AS transmission_id, p.message_id AS message_id, l.kanal AS kanal,
+    p.status AS status, l.event AS event, p.event_uuid AS event_uuid, l.final AS final,
+    l.outcome AS outcome, l.occurred_at AS occurred_at, l.fejl_kode AS fejl_kode,
+    l.fejl_tekst AS fejl_tekst, l.afsendelse_id AS afsendelse_id,
+    p.forsendelse_id AS forsendelse_id, p.forsendelse_type_id AS forsendelse_type_id,
+    p.bruger_navn AS bruger_navn, p.enhed_tekst AS enhed_tekst,
+    p.afsender_system_id AS afsender_system_id, p.correlation_id AS correlation_id,
+    p.producer AS producer, p.producer_uuid AS producer_uuid
+FROM letter AS l JOIN print_status AS p ON p.seq = l.seq;
 
 -- One row per registration change (DigitalPostTilmelding, NemSMSTilmelding).
 CREATE TABLE registration (
@@ -125,5 +163,40 @@ CREATE TABLE cursor (
     run_started_at   TEXT,
     run_ended_at     TEXT,                             -- NULL while a run is going (or was killed)
     run_status       TEXT,                             -- running | ok | failed | interrupted
-    run_error        TEXT
+    run_error        TEXT,
+    failed_runs      INTEGER NOT NULL DEFAULT 0,       -- failed runs in a row
+    failing_since    TEXT                              -- start of the first of them
 );
+
+-- One row per run of a source: its history, where `cursor` keeps only the last.
+CREATE TABLE run (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    source      TEXT NOT NULL,
+    command     TEXT NOT NULL,                         -- sync | daemon | import (unknown: from before schema 4)
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT,
+    status      TEXT NOT NULL,                         -- running | ok | failed | interrupted | killed
+    messages    INTEGER NOT NULL DEFAULT 0,
+    duplicates  INTEGER NOT NULL DEFAULT 0,
+    rejected    INTEGER NOT NULL DEFAULT 0,
+    error       TEXT
+);
+CREATE INDEX run_by_source ON run (source, started_at);
+CREATE INDEX run_by_outcome ON run (source, status, ended_at);
+
+-- The outbox: events written with the change that causes them, sent after the commit and
+-- marked sent only once delivered.
+CREATE TABLE notification (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    key             TEXT NOT NULL UNIQUE,              -- e.g. letter_failed:<message_uuid>
+    event           TEXT NOT NULL,                     -- letter_failed | letter_overdue | feed_failing | message_rejected
+    payload         TEXT NOT NULL,                     -- the JSON sent
+    created_at      TEXT NOT NULL,
+    occurred_at     TEXT,                              -- when what it tells of happened
+    suppressed      INTEGER NOT NULL DEFAULT 0,        -- 1: older than max_age_days, never sent
+    sent_at         TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    last_error      TEXT
+);
+CREATE INDEX notification_unsent ON notification (id) WHERE sent_at IS NULL AND suppressed = 0;

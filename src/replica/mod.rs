@@ -1,7 +1,8 @@
 //! The SQLite replica: the only module with SQL.
 //!
-//! The schema is `schema.sql` (version 1) followed by an append-only list of migrations, tracked
-//! with `PRAGMA user_version` and applied in one exclusive transaction. Every batch of incoming
+//! A new replica is created from `schema.sql`, the current schema; an older one is brought to
+//! it by an append-only list of migrations (`schema`), tracked with `PRAGMA user_version` and
+//! applied in one exclusive transaction. Every batch of incoming
 //! messages is one transaction that also moves its source's `cursor` row, so a run killed at any
 //! point leaves either the whole batch or none of it.
 

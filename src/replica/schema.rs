@@ -1,5 +1,7 @@
-//! The replica's schema: the migrations from version 1 on (version 1 is `schema.sql`),
-//! applied in one exclusive transaction and tracked by `PRAGMA user_version`.
+//! The replica's schema: a new replica is created from `schema.sql` (the current schema, every
+//! table, view, index and column); an older one is brought to it by the migrations, applied in
+//! one exclusive transaction and tracked by `PRAGMA user_version`. A test proves both give the
+//! same replica.
 
 use anyhow::{Context, Result, bail};
 use rusqlite::TransactionBehavior;
@@ -9,7 +11,7 @@ use super::Store;
 /// Schema versions: index `i` holds the SQL that takes a database from version `i` to `i + 1`.
 /// Append only; never edit a released entry.
 pub(super) const MIGRATIONS: &[&str] = &[
-    include_str!("../../schema.sql"),
+    include_str!("schema_v1.sql"),
     MIGRATION_2,
     MIGRATION_3,
     MIGRATION_4,
@@ -176,6 +178,9 @@ FROM (SELECT message_uuid, count(*) AS statuses, min(occurred_at) AS first_seen_
 JOIN print_status AS p ON p.seq = a.latest;
 ";
 
+/// The current schema, for a new replica.
+pub(super) const SCHEMA: &str = include_str!("../../schema.sql");
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
@@ -194,7 +199,17 @@ impl Store {
                 MIGRATIONS.len()
             );
         }
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        if version == 0 {
+            // A new replica (an empty database: another program's is refused before).
+            tx.execute_batch(SCHEMA)
+                .context("failed to create the replica's tables (schema.sql)")?;
+        }
+        let from = if version == 0 {
+            MIGRATIONS.len()
+        } else {
+            version
+        };
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(from) {
             tx.execute_batch(sql)
                 .with_context(|| format!("failed to apply schema migration {}", index + 1))?;
             if index + 1 == 3 {

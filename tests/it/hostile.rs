@@ -432,7 +432,7 @@ fn a_v1_replica_is_migrated_with_upper_case_ids_folded() {
     let install = Install::new("");
     {
         let db = rusqlite::Connection::open(install.db_path()).expect("open");
-        db.execute_batch(include_str!("../../schema.sql"))
+        db.execute_batch(include_str!("../../src/replica/schema_v1.sql"))
             .expect("v1");
         db.execute_batch(
             "PRAGMA user_version = 1;
@@ -515,7 +515,7 @@ fn a_v1_replica_gets_its_letters_under_the_old_rule() {
         ORDER BY p.message_uuid";
     let before = {
         let db = rusqlite::Connection::open(install.db_path()).expect("open");
-        db.execute_batch(include_str!("../../schema.sql"))
+        db.execute_batch(include_str!("../../src/replica/schema_v1.sql"))
             .expect("v1");
         // a: out of order (the newer status arrived first); b: final, then a later non-final
         // one; c: a status without a time; d: two finals; (none): no message_uuid.

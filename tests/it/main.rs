@@ -14,4 +14,5 @@ mod package;
 mod pull;
 #[path = "../support/sample.rs"]
 mod sample;
+mod schema;
 mod support;
