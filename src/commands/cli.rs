@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
     version,
     about,
     long_about = None,
-    after_long_help = "EXIT STATUS: 0 done; 1 could not do the job (configuration, database, unreadable input); 2 wrong usage; 3 done, but messages were refused (kept in `rejected`); 4 sync: a feed failed (daemon: too many failing passes in a row); 5 sync: another run holds a feed's lock; 130 stopped by SIGINT/SIGTERM after committing. status --check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n\nENVIRONMENT: BESKEDHENT_CONFIG (the configuration file), BESKEDHENT_LOG (level or filter: warn, info, debug), BESKEDHENT_LOG_FORMAT (text or json), BESKEDHENT_SKIP_UPGRADE_BACKUP (migrate without the backup), NOTIFY_SOCKET (set by systemd for the daemon).\n\nFILES: /etc/beskedhent/config.toml (the configuration when ./config.toml does not exist; a configuration file must belong to the invoking user or root and be writable by nobody else), /var/lib/beskedhent/replica.db (the package's replica), /usr/share/doc/beskedhent/README.md.gz (the full manual: configuration keys, tables, monitoring, retention, backups)."
+    after_long_help = "EXIT STATUS: 0 done; 1 could not do the job (configuration, database, unreadable input); 2 wrong usage; 3 done, but messages were refused (kept in `rejected`); 4 sync: a feed failed (daemon: too many failing passes in a row); 5 sync: another run holds a feed's lock; 130 stopped by SIGINT/SIGTERM after committing. status --check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n\nENVIRONMENT: BESKEDHENT_CONFIG (the configuration file), BESKEDHENT_LOG (level or filter: warn, info, debug), BESKEDHENT_LOG_FORMAT (text or json), BESKEDHENT_SKIP_UPGRADE_BACKUP (migrate without the backup), NOTIFY_SOCKET (set by systemd for the daemon).\n\nFILES: /etc/beskedhent/config.toml (the configuration when ./config.toml does not exist; a configuration file must belong to the invoking user or root and be writable by nobody else), /var/lib/beskedhent/replica.db (the package's replica), /usr/share/doc/beskedhent/ (the README, and docs/: configuration keys, commands, tables and queries, operations, security). Every command has a manual page: man beskedhent-sync, ..."
 )]
 pub struct Cli {
     /// The configuration file [default: ./config.toml if it exists and belongs to you (or
@@ -151,8 +151,9 @@ pub enum Command {
     },
     /// Delete what [retention] says is too old, in small batches; print what went.
     Prune,
-    /// Erase CPR or CVR numbers everywhere the replica holds them (data-protection requests):
-    /// registrations, envelopes and refused messages naming them, notifications. The numbers
+    /// Erase CPR or CVR numbers everywhere the replica holds them (data-protection requests).
+    ///
+    /// Registrations, envelopes and refused messages naming them, notifications. The numbers
     /// are read from standard input (or --from FILE), one a line, so that they never show in
     /// `ps` or shell history.
     Forget {
@@ -260,7 +261,8 @@ fn usage_error(text: &str) -> String {
         .join("\n")
 }
 
-/// Writes the manual pages (`beskedhent.1`, and `beskedhent-COMMAND.1` for each command) and
+/// Writes the manual pages (`beskedhent.1`, and `beskedhent-COMMAND.1` for each command: see
+/// [`super::manual`]) and
 /// the completions for bash (`beskedhent.bash`), zsh (`_beskedhent`) and fish
 /// (`beskedhent.fish`) into `dir`, all generated from the definition above.
 pub fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
@@ -273,7 +275,16 @@ pub fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
     let work = dir.join(format!(".assets-{}", crate::files::random_hex(8)?));
     std::fs::DirBuilder::new().mode(0o700).create(&work)?;
     let written = (|| -> std::io::Result<()> {
-        clap_mangen::generate_to(Cli::command(), &work)?;
+        let mut command = Cli::command().disable_help_subcommand(true);
+        command.build();
+        let mut page = Vec::new();
+        super::manual::write_page(command.clone(), "", &mut page)?;
+        std::fs::write(work.join("beskedhent.1"), &page)?;
+        for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+            let mut page = Vec::new();
+            super::manual::write_page(sub.clone(), sub.get_name(), &mut page)?;
+            std::fs::write(work.join(format!("beskedhent-{}.1", sub.get_name())), &page)?;
+        }
         for (shell, file) in [
             (Shell::Bash, "beskedhent.bash"),
             (Shell::Zsh, "_beskedhent"),

@@ -10,6 +10,7 @@ pub mod forget;
 pub mod import;
 pub mod init;
 pub mod letters;
+mod manual;
 pub mod notify;
 pub mod prune;
 pub mod reprocess;

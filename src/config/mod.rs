@@ -714,7 +714,7 @@ impl Config {
     pub fn pull(&self) -> Result<PullConfig> {
         let missing = |what: &str| {
             anyhow::anyhow!(
-                "`{}` has no {what}; `sync`, `daemon` and `check` need [sts], [amqp] and at least one [[feed]] (see the README)",
+                "`{}` has no {what}; `sync`, `daemon` and `check` need [sts], [amqp] and at least one [[feed]] (see docs/configuration.md)",
                 self.path.display()
             )
         };

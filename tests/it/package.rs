@@ -131,6 +131,10 @@ fn package_holds_what_an_installation_needs() {
         "./usr/share/fish/vendor_completions.d/beskedhent.fish".to_string(),
         "./usr/share/doc/beskedhent/copyright".to_string(),
         "./usr/share/doc/beskedhent/README.md.gz".to_string(),
+        "./usr/share/doc/beskedhent/changelog.gz".to_string(),
+        "./usr/share/doc/beskedhent/docs/configuration.md.gz".to_string(),
+        "./usr/share/doc/beskedhent/docs/operations.md.gz".to_string(),
+        "./usr/share/doc/beskedhent/docs/replica.md.gz".to_string(),
     ];
     expected.extend(
         UNITS
