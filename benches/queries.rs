@@ -286,7 +286,7 @@ fn operations(scratch: &Path, path: &Path, party: &str) {
     );
     let store = Store::open_existing(path).expect("open");
     let started = Instant::now();
-    let text = beskedhent::ops::monitor::metrics_text(&store, None).expect("metrics");
+    let text = beskedhent::ops::metrics::metrics_text(&store, None).expect("metrics");
     println!(
         "| metrics file contents | {} | {} lines |",
         format_duration(started.elapsed()),
