@@ -1,5 +1,7 @@
 //! Real parts for the pull tests: a throwaway RabbitMQ with TLS, client certificates and SASL
-//! EXTERNAL (vhost `BF`), test certificates made with openssl, and a helper to fill queues.
+//! EXTERNAL (vhost `BF`), test certificates made with openssl, the TLS server the fakes are
+//! built on (`tls`, with those certificates), helpers to fill and measure queues, and scratch
+//! directories that outlive no test process.
 //!
 //! The broker and its private epmd are children of a keeper thread that lives as long as the
 //! test process, with a parent-death signal: when the tests end, the broker shuts down.
@@ -14,6 +16,11 @@ use std::time::{Duration, Instant};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+/// The fakes' TLS server, on the certificates made here: a child of this file so that whatever
+/// includes the broker (the benchmarks too) has it.
+#[path = "tls.rs"]
+pub mod tls;
 
 const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
 pub const ADMIN: &str = "beskedhent-admin";

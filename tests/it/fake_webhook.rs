@@ -1,13 +1,11 @@
-//! A webhook receiver: an in-process HTTPS server (the test CA's server certificate, no client
-//! certificate asked for) that records every request and answers as told, then 204.
+//! A webhook receiver on the shared TLS server (`broker::tls`; no client certificate asked for):
+//! it records every request and answers as told, then 204.
 
 use std::sync::{Arc, Mutex};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::AsyncWriteExt;
 
-use crate::broker::certs;
+use crate::broker::tls::{self, ClientCertificates, Stream, TlsServer};
 
 /// One request received: its head (lower-cased) and its body.
 #[derive(Debug, Clone)]
@@ -16,10 +14,11 @@ pub struct Received {
     pub body: serde_json::Value,
 }
 
+/// A running webhook receiver; stopped when dropped.
 pub struct FakeWebhook {
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
-    _thread: std::thread::JoinHandle<()>,
+    _server: TlsServer,
 }
 
 impl FakeWebhook {
@@ -31,64 +30,17 @@ impl FakeWebhook {
     /// Answers the requests in turn with these status lines (each maybe followed by header
     /// lines, `\r\n`-separated), then with 204.
     pub fn answering(answers: Vec<String>) -> FakeWebhook {
-        let certs = certs();
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(certs.path("server.pem"))
-                .expect("server cert")
-                .collect::<Result<_, _>>()
-                .expect("server cert");
-        let key = PrivateKeyDer::from_pem_file(certs.path("server.key")).expect("server key");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("addr").port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let Ok(mut stream) = acceptor.accept(stream).await else {
-                        continue;
-                    };
-                    let Some(request) = read_request(&mut stream).await else {
-                        continue;
-                    };
-                    let count = {
-                        let mut log = log.lock().expect("lock");
-                        log.push(request);
-                        log.len()
-                    };
-                    let status = answers
-                        .get(count - 1)
-                        .map_or("204 No Content", String::as_str);
-                    let response = format!(
-                        "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    );
-                    let _ = stream.write_all(response.as_bytes()).await;
-                    let _ = stream.shutdown().await;
-                }
-            });
+        let answers = Arc::new(answers);
+        let server = tls::serve(ClientCertificates::NotAsked, move |stream| {
+            let (log, answers) = (log.clone(), answers.clone());
+            async move { answer(stream, &log, &answers).await }
         });
         FakeWebhook {
-            port,
+            port: server.port,
             received,
-            _thread: thread,
+            _server: server,
         }
     }
 
@@ -101,12 +53,23 @@ impl FakeWebhook {
     }
 }
 
-async fn read_request(
-    stream: &mut tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-) -> Option<Received> {
-    let (head, body) = crate::fake_sts::read_request(stream).await.ok()??;
-    Some(Received {
-        head,
-        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-    })
+/// Records one request and answers it with the status line its turn gets.
+async fn answer(mut stream: Stream, log: &Mutex<Vec<Received>>, answers: &[String]) {
+    let Ok(Some((head, body))) = tls::read_http_request(&mut stream).await else {
+        return;
+    };
+    let count = {
+        let mut log = log.lock().expect("lock");
+        log.push(Received {
+            head,
+            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        });
+        log.len()
+    };
+    let status = answers
+        .get(count - 1)
+        .map_or("204 No Content", String::as_str);
+    let response = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }

@@ -1,88 +1,24 @@
 //! Promises under hostile input and operator mistakes: things that are not files, files too
-//! large to keep, memory that must stay flat, reused ids, CPR numbers and forged lines in logs,
-//! a mistyped database path, a wrong registration mapping repaired by `reprocess`.
+//! large to keep, memory that must stay flat (whatever the input, the depth of a tree, or the
+//! largest envelope allowed), reused ids and ids that hold CPR numbers, CPR numbers and forged
+//! lines in logs, a mistyped database path, `status` that only reads, a wrong registration
+//! mapping repaired by `reprocess`, and version 1 replicas migrated without losing anything.
 
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::support::{
-    BIN, Install, TYPES, fixtures, outcome, rows, status_envelope, test_uuid, value,
+    Install, TYPES, fixtures, mode, outcome, rows, run_watched, status_envelope, test_uuid, value,
+    write_envelopes,
 };
-
-/// Runs beskedhent and watches its peak memory (VmHWM) while it runs; fails the test if it
-/// runs longer than `limit` (a guard against hangs, not a performance target).
-pub fn run_watched(install: &Install, args: &[&str], limit: Duration) -> (Output, u64) {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(install.config())
-        .args(args)
-        .env("BESKEDHENT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let status_file = format!("/proc/{}/status", child.id());
-    let started = Instant::now();
-    let mut peak_kib = 0;
-    let (out, err) = (child.stdout.take(), child.stderr.take());
-    let readers = [out.map(reader), err.map(reader)];
-    loop {
-        if let Ok(status) = std::fs::read_to_string(&status_file)
-            && let Some(line) = status.lines().find(|line| line.starts_with("VmHWM:"))
-        {
-            let kib: u64 = line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            peak_kib = peak_kib.max(kib);
-        }
-        if let Some(status) = child.try_wait().expect("wait") {
-            let [out, err] =
-                readers.map(|r| r.map(|h| h.join().expect("reader")).unwrap_or_default());
-            return (
-                Output {
-                    status,
-                    stdout: out,
-                    stderr: err,
-                },
-                peak_kib,
-            );
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("beskedhent {args:?} still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn reader(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        bytes
-    })
-}
-
-fn good_envelopes(dir: &Path, prefix: u32, count: u64) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    for n in 0..count {
-        std::fs::write(
-            dir.join(format!("good-{n:03}.xml")),
-            status_envelope(&test_uuid(prefix, n), &test_uuid(prefix + 1, n), 0),
-        )
-        .expect("write");
-    }
-}
 
 #[test]
 fn fifos_and_devices_among_the_inputs_are_skipped_without_blocking() {
     let install = Install::new("");
     let input = install.path("in");
-    good_envelopes(&input, 0x61, 3);
+    write_envelopes(&input, 0x61, 3);
     let fifo = input.join("b-fifo.xml");
     assert!(
         Command::new("mkfifo")
@@ -120,7 +56,7 @@ fn fifos_and_devices_among_the_inputs_are_skipped_without_blocking() {
     );
     assert_eq!(outcome(&output).0, 1);
     // A path that does not exist is named, and the rest is imported.
-    good_envelopes(&install.path("more"), 0x67, 2);
+    write_envelopes(&install.path("more"), 0x67, 2);
     let (output, _) = run_watched(
         &install,
         &[
@@ -157,7 +93,7 @@ fn fifos_and_devices_among_the_inputs_are_skipped_without_blocking() {
 fn a_file_too_large_to_keep_is_refused_alone_and_memory_stays_flat() {
     let install = Install::new("max_message_bytes = 1048576\n");
     let input = install.path("in");
-    good_envelopes(&input, 0x62, 9);
+    write_envelopes(&input, 0x62, 9);
     // 300 MB (sparse): over the limit, and too large to keep whole.
     let huge = std::fs::File::create(input.join("huge.xml")).expect("create");
     huge.set_len(300_000_000).expect("size");
@@ -235,8 +171,7 @@ fn a_file_too_large_to_keep_is_refused_alone_and_memory_stays_flat() {
 #[test]
 fn a_reused_besked_id_with_other_content_is_kept_and_case_does_not_make_a_new_message() {
     let install = Install::new("");
-    let input = install.path("in");
-    std::fs::create_dir(&input).expect("mkdir");
+    let input = install.mkdir("in");
     let id = "8a1b2c3d-0000-4000-8000-00000000abcd";
     let first = status_envelope(id, &test_uuid(0x65, 1), 0);
     std::fs::write(input.join("a.xml"), &first).expect("write");
@@ -277,22 +212,16 @@ fn a_reused_besked_id_with_other_content_is_kept_and_case_does_not_make_a_new_me
 #[test]
 fn cpr_numbers_and_control_characters_never_reach_the_log_or_status() {
     let install = Install::new("");
-    let input = install.path("in");
-    std::fs::create_dir(&input).expect("mkdir");
+    let input = install.mkdir("in");
     // A refused file whose name and BeskedId are CPR numbers in several shapes, and a file whose
     // name holds a newline that would start a forged log line.
     let refused = "<Haendelsesbesked xmlns=\"urn:oio:besked:kuvert:1.0\" xmlns:o=\"urn:oio:sagdok:3.0.0\"><BeskedId><o:UUIDIdentifikator>251248-9996</o:UUIDIdentifikator></BeskedId><x>&xxe;</x></Haendelsesbesked>";
     std::fs::write(input.join("2512489996.xml"), refused).expect("write");
     std::fs::write(input.join("a\nERROR forged 25.12.48-9996.xml"), "<broken").expect("write");
-    let (code, stdout, stderr) = outcome(
-        &Command::new(BIN)
-            .arg("--config")
-            .arg(install.config())
-            .args(["import", input.to_str().expect("utf-8")])
-            .env("BESKEDHENT_LOG", "info")
-            .output()
-            .expect("run"),
-    );
+    let (code, stdout, stderr) = outcome(&install.run_with_env(
+        &["import", input.to_str().expect("utf-8")],
+        &[("BESKEDHENT_LOG", "info")],
+    ));
     assert_eq!(code, 3, "{stdout}{stderr}");
     for shape in ["2512489996", "251248-9996", "25.12.48-9996"] {
         assert!(!stderr.contains(shape), "{shape} in the log:\n{stderr}");
@@ -330,8 +259,7 @@ fn cpr_numbers_and_control_characters_never_reach_the_log_or_status() {
 #[test]
 fn reasons_and_log_lines_stay_short_whatever_the_input() {
     let install = Install::new("max_message_bytes = 1048576\n");
-    let input = install.path("in");
-    std::fs::create_dir(&input).expect("mkdir");
+    let input = install.mkdir("in");
     // A 600 KiB element name: the reason quotes only its start.
     let name = "n".repeat(600 * 1024);
     std::fs::write(input.join("a-long-name.xml"), format!("<{name}>\n</x>")).expect("write");
@@ -448,11 +376,7 @@ fn a_v1_replica_is_migrated_with_upper_case_ids_folded() {
     // The replica as it was is kept beside it, private, before the migration.
     let backup = install.dir.path().join("replica.db.schema1.bak");
     assert!(stderr.contains("replica.db.schema1.bak"), "{stderr}");
-    let mode = std::fs::metadata(&backup)
-        .expect("backup")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(mode(&backup), 0o600);
     let kept = rusqlite::Connection::open(&backup).expect("open backup");
     assert_eq!(value::<i64>(&kept, "PRAGMA user_version"), 1);
     assert_eq!(value::<i64>(&kept, "SELECT count(*) FROM message"), 1);
@@ -505,71 +429,72 @@ fn a_cpr_number_in_the_database_path_is_masked_in_init_and_status() {
     }
 }
 
-#[test]
-fn a_v1_replica_gets_its_letters_under_the_old_rule() {
-    let install = Install::new("");
-    let old_rule = "SELECT p.message_uuid, p.seq, p.event FROM print_status AS p
-        WHERE p.message_uuid IS NOT NULL AND p.seq = (
-            SELECT q.seq FROM print_status AS q WHERE q.message_uuid = p.message_uuid
-            ORDER BY q.final DESC, q.occurred_at DESC, q.seq DESC LIMIT 1)
-        ORDER BY p.message_uuid";
-    let before = {
-        let db = rusqlite::Connection::open(install.db_path()).expect("open");
-        db.execute_batch(include_str!("../../src/replica/schema_v1.sql"))
-            .expect("v1");
-        // a: out of order (the newer status arrived first); b: final, then a later non-final
-        // one; c: a status without a time; d: two finals; (none): no message_uuid.
-        let statuses = [
-            ("a", 0, None, "Afsendt", Some("2026-03-02T10:00:00.000Z")),
-            ("a", 0, None, "Klar", Some("2026-03-01T10:00:00.000Z")),
-            (
-                "b",
-                1,
-                Some("failed"),
-                "Fejlet",
-                Some("2026-03-01T10:00:00.000Z"),
-            ),
-            ("b", 0, None, "Afsendt", Some("2026-03-09T10:00:00.000Z")),
-            ("c", 0, None, "Klar", None),
-            ("c", 0, None, "Afsendt", Some("2026-03-01T08:00:00.000Z")),
-            (
-                "d",
-                1,
-                Some("delivered"),
-                "Afleveret Digital Post",
-                Some("2026-03-04T10:00:00.000Z"),
-            ),
-            (
-                "d",
-                1,
-                Some("recalled"),
-                "Tilbagekaldt",
-                Some("2026-03-03T10:00:00.000Z"),
-            ),
-            ("", 0, None, "Klar", Some("2026-03-01T10:00:00.000Z")),
-        ];
-        for (n, (letter, fin, outcome, event, at)) in statuses.iter().enumerate() {
-            let id = format!("00000000-0000-4000-8000-{n:012}");
-            db.execute(
-                "INSERT INTO message (besked_id, kind, source, received_at, envelope)
-                 VALUES (?1, 'post_status', 'import', '2026-03-10T00:00:00.000Z', x'3c612f3e')",
-                [&id],
-            )
-            .expect("message");
-            let letter = (!letter.is_empty()).then(|| format!("letter-{letter}"));
-            db.execute(
-                "INSERT INTO print_status (seq, besked_id, message_uuid, final, outcome, event,
-                     occurred_at, kanal)
-                 VALUES (last_insert_rowid(), ?1, ?2, ?3, ?4, ?5, ?6, 'Digital Post')",
-                rusqlite::params![id, letter, fin, outcome, event, at],
-            )
-            .expect("status");
-        }
-        db.execute_batch("PRAGMA user_version = 1").expect("v1");
-        rows(&db, old_rule)
-    };
+/// The old rule for a letter's latest status (a final one first, then the newest, then the
+/// last to arrive), as a query on `print_status`.
+const OLD_RULE: &str = "SELECT p.message_uuid, p.seq, p.event FROM print_status AS p
+    WHERE p.message_uuid IS NOT NULL AND p.seq = (
+        SELECT q.seq FROM print_status AS q WHERE q.message_uuid = p.message_uuid
+        ORDER BY q.final DESC, q.occurred_at DESC, q.seq DESC LIMIT 1)
+    ORDER BY p.message_uuid";
+
+/// A replica of schema version 1 with statuses of four letters (and one of none): its latest
+/// statuses under [`OLD_RULE`], which are checked.
+fn v1_replica_with_statuses(install: &Install) -> Vec<String> {
+    let db = rusqlite::Connection::open(install.db_path()).expect("open");
+    db.execute_batch(include_str!("../../src/replica/schema_v1.sql"))
+        .expect("v1");
+    // a: out of order (the newer status arrived first); b: final, then a later non-final
+    // one; c: a status without a time; d: two finals; (none): no message_uuid.
+    let statuses = [
+        ("a", 0, None, "Afsendt", Some("2026-03-02T10:00:00.000Z")),
+        ("a", 0, None, "Klar", Some("2026-03-01T10:00:00.000Z")),
+        (
+            "b",
+            1,
+            Some("failed"),
+            "Fejlet",
+            Some("2026-03-01T10:00:00.000Z"),
+        ),
+        ("b", 0, None, "Afsendt", Some("2026-03-09T10:00:00.000Z")),
+        ("c", 0, None, "Klar", None),
+        ("c", 0, None, "Afsendt", Some("2026-03-01T08:00:00.000Z")),
+        (
+            "d",
+            1,
+            Some("delivered"),
+            "Afleveret Digital Post",
+            Some("2026-03-04T10:00:00.000Z"),
+        ),
+        (
+            "d",
+            1,
+            Some("recalled"),
+            "Tilbagekaldt",
+            Some("2026-03-03T10:00:00.000Z"),
+        ),
+        ("", 0, None, "Klar", Some("2026-03-01T10:00:00.000Z")),
+    ];
+    for (n, (letter, fin, outcome, event, at)) in statuses.iter().enumerate() {
+        let id = format!("00000000-0000-4000-8000-{n:012}");
+        db.execute(
+            "INSERT INTO message (besked_id, kind, source, received_at, envelope)
+             VALUES (?1, 'post_status', 'import', '2026-03-10T00:00:00.000Z', x'3c612f3e')",
+            [&id],
+        )
+        .expect("message");
+        let letter = (!letter.is_empty()).then(|| format!("letter-{letter}"));
+        db.execute(
+            "INSERT INTO print_status (seq, besked_id, message_uuid, final, outcome, event,
+                 occurred_at, kanal)
+             VALUES (last_insert_rowid(), ?1, ?2, ?3, ?4, ?5, ?6, 'Digital Post')",
+            rusqlite::params![id, letter, fin, outcome, event, at],
+        )
+        .expect("status");
+    }
+    db.execute_batch("PRAGMA user_version = 1").expect("v1");
+    let latest = rows(&db, OLD_RULE);
     assert_eq!(
-        before,
+        latest,
         [
             "letter-a|1|Afsendt",
             "letter-b|3|Fejlet",
@@ -577,13 +502,25 @@ fn a_v1_replica_gets_its_letters_under_the_old_rule() {
             "letter-d|7|Afleveret Digital Post"
         ]
     );
-    // The read-only commands do not migrate: they say how.
+    latest
+}
+
+#[test]
+fn a_v1_replica_is_not_migrated_by_a_command_that_only_reads_which_says_how() {
+    let install = Install::new("");
+    v1_replica_with_statuses(&install);
     let (code, _, stderr) = outcome(&install.run(&["letters"]));
     assert_eq!(code, 1);
     assert!(
         stderr.contains("run `beskedhent init` to migrate it"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_v1_replica_gets_its_letters_under_the_old_rule() {
+    let install = Install::new("");
+    let before = v1_replica_with_statuses(&install);
     let (code, stdout, stderr) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     let db = install.db();
@@ -741,21 +678,25 @@ fn the_largest_envelope_allowed_decodes_within_the_memory_bound() {
     }
 }
 
+/// Writes `files` into a directory `dir` of the installation's own and imports it.
+fn import_files(install: &Install, dir: &str, files: &[(&str, String)]) -> (i32, String, String) {
+    let dir = install.mkdir(dir);
+    for (name, content) in files {
+        std::fs::write(dir.join(name), content).expect("write");
+    }
+    outcome(&install.import(&dir))
+}
+
+/// A registration fixture (BeskedId `552b82f6-be3e-4c0a-9ef2-a4f04be03db0`).
+fn registration_fixture() -> String {
+    std::fs::read_to_string(fixtures().join("good/10-digitalpost-registered.xml")).expect("fixture")
+}
+
 #[test]
-fn other_content_under_a_dropped_envelopes_id_is_kept_and_a_cpr_besked_id_is_refused() {
+fn other_content_under_a_dropped_envelopes_id_is_kept_and_the_same_envelope_is_a_duplicate() {
     let install = Install::new(TYPES);
-    // Writes the files into a directory of their own and imports it.
-    let import = |dir: &str, files: &[(&str, String)]| {
-        let dir = install.path(dir);
-        std::fs::create_dir(&dir).expect("mkdir");
-        for (name, content) in files {
-            std::fs::write(dir.join(name), content).expect("write");
-        }
-        outcome(&install.run(&["import", dir.to_str().expect("utf-8")]))
-    };
-    let original = std::fs::read_to_string(fixtures().join("good/10-digitalpost-registered.xml"))
-        .expect("fixture");
-    let (code, stdout, stderr) = import("in", &[("a.xml", original.clone())]);
+    let original = registration_fixture();
+    let (code, stdout, stderr) = import_files(&install, "in", &[("a.xml", original.clone())]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let (code, stdout, stderr) = outcome(&install.run(&["forget", "0101701234"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -767,10 +708,10 @@ fn other_content_under_a_dropped_envelopes_id_is_kept_and_a_cpr_besked_id_is_ref
         ),
         ["0|64"]
     );
-
     // The same envelope again is a duplicate (and is not stored again); a changed copy under
     // the same BeskedId is kept in `rejected`, as for any reused id.
-    let (code, stdout, stderr) = import(
+    let (code, stdout, stderr) = import_files(
+        &install,
         "again",
         &[
             ("a.xml", format!("\u{feff}{original}\n")),
@@ -792,60 +733,50 @@ fn other_content_under_a_dropped_envelopes_id_is_kept_and_a_cpr_besked_id_is_ref
         ),
         ["1|1"]
     );
+}
 
-    // A BeskedId that is a CPR number never becomes a key.
-    let (code, stdout, stderr) = import(
-        "cpr-id",
-        &[(
-            "c.xml",
-            original.replace("552b82f6-be3e-4c0a-9ef2-a4f04be03db0", "0202802345"),
-        )],
-    );
-    assert_eq!(code, 3, "{stdout}{stderr}");
-    assert_eq!(
-        rows(
-            &db,
-            "SELECT besked_id IS NULL, reason FROM rejected WHERE origin LIKE '%c.xml'"
-        ),
-        ["1|BeskedId holds what looks like a CPR number (a BeskedId is a UUID)"]
-    );
-    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 1);
-    assert!(!stderr.contains("0202802345"), "{stderr}");
-    // Nor one joined to letters, which `forget` would mask (so that a copy received after it
-    // would be taken for a new message).
-    let (code, stdout, stderr) = import(
-        "glued-id",
-        &[(
-            "g.xml",
-            original.replace("552b82f6-be3e-4c0a-9ef2-a4f04be03db0", "x0202802345y"),
-        )],
-    );
-    assert_eq!(code, 3, "{stdout}{stderr}");
-    assert_eq!(
-        rows(
-            &db,
-            "SELECT besked_id IS NULL, reason FROM rejected WHERE origin LIKE '%g.xml'"
-        ),
-        ["1|BeskedId holds what looks like a CPR number (a BeskedId is a UUID)"]
-    );
-    assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 1);
-    // Nor in digits the masking does not know.
-    let (code, stdout, stderr) = import(
-        "wide-id",
-        &[(
+#[test]
+fn a_besked_id_that_holds_a_cpr_number_never_becomes_a_key() {
+    let install = Install::new(TYPES);
+    let original = registration_fixture();
+    let (code, stdout, stderr) = import_files(&install, "in", &[("a.xml", original.clone())]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let cpr_like = "BeskedId holds what looks like a CPR number (a BeskedId is a UUID)";
+    for (dir, file, besked_id, reason) in [
+        ("cpr-id", "c.xml", "0202802345", cpr_like),
+        // Nor one joined to letters, which `forget` would mask (so that a copy received after
+        // it would be taken for a new message).
+        ("glued-id", "g.xml", "x0202802345y", cpr_like),
+        // Nor in digits the masking does not know.
+        (
+            "wide-id",
             "d.xml",
-            original.replace(
-                "552b82f6-be3e-4c0a-9ef2-a4f04be03db0",
-                "\u{ff10}\u{ff12}\u{ff10}\u{ff12}\u{ff18}\u{ff10}\u{ff12}\u{ff13}\u{ff14}\u{ff15}",
-            ),
-        )],
-    );
-    assert_eq!(code, 3, "{stdout}{stderr}");
-    assert_eq!(
-        rows(
-            &db,
-            "SELECT besked_id IS NULL, reason FROM rejected WHERE origin LIKE '%d.xml'"
+            "\u{ff10}\u{ff12}\u{ff10}\u{ff12}\u{ff18}\u{ff10}\u{ff12}\u{ff13}\u{ff14}\u{ff15}",
+            "BeskedId has digits other than 0-9 (a BeskedId is a UUID)",
         ),
-        ["1|BeskedId has digits other than 0-9 (a BeskedId is a UUID)"]
-    );
+    ] {
+        let (code, stdout, stderr) = import_files(
+            &install,
+            dir,
+            &[(
+                file,
+                original.replace("552b82f6-be3e-4c0a-9ef2-a4f04be03db0", besked_id),
+            )],
+        );
+        assert_eq!(code, 3, "{stdout}{stderr}");
+        assert_eq!(
+            rows(
+                &install.db(),
+                &format!(
+                    "SELECT besked_id IS NULL, reason FROM rejected WHERE origin LIKE '%{file}'"
+                )
+            ),
+            [format!("1|{reason}")]
+        );
+        assert_eq!(
+            value::<i64>(&install.db(), "SELECT count(*) FROM message"),
+            1
+        );
+        assert!(!stderr.contains("0202802345"), "{stderr}");
+    }
 }

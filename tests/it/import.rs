@@ -1,26 +1,32 @@
-//! `init`, `import` and `status` end to end, over the fixtures and generated envelopes.
+//! `init`, `import`, `reprocess`, `status`, `letters` and `show` end to end, over the fixtures
+//! and generated envelopes: what the replica holds, what is refused and why, a killed import
+//! resumed, one import of a source at a time, the replica's own files and other databases never
+//! imported, configuration errors, and the shipped configuration.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use crate::support::{
-    BIN, Install, TYPES, fixtures, outcome, rows, status_envelope, test_uuid, value,
+    BIN, Install, TYPES, fixtures, mode, outcome, rows, status_envelope, test_uuid, value,
+    wait_for_commits, write_envelopes,
 };
 
-#[test]
-fn fixtures_build_a_correct_replica() {
+/// The good fixtures imported into a replica with the test registration types.
+fn good_fixtures_imported() -> (Install, String) {
     let install = Install::new(TYPES);
-    let output = install.run(&["import", fixtures().join("good").to_str().expect("utf-8")]);
-    let (code, stdout, stderr) = outcome(&output);
+    let (code, stdout, stderr) = outcome(&install.import(&fixtures().join("good")));
     assert_eq!(code, 0, "{stdout}{stderr}");
+    (install, stdout)
+}
+
+#[test]
+fn the_fixtures_are_stored_once_per_besked_id_and_the_cursor_moves_with_them() {
+    let (install, stdout) = good_fixtures_imported();
     assert!(
         stdout.starts_with("imported 21 files: 20 new, 1 duplicates, 0 rejected in "),
         "{stdout}"
     );
     let db = install.db();
-
     // One row per BeskedId; the duplicate file is counted, not stored.
     assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 20);
     assert_eq!(
@@ -35,7 +41,20 @@ fn fixtures_build_a_correct_replica() {
             "post_status|13"
         ]
     );
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT source, last_seq = (SELECT max(seq) FROM message), messages, duplicates, rejected, run_status
+             FROM cursor"
+        ),
+        ["import|1|20|1|0|ok"]
+    );
+}
 
+#[test]
+fn captured_status_messages_are_read_field_by_field() {
+    let (install, _) = good_fixtures_imported();
+    let db = install.db();
     // The real captured messages (ModtagBeskedInput wrapper, rebound ns4 prefix).
     assert_eq!(
         rows(
@@ -65,7 +84,12 @@ fn fixtures_build_a_correct_replica() {
         ),
         "2023-02-13T11:22:05.570Z"
     );
+}
 
+#[test]
+fn a_physical_letter_and_inline_payloads_are_read_with_their_prefixes_and_offsets() {
+    let (install, _) = good_fixtures_imported();
+    let db = install.db();
     // A physical letter: other prefixes, +01:00 offset, base64 wrapped at 76 columns.
     assert_eq!(
         rows(
@@ -89,8 +113,12 @@ fn fixtures_build_a_correct_replica() {
             "c0000000-0000-4000-8000-00000000000c|-|Klar|2026-07-02T09:00:00.000Z",
         ]
     );
+}
 
-    // Latest status per letter: by event time, and a final status is never replaced.
+#[test]
+fn a_letters_latest_status_is_by_event_time_and_a_final_one_is_never_replaced() {
+    let (install, _) = good_fixtures_imported();
+    let db = install.db();
     assert_eq!(
         rows(
             &db,
@@ -109,11 +137,14 @@ fn fixtures_build_a_correct_replica() {
         value::<i64>(&db, "SELECT count(*) FROM print_status_latest"),
         value::<i64>(&db, "SELECT count(DISTINCT message_uuid) FROM print_status")
     );
+}
 
-    // Registrations: current state by change time, whatever the arrival order.
+#[test]
+fn registrations_are_current_by_change_time_whatever_the_arrival_order() {
+    let (install, _) = good_fixtures_imported();
     assert_eq!(
         rows(
-            &db,
+            &install.db(),
             "SELECT party, party_type, channel, registered, changed_at FROM registration_current
              ORDER BY party, channel"
         ),
@@ -124,30 +155,150 @@ fn fixtures_build_a_correct_replica() {
             "12345678|cvr|nemsms|1|2026-03-01T13:20:37.402Z",
         ]
     );
+}
 
-    // Exact bytes are kept, BOM and CRLF included.
+#[test]
+fn an_envelope_is_kept_byte_for_byte_bom_and_crlf_included() {
+    let (install, _) = good_fixtures_imported();
     let bom_file = std::fs::read(fixtures().join("good/20-bom-crlf.xml")).expect("fixture");
     let stored: Vec<u8> = value(
-        &db,
+        &install.db(),
         "SELECT envelope FROM message WHERE besked_id = 'a0000000-0000-4000-8000-000000000001'",
     );
     assert_eq!(stored, bom_file);
     assert!(stored.starts_with(b"\xEF\xBB\xBF") && stored.windows(2).any(|w| w == b"\r\n"));
-
-    // The cursor moved with the messages.
-    assert_eq!(
-        rows(
-            &db,
-            "SELECT source, last_seq = (SELECT max(seq) FROM message), messages, duplicates, rejected, run_status
-             FROM cursor"
-        ),
-        ["import|1|20|1|0|ok"]
-    );
 }
 
-/// Every kind of bad input: refused with a reason, raw bytes kept, the rest still imported.
-#[test]
-fn bad_input_is_rejected_with_reason_and_raw_bytes() {
+/// Every bad fixture: its reason (in part), and the BeskedId kept with it when one could be
+/// read.
+const BAD_FIXTURES: [(&str, &str, Option<&str>); 27] = [
+    (
+        "bad-timestamp.xml",
+        "Registreringstidspunkt holds `01-03-2026 10:00`, which is not a timestamp",
+        Some("b0000000-0000-4000-8000-00000000000c"),
+    ),
+    (
+        "base64-payload-with-doctype.xml",
+        "the payload in Beskeddata/Base64: refused: the document contains a DOCTYPE",
+        Some("b0000000-0000-4000-8000-00000000000b"),
+    ),
+    (
+        "binary.xml",
+        "not UTF-8: invalid UTF-8 byte sequence at byte 128",
+        None,
+    ),
+    (
+        "broken-base64.xml",
+        "Beskeddata/Base64 is not valid base64",
+        Some("b0000000-0000-4000-8000-00000000000a"),
+    ),
+    (
+        "declared-latin1.xml",
+        "encoding=\"iso-8859-1\"; Beskedfordeler messages are UTF-8",
+        Some("b0000000-0000-4000-8000-000000000008"),
+    ),
+    (
+        "doctype-entity-expansion.xml",
+        "DOCTYPE declaration (DTDs and entities are never processed)",
+        Some("b0000000-0000-4000-8000-000000000001"),
+    ),
+    ("doctype-external.xml", "DOCTYPE declaration", None),
+    (
+        "empty.xml",
+        "malformed XML at byte 0: no root element",
+        None,
+    ),
+    (
+        "malformed-mismatched.xml",
+        "end tag `</ns2:BeskedID>` does not match start tag `<ns2:BeskedId>`",
+        Some("b0000000-0000-4000-8000-000000000005"),
+    ),
+    (
+        "malformed-truncated.xml",
+        "malformed XML at byte 891: syntax error: tag not closed",
+        Some("b0000000-0000-4000-8000-000000000004"),
+    ),
+    ("missing-beskedid.xml", "missing BeskedId", None),
+    (
+        "not-an-envelope.xml",
+        "root element is `{urn:example:invoice}Invoice`",
+        None,
+    ),
+    (
+        "not-utf8-latin1.xml",
+        "not UTF-8: invalid UTF-8 byte sequence",
+        Some("b0000000-0000-4000-8000-000000000006"),
+    ),
+    (
+        "registration-bad-cpr.xml",
+        "party URN `urn:oio:cpr-nr:…` ends in 9 characters, not a 10-digit CPR number",
+        Some("b0000000-0000-4000-8000-000000000014"),
+    ),
+    (
+        "registration-unknown-handling.xml",
+        "ObjektHandling `0f0e7a1c-9999-4a2b-9c3d-4e5f6a7b8c9d` is in neither",
+        Some("b0000000-0000-4000-8000-000000000013"),
+    ),
+    (
+        "undefined-entity.xml",
+        "undefined entity reference `&xxe;`",
+        Some("b0000000-0000-4000-8000-000000000003"),
+    ),
+    ("utf16.xml", "UTF-16 byte order mark", None),
+    (
+        "timestamp-offset-minutes.xml",
+        "holds `2026-03-01T10:00:00+14:60`, which is not a timestamp",
+        Some("b0000000-0000-4000-8000-000000000029"),
+    ),
+    (
+        "timestamp-out-of-range.xml",
+        "holds `9999-12-31T23:59:59-12:00`, which is not a timestamp",
+        Some("b0000000-0000-4000-8000-000000000028"),
+    ),
+    (
+        "wf-attribute-lt.xml",
+        "`<` in an attribute value",
+        Some("b0000000-0000-4000-8000-000000000021"),
+    ),
+    (
+        "wf-attribute-undefined-entity.xml",
+        "undefined entity reference `&xxe;`",
+        Some("b0000000-0000-4000-8000-000000000020"),
+    ),
+    (
+        "wf-control-character-reference.xml",
+        "character reference `&#x1;` is not an allowed XML character",
+        Some("b0000000-0000-4000-8000-000000000023"),
+    ),
+    (
+        "wf-control-character.xml",
+        "character U+0001 is not allowed in XML",
+        Some("b0000000-0000-4000-8000-000000000022"),
+    ),
+    (
+        "wf-declaration-unquoted-encoding.xml",
+        "the value of `encoding` in the XML declaration is not in quotes",
+        Some("b0000000-0000-4000-8000-000000000026"),
+    ),
+    (
+        "wf-declaration-version-2.xml",
+        "invalid XML version `2.0`",
+        Some("b0000000-0000-4000-8000-000000000025"),
+    ),
+    (
+        "wf-noncharacter-reference.xml",
+        "character reference `&#xFFFE;` is not an allowed XML character",
+        Some("b0000000-0000-4000-8000-000000000024"),
+    ),
+    (
+        "wf-two-byte-order-marks.xml",
+        "a second byte order mark",
+        Some("b0000000-0000-4000-8000-000000000027"),
+    ),
+];
+
+/// The bad fixtures imported with one good file; the run's stdout and stderr.
+fn bad_fixtures_imported() -> (Install, String, String) {
     let install = Install::new(TYPES);
     let bad = fixtures().join("bad");
     let good = fixtures().join("good/10-status-digital-received.xml");
@@ -158,139 +309,20 @@ fn bad_input_is_rejected_with_reason_and_raw_bytes() {
     ]);
     let (code, stdout, stderr) = outcome(&output);
     assert_eq!(code, 3, "{stdout}{stderr}");
+    (install, stdout, stderr)
+}
+
+/// Every kind of bad input: refused with a reason, raw bytes kept, the rest still imported.
+#[test]
+fn bad_input_is_rejected_with_reason_and_raw_bytes() {
+    let (install, stdout, stderr) = bad_fixtures_imported();
     assert!(
         stdout.starts_with("imported 28 files: 1 new, 0 duplicates, 27 rejected"),
         "{stdout}"
     );
-
-    let expected = [
-        (
-            "bad-timestamp.xml",
-            "Registreringstidspunkt holds `01-03-2026 10:00`, which is not a timestamp",
-            Some("b0000000-0000-4000-8000-00000000000c"),
-        ),
-        (
-            "base64-payload-with-doctype.xml",
-            "the payload in Beskeddata/Base64: refused: the document contains a DOCTYPE",
-            Some("b0000000-0000-4000-8000-00000000000b"),
-        ),
-        (
-            "binary.xml",
-            "not UTF-8: invalid UTF-8 byte sequence at byte 128",
-            None,
-        ),
-        (
-            "broken-base64.xml",
-            "Beskeddata/Base64 is not valid base64",
-            Some("b0000000-0000-4000-8000-00000000000a"),
-        ),
-        (
-            "declared-latin1.xml",
-            "encoding=\"iso-8859-1\"; Beskedfordeler messages are UTF-8",
-            Some("b0000000-0000-4000-8000-000000000008"),
-        ),
-        (
-            "doctype-entity-expansion.xml",
-            "DOCTYPE declaration (DTDs and entities are never processed)",
-            Some("b0000000-0000-4000-8000-000000000001"),
-        ),
-        ("doctype-external.xml", "DOCTYPE declaration", None),
-        (
-            "empty.xml",
-            "malformed XML at byte 0: no root element",
-            None,
-        ),
-        (
-            "malformed-mismatched.xml",
-            "end tag `</ns2:BeskedID>` does not match start tag `<ns2:BeskedId>`",
-            Some("b0000000-0000-4000-8000-000000000005"),
-        ),
-        (
-            "malformed-truncated.xml",
-            "malformed XML at byte 891: syntax error: tag not closed",
-            Some("b0000000-0000-4000-8000-000000000004"),
-        ),
-        ("missing-beskedid.xml", "missing BeskedId", None),
-        (
-            "not-an-envelope.xml",
-            "root element is `{urn:example:invoice}Invoice`",
-            None,
-        ),
-        (
-            "not-utf8-latin1.xml",
-            "not UTF-8: invalid UTF-8 byte sequence",
-            Some("b0000000-0000-4000-8000-000000000006"),
-        ),
-        (
-            "registration-bad-cpr.xml",
-            "party URN `urn:oio:cpr-nr:…` ends in 9 characters, not a 10-digit CPR number",
-            Some("b0000000-0000-4000-8000-000000000014"),
-        ),
-        (
-            "registration-unknown-handling.xml",
-            "ObjektHandling `0f0e7a1c-9999-4a2b-9c3d-4e5f6a7b8c9d` is in neither",
-            Some("b0000000-0000-4000-8000-000000000013"),
-        ),
-        (
-            "undefined-entity.xml",
-            "undefined entity reference `&xxe;`",
-            Some("b0000000-0000-4000-8000-000000000003"),
-        ),
-        ("utf16.xml", "UTF-16 byte order mark", None),
-        (
-            "timestamp-offset-minutes.xml",
-            "holds `2026-03-01T10:00:00+14:60`, which is not a timestamp",
-            Some("b0000000-0000-4000-8000-000000000029"),
-        ),
-        (
-            "timestamp-out-of-range.xml",
-            "holds `9999-12-31T23:59:59-12:00`, which is not a timestamp",
-            Some("b0000000-0000-4000-8000-000000000028"),
-        ),
-        (
-            "wf-attribute-lt.xml",
-            "`<` in an attribute value",
-            Some("b0000000-0000-4000-8000-000000000021"),
-        ),
-        (
-            "wf-attribute-undefined-entity.xml",
-            "undefined entity reference `&xxe;`",
-            Some("b0000000-0000-4000-8000-000000000020"),
-        ),
-        (
-            "wf-control-character-reference.xml",
-            "character reference `&#x1;` is not an allowed XML character",
-            Some("b0000000-0000-4000-8000-000000000023"),
-        ),
-        (
-            "wf-control-character.xml",
-            "character U+0001 is not allowed in XML",
-            Some("b0000000-0000-4000-8000-000000000022"),
-        ),
-        (
-            "wf-declaration-unquoted-encoding.xml",
-            "the value of `encoding` in the XML declaration is not in quotes",
-            Some("b0000000-0000-4000-8000-000000000026"),
-        ),
-        (
-            "wf-declaration-version-2.xml",
-            "invalid XML version `2.0`",
-            Some("b0000000-0000-4000-8000-000000000025"),
-        ),
-        (
-            "wf-noncharacter-reference.xml",
-            "character reference `&#xFFFE;` is not an allowed XML character",
-            Some("b0000000-0000-4000-8000-000000000024"),
-        ),
-        (
-            "wf-two-byte-order-marks.xml",
-            "a second byte order mark",
-            Some("b0000000-0000-4000-8000-000000000027"),
-        ),
-    ];
     let db = install.db();
-    for (file, reason, besked_id) in expected {
-        let path = bad.join(file);
+    for (file, reason, besked_id) in BAD_FIXTURES {
+        let path = fixtures().join("bad").join(file);
         let (stored_reason, raw, stored_id): (String, Vec<u8>, Option<String>) = db
             .query_row(
                 "SELECT reason, raw, besked_id FROM rejected WHERE origin = ?1",
@@ -309,6 +341,12 @@ fn bad_input_is_rejected_with_reason_and_raw_bytes() {
         assert!(stderr.contains(file), "{file} not in log:\n{stderr}");
     }
     assert_eq!(value::<i64>(&db, "SELECT count(*) FROM rejected"), 27);
+}
+
+#[test]
+fn bad_input_expands_no_entity_and_repeats_no_broken_cpr_number() {
+    let (install, _, stderr) = bad_fixtures_imported();
+    let db = install.db();
     // The entity was never expanded anywhere.
     assert_eq!(
         value::<i64>(
@@ -367,8 +405,7 @@ fn importing_twice_changes_only_duplicate_counts() {
 #[test]
 fn oversized_message_is_kept_raw_and_the_rest_goes_on() {
     let install = Install::new("max_message_bytes = 4000\n");
-    let input = install.path("in");
-    std::fs::create_dir(&input).expect("mkdir");
+    let input = install.mkdir("in");
     let big = status_envelope(&test_uuid(1, 1), &test_uuid(2, 1), 0).replace(
         "<ns2:BeskedVersion>1.0</ns2:BeskedVersion>",
         &format!(
@@ -408,11 +445,7 @@ fn init_creates_a_private_database_and_is_idempotent() {
     let (code, stdout, _) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0);
     assert!(stdout.starts_with("created database"), "{stdout}");
-    let mode = std::fs::metadata(install.db_path())
-        .expect("db")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(mode(&install.db_path()), 0o600);
     let (code, stdout, _) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0);
     assert!(stdout.starts_with("up to date: database"), "{stdout}");
@@ -511,7 +544,7 @@ fn config_errors_name_the_file_and_key() {
 #[test]
 fn config_path_comes_from_the_environment() {
     let install = Install::new("");
-    let output = std::process::Command::new(crate::support::BIN)
+    let output = Command::new(BIN)
         .args(["init"])
         .env("BESKEDHENT_CONFIG", install.config())
         .current_dir(std::env::temp_dir())
@@ -542,8 +575,7 @@ fn unreadable_and_missing_paths_are_reported() {
     );
 
     // A dangling link is logged and counted; the other files still go in. Hidden files are skipped.
-    let input = install.path("in");
-    std::fs::create_dir(&input).expect("mkdir");
+    let input = install.mkdir("in");
     std::os::unix::fs::symlink("/nonexistent/file.xml", input.join("dangling.xml")).expect("link");
     std::fs::write(input.join(".hidden.xml"), "not xml").expect("write");
     std::fs::write(
@@ -574,36 +606,15 @@ fn import_killed_mid_run_resumes_without_loss_or_duplicates() {
     const FILES: u64 = 10_000;
     let install = Install::new("");
     let input = install.path("in");
-    std::fs::create_dir(&input).expect("mkdir");
-    for n in 0..FILES {
-        let envelope = status_envelope(&test_uuid(7, n), &test_uuid(8, n), (n % 60) as u32);
-        std::fs::write(input.join(format!("{n:06}.xml")), envelope).expect("write");
-    }
-    let mut child = std::process::Command::new(crate::support::BIN)
-        .arg("--config")
-        .arg(install.config())
-        .args(["import", input.to_str().expect("utf-8")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+    write_envelopes(&input, 7, FILES);
+    let mut child = install
+        .command(["import", input.to_str().expect("utf-8")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
     // Wait for the first committed batch, then kill without warning.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let committed = install.db_path().exists()
-            && rusqlite::Connection::open(install.db_path())
-                .and_then(|db| {
-                    db.query_row("SELECT coalesce(sum(messages), 0) FROM cursor", [], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                })
-                .unwrap_or(0)
-                > 0;
-        if committed || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_commits(&install, 1, &mut child);
     child.kill().expect("kill -9");
     child.wait().expect("reap");
 
@@ -710,8 +721,7 @@ fn shipped_config_is_valid_as_shipped_and_uncommented() {
 fn reprocess_applies_a_changed_configuration() {
     let dp_only = "max_message_bytes = 4000\n[types.digitalpost_registration]\nbeskedtype = \"5b1e4a32-7d0c-4a58-9b0e-1c2f3a4b5c6d\"\nregistered = [\"0f0e7a1c-1111-4a2b-9c3d-4e5f6a7b8c9d\"]\nderegistered = [\"0f0e7a1c-2222-4a2b-9c3d-4e5f6a7b8c9d\"]\n";
     let install = Install::new(dp_only);
-    let input = install.path("in");
-    std::fs::create_dir(&input).expect("mkdir");
+    let input = install.mkdir("in");
     for file in [
         "bad/registration-unknown-handling.xml",
         "good/10-nemsms-registered-company.xml",
@@ -789,10 +799,8 @@ fn reprocess_applies_a_changed_configuration() {
 }
 
 #[test]
-fn letters_and_show_answer_without_sql() {
-    let install = Install::new(TYPES);
-    install.run(&["import", fixtures().join("good").to_str().expect("utf-8")]);
-
+fn letters_lists_the_failed_letters_as_csv_newest_first() {
+    let (install, _) = good_fixtures_imported();
     let (code, stdout, stderr) = outcome(&install.run(&["letters", "--failed", "--csv"]));
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
@@ -814,7 +822,11 @@ fn letters_and_show_answer_without_sql() {
         stdout.contains("\"javax.xml.stream.XMLStreamException"),
         "{stdout}"
     );
+}
 
+#[test]
+fn letters_are_chosen_by_time_and_channel_and_until_takes_in_its_whole_day() {
+    let (install, _) = good_fixtures_imported();
     let (code, stdout, _) = outcome(&install.run(&[
         "letters",
         "--json",
@@ -833,7 +845,6 @@ fn letters_and_show_answer_without_sql() {
         .iter()
         .map(|letter| letter["message_uuid"].as_str().expect("id"))
         .collect();
-    // --until takes in the whole of its day.
     assert_eq!(
         ids,
         [
@@ -842,7 +853,11 @@ fn letters_and_show_answer_without_sql() {
             "cd613e30-d8f1-4adf-91b7-584a2265b1f5"
         ]
     );
+}
 
+#[test]
+fn show_tells_a_letters_history_and_a_messages_decoded_payload() {
+    let (install, _) = good_fixtures_imported();
     // Final, then a non-final status that arrived later: the letter stays failed, with both
     // statuses in its history.
     let (code, stdout, _) =
@@ -851,7 +866,6 @@ fn letters_and_show_answer_without_sql() {
     assert!(stdout.contains("outcome        failed"), "{stdout}");
     assert!(stdout.contains("statuses, oldest first (2)"), "{stdout}");
     assert!(stdout.contains("Modtaget Digital Post"), "{stdout}");
-
     // By besked_id (in upper case too): the message, its print status and the decoded payload.
     let (code, stdout, _) =
         outcome(&install.run(&["show", "A0000000-0000-4000-8000-000000000042"]));
@@ -861,7 +875,11 @@ fn letters_and_show_answer_without_sql() {
         stdout.contains("payload (decoded from Base64)\n<"),
         "{stdout}"
     );
+}
 
+#[test]
+fn show_and_letters_say_plainly_what_they_cannot_answer() {
+    let (install, _) = good_fixtures_imported();
     let (code, _, stderr) = outcome(&install.run(&["show", "0101701234"]));
     assert_eq!(code, 1);
     assert!(stderr.contains("`010170****`"), "{stderr}");
@@ -870,21 +888,25 @@ fn letters_and_show_answer_without_sql() {
     assert!(stderr.contains("is not a date"), "{stderr}");
 }
 
+/// A replica made from the good fixtures, with a copy of it kept beside it under the name a
+/// migration's backup has.
+fn replica_with_a_copy_beside_it() -> Install {
+    let install = Install::new("");
+    install.import(&fixtures().join("good"));
+    std::fs::copy(install.db_path(), install.path("replica.db.schema4.bak")).expect("backup");
+    install
+}
+
 #[test]
 fn the_replicas_own_files_are_never_imported() {
-    let install = Install::new("");
-    let good = fixtures().join("good");
-    install.run(&["import", good.to_str().expect("utf-8")]);
-    std::fs::copy(install.db_path(), install.path("replica.db.schema4.bak")).expect("backup");
+    let install = replica_with_a_copy_beside_it();
     // Importing the directory that holds the replica, and the replica itself by name.
     let dir = install.dir.path().to_str().expect("utf-8").to_owned();
     let db = install.db_path();
-    let output = Command::new(BIN)
-        .arg("--config")
-        .arg(install.config())
-        .args(["import", &dir, db.to_str().expect("utf-8")])
-        .output()
-        .expect("run");
+    let output = install.run_with_env(
+        &["import", &dir, db.to_str().expect("utf-8")],
+        &[("BESKEDHENT_LOG", "info")],
+    );
     let (_, stdout, stderr) = outcome(&output);
     for name in [
         "replica.db",
@@ -907,19 +929,23 @@ fn the_replicas_own_files_are_never_imported() {
         0,
         "{stdout}"
     );
+}
 
-    // Under other names too: a hard link (to a pre-upgrade copy: a second name of the replica
-    // itself is refused before anything is read, see below) and symbolic links elsewhere.
-    let links = install.path("links");
-    std::fs::create_dir(&links).expect("mkdir");
+#[test]
+fn the_replicas_files_under_other_names_are_never_imported() {
+    let install = replica_with_a_copy_beside_it();
+    // A hard link (to a pre-upgrade copy: a second name of the replica itself is refused
+    // before anything is read, see `one_import_of_a_source_at_a_time`) and symbolic links
+    // elsewhere.
+    let links = install.mkdir("links");
     std::fs::hard_link(
         install.path("replica.db.schema4.bak"),
         links.join("hard.db"),
     )
     .expect("hard link");
-    std::os::unix::fs::symlink(&db, links.join("soft.db")).expect("symlink");
+    std::os::unix::fs::symlink(install.db_path(), links.join("soft.db")).expect("symlink");
     std::os::unix::fs::symlink(install.path("replica.db-wal"), links.join("wal")).expect("link");
-    let (code, stdout, stderr) = outcome(&install.run(&["import", links.to_str().expect("utf-8")]));
+    let (code, stdout, stderr) = outcome(&install.import(&links));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.starts_with("imported 0 files: 0 new, 0 duplicates, 0 rejected"),
@@ -930,11 +956,14 @@ fn the_replicas_own_files_are_never_imported() {
         3,
         "{stderr}"
     );
+}
 
-    // Nor is any other SQLite database (a backup kept beside the replica, another program's),
-    // which may hold a copy of all its personal data.
-    let backups = install.path("backups");
-    std::fs::create_dir(&backups).expect("mkdir");
+#[test]
+fn no_sqlite_database_is_ever_imported() {
+    // A backup kept beside the replica, or another program's database, may hold a copy of all
+    // its personal data.
+    let install = replica_with_a_copy_beside_it();
+    let backups = install.mkdir("backups");
     let backup = backups.join("backup-2026-11-28.db");
     let (code, _, stderr) = outcome(&install.run(&["backup", backup.to_str().expect("utf-8")]));
     assert_eq!(code, 0, "{stderr}");
@@ -949,8 +978,7 @@ fn the_replicas_own_files_are_never_imported() {
         .expect("small database");
     let journal = std::fs::read(backups.join("small.db-journal")).expect("persistent journal");
     assert!(!journal.is_empty() && journal[..4] == [0; 4]);
-    let (code, stdout, stderr) =
-        outcome(&install.run(&["import", backups.to_str().expect("utf-8")]));
+    let (code, stdout, stderr) = outcome(&install.import(&backups));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.starts_with("imported 0 files: 0 new, 0 duplicates, 0 rejected"),

@@ -1,122 +1,16 @@
-//! Another local user cannot steer beskedhent: each case made with throwaway users, created
-//! here and removed afterwards (so these tests need root, as CI has).
+//! Another local user cannot steer beskedhent: not by a configuration, program, link, lock or
+//! metrics file they planted or can change, nor by reading what it keeps private (its secrets,
+//! a number given to `forget`, a backup's copy). Each case is made with throwaway users
+//! (`support::LocalUser`), so these tests need root, as CI has.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sample::{Status, status_envelope_with};
-
-use crate::support::{BIN, Install, outcome, test_uuid, value};
-
-/// A throwaway system user (and its group), removed when dropped.
-pub struct LocalUser {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-impl LocalUser {
-    pub fn create() -> LocalUser {
-        // SAFETY: geteuid(2) cannot fail.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "these tests create throwaway users: run them as root (CI does)"
-        );
-        remove_stale_users();
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let name = format!("bht{}u{n}", std::process::id());
-        let _ = Command::new("userdel").arg(&name).output();
-        let made = Command::new("useradd")
-            .args(["--system", "--user-group", "--no-create-home"])
-            .args(["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"])
-            .arg(&name)
-            .output()
-            .expect("run useradd");
-        assert!(made.status.success(), "useradd: {}", outcome(&made).2);
-        let id = |flag: &str| -> u32 {
-            let output = Command::new("id")
-                .arg(flag)
-                .arg(&name)
-                .output()
-                .expect("id");
-            String::from_utf8_lossy(&output.stdout)
-                .trim()
-                .parse()
-                .expect("an id")
-        };
-        LocalUser {
-            uid: id("-u"),
-            gid: id("-g"),
-            name,
-        }
-    }
-
-    /// `program` to be run as this user (no supplementary groups).
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new(program);
-        command.uid(self.uid).gid(self.gid);
-        command
-    }
-
-    /// A new directory in `parent`, owned by this user, with `mode`.
-    pub fn dir(&self, parent: &Path, name: &str, mode: u32) -> PathBuf {
-        let dir = parent.join(name);
-        std::fs::create_dir(&dir).expect("mkdir");
-        self.own(&dir);
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
-        dir
-    }
-
-    /// Writes `path` as this user's file with `mode`.
-    pub fn write(&self, path: &Path, text: &str, mode: u32) {
-        std::fs::write(path, text).expect("write");
-        self.own(path);
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    }
-
-    pub fn own(&self, path: &Path) {
-        std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid)).expect("chown");
-    }
-}
-
-impl Drop for LocalUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
-    }
-}
-
-/// Removes the users of earlier test runs that were killed before they could.
-fn remove_stale_users() {
-    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    DONE.get_or_init(|| {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        for name in passwd.lines().filter_map(|line| line.split(':').next()) {
-            let Some(pid) = name
-                .strip_prefix("bht")
-                .and_then(|rest| rest.split('u').next())
-                .and_then(|pid| pid.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            // SAFETY: kill(2) with signal 0 only asks whether the process exists.
-            if unsafe { libc::kill(pid, 0) } != 0 {
-                let _ = Command::new("userdel").arg(name).output();
-            }
-        }
-    });
-}
-
-/// A scratch directory that every user may enter (mode 0755, root's).
-fn shared_scratch() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    dir
-}
+use crate::support::{
+    BIN, Install, LocalUser, failed_letter, mode, outcome, shared_scratch, signal, value,
+};
 
 /// Runs beskedhent with `args` in `cwd`, as `user` (root when `None`), without any
 /// configuration named: it finds one the way an operator's shell would.
@@ -135,36 +29,29 @@ fn run_in(user: Option<&LocalUser>, cwd: &Path, args: &[&str]) -> Output {
         .expect("run beskedhent")
 }
 
-/// Writes one failed-letter envelope into `dir`.
-fn failed_letter(dir: &Path, n: u64) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let at = beskedhent::time::format_utc(chrono::Utc::now() - chrono::Duration::hours(1));
-    let envelope = status_envelope_with(
-        &test_uuid(0xe1, n),
-        &test_uuid(0xe2, n),
-        &Status {
-            at: &at,
-            ..Status::FAILED
-        },
+/// The service user's home in `scratch` (mode 0700), with its private configuration:
+/// `database = "replica.db"` and `extra`.
+fn service_home(service: &LocalUser, scratch: &Path, extra: &str) -> PathBuf {
+    let home = service.dir(scratch, "service", 0o700);
+    service.write(
+        &home.join("config.toml"),
+        &format!("database = \"replica.db\"\n{extra}"),
+        0o600,
     );
-    std::fs::write(dir.join(format!("{n}.xml")), envelope).expect("write");
+    home
 }
 
-#[test]
-fn a_configuration_another_user_planted_is_not_read_not_even_by_root() {
-    let scratch = shared_scratch();
-    let attacker = LocalUser::create();
-    let service = LocalUser::create();
-    // The attacker's directory: a configuration that runs their program and overwrites a file
-    // only root may write.
-    let theirs = attacker.dir(scratch.path(), "theirs", 0o755);
-    let marker = scratch.path().join("pwned");
-    let target = scratch.path().join("root-only");
+/// The attacker's directory `theirs` in `scratch`: a configuration that runs their program
+/// (which makes `pwned` in `scratch`) and overwrites `root-only`, a file only root may write,
+/// with a letter that would set it off. The configuration's text.
+fn planted(attacker: &LocalUser, scratch: &Path) -> String {
+    let theirs = attacker.dir(scratch, "theirs", 0o755);
+    let target = scratch.join("root-only");
     std::fs::write(&target, "root's own").expect("write");
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     attacker.write(
         &theirs.join("pwn.sh"),
-        &format!("#!/bin/sh\ntouch {}\n", marker.display()),
+        &format!("#!/bin/sh\ntouch {}\n", scratch.join("pwned").display()),
         0o755,
     );
     let planted = format!(
@@ -173,7 +60,16 @@ fn a_configuration_another_user_planted_is_not_read_not_even_by_root() {
         target.display()
     );
     attacker.write(&theirs.join("config.toml"), &planted, 0o644);
-    failed_letter(&theirs.join("in"), 1);
+    failed_letter(&theirs.join("in"), 0xe1, 1);
+    planted
+}
+
+#[test]
+fn a_configuration_another_user_planted_is_not_read_not_even_by_root() {
+    let scratch = shared_scratch();
+    let attacker = LocalUser::create();
+    planted(&attacker, scratch.path());
+    let theirs = scratch.path().join("theirs");
     for args in [&["notify"][..], &["import", "in"][..], &["init"][..]] {
         let (code, stdout, stderr) = outcome(&run_in(None, &theirs, args));
         assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
@@ -182,14 +78,24 @@ fn a_configuration_another_user_planted_is_not_read_not_even_by_root() {
             "{args:?}: {stderr}"
         );
     }
-    assert!(!marker.exists(), "the planted program ran");
+    assert!(
+        !scratch.path().join("pwned").exists(),
+        "the planted program ran"
+    );
     assert_eq!(
-        std::fs::read_to_string(&target).expect("read"),
+        std::fs::read_to_string(scratch.path().join("root-only")).expect("read"),
         "root's own"
     );
     assert!(!theirs.join("replica.db").exists());
+}
 
-    // The service user in a drop folder that others can write.
+#[test]
+fn a_configuration_planted_in_a_drop_folder_is_not_read_by_the_service_user() {
+    let scratch = shared_scratch();
+    let attacker = LocalUser::create();
+    let service = LocalUser::create();
+    let planted = planted(&attacker, scratch.path());
+    // A drop folder that others can write.
     let drop = scratch.path().join("drop");
     std::fs::create_dir(&drop).expect("mkdir");
     std::fs::set_permissions(&drop, std::fs::Permissions::from_mode(0o777)).expect("chmod");
@@ -198,11 +104,16 @@ fn a_configuration_another_user_planted_is_not_read_not_even_by_root() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("belongs to user"), "{stderr}");
     assert!(
-        !marker.exists(),
+        !scratch.path().join("pwned").exists(),
         "the planted program ran as the service user"
     );
+}
 
-    // The service user's own configuration, but writable by everyone: refused too.
+#[test]
+fn a_configuration_everyone_can_change_is_refused_and_a_private_one_is_read_and_named() {
+    let scratch = shared_scratch();
+    let service = LocalUser::create();
+    // The service user's own configuration, but writable by everyone: refused.
     let own = service.dir(scratch.path(), "own", 0o700);
     service.write(
         &own.join("config.toml"),
@@ -251,8 +162,8 @@ fn a_notify_program_another_user_can_change_is_not_run() {
         theirs.join("alert.sh").display()
     ));
     let dir = install.path("in");
-    failed_letter(&dir, 2);
-    let (code, stdout, stderr) = outcome(&install.run(&["import", dir.to_str().expect("utf-8")]));
+    failed_letter(&dir, 0xe1, 2);
+    let (code, stdout, stderr) = outcome(&install.import(&dir));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("cannot send any"), "{stdout}");
     assert!(!marker.exists(), "another user's program ran");
@@ -271,30 +182,23 @@ fn a_metrics_file_is_never_written_through_a_planted_link() {
     let scratch = shared_scratch();
     let attacker = LocalUser::create();
     let service = LocalUser::create();
-    let home = service.dir(scratch.path(), "service", 0o700);
     // The collector's directory, shared: anyone may add a file.
     let textfiles = scratch.path().join("textfiles");
     std::fs::create_dir(&textfiles).expect("mkdir");
     std::fs::set_permissions(&textfiles, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
-    service.write(
-        &home.join("config.toml"),
+    let home = service_home(
+        &service,
+        scratch.path(),
         &format!(
-            "database = \"replica.db\"\n[metrics]\ntextfile = \"{}\"\n",
+            "[metrics]\ntextfile = \"{}\"\n",
             textfiles.join("beskedhent.prom").display()
         ),
-        0o600,
     );
-    let inbox = home.join("in");
+    let inbox = service.dir(&home, "in", 0o755);
     for n in 1..=3 {
-        failed_letter(&inbox, n);
+        failed_letter(&inbox, 0xe1, n);
+        service.own(&inbox.join(format!("{n}.xml")));
     }
-    for path in std::fs::read_dir(&inbox)
-        .expect("in")
-        .map(|e| e.expect("e").path())
-    {
-        service.own(&path);
-    }
-    service.own(&inbox);
     let replica = home.join("replica.db");
     let (code, stdout, stderr) = outcome(&run_in(Some(&service), &home, &["init"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -320,11 +224,11 @@ fn a_metrics_file_is_never_written_through_a_planted_link() {
     let metadata = std::fs::symlink_metadata(textfiles.join("beskedhent.prom")).expect("meta");
     assert!(metadata.is_file());
     assert_eq!(metadata.uid(), service.uid);
-    assert_eq!(metadata.mode() & 0o777, 0o644);
+    assert_eq!(mode(&textfiles.join("beskedhent.prom")), 0o644);
 }
 
 #[test]
-fn lock_files_are_never_written_through_a_link_or_in_another_users_name() {
+fn a_lock_file_is_never_written_through_a_link() {
     // Root's own replica, with its import lock made a link to a file only root may write.
     let install = Install::new("");
     let (code, _, stderr) = outcome(&install.run(&["init"]));
@@ -333,21 +237,19 @@ fn lock_files_are_never_written_through_a_link_or_in_another_users_name() {
     std::fs::write(&target, "untouched").expect("write");
     std::os::unix::fs::symlink(&target, install.path("replica.db-import.lock")).expect("link");
     let dir = install.path("in");
-    failed_letter(&dir, 3);
-    let (code, _, stderr) = outcome(&install.run(&["import", dir.to_str().expect("utf-8")]));
+    failed_letter(&dir, 0xe1, 3);
+    let (code, _, stderr) = outcome(&install.import(&dir));
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("is a symbolic link"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&target).expect("read"), "untouched");
+}
 
+#[test]
+fn a_lock_file_in_another_users_name_is_not_taken_over() {
     // The service user's replica with a lock another user (root, in an earlier run) left.
     let scratch = shared_scratch();
     let service = LocalUser::create();
-    let home = service.dir(scratch.path(), "service", 0o700);
-    service.write(
-        &home.join("config.toml"),
-        "database = \"replica.db\"\n",
-        0o600,
-    );
+    let home = service_home(&service, scratch.path(), "");
     let (code, _, stderr) = outcome(&run_in(Some(&service), &home, &["init"]));
     assert_eq!(code, 0, "{stderr}");
     std::fs::write(home.join("replica.db-import.lock"), "").expect("root's lock");
@@ -356,6 +258,22 @@ fn lock_files_are_never_written_through_a_link_or_in_another_users_name() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("owned by user root"), "{stderr}");
     assert!(inbox.exists());
+}
+
+/// The names in `dir` and their owners, in name order.
+fn owned_names(dir: &Path) -> Vec<(String, u32)> {
+    let mut names: Vec<(String, u32)> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|entry| {
+            let entry = entry.expect("entry");
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.metadata().expect("meta").uid(),
+            )
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]
@@ -370,53 +288,29 @@ fn root_never_touches_another_users_replica() {
         format!("database = \"{}\"\n", home.join("replica.db").display()),
     )
     .expect("config");
-    let as_root = |args: &[&str]| {
-        outcome(
-            &Command::new(BIN)
-                .arg("--config")
-                .arg(&config)
-                .args(args)
-                .env("BESKEDHENT_LOG", "warn")
-                .output()
-                .expect("run"),
-        )
+    let command = |user: Option<&LocalUser>, args: &[&str]| {
+        let mut command = user.map_or_else(|| Command::new(BIN), |user| user.command(BIN));
+        command
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("BESKEDHENT_LOG", "warn");
+        outcome(&command.output().expect("run"))
     };
     let hint = format!("runuser -u {} --", service.name);
     // Not even created by root.
-    let (code, _, stderr) = as_root(&["init"]);
+    let (code, _, stderr) = command(None, &["init"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains(&hint), "{stderr}");
     assert!(std::fs::read_dir(&home).expect("home").next().is_none());
     // Created by its user, then left alone by root, reading included (a reader would leave a
     // root-owned `-shm`).
-    let (code, _, stderr) = outcome(
-        &service
-            .command(BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("init")
-            .output()
-            .expect("init"),
-    );
+    let (code, _, stderr) = command(Some(&service), &["init"]);
     assert_eq!(code, 0, "{stderr}");
     let inbox = scratch.path().join("in");
-    failed_letter(&inbox, 4);
+    failed_letter(&inbox, 0xe1, 4);
     let backup = scratch.path().join("copy.db");
-    let names = |dir: &Path| -> Vec<(String, u32)> {
-        let mut names: Vec<(String, u32)> = std::fs::read_dir(dir)
-            .expect("dir")
-            .map(|entry| {
-                let entry = entry.expect("entry");
-                (
-                    entry.file_name().to_string_lossy().into_owned(),
-                    entry.metadata().expect("meta").uid(),
-                )
-            })
-            .collect();
-        names.sort();
-        names
-    };
-    let before = names(&home);
+    let before = owned_names(&home);
     for args in [
         &["init"][..],
         &["import", inbox.to_str().expect("utf-8")][..],
@@ -425,21 +319,25 @@ fn root_never_touches_another_users_replica() {
         &["backup", backup.to_str().expect("utf-8")][..],
         &["prune"][..],
     ] {
-        let (code, _, stderr) = as_root(args);
+        let (code, _, stderr) = command(None, args);
         assert_ne!(code, 0, "{args:?}");
         if args != ["prune"] {
             assert!(stderr.contains(&hint), "{args:?}: {stderr}");
         }
     }
     assert_eq!(
-        names(&home),
+        owned_names(&home),
         before,
         "root left files in the service's directory"
     );
     assert!(!backup.exists());
+}
 
-    // Root importing into its own replica from a tree the service user can write: a link that
-    // user made to a file only root may read is not followed.
+#[test]
+fn root_importing_from_a_tree_another_user_can_write_follows_no_link_they_made() {
+    let scratch = shared_scratch();
+    let service = LocalUser::create();
+    // A link the service user made to a file only root may read.
     let tree = service.dir(scratch.path(), "tree", 0o755);
     let secret = scratch.path().join("secret");
     std::fs::write(&secret, "root's secret 2512489996").expect("write");
@@ -453,7 +351,7 @@ fn root_never_touches_another_users_replica() {
         .expect("ln");
     assert!(linked.status.success());
     let install = Install::new("");
-    let (code, _, stderr) = outcome(&install.run(&["import", tree.to_str().expect("utf-8")]));
+    let (code, _, stderr) = outcome(&install.import(&tree));
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("not followed"), "{stderr}");
     assert_eq!(
@@ -475,12 +373,11 @@ fn work_directories(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-#[test]
-fn a_killed_backup_leaves_no_copy_anyone_else_can_read() {
+/// A replica of about 100 MB: large enough that a backup takes a while.
+fn large_replica() -> Install {
     let install = Install::new("");
     let (code, _, stderr) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0, "{stderr}");
-    // Large enough that the copy takes a while.
     install
         .db()
         .execute_batch(
@@ -489,75 +386,71 @@ fn a_killed_backup_leaves_no_copy_anyone_else_can_read() {
              INSERT INTO padding SELECT randomblob(1000000) FROM n;",
         )
         .expect("padding");
+    install
+}
+
+/// A backup of `install` into `name` beside it, stopped by `signal` once its working
+/// directory shows (or when it ends first). While it works, its copy is in a directory nobody
+/// else may enter, which `other` cannot read. Its exit code and the working directories left.
+fn interrupted_backup(
+    install: &Install,
+    other: &LocalUser,
+    name: &str,
+    sent: libc::c_int,
+) -> (Option<i32>, Vec<PathBuf>) {
+    let dir = install.dir.path();
+    let mut child = install
+        .command(["backup", dir.join(name).to_str().expect("utf-8")])
+        .env("BESKEDHENT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("backup");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while seen.is_empty() && Instant::now() < deadline {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        seen = work_directories(dir);
+    }
+    for work in &seen {
+        assert_eq!(mode(work), 0o700, "{}", work.display());
+        let read = other
+            .command("cat")
+            .arg(work.join("copy.db"))
+            .output()
+            .expect("cat");
+        assert!(!read.status.success(), "another user read the partial copy");
+    }
+    signal(&child, sent);
+    let status = child.wait().expect("wait");
+    (status.code(), work_directories(dir))
+}
+
+#[test]
+fn a_backup_stopped_by_sigterm_removes_its_partial_copy_on_the_way_out() {
+    let install = large_replica();
     let other = LocalUser::create();
-    let dir = install.dir.path().to_path_buf();
-    let backup_while = |name: &str, signal: libc::c_int| -> (Option<i32>, Vec<PathBuf>) {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(install.config())
-            .arg("backup")
-            .arg(dir.join(name))
-            .env("BESKEDHENT_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("backup");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        while seen.is_empty() && Instant::now() < deadline {
-            if child.try_wait().expect("wait").is_some() {
-                break;
-            }
-            seen = work_directories(&dir);
-        }
-        // While it works: its copy is in a directory nobody else may enter.
-        for work in &seen {
-            let metadata = std::fs::metadata(work).expect("work directory");
-            assert_eq!(metadata.mode() & 0o777, 0o700, "{}", work.display());
-            let read = other
-                .command("cat")
-                .arg(work.join("copy.db"))
-                .output()
-                .expect("cat");
-            assert!(!read.status.success(), "another user read the partial copy");
-        }
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child.id() as i32, signal) };
-        let status = child.wait().expect("wait");
-        (status.code(), work_directories(&dir))
-    };
-    // SIGTERM: the partial copy is removed on the way out.
-    let (code, left) = backup_while("backup-term.db", libc::SIGTERM);
+    let (code, left) = interrupted_backup(&install, &other, "backup-term.db", libc::SIGTERM);
     assert!(left.is_empty(), "{left:?}");
     assert!(matches!(code, Some(130) | Some(0)), "{code:?}");
     if code == Some(130) {
-        assert!(!dir.join("backup-term.db").exists());
+        assert!(!install.path("backup-term.db").exists());
     }
+}
+
+#[test]
+fn a_killed_backup_leaves_no_copy_anyone_else_can_read() {
+    let install = large_replica();
+    let other = LocalUser::create();
     // SIGKILL: whatever is left is private, is named by `forget` and is removed by the next
     // backup.
-    let (_, left) = backup_while("backup-kill.db", libc::SIGKILL);
+    let (_, left) = interrupted_backup(&install, &other, "backup-kill.db", libc::SIGKILL);
     for work in &left {
-        assert_eq!(std::fs::metadata(work).expect("meta").mode() & 0o777, 0o700);
+        assert_eq!(mode(work), 0o700);
     }
-    let forget = Command::new(BIN)
-        .arg("--config")
-        .arg(install.config())
-        .arg("forget")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(b"2512489996\n")?;
-            child.wait_with_output()
-        })
-        .expect("forget");
-    let (code, stdout, stderr) = outcome(&forget);
+    let (code, stdout, stderr) = outcome(&install.run_with_input(&["forget"], b"2512489996\n"));
     assert_eq!(code, 0, "{stdout}{stderr}");
     for work in &left {
         assert!(
@@ -566,12 +459,10 @@ fn a_killed_backup_leaves_no_copy_anyone_else_can_read() {
             work.display()
         );
     }
-    let (code, stdout, stderr) = outcome(&install.run(&[
-        "backup",
-        dir.join("backup-next.db").to_str().expect("utf-8"),
-    ]));
+    let next = install.path("backup-next.db");
+    let (code, stdout, stderr) = outcome(&install.run(&["backup", next.to_str().expect("utf-8")]));
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(work_directories(&dir).is_empty());
+    assert!(work_directories(install.dir.path()).is_empty());
     // The copies beside the replica are named by `forget`: this one too.
     std::fs::write(install.path("numbers"), "# one a line\n2512489996\n").expect("numbers");
     let (code, stdout, stderr) = outcome(&install.run(&[
@@ -580,10 +471,7 @@ fn a_killed_backup_leaves_no_copy_anyone_else_can_read() {
         install.path("numbers").to_str().expect("utf-8"),
     ]));
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(
-        stdout.contains(&dir.join("backup-next.db").display().to_string()),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&next.display().to_string()), "{stdout}");
 }
 
 #[test]
@@ -592,10 +480,8 @@ fn forget_takes_numbers_where_other_users_cannot_see_them() {
     let (code, _, stderr) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0, "{stderr}");
     let other = LocalUser::create();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(install.config())
-        .arg("forget")
+    let mut child = install
+        .command(["forget"])
         .env("BESKEDHENT_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -624,16 +510,8 @@ fn forget_takes_numbers_where_other_users_cannot_see_them() {
     let (code, stdout, stderr) = outcome(&install.run(&["forget", "2512489996"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stderr.contains("can be seen by every user"), "{stderr}");
-    // A line that is not a number: nothing is erased, and the line is said masked.
-    let (code, _, stderr) = outcome(
-        &Command::new(BIN)
-            .arg("--config")
-            .arg(install.config())
-            .arg("forget")
-            .stdin(std::fs::File::open("/dev/null").expect("null"))
-            .output()
-            .expect("forget"),
-    );
+    // Nothing on its input: nothing is erased, and it says so.
+    let (code, _, stderr) = outcome(&install.run_with_input(&["forget"], b""));
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("no CPR or CVR number was given"),
@@ -661,7 +539,7 @@ fn the_notify_command_cannot_read_beskedhents_secrets() {
         0o600,
     );
     let inbox = service.dir(&home, "in", 0o700);
-    failed_letter(&inbox, 5);
+    failed_letter(&inbox, 0xe1, 5);
     service.own(&inbox.join("5.xml"));
     let output = service
         .command(BIN)
@@ -819,10 +697,7 @@ fn a_configuration_reached_through_a_link_reads_its_files_beside_itself() {
 }
 
 #[test]
-fn files_beskedhent_writes_are_never_another_users_or_the_replica() {
-    let scratch = shared_scratch();
-    let attacker = LocalUser::create();
-    // The metrics file named as the replica: refused when the configuration is read.
+fn a_metrics_file_named_as_the_replica_is_refused_when_the_configuration_is_read() {
     let install = Install::new("[metrics]\ntextfile = \"replica.db\"\n");
     let (code, _, stderr) = outcome(&install.run(&["init"]));
     assert_eq!(code, 1, "{stderr}");
@@ -830,6 +705,12 @@ fn files_beskedhent_writes_are_never_another_users_or_the_replica() {
         stderr.contains("is the replica or one of its own files"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_file_another_user_holds_in_a_shared_directory_is_not_replaced_or_written_into() {
+    let scratch = shared_scratch();
+    let attacker = LocalUser::create();
     // A metrics file name another user holds in a shared directory: not replaced.
     let shared = scratch.path().join("textfiles");
     std::fs::create_dir(&shared).expect("mkdir");
@@ -840,8 +721,8 @@ fn files_beskedhent_writes_are_never_another_users_or_the_replica() {
         shared.join("beskedhent.prom").display()
     ));
     let dir = install.path("in");
-    failed_letter(&dir, 6);
-    let (_, stdout, _) = outcome(&install.run(&["import", dir.to_str().expect("utf-8")]));
+    failed_letter(&dir, 0xe1, 6);
+    let (_, stdout, _) = outcome(&install.import(&dir));
     assert!(
         stdout.contains(&format!("a file of user {}", attacker.name)),
         "{stdout}"
@@ -858,7 +739,11 @@ fn files_beskedhent_writes_are_never_another_users_or_the_replica() {
         outcome(&install.run(&["backup", open.join("copy.db").to_str().expect("utf-8")]));
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("can be written by every user"), "{stderr}");
-    // The packager's assets replace a link someone put there, never write through it.
+}
+
+#[test]
+fn the_packagers_assets_replace_a_planted_link_rather_than_write_through_it() {
+    let scratch = shared_scratch();
     let target = scratch.path().join("victim");
     std::fs::write(&target, "untouched").expect("write");
     let assets = scratch.path().join("assets");

@@ -1,17 +1,23 @@
 //! Integration tests: the `beskedhent` binary run end to end in temporary directories, against
-//! a real RabbitMQ and a fake STS for the pull commands.
+//! a real RabbitMQ and a fake STS for the pull commands and a fake webhook for notifications.
+//! Each file covers one subject (its header says which); `support` holds the helpers they share,
+//! `broker`, `fake_sts` and `fake_webhook` the real and fake servers (the benchmarks include the
+//! first two as well).
 
 mod broker;
 mod fake_sts;
 mod fake_webhook;
+mod forget;
 mod hostile;
 mod import;
 mod layers;
 mod local_users;
+mod mistakes;
 mod notify;
 mod ops;
 mod package;
 mod pull;
+mod retention;
 #[path = "../support/sample.rs"]
 mod sample;
 mod schema;

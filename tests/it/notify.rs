@@ -1,37 +1,24 @@
 //! Notifications: which events are recorded, that each is sent at least once and, once marked,
-//! never again, and that failed sends are retried.
+//! never again, that failed sends are retried, and what the command (its time, its children,
+//! its environment, a signal) and the webhook (its settings, answers, redirects and secrets) may
+//! and may not do.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sample::{Status, status_envelope_with};
+use crate::fake_webhook::FakeWebhook;
+use crate::sample::Status;
+use crate::support::{
+    BIN, Install, NOTIFY_SCRIPT, ago, ends_soon, failed_letter, failed_letters, outcome, rows,
+    sent, sent_payload, test_uuid, value, wait_for_file, write_notify_script, write_status,
+};
 
-use crate::support::{BIN, Install, outcome, rows, test_uuid, value};
-
-/// A notify command: appends `KEY<TAB>EVENT<TAB>payload` to `sent.log`; fails while `fail`
-/// exists; while `hang` exists, records its pid and sleeps after logging.
-pub const SCRIPT: &str = r#"#!/bin/sh
-dir=$(dirname "$0")
-payload=$(cat)
-if [ -e "$dir/fail" ]; then echo "refused for 0101701234" >&2; exit 1; fi
-printf '%s\t%s\t%s\n' "$BESKEDHENT_KEY" "$BESKEDHENT_EVENT" "$payload" >> "$dir/sent.log"
-if [ -e "$dir/hang" ]; then echo $$ > "$dir/hang.pid"; sleep 60; fi
-exit 0
-"#;
-
-/// Writes [`SCRIPT`] into the installation; its path.
-pub fn write_script(install: &Install) -> std::path::PathBuf {
-    let script = install.path("alert.sh");
-    std::fs::write(&script, SCRIPT).expect("script");
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
-    script
-}
-
+/// An installation whose `[notify]` runs [`NOTIFY_SCRIPT`] (with an argument), letters
+/// overdue after `overdue_days`.
 fn install(overdue_days: u32) -> Install {
     let install = Install::new("");
-    let script = write_script(&install);
+    let script = write_notify_script(&install, NOTIFY_SCRIPT);
     install.append_config(&format!(
         "[notify]\ncommand = [\"{}\", \"--flag\"]\noverdue_days = {overdue_days}\n",
         script.display()
@@ -39,93 +26,94 @@ fn install(overdue_days: u32) -> Install {
     install
 }
 
-pub fn ago(hours: i64) -> String {
-    beskedhent::time::format_utc(chrono::Utc::now() - chrono::Duration::hours(hours))
-}
-
-/// Writes one status envelope into `dir`.
-fn status(dir: &Path, name: &str, besked_id: &str, letter: &str, at: &str, kind: Status<'_>) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let envelope = status_envelope_with(besked_id, letter, &Status { at, ..kind });
-    std::fs::write(dir.join(name), envelope).expect("write");
-}
-
-/// The keys sent so far, in order.
-pub fn sent(install: &Install) -> Vec<String> {
-    std::fs::read_to_string(install.path("sent.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(|line| line.split('\t').next().unwrap_or_default().to_owned())
-        .collect()
+/// An installation whose `[notify]` runs `script` (written into it as `alert.sh`) on every
+/// event, with `extra` settings.
+fn install_with_script(script: &str, extra: &str) -> Install {
+    let install = Install::new("");
+    let path = write_notify_script(&install, script);
+    install.append_config(&format!(
+        "[notify]\ncommand = [\"{}\"]\noverdue_days = 0\n{extra}",
+        path.display()
+    ));
+    install
 }
 
 fn import(install: &Install, dir: &Path) -> (i32, String, String) {
-    outcome(&install.run(&["import", dir.to_str().expect("utf-8")]))
+    outcome(&install.import(dir))
 }
 
-#[test]
-fn each_event_is_sent_once_and_old_ones_are_only_recorded() {
-    let install = install(5);
+/// Makes every notification due now.
+fn make_due(install: &Install) {
+    install
+        .db()
+        .execute_batch("UPDATE notification SET next_attempt_at = NULL")
+        .expect("due");
+}
+
+/// `count` failed letters imported into `install` while its command fails (`fail` exists):
+/// recorded, not sent; then the command works again and every notification is due, as if
+/// never tried.
+fn recorded_not_sent(install: &Install, prefix: u32, count: u64) -> Vec<String> {
+    let dir = install.path("in");
+    let letters = failed_letters(&dir, prefix, count);
+    std::fs::write(install.path("fail"), b"").expect("flag");
+    let (code, stdout, stderr) = import(install, &dir);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("0 sent, {count} failed")),
+        "{stdout}"
+    );
+    std::fs::remove_file(install.path("fail")).expect("unflag");
+    install
+        .db()
+        .execute_batch(
+            "UPDATE notification SET next_attempt_at = NULL, attempts = 0, last_error = NULL",
+        )
+        .expect("due");
+    letters
+}
+
+/// Five letters imported into `install` (overdue after 5 days), with a message that is no
+/// envelope; their ids, in order:
+/// 1. its failure arrives before the earlier status (out of order);
+/// 2. failed (a later non-final status comes in a later import);
+/// 3. failed 30 days ago: recorded, not sent (`max_age_days` is 7 by default);
+/// 4. no final status 6 days after it was first seen: overdue;
+/// 5. delivered: nothing to tell.
+fn first_events(install: &Install) -> Vec<String> {
     let first = install.path("first");
-    let (l1, l2, l3, l4, l5) = (
-        test_uuid(0xa1, 1),
-        test_uuid(0xa1, 2),
-        test_uuid(0xa1, 3),
-        test_uuid(0xa1, 4),
-        test_uuid(0xa1, 5),
-    );
-    // l1: its failure arrives before the earlier status (out of order).
-    status(
-        &first,
-        "1.xml",
-        &test_uuid(0xb1, 1),
-        &l1,
-        &ago(1),
-        Status::FAILED,
-    );
-    // l2: failed, then a later non-final status (below): still failed, told once.
-    status(
-        &first,
-        "2.xml",
-        &test_uuid(0xb1, 2),
-        &l2,
-        &ago(3),
-        Status::FAILED,
-    );
-    // l3: failed 30 days ago: recorded, not sent (max_age_days = 7 by default).
-    status(
-        &first,
-        "3.xml",
-        &test_uuid(0xb1, 3),
-        &l3,
-        &ago(30 * 24),
-        Status::FAILED,
-    );
-    // l4: no final status 6 days after it was first seen: overdue.
-    status(
-        &first,
-        "4.xml",
-        &test_uuid(0xb1, 4),
-        &l4,
-        &ago(6 * 24),
-        Status::SENT,
-    );
-    // l5: delivered: nothing to tell.
-    status(
-        &first,
-        "5.xml",
-        &test_uuid(0xb1, 5),
-        &l5,
-        &ago(2),
-        Status::DELIVERED,
-    );
+    let letters: Vec<String> = (1..=5).map(|n| test_uuid(0xa1, n)).collect();
+    for (n, hours, kind) in [
+        (1, 1, Status::FAILED),
+        (2, 3, Status::FAILED),
+        (3, 30 * 24, Status::FAILED),
+        (4, 6 * 24, Status::SENT),
+        (5, 2, Status::DELIVERED),
+    ] {
+        write_status(
+            &first,
+            &format!("{n}.xml"),
+            &test_uuid(0xb1, n),
+            &letters[n as usize - 1],
+            &ago(hours),
+            kind,
+        );
+    }
     std::fs::write(first.join("6.xml"), b"<not-an-envelope/>").expect("write");
-    let (code, stdout, stderr) = import(&install, &first);
+    let (code, stdout, stderr) = import(install, &first);
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(
         stdout.contains("notifications: 4 sent, 0 failed"),
         "{stdout}{stderr}"
     );
+    letters
+}
+
+#[test]
+fn each_event_is_sent_once_and_old_ones_are_only_recorded() {
+    let install = install(5);
+    let letters = first_events(&install);
+    let (l1, l2, l3, l4) = (&letters[0], &letters[1], &letters[2], &letters[3]);
     let mut keys = sent(&install);
     keys.sort();
     let mut expected = vec![
@@ -137,41 +125,21 @@ fn each_event_is_sent_once_and_old_ones_are_only_recorded() {
     expected.sort();
     assert_eq!(keys, expected);
 
-    // The payload: one JSON object with the key, the event and its facts.
-    let log = std::fs::read_to_string(install.path("sent.log")).expect("log");
-    let payload_of = |key: &str| -> serde_json::Value {
-        let line = log.lines().find(|line| line.starts_with(key)).expect(key);
-        serde_json::from_str(line.splitn(3, '\t').nth(2).expect("payload")).expect("json")
-    };
-    let payload = payload_of(&format!("letter_failed:{l1}"));
-    assert_eq!(payload["event"], "letter_failed");
-    assert_eq!(payload["key"], format!("letter_failed:{l1}"));
-    // An overdue letter's current status is a fact of its own; `event` stays the kind.
-    let overdue = payload_of(&format!("letter_overdue:{l4}"));
-    assert_eq!(overdue["event"], "letter_overdue");
-    assert!(overdue["latest_event"].is_string(), "{overdue}");
-    assert_eq!(overdue["message_uuid"], l4.as_str());
-    assert_eq!(payload["message_uuid"], l1.as_str());
-    assert_eq!(payload["fejl_kode"], "20");
-    assert_eq!(payload["kanal"], "Digital Post");
-    assert_eq!(payload["besked_id"], test_uuid(0xb1, 1).as_str());
-    assert!(payload.get("afsendelse_id").is_some(), "{payload}");
-
     // Later statuses, a duplicate and the same files again: nothing new to tell.
-    let second = install.path("second");
-    status(
+    let (first, second) = (install.path("first"), install.path("second"));
+    write_status(
         &second,
         "1.xml",
         &test_uuid(0xb2, 1),
-        &l1,
+        l1,
         &ago(2),
         Status::SENT,
     );
-    status(
+    write_status(
         &second,
         "2.xml",
         &test_uuid(0xb2, 2),
-        &l2,
+        l2,
         &ago(1),
         Status::RECEIVED,
     );
@@ -185,9 +153,7 @@ fn each_event_is_sent_once_and_old_ones_are_only_recorded() {
     assert_eq!(
         rows(
             &db,
-            "SELECT outcome FROM letter WHERE message_uuid = ?1 "
-                .replace("?1", &format!("'{l2}'"))
-                .as_str()
+            &format!("SELECT outcome FROM letter WHERE message_uuid = '{l2}'")
         ),
         ["failed"]
     );
@@ -210,19 +176,31 @@ fn each_event_is_sent_once_and_old_ones_are_only_recorded() {
 }
 
 #[test]
+fn an_events_payload_is_one_json_object_with_the_key_the_event_and_its_facts() {
+    let install = install(5);
+    let letters = first_events(&install);
+    let (l1, l4) = (&letters[0], &letters[3]);
+    let payload = sent_payload(&install, &format!("letter_failed:{l1}"));
+    assert_eq!(payload["event"], "letter_failed");
+    assert_eq!(payload["key"], format!("letter_failed:{l1}"));
+    // An overdue letter's current status is a fact of its own; `event` stays the kind.
+    let overdue = sent_payload(&install, &format!("letter_overdue:{l4}"));
+    assert_eq!(overdue["event"], "letter_overdue");
+    assert!(overdue["latest_event"].is_string(), "{overdue}");
+    assert_eq!(overdue["message_uuid"], l4.as_str());
+    assert_eq!(payload["message_uuid"], l1.as_str());
+    assert_eq!(payload["fejl_kode"], "20");
+    assert_eq!(payload["kanal"], "Digital Post");
+    assert_eq!(payload["besked_id"], test_uuid(0xb1, 1).as_str());
+    assert!(payload.get("afsendelse_id").is_some(), "{payload}");
+}
+
+#[test]
 fn a_failing_command_is_retried_on_later_runs_until_it_succeeds() {
     let install = install(0);
     std::fs::write(install.path("fail"), b"").expect("flag");
     let dir = install.path("in");
-    let letter = test_uuid(0xa2, 1);
-    status(
-        &dir,
-        "1.xml",
-        &test_uuid(0xb3, 1),
-        &letter,
-        &ago(1),
-        Status::FAILED,
-    );
+    let letter = failed_letter(&dir, 0xa2, 1);
     let (code, stdout, stderr) = import(&install, &dir);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
@@ -258,8 +236,7 @@ fn a_failing_command_is_retried_on_later_runs_until_it_succeeds() {
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("0 sent, 0 failed"), "{stdout}");
     // Due again, and the command works now.
-    db.execute_batch("UPDATE notification SET next_attempt_at = NULL")
-        .expect("due");
+    make_due(&install);
     std::fs::remove_file(install.path("fail")).expect("unflag");
     let (code, stdout, _) = outcome(&install.run(&["notify"]));
     assert_eq!(code, 0, "{stdout}");
@@ -281,33 +258,19 @@ fn a_crash_between_sending_and_marking_sends_again_with_the_same_key() {
     let install = install(0);
     std::fs::write(install.path("hang"), b"").expect("flag");
     let dir = install.path("in");
-    let letter = test_uuid(0xa3, 1);
-    status(
-        &dir,
-        "1.xml",
-        &test_uuid(0xb4, 1),
-        &letter,
-        &ago(1),
-        Status::FAILED,
-    );
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(install.config())
-        .arg("import")
-        .arg(&dir)
+    let letter = failed_letter(&dir, 0xa3, 1);
+    let mut child = install
+        .command(["import", dir.to_str().expect("utf-8")])
         .env("BESKEDHENT_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let started = Instant::now();
-    while !install.path("hang.pid").exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the command never ran"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_file(
+        &install.path("hang.pid"),
+        "the command ran",
+        Duration::from_secs(30),
+    );
     // The event has been handed over but not marked: kill -9 now.
     child.kill().expect("kill -9");
     child.wait().expect("wait");
@@ -392,7 +355,10 @@ fn notify_settings_are_checked() {
     let (code, _, stderr) = outcome(&install.run(&["notify"]));
     assert_eq!(code, 1);
     assert!(stderr.contains("no [notify] section"), "{stderr}");
-    // A file that is not a configuration at all, full of secrets: refused by its place.
+}
+
+#[test]
+fn a_file_that_is_no_configuration_at_all_is_refused_by_its_place_without_its_secrets() {
     let (code, stdout, stderr) = outcome(
         &Command::new(BIN)
             .args(["--config", "/proc/self/environ", "status"])
@@ -416,49 +382,43 @@ fn webhook_settings(url: &str, ca: &Path) -> String {
     )
 }
 
+/// An installation that notifies the webhook at `url`, trusting the test CA.
+fn webhook_install(url: &str) -> Install {
+    let install = Install::new("");
+    install.append_config(&webhook_settings(
+        url,
+        &crate::broker::certs().path("ca.pem"),
+    ));
+    install
+}
+
 /// Runs beskedhent with `HOOK_TOKEN` set to `token`.
 fn run_with_token(install: &Install, args: &[&str], token: &str) -> (i32, String, String) {
-    outcome(
-        &Command::new(BIN)
-            .arg("--config")
-            .arg(install.config())
-            .args(args)
-            .env("BESKEDHENT_LOG", "warn")
-            .env("HOOK_TOKEN", token)
-            .output()
-            .expect("run"),
-    )
+    outcome(&install.run_with_env(args, &[("HOOK_TOKEN", token)]))
+}
+
+/// The SHA-256 of `text` in hex: an event's `Idempotency-Key`.
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 #[test]
 fn a_webhook_that_fails_first_gets_the_event_on_a_later_run() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let hook = crate::fake_webhook::FakeWebhook::start(1);
-    let install = Install::new("");
-    install.append_config(&webhook_settings(
-        &hook.url(),
-        &crate::broker::certs().path("ca.pem"),
-    ));
+    let hook = FakeWebhook::start(1);
+    let install = webhook_install(&hook.url());
     let dir = install.path("in");
-    let letter = test_uuid(0xa4, 1);
-    status(
-        &dir,
-        "1.xml",
-        &test_uuid(0xb5, 1),
-        &letter,
-        &ago(1),
-        Status::FAILED,
-    );
+    let letter = failed_letter(&dir, 0xa4, 1);
     let run = |args: &[&str]| run_with_token(&install, args, "Bearer s3cret");
     let (code, stdout, stderr) = run(&["import", dir.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("0 sent, 1 failed"), "{stdout}{stderr}");
     assert!(stderr.contains("503"), "{stderr}");
     assert!(!stderr.contains("s3cret"), "{stderr}");
-    install
-        .db()
-        .execute_batch("UPDATE notification SET next_attempt_at = NULL")
-        .expect("due");
+    make_due(&install);
     let (code, stdout, stderr) = run(&["notify"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("1 sent, 0 failed"), "{stdout}");
@@ -489,29 +449,13 @@ fn a_webhook_that_fails_first_gets_the_event_on_a_later_run() {
 
 #[test]
 fn a_command_that_hangs_is_stopped_with_everything_it_started() {
-    let install = Install::new("");
     // It says something, leaves a child that holds its standard error open, and hangs.
-    let script = install.path("hang.sh");
-    std::fs::write(
-        &script,
+    let install = install_with_script(
         "#!/bin/sh\necho \"stuck on 0101701234\" >&2\nsleep 1000 &\necho $! > \"$(dirname \"$0\")/child.pid\"\nsleep 1000\n",
-    )
-    .expect("script");
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
-    install.append_config(&format!(
-        "[notify]\ncommand = [\"{}\"]\ntimeout_seconds = 1\nmax_age_days = 0\n",
-        script.display()
-    ));
-    let dir = install.path("in");
-    status(
-        &dir,
-        "1.xml",
-        &test_uuid(0xb5, 1),
-        &test_uuid(0xa5, 1),
-        &ago(1),
-        Status::FAILED,
+        "timeout_seconds = 1\nmax_age_days = 0\n",
     );
+    let dir = install.path("in");
+    failed_letters(&dir, 0xa5, 1);
     let started = Instant::now();
     let (code, stdout, stderr) = import(&install, &dir);
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -525,53 +469,16 @@ fn a_command_that_hangs_is_stopped_with_everything_it_started() {
         value::<String>(&install.db(), "SELECT last_error FROM notification"),
         format!(
             "`{}` did not finish within 1 s (notify.timeout_seconds): stuck on 010170****",
-            script.display()
+            install.path("alert.sh").display()
         )
     );
     // The child it left behind was stopped with it.
     let pid = std::fs::read_to_string(install.path("child.pid")).expect("child pid");
-    let alive = Path::new("/proc").join(pid.trim());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while alive.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     assert!(
-        !alive.exists(),
+        ends_soon(&pid),
         "the command's child {} still runs",
         pid.trim()
     );
-}
-
-/// An installation whose `[notify]` runs `script` (written into it) on every event.
-fn install_with_script(script: &str, extra: &str) -> Install {
-    let install = Install::new("");
-    let path = install.path("alert.sh");
-    std::fs::write(&path, script).expect("script");
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
-    install.append_config(&format!(
-        "[notify]\ncommand = [\"{}\"]\noverdue_days = 0\n{extra}",
-        path.display()
-    ));
-    install
-}
-
-/// `count` failed letters, one envelope each, in `dir`.
-fn failed_letters(dir: &Path, prefix: u32, count: u64) -> Vec<String> {
-    (1..=count)
-        .map(|n| {
-            let letter = test_uuid(prefix, n);
-            status(
-                dir,
-                &format!("{n}.xml"),
-                &test_uuid(prefix + 1, n),
-                &letter,
-                &ago(1),
-                Status::FAILED,
-            );
-            letter
-        })
-        .collect()
 }
 
 #[test]
@@ -581,23 +488,10 @@ fn deliveries_at_the_same_time_send_each_event_once() {
         "#!/bin/sh\ndir=$(dirname \"$0\")\ncat >/dev/null\n[ -e \"$dir/fail\" ] && exit 1\nprintf '%s\\n' \"$BESKEDHENT_KEY\" >> \"$dir/sent.log\"\nsleep 0.2\n",
         "",
     );
-    let dir = install.path("in");
-    let letters = failed_letters(&dir, 0xc1, 8);
-    // Recorded, not sent: the command fails while `import` runs.
-    std::fs::write(install.path("fail"), b"").expect("flag");
-    let (code, stdout, stderr) = import(&install, &dir);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("0 sent, 8 failed"), "{stdout}");
-    std::fs::remove_file(install.path("fail")).expect("unflag");
-    install
-        .db()
-        .execute_batch("UPDATE notification SET next_attempt_at = NULL, attempts = 0")
-        .expect("due");
+    let letters = recorded_not_sent(&install, 0xc1, 8);
     let start = || {
-        Command::new(BIN)
-            .arg("--config")
-            .arg(install.config())
-            .arg("notify")
+        install
+            .command(["notify"])
             .env("BESKEDHENT_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -617,11 +511,7 @@ fn deliveries_at_the_same_time_send_each_event_once() {
             .unwrap_or_else(|| panic!("no count in {stdout}"));
         sent_total += sent;
     }
-    let mut keys = std::fs::read_to_string(install.path("sent.log"))
-        .expect("sent.log")
-        .lines()
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
+    let mut keys = sent(&install);
     keys.sort();
     let mut expected: Vec<String> = letters
         .iter()
@@ -644,19 +534,14 @@ fn deliveries_at_the_same_time_send_each_event_once() {
 
 #[test]
 fn a_redirecting_webhook_is_a_failure_and_is_not_followed() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     // Another server, which must never see the event or the secret header.
-    let elsewhere = crate::fake_webhook::FakeWebhook::start(0);
-    let hook = crate::fake_webhook::FakeWebhook::answering(vec![
+    let elsewhere = FakeWebhook::start(0);
+    let hook = FakeWebhook::answering(vec![
         "302 Found\r\nLocation: /moved".into(),
         format!("307 Temporary Redirect\r\nLocation: {}", elsewhere.url()),
         "308 Permanent Redirect\r\nLocation: /moved".into(),
     ]);
-    let install = Install::new("");
-    install.append_config(&webhook_settings(
-        &hook.url(),
-        &crate::broker::certs().path("ca.pem"),
-    ));
+    let install = webhook_install(&hook.url());
     let dir = install.path("in");
     failed_letters(&dir, 0xc3, 1);
     let run = |args: &[&str]| run_with_token(&install, args, "Bearer s3cret");
@@ -664,10 +549,7 @@ fn a_redirecting_webhook_is_a_failure_and_is_not_followed() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("0 sent, 1 failed"), "{stdout}{stderr}");
     for answer in ["307 Temporary Redirect", "308 Permanent Redirect"] {
-        install
-            .db()
-            .execute_batch("UPDATE notification SET next_attempt_at = NULL")
-            .expect("due");
+        make_due(&install);
         let (code, stdout, stderr) = run(&["notify"]);
         assert_eq!(code, 1, "{stdout}{stderr}");
         assert!(stdout.contains("0 sent, 1 failed"), "{stdout}");
@@ -681,10 +563,7 @@ fn a_redirecting_webhook_is_a_failure_and_is_not_followed() {
     assert!(received.iter().all(|r| r.head.starts_with("post /hook ")));
     assert!(elsewhere.received().is_empty());
     // Once it answers 2xx, it is delivered.
-    install
-        .db()
-        .execute_batch("UPDATE notification SET next_attempt_at = NULL")
-        .expect("due");
+    make_due(&install);
     let (code, stdout, _) = run(&["notify"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("1 sent, 0 failed"), "{stdout}");
@@ -694,7 +573,7 @@ fn a_redirecting_webhook_is_a_failure_and_is_not_followed() {
 fn a_letter_is_overdue_from_when_it_became_so_whatever_max_age_days() {
     // overdue_days beyond max_age_days: the event is the letter becoming overdue.
     let install = Install::new("");
-    let script = write_script(&install);
+    let script = write_notify_script(&install, NOTIFY_SCRIPT);
     install.append_config(&format!(
         "[notify]\ncommand = [\"{}\"]\noverdue_days = 10\nmax_age_days = 7\n",
         script.display()
@@ -702,7 +581,7 @@ fn a_letter_is_overdue_from_when_it_became_so_whatever_max_age_days() {
     let dir = install.path("in");
     let (recent, old) = (test_uuid(0xc5, 1), test_uuid(0xc5, 2));
     // Overdue for a day: told.
-    status(
+    write_status(
         &dir,
         "1.xml",
         &test_uuid(0xc6, 1),
@@ -711,7 +590,7 @@ fn a_letter_is_overdue_from_when_it_became_so_whatever_max_age_days() {
         Status::SENT,
     );
     // Overdue for 20 days, longer than max_age_days: recorded, not told.
-    status(
+    write_status(
         &dir,
         "2.xml",
         &test_uuid(0xc6, 2),
@@ -736,10 +615,55 @@ fn a_letter_is_overdue_from_when_it_became_so_whatever_max_age_days() {
     );
 }
 
+/// Runs `import` (for the first settings) or `notify` with the webhook's `ca_file` set to
+/// `ca_file` and `HOOK_TOKEN` to `token`, and checks that both events failed for `expected`:
+/// said by the run, recorded with the events, seen by monitoring and named first by `check`.
+fn unusable_settings_are_said_and_recorded(
+    install: &Install,
+    config: &str,
+    url: &str,
+    (ca_file, token, expected): (&Path, &str, &str),
+) {
+    install.write_config(&format!("{config}{}", webhook_settings(url, ca_file)));
+    if install.db_path().exists() {
+        make_due(install);
+    }
+    let dir = install.path("in");
+    let run = |args: &[&str]| run_with_token(install, args, token);
+    let (code, stdout, stderr) = run(&["import", dir.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("0 sent, 2 failed"), "{expected}: {stdout}");
+    assert!(stdout.contains(expected), "{expected}: {stdout}");
+    assert!(stderr.contains(expected), "{expected}: {stderr}");
+    assert!(
+        !format!("{stdout}{stderr}").contains("s3cret"),
+        "{stdout}{stderr}"
+    );
+    let errors = rows(
+        &install.db(),
+        "SELECT DISTINCT last_error FROM notification",
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains(expected), "{errors:?}");
+    // Monitoring sees it.
+    let (code, stdout, _) = run(&["status", "--check"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("2 notifications cannot be delivered"),
+        "{stdout}"
+    );
+    // And `check` names it before anything else.
+    let (code, stdout, stderr) = run(&["check"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains(expected),
+        "{stdout}{stderr}"
+    );
+}
+
 #[test]
 fn unusable_webhook_settings_are_recorded_with_the_events_and_checked() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let hook = crate::fake_webhook::FakeWebhook::start(0);
+    let hook = FakeWebhook::start(0);
     let install = Install::new("");
     let not_pem = install.path("not-a-ca.pem");
     std::fs::write(&not_pem, "just some text\n").expect("write");
@@ -749,79 +673,41 @@ fn unusable_webhook_settings_are_recorded_with_the_events_and_checked() {
         "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
     )
     .expect("write");
-    let dir = install.path("in");
-    failed_letters(&dir, 0xc7, 2);
-    let settings = |ca: &Path| webhook_settings(&hook.url(), ca);
-    let config = std::fs::read_to_string(install.config()).expect("config");
-    let run = |args: &[&str], token: &str| run_with_token(&install, args, token);
+    failed_letters(&install.path("in"), 0xc7, 2);
+    let config = install.config_text();
     let ca = crate::broker::certs().path("ca.pem");
     let bad_expected = format!(
         "`notify.ca_file` `{}`: certificate 1 of 1 cannot be read",
         bad_pem.display()
     );
-    for (ca_file, token, expected) in [
+    for case in [
         (
-            install.path("missing.pem"),
+            install.path("missing.pem").as_path(),
             "Bearer s3cret",
             "cannot read `notify.ca_file`",
         ),
-        (install.path("in"), "Bearer s3cret", "a directory"),
-        (not_pem.clone(), "Bearer s3cret", "holds no PEM certificate"),
-        (bad_pem.clone(), "Bearer s3cret", bad_expected.as_str()),
+        (install.path("in").as_path(), "Bearer s3cret", "a directory"),
         (
-            ca.clone(),
+            not_pem.as_path(),
+            "Bearer s3cret",
+            "holds no PEM certificate",
+        ),
+        (bad_pem.as_path(), "Bearer s3cret", bad_expected.as_str()),
+        (
+            ca.as_path(),
             "Bearer s3cret\r\nX-Forged: 1",
             "`HOOK_TOKEN` (`notify.header_value_env`, for header `authorization`) is not a valid HTTP header value",
         ),
     ] {
-        std::fs::write(install.config(), format!("{config}{}", settings(&ca_file)))
-            .expect("config");
-        if install.db_path().exists() {
-            install
-                .db()
-                .execute_batch("UPDATE notification SET next_attempt_at = NULL")
-                .expect("due");
-        }
-        let (code, stdout, stderr) = run(&["import", dir.to_str().expect("utf-8")], token);
-        assert_eq!(code, 0, "{stdout}{stderr}");
-        assert!(stdout.contains("0 sent, 2 failed"), "{expected}: {stdout}");
-        assert!(stdout.contains(expected), "{expected}: {stdout}");
-        assert!(stderr.contains(expected), "{expected}: {stderr}");
-        assert!(
-            !format!("{stdout}{stderr}").contains("s3cret"),
-            "{stdout}{stderr}"
-        );
-        let errors = rows(
-            &install.db(),
-            "SELECT DISTINCT last_error FROM notification",
-        );
-        assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains(expected), "{errors:?}");
-        // Monitoring sees it.
-        let (code, stdout, _) = run(&["status", "--check"], token);
-        assert_eq!(code, 1, "{stdout}");
-        assert!(
-            stdout.contains("2 notifications cannot be delivered"),
-            "{stdout}"
-        );
-        // And `check` names it before anything else.
-        let (code, stdout, stderr) = run(&["check"], token);
-        assert_eq!(code, 1, "{stdout}{stderr}");
-        assert!(
-            format!("{stdout}{stderr}").contains(expected),
-            "{stdout}{stderr}"
-        );
+        unusable_settings_are_said_and_recorded(&install, &config, &hook.url(), case);
     }
     assert!(hook.received().is_empty());
     let attempts: i64 = value(&install.db(), "SELECT min(attempts) FROM notification");
     assert_eq!(attempts, 5);
     // Fixed: delivered.
-    std::fs::write(install.config(), format!("{config}{}", settings(&ca))).expect("config");
-    install
-        .db()
-        .execute_batch("UPDATE notification SET next_attempt_at = NULL")
-        .expect("due");
-    let (code, stdout, stderr) = run(&["notify"], "Bearer s3cret");
+    install.write_config(&format!("{config}{}", webhook_settings(&hook.url(), &ca)));
+    make_due(&install);
+    let (code, stdout, stderr) = run_with_token(&install, &["notify"], "Bearer s3cret");
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("2 sent, 0 failed"), "{stdout}");
     assert_eq!(hook.received().len(), 2);
@@ -829,40 +715,22 @@ fn unusable_webhook_settings_are_recorded_with_the_events_and_checked() {
 
 #[test]
 fn a_signal_stops_the_round_after_the_send_under_way() {
-    let install = install_with_script(SCRIPT, "timeout_seconds = 600\n");
+    let install = install_with_script(NOTIFY_SCRIPT, "timeout_seconds = 600\n");
     std::fs::write(install.path("hang"), b"").expect("flag");
-    let dir = install.path("in");
-    failed_letters(&dir, 0xc9, 3);
-    // Recorded, not sent: the command fails while `import` runs.
-    std::fs::write(install.path("fail"), b"").expect("flag");
-    let (code, stdout, stderr) = import(&install, &dir);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("0 sent, 3 failed"), "{stdout}");
-    std::fs::remove_file(install.path("fail")).expect("unflag");
-    install
-        .db()
-        .execute_batch(
-            "UPDATE notification SET next_attempt_at = NULL, attempts = 0, last_error = NULL",
-        )
-        .expect("due");
+    recorded_not_sent(&install, 0xc9, 3);
     for signal in ["TERM", "INT"] {
-        let child = Command::new(BIN)
-            .arg("--config")
-            .arg(install.config())
-            .arg("notify")
+        let child = install
+            .command(["notify"])
             .env("BESKEDHENT_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        let started = Instant::now();
-        while !install.path("hang.pid").exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the command never ran"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_file(
+            &install.path("hang.pid"),
+            "the command ran",
+            Duration::from_secs(30),
+        );
         let script_pid = std::fs::read_to_string(install.path("hang.pid")).expect("pid");
         std::fs::remove_file(install.path("hang.pid")).expect("rm");
         let stopped = Instant::now();
@@ -881,15 +749,10 @@ fn a_signal_stops_the_round_after_the_send_under_way() {
         assert!(stdout.contains("0 sent, 1 failed"), "{stdout}");
         assert!(stdout.contains("round stopped early (signal)"), "{stdout}");
         // The command was stopped with it.
-        let alive = Path::new("/proc").join(script_pid.trim());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while alive.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
         assert!(
-            !alive.exists(),
+            ends_soon(&script_pid),
             "the command still runs after SIG{signal}: {:?}",
-            std::fs::read_to_string(alive.join("stat"))
+            std::fs::read_to_string(format!("/proc/{}/stat", script_pid.trim()))
         );
     }
     // Cut off: not marked sent, due again at once, nothing else tried.
@@ -922,16 +785,13 @@ fn the_command_gets_no_secret_from_beskedhents_environment() {
     );
     let dir = install.path("in");
     failed_letters(&dir, 0xcb, 1);
-    let (code, stdout, stderr) = outcome(
-        &Command::new(BIN)
-            .arg("--config")
-            .arg(install.config())
-            .args(["import", dir.to_str().expect("utf-8")])
-            .env("BESKEDHENT_PKCS12_PASSWORD", "p12-s3cret")
-            .env("KEEP_ME", "visible")
-            .output()
-            .expect("run"),
-    );
+    let (code, stdout, stderr) = outcome(&install.run_with_env(
+        &["import", dir.to_str().expect("utf-8")],
+        &[
+            ("BESKEDHENT_PKCS12_PASSWORD", "p12-s3cret"),
+            ("KEEP_ME", "visible"),
+        ],
+    ));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("1 sent"), "{stdout}");
     let env = std::fs::read_to_string(install.path("env.txt")).expect("env");
@@ -944,8 +804,8 @@ fn the_command_gets_no_secret_from_beskedhents_environment() {
 fn a_dry_run_changes_nothing_and_masks_cpr_numbers() {
     let install = install(5);
     let dir = install.path("in");
-    // A letter id with a CPR number in it, overdue and failed.
-    status(
+    // Letter ids with a CPR number in them, overdue and failed.
+    write_status(
         &dir,
         "1.xml",
         &test_uuid(0xcd, 1),
@@ -953,7 +813,7 @@ fn a_dry_run_changes_nothing_and_masks_cpr_numbers() {
         &ago(6 * 24),
         Status::SENT,
     );
-    status(
+    write_status(
         &dir,
         "2.xml",
         &test_uuid(0xcd, 2),
@@ -967,7 +827,7 @@ fn a_dry_run_changes_nothing_and_masks_cpr_numbers() {
     assert!(stdout.contains("2 failed"), "{stdout}");
     // Overdue once `overdue_days` is 2: not recorded yet.
     let later = install.path("later");
-    status(
+    write_status(
         &later,
         "3.xml",
         &test_uuid(0xcd, 3),
@@ -977,12 +837,7 @@ fn a_dry_run_changes_nothing_and_masks_cpr_numbers() {
     );
     let (code, stdout, stderr) = import(&install, &later);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    let config = std::fs::read_to_string(install.config()).expect("config");
-    std::fs::write(
-        install.config(),
-        config.replace("overdue_days = 5", "overdue_days = 2"),
-    )
-    .expect("config");
+    install.replace_in_config("overdue_days = 5", "overdue_days = 2");
     let before = rows(&install.db(), "SELECT * FROM notification ORDER BY id");
     let db_bytes = std::fs::read(install.db_path()).expect("db");
     let (code, stdout, stderr) = outcome(&install.run(&["notify", "--dry-run"]));
@@ -1013,27 +868,12 @@ fn a_dry_run_changes_nothing_and_masks_cpr_numbers() {
     );
 }
 
-/// The SHA-256 of `text` in hex: an event's `Idempotency-Key`.
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
-
 #[test]
 fn a_webhook_secret_in_its_path_is_never_shown() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let hook = crate::fake_webhook::FakeWebhook::start(1);
-    let url = format!(
+    let hook = FakeWebhook::start(1);
+    let install = webhook_install(&format!(
         "https://localhost:{}/services/T0001/B0001/s3cr3tWebhookToken",
         hook.port
-    );
-    let install = Install::new("");
-    install.append_config(&webhook_settings(
-        &url,
-        &crate::broker::certs().path("ca.pem"),
     ));
     let dir = install.path("in");
     failed_letters(&dir, 0xc7, 1);
@@ -1069,26 +909,19 @@ fn a_webhook_secret_in_its_path_is_never_shown() {
 
 #[test]
 fn a_letter_id_no_header_may_hold_is_delivered_all_the_same() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let hook = crate::fake_webhook::FakeWebhook::start(0);
-    let install = Install::new("");
-    install.append_config(&webhook_settings(
-        &hook.url(),
-        &crate::broker::certs().path("ca.pem"),
-    ));
+    let hook = FakeWebhook::start(0);
+    let install = webhook_install(&hook.url());
     let dir = install.path("in");
     // A MessageUUID with a line feed written as a character reference: the letter's key,
     // and so the event's, holds a line break.
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let envelope = status_envelope_with(
+    write_status(
+        &dir,
+        "1.xml",
         &test_uuid(0xc8, 1),
         "brev-a&#10;Injected: yes",
-        &Status {
-            at: &ago(1),
-            ..Status::FAILED
-        },
+        &ago(1),
+        Status::FAILED,
     );
-    std::fs::write(dir.join("1.xml"), envelope).expect("write");
     let (code, stdout, stderr) = run_with_token(
         &install,
         &["import", dir.to_str().expect("utf-8")],

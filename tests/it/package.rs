@@ -1,14 +1,15 @@
-//! The Debian package: `scripts/package` run on the test binary, then the package taken apart
-//! and checked (fields, paths, modes, conffile, stripped binary, units verified by
-//! `systemd-analyze`), and the maintainer scripts run against a temporary root with stand-ins
-//! for every command that would touch the system.
+//! The Debian package: `scripts/package` run on the test binary (once per test process), then
+//! the package taken apart and checked (fields, paths, modes, conffile, stripped binary, units
+//! verified by `systemd-analyze`), and the maintainer scripts run against a temporary root with
+//! stand-ins for every command that would touch the system.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
-use crate::support::{BIN, outcome};
+use crate::support::{BIN, mode, outcome};
 
 const UNITS: [&str; 3] = [
     "beskedhent-sync.service",
@@ -40,21 +41,34 @@ fn run_ok(command: &mut Command) -> String {
     stdout
 }
 
-fn mode(path: &Path) -> u32 {
-    std::fs::symlink_metadata(path)
-        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
 /// The package's version as Debian spells it (a pre-release `-` becomes `~`).
 fn deb_version() -> String {
     env!("CARGO_PKG_VERSION").replacen('-', "~", 1)
 }
 
-#[test]
-fn package_holds_what_an_installation_needs() {
+/// The package, built once for every test that takes it apart (a test process's scratch
+/// directory holds it): with the quickest compression, the test binary being large and
+/// unoptimised; its control area and its files unpacked; and the host's targets and slices
+/// beside its units, which their default dependencies name.
+struct Built {
+    work: PathBuf,
+    deb: PathBuf,
+    /// What `scripts/package` printed.
+    printed: String,
+    /// `dpkg --print-architecture`.
+    arch: String,
+    /// The control area, unpacked.
+    control: PathBuf,
+    /// The files, unpacked.
+    root: PathBuf,
+}
+
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(build)
+}
+
+fn build() -> Built {
     for (tool, package) in [
         ("dpkg", "dpkg"),
         ("dpkg-deb", "dpkg"),
@@ -67,31 +81,77 @@ fn package_holds_what_an_installation_needs() {
     ] {
         require(tool, package);
     }
-    let work = tempfile::tempdir().expect("tempdir");
-    let out = work.path().join("out");
-
-    // Built with the quickest compression: the test binary is large and unoptimised.
+    let work = crate::broker::scratch_dir("package");
+    let out = work.join("out");
     let printed = run_ok(
         Command::new(repo().join("scripts/package"))
             .args(["--bin", BIN, "--out"])
             .arg(&out)
             .args(["--compress-level", "0"])
-            .current_dir(work.path()),
+            .current_dir(&work),
     );
-    let arch = run_ok(Command::new("dpkg").arg("--print-architecture"));
-    let deb = out.join(format!("beskedhent_{}_{}.deb", deb_version(), arch.trim()));
-    assert!(deb.is_file(), "no {}; printed:\n{printed}", deb.display());
+    let arch = run_ok(Command::new("dpkg").arg("--print-architecture"))
+        .trim()
+        .to_owned();
+    let deb = out.join(format!("beskedhent_{}_{arch}.deb", deb_version()));
+    let control = work.join("control");
+    run_ok(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
+    let root = work.join("root");
+    run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    let host_units = ["/usr/lib/systemd/system", "/lib/systemd/system"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|dir| dir.join("sysinit.target").is_file())
+        .expect("no sysinit.target on this machine: install the Debian package systemd");
+    let system = root.join("usr/lib/systemd/system");
+    std::fs::create_dir_all(&system).expect("mkdir");
+    for entry in std::fs::read_dir(&host_units).expect("host units") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name").to_str().unwrap_or_default();
+        if (name.ends_with(".target") || name.ends_with(".slice")) && path.is_file() {
+            std::fs::copy(&path, system.join(name)).expect("copy unit");
+        }
+    }
+    Built {
+        work,
+        deb,
+        printed,
+        arch,
+        control,
+        root,
+    }
+}
+
+impl Built {
+    /// The packaged configuration's text.
+    fn conffile(&self) -> String {
+        std::fs::read_to_string(self.root.join("etc/beskedhent/config.toml")).expect("config")
+    }
+}
+
+#[test]
+fn the_package_script_prints_the_path_of_the_package_it_built() {
+    let built = built();
+    assert!(
+        built.deb.is_file(),
+        "no {}; printed:\n{}",
+        built.deb.display(),
+        built.printed
+    );
     assert_eq!(
-        printed.trim(),
-        deb.to_str().expect("utf-8"),
+        built.printed.trim(),
+        built.deb.to_str().expect("utf-8"),
         "the script prints the path"
     );
+}
 
-    // Control fields.
-    let field = |name: &str| run_ok(Command::new("dpkg-deb").arg("-f").arg(&deb).arg(name));
+#[test]
+fn the_control_fields_name_the_package_its_version_and_what_it_depends_on() {
+    let built = built();
+    let field = |name: &str| run_ok(Command::new("dpkg-deb").arg("-f").arg(&built.deb).arg(name));
     assert_eq!(field("Package").trim(), "beskedhent");
     assert_eq!(field("Version").trim(), deb_version());
-    assert_eq!(field("Architecture").trim(), arch.trim());
+    assert_eq!(field("Architecture").trim(), built.arch);
     assert_eq!(field("Section").trim(), "admin");
     let depends = field("Depends");
     assert!(depends.contains("libc6 (>= 2."), "{depends}");
@@ -101,9 +161,12 @@ fn package_holds_what_an_installation_needs() {
         .parse()
         .expect("Installed-Size");
     assert!(installed_size > 0);
+}
 
-    // Contents: owner and mode of every entry, and the paths an installation needs.
-    let listing = run_ok(Command::new("dpkg-deb").arg("-c").arg(&deb));
+#[test]
+fn every_entry_is_roots_with_its_mode_and_an_installation_has_every_path_it_needs() {
+    let built = built();
+    let listing = run_ok(Command::new("dpkg-deb").arg("-c").arg(&built.deb));
     let mut entries = BTreeMap::new();
     for line in listing.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -147,14 +210,16 @@ fn package_holds_what_an_installation_needs() {
             "{path} missing from:\n{listing}"
         );
     }
+}
 
-    // Control area: the conffile, executable maintainer scripts identical to packaging/debian/.
-    let control = work.path().join("control");
-    run_ok(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
-    let conffiles = std::fs::read_to_string(control.join("conffiles")).expect("conffiles");
+#[test]
+fn the_control_area_holds_the_conffile_and_the_maintainer_scripts_as_written() {
+    let built = built();
+    let conffiles = std::fs::read_to_string(built.control.join("conffiles")).expect("conffiles");
     assert_eq!(conffiles, "/etc/beskedhent/config.toml\n");
+    // Executable, identical to packaging/debian/, and valid shell.
     for script in ["postinst", "prerm", "postrm"] {
-        let path = control.join(script);
+        let path = built.control.join(script);
         assert_eq!(mode(&path), 0o755, "{script}");
         assert_eq!(
             std::fs::read(&path).expect("script"),
@@ -163,18 +228,22 @@ fn package_holds_what_an_installation_needs() {
         );
         run_ok(Command::new("sh").arg("-n").arg(&path));
     }
+}
 
-    // The files themselves.
-    let root = work.path().join("root");
-    run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+#[test]
+fn the_packaged_files_match_their_checksums() {
+    let built = built();
     run_ok(
         Command::new("md5sum")
             .args(["--check", "--quiet"])
-            .arg(control.join("md5sums"))
-            .current_dir(&root),
+            .arg(built.control.join("md5sums"))
+            .current_dir(&built.root),
     );
+}
 
-    let binary = root.join("usr/bin/beskedhent");
+#[test]
+fn the_packaged_binary_is_stripped_and_runs() {
+    let binary = built().root.join("usr/bin/beskedhent");
     let sections = run_ok(Command::new("readelf").arg("-S").arg(&binary));
     assert!(!sections.contains(".symtab"), "not stripped:\n{sections}");
     assert!(
@@ -187,18 +256,22 @@ fn package_holds_what_an_installation_needs() {
         version.trim(),
         format!("beskedhent {}", env!("CARGO_PKG_VERSION"))
     );
+}
 
+#[test]
+fn the_packaged_manual_page_is_a_manual_page() {
     let manual = run_ok(
         Command::new("gzip")
             .arg("-dc")
-            .arg(root.join("usr/share/man/man1/beskedhent.1.gz")),
+            .arg(built().root.join("usr/share/man/man1/beskedhent.1.gz")),
     );
     assert!(manual.contains(".TH beskedhent 1"), "{manual}");
+}
 
-    // The conffile points at /var/lib/beskedhent and parses: `status` gets as far as the
-    // missing database.
-    let config = root.join("etc/beskedhent/config.toml");
-    let text = std::fs::read_to_string(&config).expect("config");
+#[test]
+fn the_conffile_points_at_var_lib_beskedhent_and_parses() {
+    let built = built();
+    let text = built.conffile();
     assert!(
         text.starts_with("# The packaged configuration of beskedhent"),
         "{text}"
@@ -211,9 +284,10 @@ fn package_holds_what_an_installation_needs() {
         database_lines,
         ["database = \"/var/lib/beskedhent/replica.db\""]
     );
-    let status = Command::new(&binary)
+    // `status` gets as far as the missing database.
+    let status = Command::new(built.root.join("usr/bin/beskedhent"))
         .arg("--config")
-        .arg(&config)
+        .arg(built.root.join("etc/beskedhent/config.toml"))
         .arg("status")
         .env("BESKEDHENT_LOG", "warn")
         .output()
@@ -227,49 +301,45 @@ fn package_holds_what_an_installation_needs() {
         "{stderr}"
     );
     assert!(!stderr.contains("invalid configuration"), "{stderr}");
+}
 
-    // The shipped examples import cleanly under the shipped configuration's [types].
-    let replica = work.path().join("replica.db");
+#[test]
+fn the_shipped_examples_import_cleanly_under_the_shipped_configuration() {
+    let built = built();
+    let replica = built.work.join("replica.db");
     std::fs::write(
-        work.path().join("config.toml"),
-        text.replace(
+        built.work.join("config.toml"),
+        built.conffile().replace(
             "database = \"/var/lib/beskedhent/replica.db\"",
             &format!("database = \"{}\"", replica.display()),
         ),
     )
     .expect("write config");
     let imported = run_ok(
-        Command::new(&binary)
+        Command::new(built.root.join("usr/bin/beskedhent"))
             .arg("--config")
-            .arg(work.path().join("config.toml"))
+            .arg(built.work.join("config.toml"))
             .arg("import")
-            .arg(root.join("usr/share/doc/beskedhent/examples/envelopes"))
+            .arg(
+                built
+                    .root
+                    .join("usr/share/doc/beskedhent/examples/envelopes"),
+            )
             .env("BESKEDHENT_LOG", "warn"),
     );
     assert!(imported.contains(" 0 rejected"), "{imported}");
+}
 
-    // The units, verified against the unpacked package: ExecStart= must exist there and
-    // Documentation=man:beskedhent(1) must be found among its manual pages. The root gets the
-    // host's targets and slices, which the units' default dependencies name.
-    let host_units = ["/usr/lib/systemd/system", "/lib/systemd/system"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|dir| dir.join("sysinit.target").is_file())
-        .expect("no sysinit.target on this machine: install the Debian package systemd");
-    let system = root.join("usr/lib/systemd/system");
-    std::fs::create_dir_all(&system).expect("mkdir");
-    for entry in std::fs::read_dir(&host_units).expect("host units") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().expect("name").to_str().unwrap_or_default();
-        if (name.ends_with(".target") || name.ends_with(".slice")) && path.is_file() {
-            std::fs::copy(&path, system.join(name)).expect("copy unit");
-        }
-    }
+#[test]
+fn the_units_pass_systemd_analyze_verify_against_the_package() {
+    // ExecStart= must exist in the unpacked package and Documentation=man:beskedhent(1) must
+    // be found among its manual pages.
+    let built = built();
     let verify = Command::new("systemd-analyze")
         .arg("verify")
-        .arg(format!("--root={}", root.display()))
+        .arg(format!("--root={}", built.root.display()))
         .args(UNITS)
-        .env("MANPATH", root.join("usr/share/man"))
+        .env("MANPATH", built.root.join("usr/share/man"))
         .output()
         .expect("run systemd-analyze");
     let (code, stdout, stderr) = outcome(&verify);
@@ -280,11 +350,15 @@ fn package_holds_what_an_installation_needs() {
         !said.contains("beskedhent"),
         "systemd-analyze verify:\n{said}"
     );
+}
 
-    // The sandbox: no core dumps, no view of other processes, no resource changes. What is
-    // left exposed is the network, which pulling needs (1.7 before these settings).
+#[test]
+fn the_services_are_sandboxed_leaving_only_the_network_exposed() {
+    // No core dumps, no view of other processes, no resource changes. What is left exposed
+    // is the network, which pulling needs (1.7 before these settings).
+    let built = built();
     for unit in ["beskedhent-sync.service", "beskedhent.service"] {
-        let path = root.join("lib/systemd/system").join(unit);
+        let path = built.root.join("lib/systemd/system").join(unit);
         let text = std::fs::read_to_string(&path).expect("unit");
         for setting in [
             "LimitCORE=0",
@@ -300,7 +374,7 @@ fn package_holds_what_an_installation_needs() {
         }
         let security = Command::new("systemd-analyze")
             .args(["security", "--offline=true", "--no-pager"])
-            .arg(format!("--root={}", root.display()))
+            .arg(format!("--root={}", built.root.display()))
             .arg(format!("/lib/systemd/system/{unit}"))
             .output()
             .expect("run systemd-analyze security");
@@ -411,17 +485,29 @@ impl Sandbox {
     }
 }
 
-#[test]
-fn maintainer_scripts_set_up_and_clean_up_without_starting_anything() {
-    let sandbox = Sandbox::new();
-    let root = sandbox.root();
-    let etc = root.join("etc/beskedhent");
-    let config = etc.join("config.toml");
-    let state = root.join("var/lib/beskedhent");
-    let root_text = root.display().to_string();
+impl Sandbox {
+    /// A sandbox after a first install (`postinst configure` with no version before).
+    fn installed() -> Sandbox {
+        let sandbox = Sandbox::new();
+        sandbox.run("postinst", &["configure", ""]);
+        sandbox
+    }
 
-    // First install: user, state directory, permissions, daemon-reload; nothing enabled or
-    // started; the operator is told what to do.
+    fn etc(&self) -> PathBuf {
+        self.root().join("etc/beskedhent")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.root().join("var/lib/beskedhent")
+    }
+}
+
+#[test]
+fn a_first_install_makes_the_user_and_the_state_directory_and_starts_nothing() {
+    let sandbox = Sandbox::new();
+    let root_text = sandbox.root().display().to_string();
+    // User, state directory, permissions, daemon-reload; nothing enabled or started; the
+    // operator is told what to do.
     let (output, log) = sandbox.run("postinst", &["configure", ""]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let expected = [
@@ -433,9 +519,9 @@ fn maintainer_scripts_set_up_and_clean_up_without_starting_anything() {
         "systemctl daemon-reload".to_string(),
     ];
     assert_eq!(log.lines().collect::<Vec<_>>(), expected, "{log}");
-    assert_eq!(mode(&state), 0o700);
-    assert_eq!(mode(&etc), 0o750);
-    assert_eq!(mode(&config), 0o640);
+    assert_eq!(mode(&sandbox.state()), 0o700);
+    assert_eq!(mode(&sandbox.etc()), 0o750);
+    assert_eq!(mode(&sandbox.etc().join("config.toml")), 0o640);
     for step in [
         "/etc/beskedhent/config.toml",
         "sudo -u beskedhent beskedhent --config /etc/beskedhent/config.toml check",
@@ -443,9 +529,15 @@ fn maintainer_scripts_set_up_and_clean_up_without_starting_anything() {
     ] {
         assert!(stdout.contains(step), "{stdout}");
     }
+}
 
-    // Upgrade: the user exists, the operator's mode on the config is kept, a running daemon
-    // is restarted (a stopped one stays stopped), nothing is said.
+#[test]
+fn an_upgrade_keeps_the_operators_mode_and_restarts_only_a_running_daemon_quietly() {
+    let sandbox = Sandbox::installed();
+    let root_text = sandbox.root().display().to_string();
+    let config = sandbox.etc().join("config.toml");
+    // The user exists, the operator's mode on the config is kept, a running daemon is
+    // restarted (a stopped one stays stopped), nothing is said.
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let (output, log) = sandbox.run("postinst", &["configure", "0.0.9"]);
     let expected = [
@@ -458,14 +550,19 @@ fn maintainer_scripts_set_up_and_clean_up_without_starting_anything() {
     assert_eq!(log.lines().collect::<Vec<_>>(), expected, "{log}");
     assert_eq!(mode(&config), 0o600);
     assert!(output.stdout.is_empty(), "{output:?}");
+}
 
-    // Without systemd running, no systemctl at all.
-    std::fs::remove_dir_all(root.join("run/systemd")).expect("rm");
+#[test]
+fn without_systemd_running_no_systemctl_is_called() {
+    let sandbox = Sandbox::installed();
+    std::fs::remove_dir_all(sandbox.root().join("run/systemd")).expect("rm");
     let (_, log) = sandbox.run("postinst", &["configure", "0.0.9"]);
     assert!(!log.contains("systemctl"), "{log}");
-    std::fs::create_dir_all(root.join("run/systemd/system")).expect("mkdir");
+}
 
-    // Remove: the timer and both services stopped; upgrade stops nothing.
+#[test]
+fn removing_stops_the_timer_and_both_services_and_an_upgrade_stops_nothing() {
+    let sandbox = Sandbox::installed();
     let (_, log) = sandbox.run("prerm", &["upgrade", "0.2.0"]);
     assert_eq!(log, "");
     let (_, log) = sandbox.run("prerm", &["remove"]);
@@ -475,12 +572,19 @@ fn maintainer_scripts_set_up_and_clean_up_without_starting_anything() {
     );
     let (_, log) = sandbox.run("postrm", &["remove"]);
     assert_eq!(log, "systemctl daemon-reload\n");
+}
 
-    // Purge, twice: /etc/beskedhent and the enablement links go, the replica and the user stay.
+#[test]
+fn purging_twice_removes_the_configuration_and_the_enablement_and_keeps_the_replica() {
+    let sandbox = Sandbox::installed();
+    let (etc, state) = (sandbox.etc(), sandbox.state());
+    // /etc/beskedhent and the enablement links go, the replica and the user stay.
     std::fs::write(etc.join("config.toml.dpkg-old"), "old").expect("write");
     std::fs::write(etc.join("client.key"), "key").expect("write");
     std::fs::write(state.join("replica.db"), "data").expect("write");
-    let wants = root.join("etc/systemd/system/timers.target.wants");
+    let wants = sandbox
+        .root()
+        .join("etc/systemd/system/timers.target.wants");
     std::fs::create_dir_all(&wants).expect("mkdir");
     symlink(
         "/lib/systemd/system/beskedhent-sync.timer",
@@ -502,8 +606,11 @@ fn maintainer_scripts_set_up_and_clean_up_without_starting_anything() {
             "data"
         );
     }
+}
 
-    // Arguments dpkg may pass that need nothing done.
+#[test]
+fn arguments_dpkg_may_pass_that_need_nothing_done_do_nothing() {
+    let sandbox = Sandbox::installed();
     for (script, args) in [
         ("postinst", &["abort-upgrade", "0.2.0"][..]),
         ("prerm", &["failed-upgrade", "0.2.0"][..]),

@@ -1,186 +1,41 @@
 //! `sync`, `daemon` and `check` against a real RabbitMQ (TLS, client certificates, EXTERNAL)
-//! and a fake STS with mutual TLS.
+//! and a fake STS with mutual TLS: draining feeds, surviving kills, restarts and expiring
+//! tokens, refusals and operator mistakes said plainly without acknowledging anything, memory
+//! that stays flat, notifications from a sync, and the credentials' own safety.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::broker::tls::{self, ClientCertificates, Stream};
 use crate::broker::{self, Broker, certs};
 use crate::fake_sts::FakeSts;
 use crate::sample::padded;
 use crate::support::{
-    BIN, Install, TYPES, fixtures, outcome, rows, status_envelope, test_uuid, value,
+    Install, LocalUser, NOTIFY_SCRIPT, PullTest, ends_soon, envelopes, failed_letter_envelope,
+    fixture_files, outcome, pull_config, queue_name, rows, run_watched, sent, sent_payload, signal,
+    status_envelope, test_uuid, value, wait_for, wait_for_commits, write_notify_script,
 };
 
-/// A unique queue name (a dueslag UUID) for one test.
-fn queue_name() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    test_uuid(
-        0xd0e5_1a90,
-        std::process::id() as u64 * 1000 + NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
-    )
+/// The fixtures queued to two feeds of their own (statuses to `status`, each published twice;
+/// registrations to `registrations`) and synced once.
+struct TwoFeeds {
+    broker: &'static Broker,
+    sts: FakeSts,
+    status_queue: String,
+    registration_queue: String,
+    statuses: Vec<Vec<u8>>,
+    registrations: Vec<Vec<u8>>,
+    install: Install,
+    stdout: String,
+    stderr: String,
 }
 
-/// The config of an installation that pulls `queues` (feed name, queue) from `broker` with
-/// tokens from `sts`, presenting the client certificate `cert` (`client`, `stranger`, ...).
-fn pull_config(
-    broker: &Broker,
-    sts: &FakeSts,
-    queues: &[(&str, &str)],
-    cert: &str,
-    sync: &str,
-) -> String {
-    let certs = certs();
-    let mut text = format!(
-        r#"{TYPES}
-[sts]
-url = "{sts}"
-entity_id = "http://entityid.kombit.dk/service/bfo_modtag/2"
-cvr = "12345678"
-certificate = "{cert_pem}"
-private_key = "{cert_key}"
-ca_file = "{ca}"
-
-[amqp]
-url = "{amqp}"
-ca_file = "{ca}"
-
-[sync]
-{sync}
-"#,
-        sts = sts.url(),
-        cert_pem = certs.path(&format!("{cert}.pem")).display(),
-        cert_key = certs.path(&format!("{cert}.key")).display(),
-        ca = certs.path("ca.pem").display(),
-        amqp = broker.url(),
-        sync = with_defaults(sync),
-    );
-    for (name, queue) in queues {
-        text.push_str(&format!(
-            "\n[[feed]]\nname = \"{name}\"\ndueslag = \"{queue}\"\n"
-        ));
-    }
-    text
-}
-
-/// The `[sync]` keys of a test: quick retries and drain checks unless `sync` sets them.
-fn with_defaults(sync: &str) -> String {
-    let mut text = sync.to_string();
-    for (key, value) in [
-        ("retries", "2"),
-        ("retry_backoff_ms", "100"),
-        ("drain_check_ms", "300"),
-    ] {
-        if !sync.contains(&format!("{key} =")) {
-            text.push_str(&format!("{key} = {value}\n"));
-        }
-    }
-    text
-}
-
-/// The usual set-up: the shared broker, a fake STS, one `status` feed whose queue holds
-/// `bodies`, and an installation that pulls it with the client certificate.
-pub(crate) struct PullTest {
-    pub broker: &'static Broker,
-    pub sts: FakeSts,
-    pub queue: String,
-    pub install: Install,
-}
-
-impl PullTest {
-    pub(crate) fn new(bodies: Vec<Vec<u8>>, sync: &str) -> PullTest {
-        let broker = broker::shared();
-        let sts = FakeSts::start(Duration::from_secs(3600));
-        let queue = queue_name();
-        broker.fill(&queue, bodies);
-        let install = Install::new(&pull_config(
-            broker,
-            &sts,
-            &[("status", &queue)],
-            "client",
-            sync,
-        ));
-        PullTest {
-            broker,
-            sts,
-            queue,
-            install,
-        }
-    }
-}
-
-/// `count` realistic status envelopes with fresh ids.
-pub(crate) fn envelopes(prefix: u32, count: u64) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|n| {
-            status_envelope(
-                &test_uuid(prefix, n),
-                &test_uuid(prefix + 1, n),
-                (n % 60) as u32,
-            )
-            .into_bytes()
-        })
-        .collect()
-}
-
-fn files(dir: &str) -> Vec<Vec<u8>> {
-    let mut paths: Vec<_> = std::fs::read_dir(fixtures().join(dir))
-        .expect("fixtures")
-        .map(|entry| entry.expect("entry").path())
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|path| std::fs::read(path).expect("read"))
-        .collect()
-}
-
-pub(crate) fn spawn_sync(install: &Install) -> std::process::Child {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(install.config())
-        .arg("sync")
-        .env("BESKEDHENT_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sync")
-}
-
-pub(crate) fn wait_for_commits(install: &Install, at_least: i64, child: &mut std::process::Child) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut stderr = String::new();
-            if let Some(mut pipe) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-            }
-            panic!(
-                "beskedhent ended ({status}) before {at_least} messages were committed:\n{stderr}"
-            );
-        }
-        let committed = rusqlite::Connection::open(install.db_path())
-            .and_then(|db| {
-                db.query_row("SELECT coalesce(sum(messages), 0) FROM cursor", [], |r| {
-                    r.get::<_, i64>(0)
-                })
-            })
-            .unwrap_or(0);
-        if committed >= at_least {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no commit within 120 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-#[test]
-fn sync_drains_every_feed_into_the_replica() {
+fn two_feeds_synced() -> TwoFeeds {
     let broker = broker::shared();
     let sts = FakeSts::start(Duration::from_secs(3600));
     let (status_queue, registration_queue) = (queue_name(), queue_name());
-    let good = files("good");
-    // Status envelopes to one dueslag, registrations to another, each published twice.
-    let (registrations, statuses): (Vec<_>, Vec<_>) = good
+    let (registrations, statuses): (Vec<_>, Vec<_>) = fixture_files("good")
         .into_iter()
         .partition(|bytes| String::from_utf8_lossy(bytes).contains("0f0e7a1c-"));
     broker.fill(&status_queue, statuses.iter().chain(&statuses).cloned());
@@ -195,32 +50,47 @@ fn sync_drains_every_feed_into_the_replica() {
         "client",
         "",
     ));
-
     let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
-    let distinct_statuses = statuses.len() as i64 - 1; // one fixture duplicates another's BeskedId
+    TwoFeeds {
+        broker,
+        sts,
+        status_queue,
+        registration_queue,
+        statuses,
+        registrations,
+        install,
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn sync_drains_every_feed_into_the_replica() {
+    let feeds = two_feeds_synced();
+    let stdout = &feeds.stdout;
+    let distinct_statuses = feeds.statuses.len() as i64 - 1; // one fixture duplicates another's BeskedId
     assert!(
         stdout.contains(&format!(
             "feed status: {distinct_statuses} new, {} duplicates, 0 rejected",
-            statuses.len() as i64 + 1
+            feeds.statuses.len() as i64 + 1
         )),
         "{stdout}"
     );
     assert!(
         stdout.contains(&format!(
             "feed registrations: {} new, 0 duplicates",
-            registrations.len()
+            feeds.registrations.len()
         )),
         "{stdout}"
     );
     assert!(stdout.contains("drained"), "{stdout}");
-    assert_eq!(broker.depth(&status_queue), 0);
-    assert_eq!(broker.depth(&registration_queue), 0);
-
-    let db = install.db();
+    assert_eq!(feeds.broker.depth(&feeds.status_queue), 0);
+    assert_eq!(feeds.broker.depth(&feeds.registration_queue), 0);
+    let db = feeds.install.db();
     assert_eq!(
         value::<i64>(&db, "SELECT count(*) FROM message"),
-        distinct_statuses + registrations.len() as i64
+        distinct_statuses + feeds.registrations.len() as i64
     );
     assert_eq!(
         rows(
@@ -228,10 +98,23 @@ fn sync_drains_every_feed_into_the_replica() {
             "SELECT source, messages, run_status FROM cursor ORDER BY source"
         ),
         [
-            format!("registrations|{}|ok", registrations.len()),
+            format!("registrations|{}|ok", feeds.registrations.len()),
             format!("status|{distinct_statuses}|ok")
         ]
     );
+    // A second run finds nothing and changes nothing.
+    let (code, stdout, _) = outcome(&feeds.install.run(&["sync"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("feed status: 0 new, 0 duplicates, 0 rejected"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_synced_message_keeps_its_bytes_its_origin_and_its_letters_latest_status() {
+    let feeds = two_feeds_synced();
+    let db = feeds.install.db();
     assert_eq!(
         value::<String>(
             &db,
@@ -244,17 +127,20 @@ fn sync_drains_every_feed_into_the_replica() {
             &db,
             "SELECT origin FROM message WHERE besked_id = 'bd12c645-de98-453a-ac80-f58a76942eda'"
         ),
-        format!("amqp:{status_queue} message-id=transaction-0")
+        format!("amqp:{} message-id=transaction-0", feeds.status_queue)
     );
     // The received bytes are kept exactly.
     let stored: Vec<u8> = value(
         &db,
         "SELECT envelope FROM message WHERE besked_id = 'bd12c645-de98-453a-ac80-f58a76942eda'",
     );
-    assert_eq!(stored, statuses[0]);
+    assert_eq!(stored, feeds.statuses[0]);
+}
 
-    // One token for the one CVR, requested as documented.
-    let requests = sts.requests();
+#[test]
+fn sync_asks_the_sts_once_per_cvr_as_documented_and_never_logs_the_token() {
+    let feeds = two_feeds_synced();
+    let requests = feeds.sts.requests();
     assert_eq!(requests.len(), 1, "{requests:?}");
     let certificate = std::fs::read_to_string(certs().path("client.pem")).expect("pem");
     let der_base64: String = certificate
@@ -267,33 +153,20 @@ fn sync_drains_every_feed_into_the_replica() {
         requests[0]["AppliesTo"]["EndpointReference"]["Address"],
         "http://entityid.kombit.dk/service/bfo_modtag/2"
     );
-    // The token never reaches the log.
+    let stderr = &feeds.stderr;
     assert!(
         !stderr.contains("saml:Assertion") && !stderr.contains("fake-sts"),
         "{stderr}"
-    );
-
-    // A second run finds nothing and changes nothing.
-    let (code, stdout, _) = outcome(&install.run(&["sync"]));
-    assert_eq!(code, 0);
-    assert!(
-        stdout.contains("feed status: 0 new, 0 duplicates, 0 rejected"),
-        "{stdout}"
     );
 }
 
 #[test]
 fn poison_and_hostile_messages_are_kept_acknowledged_and_the_run_goes_on() {
-    let bad = files("bad");
+    let bad = fixture_files("bad");
     let mut bodies = bad.clone();
     bodies.extend(envelopes(0x51, 10));
-    let PullTest {
-        broker,
-        sts: _sts,
-        queue,
-        install,
-    } = PullTest::new(bodies, "");
-    let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
+    let test = PullTest::new(bodies, "");
+    let (code, stdout, stderr) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(
         stdout.contains(&format!(
@@ -303,11 +176,11 @@ fn poison_and_hostile_messages_are_kept_acknowledged_and_the_run_goes_on() {
         "{stdout}"
     );
     assert_eq!(
-        broker.depth(&queue),
+        test.depth(),
         0,
         "poison messages are acknowledged once stored"
     );
-    let db = install.db();
+    let db = test.install.db();
     let mut raws: Vec<Vec<u8>> = db
         .prepare("SELECT raw FROM rejected ORDER BY id")
         .expect("query")
@@ -331,20 +204,15 @@ fn poison_and_hostile_messages_are_kept_acknowledged_and_the_run_goes_on() {
 #[test]
 fn prefetch_of_one_still_drains_promptly() {
     // With a one-second flush interval, waiting for a batch to fill would take 200 s.
-    let PullTest {
-        broker,
-        sts: _sts,
-        queue,
-        install,
-    } = PullTest::new(
+    let test = PullTest::new(
         envelopes(0x61, 200),
         "prefetch = 1\nflush_interval_ms = 1000\n",
     );
     let started = Instant::now();
-    let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
+    let (code, stdout, stderr) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("feed status: 200 new"), "{stdout}");
-    assert_eq!(broker.depth(&queue), 0);
+    assert_eq!(test.depth(), 0);
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "took {:?}",
@@ -354,14 +222,10 @@ fn prefetch_of_one_still_drains_promptly() {
 
 #[test]
 fn sync_killed_mid_run_loses_and_doubles_nothing() {
-    let PullTest {
-        broker,
-        sts: _sts,
-        queue,
-        install,
-    } = PullTest::new(envelopes(0x71, 6000), "batch_size = 200\n");
-    let mut child = spawn_sync(&install);
-    wait_for_commits(&install, 1, &mut child);
+    let test = PullTest::new(envelopes(0x71, 6000), "batch_size = 200\n");
+    let install = &test.install;
+    let mut child = install.spawn(&["sync"]);
+    wait_for_commits(install, 1, &mut child);
     child.kill().expect("kill -9");
     child.wait().expect("reap");
     let stored: i64 = value(&install.db(), "SELECT count(*) FROM message");
@@ -380,7 +244,7 @@ fn sync_killed_mid_run_loses_and_doubles_nothing() {
         6000
     );
     assert_eq!(value::<i64>(&db, "SELECT count(*) FROM print_status"), 6000);
-    assert_eq!(broker.depth(&queue), 0);
+    assert_eq!(test.depth(), 0);
 }
 
 #[test]
@@ -396,7 +260,7 @@ fn broker_restart_mid_run_is_survived() {
         "client",
         "batch_size = 50\nprefetch = 50\nretries = 10\nretry_backoff_ms = 500\n",
     ));
-    let mut child = spawn_sync(&install);
+    let mut child = install.spawn(&["sync"]);
     wait_for_commits(&install, 1, &mut child);
     broker.restart();
     let output = child.wait_with_output().expect("sync ends");
@@ -411,46 +275,37 @@ fn broker_restart_mid_run_is_survived() {
 
 #[test]
 fn token_expiring_mid_run_is_renewed() {
-    let broker = broker::shared();
-    let sts = FakeSts::start(Duration::from_secs(4));
-    let queue = queue_name();
-    broker.fill(&queue, envelopes(0x91, 10));
-    let install = Install::new(&pull_config(
-        broker,
-        &sts,
-        &[("status", &queue)],
+    let test = PullTest::with(
+        FakeSts::start(Duration::from_secs(4)),
         "client",
+        envelopes(0x91, 10),
         "drain_check_ms = 2500\n",
-    ));
+    );
     // The default refresh_before_seconds (120) is longer than these tokens live: they are
     // renewed at half their life instead of in a loop.
     // Keep messages coming for about 6 s, longer than a token lives.
-    let child = spawn_sync(&install);
+    let child = test.install.spawn(&["sync"]);
     for round in 0..12 {
         std::thread::sleep(Duration::from_millis(500));
-        broker.fill(&queue, envelopes(0xa0 + round, 5));
+        test.broker.fill(&test.queue, envelopes(0xa0 + round, 5));
     }
     let output = child.wait_with_output().expect("sync ends");
     let (code, stdout, stderr) = outcome(&output);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(
-        value::<i64>(&install.db(), "SELECT count(*) FROM message"),
+        value::<i64>(&test.install.db(), "SELECT count(*) FROM message"),
         70
     );
-    let tokens = sts.requests().len();
+    let tokens = test.sts.requests().len();
     assert!((2..=8).contains(&tokens), "tokens requested: {tokens}");
     assert!(stderr.contains("token about to expire"), "{stderr}");
-    assert_eq!(broker.depth(&queue), 0);
+    assert_eq!(test.depth(), 0);
 }
 
 #[test]
 fn two_runs_never_pull_the_same_feed() {
-    let PullTest {
-        broker,
-        sts: _sts,
-        queue,
-        install,
-    } = PullTest::new(envelopes(0xb1, 3000), "");
+    let test = PullTest::new(envelopes(0xb1, 3000), "");
+    let install = &test.install;
     install.run(&["init"]);
 
     // While another holder has the feed's lock, a run leaves the feed alone and says why.
@@ -462,11 +317,11 @@ fn two_runs_never_pull_the_same_feed() {
         stdout.contains("feed `status` is being synced by another beskedhent"),
         "{stdout}"
     );
-    assert_eq!(broker.depth(&queue), 3000);
+    assert_eq!(test.depth(), 3000);
     drop(lock);
 
     // Two real runs at once: every message once, queue empty.
-    let (first, second) = (spawn_sync(&install), spawn_sync(&install));
+    let (first, second) = (install.spawn(&["sync"]), install.spawn(&["sync"]));
     let codes: Vec<i32> = [first, second]
         .into_iter()
         .map(|child| {
@@ -485,115 +340,95 @@ fn two_runs_never_pull_the_same_feed() {
     assert!(codes.contains(&0), "{codes:?}");
     let db = install.db();
     assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 3000);
-    assert_eq!(broker.depth(&queue), 0);
+    assert_eq!(test.depth(), 0);
 }
 
-/// Failures before anything is consumed: a clear error, and nothing acknowledged.
-#[test]
-fn refusals_are_clear_and_acknowledge_nothing() {
-    let broker = broker::shared();
-    let queue = queue_name();
-    broker.fill(&queue, envelopes(0xc1, 5));
+/// Five messages queued for an installation that pulls them with the certificate `cert`
+/// (`client`, `rogue`, `stranger`, `expired`) from `sts`: for failures before anything is
+/// consumed.
+fn five_queued(sts: FakeSts, cert: &str) -> PullTest {
+    PullTest::with(sts, cert, envelopes(0xc1, 5), "")
+}
 
-    // The STS refuses.
+#[test]
+fn an_sts_refusal_is_said_plainly_and_acknowledges_nothing() {
     let sts = FakeSts::start(Duration::from_secs(3600));
     sts.state.lock().expect("lock").refuse =
         Some((400, "Certifikatet er ikke tilknyttet CVR".into()));
-    let install = Install::new(&pull_config(
-        broker,
-        &sts,
-        &[("status", &queue)],
-        "client",
-        "",
-    ));
-    let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
+    let test = five_queued(sts, "client");
+    let (code, stdout, stderr) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 4, "{stdout}{stderr}");
     assert!(
         stdout.contains("FAILED: the STS refused the token request (HTTP 400, code 3017): Certifikatet er ikke tilknyttet CVR"),
         "{stdout}"
     );
-    let (code, check, _) = outcome(&install.run(&["check"]));
+    let (code, check, _) = outcome(&test.install.run(&["check"]));
     assert_eq!(code, 1, "{check}");
     assert!(
         check.contains("FAIL  token for CVR 12345678: the STS refused"),
         "{check}"
     );
-    drop(sts);
+    assert_eq!(test.depth(), 5, "nothing was acknowledged");
+}
 
-    // A certificate from another CA: the STS's TLS handshake refuses it.
-    let sts = FakeSts::start(Duration::from_secs(3600));
-    let install = Install::new(&pull_config(
-        broker,
-        &sts,
-        &[("status", &queue)],
-        "rogue",
-        "",
-    ));
-    let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
+#[test]
+fn a_certificate_from_another_ca_is_refused_by_the_sts_handshake() {
+    let test = five_queued(FakeSts::start(Duration::from_secs(3600)), "rogue");
+    let (code, stdout, stderr) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 4, "{stdout}{stderr}");
     assert!(
         stdout.contains("FAILED: cannot reach the STS at")
             && stdout.contains("the STS refused the TLS handshake"),
         "{stdout}"
     );
-    assert!(sts.requests().is_empty());
+    assert!(test.sts.requests().is_empty());
+    assert_eq!(test.depth(), 5, "nothing was acknowledged");
+}
 
-    // The broker refuses the login (its EXTERNAL knows no such user): one retry with a fresh
-    // token, then a clear failure.
-    let install = Install::new(&pull_config(
-        broker,
-        &sts,
-        &[("status", &queue)],
-        "stranger",
-        "",
-    ));
-    let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
+#[test]
+fn a_login_the_broker_refuses_is_tried_once_more_with_a_fresh_token_then_said_plainly() {
+    // The broker's EXTERNAL knows no such user.
+    let test = five_queued(FakeSts::start(Duration::from_secs(3600)), "stranger");
+    let (code, stdout, stderr) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 4, "{stdout}{stderr}");
     assert!(
         stdout.contains("refused the login")
             && stdout.contains("(with a fresh token); check that the certificate's organisation"),
         "{stdout}"
     );
-    assert_eq!(sts.requests().len(), 2);
+    assert_eq!(test.sts.requests().len(), 2);
+    assert_eq!(test.depth(), 5, "nothing was acknowledged");
+}
 
-    // An expired certificate is refused before anything is sent.
-    let install = Install::new(&pull_config(
-        broker,
-        &sts,
-        &[("status", &queue)],
-        "expired",
-        "",
-    ));
-    let (code, _, stderr) = outcome(&install.run(&["sync"]));
+#[test]
+fn an_expired_certificate_is_refused_before_anything_is_sent() {
+    let test = five_queued(FakeSts::start(Duration::from_secs(3600)), "expired");
+    let (code, _, stderr) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("expired on 2021-01-01; renew the function certificate"),
         "{stderr}"
     );
+    assert_eq!(test.depth(), 5, "nothing was acknowledged");
+}
 
-    // A key that is not the certificate's.
-    let mismatched = pull_config(broker, &sts, &[("status", &queue)], "client", "")
-        .replace("client.key", "stranger.key");
-    let install = Install::new(&mismatched);
-    let (code, _, stderr) = outcome(&install.run(&["sync"]));
+#[test]
+fn a_key_that_is_not_the_certificates_is_refused() {
+    let test = five_queued(FakeSts::start(Duration::from_secs(3600)), "client");
+    test.install.replace_in_config("client.key", "stranger.key");
+    let (code, _, stderr) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("the private key does not belong to the certificate"),
         "{stderr}"
     );
-
-    assert_eq!(broker.depth(&queue), 5, "nothing was acknowledged");
+    assert_eq!(test.depth(), 5, "nothing was acknowledged");
 }
 
 #[test]
 fn check_reports_a_working_setup_without_consuming() {
-    let PullTest {
-        broker,
-        sts: _sts,
-        queue,
-        install,
-    } = PullTest::new(envelopes(0xd1, 3), "");
-    let (code, stdout, stderr) = outcome(&install.run(&["check"]));
+    let test = PullTest::new(envelopes(0xd1, 3), "");
+    let (code, stdout, stderr) = outcome(&test.install.run(&["check"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("ok    certificate and key"), "{stdout}");
     assert!(stdout.contains("days left)"), "{stdout}");
@@ -602,17 +437,14 @@ fn check_reports_a_working_setup_without_consuming() {
         stdout.contains("ok    AMQP login to amqps://localhost"),
         "{stdout}"
     );
-    assert_eq!(broker.depth(&queue), 3);
+    assert_eq!(test.depth(), 3);
 }
 
 #[test]
 fn pkcs12_credentials_work() {
-    let broker = broker::shared();
-    let sts = FakeSts::start(Duration::from_secs(3600));
-    let queue = queue_name();
-    broker.fill(&queue, envelopes(0xe1, 5));
+    let test = PullTest::new(envelopes(0xe1, 5), "");
     let certs = certs();
-    let config = pull_config(broker, &sts, &[("status", &queue)], "client", "").replace(
+    test.install.replace_in_config(
         &format!(
             "certificate = \"{}\"\nprivate_key = \"{}\"",
             certs.path("client.pem").display(),
@@ -620,45 +452,28 @@ fn pkcs12_credentials_work() {
         ),
         &format!("pkcs12 = \"{}\"", certs.path("client.p12").display()),
     );
-    let install = Install::new(&config);
-    let output = Command::new(BIN)
-        .arg("--config")
-        .arg(install.config())
-        .arg("sync")
-        .env("BESKEDHENT_PKCS12_PASSWORD", "p12-secret")
-        .output()
-        .expect("run");
+    let output = test
+        .install
+        .run_with_env(&["sync"], &[("BESKEDHENT_PKCS12_PASSWORD", "p12-secret")]);
     let (code, stdout, stderr) = outcome(&output);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("feed status: 5 new"), "{stdout}");
 
-    let (code, _, stderr) = outcome(&install.run(&["sync"]));
+    let (code, _, stderr) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 1);
     assert!(stderr.contains("BESKEDHENT_PKCS12_PASSWORD"), "{stderr}");
 }
 
 #[test]
 fn daemon_runs_passes_on_schedule_and_stops_on_sigterm() {
-    let PullTest {
-        broker,
-        sts: _sts,
-        queue,
-        install,
-    } = PullTest::new(envelopes(0xf1, 20), "");
+    let test = PullTest::new(envelopes(0xf1, 20), "");
+    let install = &test.install;
     install.append_config("\n[schedule]\ncron = \"* * * * * *\"\n");
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(install.config())
-        .arg("daemon")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("daemon");
-    wait_for_commits(&install, 20, &mut child);
-    broker.fill(&queue, envelopes(0xf3, 5));
-    wait_for_commits(&install, 25, &mut child);
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut child = install.spawn(&["daemon"]);
+    wait_for_commits(install, 20, &mut child);
+    test.broker.fill(&test.queue, envelopes(0xf3, 5));
+    wait_for_commits(install, 25, &mut child);
+    signal(&child, libc::SIGTERM);
     let output = child.wait_with_output().expect("daemon ends");
     let (code, stdout, stderr) = outcome(&output);
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -669,21 +484,16 @@ fn daemon_runs_passes_on_schedule_and_stops_on_sigterm() {
         !stderr.contains("Uninited") && !stderr.contains("Job creator"),
         "{stderr}"
     );
-    assert_eq!(broker.depth(&queue), 0);
+    assert_eq!(test.depth(), 0);
 }
 
 #[test]
 fn sigterm_commits_acknowledges_and_exits_cleanly() {
-    let PullTest {
-        broker,
-        sts: _sts,
-        queue,
-        install,
-    } = PullTest::new(envelopes(0x1f1, 8000), "batch_size = 100\nprefetch = 100\n");
-    let mut child = spawn_sync(&install);
-    wait_for_commits(&install, 1, &mut child);
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let test = PullTest::new(envelopes(0x1f1, 8000), "batch_size = 100\nprefetch = 100\n");
+    let install = &test.install;
+    let mut child = install.spawn(&["sync"]);
+    wait_for_commits(install, 1, &mut child);
+    signal(&child, libc::SIGTERM);
     let output = child.wait_with_output().expect("sync ends");
     let (code, stdout, stderr) = outcome(&output);
     assert_eq!(code, 130, "{stdout}{stderr}");
@@ -692,7 +502,7 @@ fn sigterm_commits_acknowledges_and_exits_cleanly() {
     let stored: i64 = value(&db, "SELECT count(*) FROM message");
     assert!(stored > 0 && stored < 8000, "{stored}");
     // Everything stored was acknowledged, nothing else was.
-    assert_eq!(broker.depth(&queue) as i64, 8000 - stored);
+    assert_eq!(test.depth() as i64, 8000 - stored);
     assert_eq!(
         value::<String>(&db, "SELECT run_status FROM cursor"),
         "interrupted"
@@ -706,80 +516,55 @@ fn sigterm_commits_acknowledges_and_exits_cleanly() {
     );
 }
 
+/// Plays an AMQP server up to the login on `stream`: reads the protocol header, offers
+/// EXTERNAL and PLAIN in `Connection.Start`, and returns the header, and the mechanism and
+/// response of the client's `Connection.StartOk`.
+async fn read_start_ok(mut stream: Stream) -> (Vec<u8>, String, Vec<u8>) {
+    let mut header = [0u8; 8];
+    stream
+        .read_exact(&mut header)
+        .await
+        .expect("protocol header");
+    // Connection.Start: version 0-9, no server properties, mechanisms, locales.
+    let mut payload = vec![0, 10, 0, 10, 0, 9, 0, 0, 0, 0];
+    for text in ["EXTERNAL PLAIN", "en_US"] {
+        payload.extend_from_slice(&(text.len() as u32).to_be_bytes());
+        payload.extend_from_slice(text.as_bytes());
+    }
+    let mut frame = vec![1, 0, 0];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    frame.push(0xCE);
+    stream.write_all(&frame).await.expect("send Start");
+    // Connection.StartOk: properties table, mechanism, response, locale.
+    let mut head = [0u8; 7];
+    stream.read_exact(&mut head).await.expect("frame header");
+    let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
+    let mut body = vec![0u8; size + 1];
+    stream.read_exact(&mut body).await.expect("frame body");
+    let mut at = 4; // class and method
+    let table = u32::from_be_bytes(body[at..at + 4].try_into().expect("4")) as usize;
+    at += 4 + table;
+    let mechanism_len = body[at] as usize;
+    let mechanism = String::from_utf8_lossy(&body[at + 1..at + 1 + mechanism_len]).into_owned();
+    at += 1 + mechanism_len;
+    let response_len = u32::from_be_bytes(body[at..at + 4].try_into().expect("4")) as usize;
+    let response = body[at + 4..at + 4 + response_len].to_vec();
+    (header.to_vec(), mechanism, response)
+}
+
 /// The SASL EXTERNAL response on the wire is exactly the decoded assertion from the STS. The
 /// test broker ignores it, so a small fake AMQP server reads the protocol header and
 /// `Connection.StartOk` off the TLS connection instead.
 #[test]
 fn external_response_on_the_wire_is_the_assertion() {
-    use rustls::pki_types::pem::PemObject;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let certs = certs();
-    let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
-        rustls::pki_types::CertificateDer::pem_file_iter(certs.path("server.pem"))
-            .expect("cert")
-            .collect::<Result<_, _>>()
-            .expect("cert");
-    let key =
-        rustls::pki_types::PrivateKeyDer::from_pem_file(certs.path("server.key")).expect("key");
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let port = listener.local_addr().expect("addr").port();
     let (seen_sender, seen) = std::sync::mpsc::channel::<(Vec<u8>, String, Vec<u8>)>();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let (stream, _) = listener.accept().await.expect("accept");
-                let mut stream = acceptor.accept(stream).await.expect("tls");
-                let mut header = [0u8; 8];
-                stream
-                    .read_exact(&mut header)
-                    .await
-                    .expect("protocol header");
-                // Connection.Start: version 0-9, no server properties, mechanisms, locales.
-                let mut payload = vec![0, 10, 0, 10, 0, 9, 0, 0, 0, 0];
-                for text in ["EXTERNAL PLAIN", "en_US"] {
-                    payload.extend_from_slice(&(text.len() as u32).to_be_bytes());
-                    payload.extend_from_slice(text.as_bytes());
-                }
-                let mut frame = vec![1, 0, 0];
-                frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-                frame.extend_from_slice(&payload);
-                frame.push(0xCE);
-                stream.write_all(&frame).await.expect("send Start");
-                // Connection.StartOk: properties table, mechanism, response, locale.
-                let mut head = [0u8; 7];
-                stream.read_exact(&mut head).await.expect("frame header");
-                let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
-                let mut body = vec![0u8; size + 1];
-                stream.read_exact(&mut body).await.expect("frame body");
-                let mut at = 4; // class and method
-                let table = u32::from_be_bytes(body[at..at + 4].try_into().expect("4")) as usize;
-                at += 4 + table;
-                let mechanism_len = body[at] as usize;
-                let mechanism =
-                    String::from_utf8_lossy(&body[at + 1..at + 1 + mechanism_len]).into_owned();
-                at += 1 + mechanism_len;
-                let response_len =
-                    u32::from_be_bytes(body[at..at + 4].try_into().expect("4")) as usize;
-                let response = body[at + 4..at + 4 + response_len].to_vec();
-                let _ = seen_sender.send((header.to_vec(), mechanism, response));
-            });
+    let fake_amqp = tls::serve(ClientCertificates::NotAsked, move |stream| {
+        let seen = seen_sender.clone();
+        async move {
+            let _ = seen.send(read_start_ok(stream).await);
+        }
     });
-
     let broker = broker::shared();
     let sts = FakeSts::start(Duration::from_secs(3600));
     let config = pull_config(
@@ -789,7 +574,10 @@ fn external_response_on_the_wire_is_the_assertion() {
         "client",
         "retries = 0\n",
     )
-    .replace(&broker.url(), &format!("amqps://localhost:{port}/BF"));
+    .replace(
+        &broker.url(),
+        &format!("amqps://localhost:{}/BF", fake_amqp.port),
+    );
     let install = Install::new(&config);
     let (code, stdout, _) = outcome(&install.run(&["sync"]));
     assert_eq!(
@@ -806,25 +594,24 @@ fn external_response_on_the_wire_is_the_assertion() {
     assert_eq!(String::from_utf8(response).expect("UTF-8"), issued[0]);
 }
 
-#[test]
-fn a_broker_that_stays_away_ends_the_feed_after_the_retries() {
-    let broker = broker::shared();
-    let sts = FakeSts::start(Duration::from_secs(3600));
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
-        .port();
-    let config = pull_config(
-        broker,
-        &sts,
-        &[("status", &queue_name())],
-        "client",
-        "retries = 2\n",
-    )
-    .replace(&broker.url(), &format!("amqps://localhost:{closed}/BF"));
-    let install = Install::new(&config);
-    let (code, stdout, stderr) = outcome(&install.run(&["sync"]));
+        .port()
+}
+
+#[test]
+fn a_broker_that_stays_away_ends_the_feed_after_the_retries() {
+    let test = PullTest::new(Vec::new(), "retries = 2\n");
+    let closed = closed_port();
+    test.install.replace_in_config(
+        &test.broker.url(),
+        &format!("amqps://localhost:{closed}/BF"),
+    );
+    let (code, stdout, stderr) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 4, "{stdout}{stderr}");
     assert!(
         stdout.contains("FAILED:") && stdout.contains("gave up after 2 reconnects"),
@@ -833,7 +620,7 @@ fn a_broker_that_stays_away_ends_the_feed_after_the_retries() {
     assert_eq!(stderr.matches("reconnecting in").count(), 2, "{stderr}");
     assert_eq!(
         rows(
-            &install.db(),
+            &test.install.db(),
             "SELECT run_status, run_error IS NOT NULL FROM cursor"
         ),
         ["failed|1"]
@@ -853,14 +640,14 @@ fn fetch_by_basic_get_drains_with_the_same_guarantees() {
             && stdout.contains("drained"),
         "{stdout}"
     );
-    assert_eq!(test.broker.depth(&test.queue), 0);
+    assert_eq!(test.depth(), 0);
     let db = test.install.db();
     assert_eq!(value::<i64>(&db, "SELECT count(*) FROM message"), 1200);
     assert_eq!(value::<i64>(&db, "SELECT count(*) FROM rejected"), 1);
 
     // Killed mid-run: whatever was not committed stays in the queue and comes again.
     test.broker.fill(&test.queue, envelopes(0xe9, 3000));
-    let mut child = spawn_sync(&test.install);
+    let mut child = test.install.spawn(&["sync"]);
     wait_for_commits(&test.install, 1500, &mut child);
     child.kill().expect("kill");
     let _ = child.wait();
@@ -870,32 +657,33 @@ fn fetch_by_basic_get_drains_with_the_same_guarantees() {
         value::<i64>(&test.install.db(), "SELECT count(*) FROM message"),
         4200
     );
-    assert_eq!(test.broker.depth(&test.queue), 0);
+    assert_eq!(test.depth(), 0);
+}
+
+/// Two messages queued for an installation that pulls them: for an operator's mistakes.
+fn two_queued() -> PullTest {
+    PullTest::new(envelopes(0xea, 2), "")
 }
 
 #[test]
-fn operator_mistakes_get_the_right_exit_code_and_hint() {
-    let test = PullTest::new(envelopes(0xea, 2), "");
-
-    // A missing database directory: exit 1 naming it, not 5 ("locked").
-    let config = std::fs::read_to_string(test.install.config()).expect("config");
-    std::fs::write(
-        test.install.config(),
-        config.replace(
-            "database = \"replica.db\"",
-            "database = \"missing/replica.db\"",
-        ),
-    )
-    .expect("config");
+fn a_missing_database_directory_is_named_and_not_taken_for_a_held_lock() {
+    let test = two_queued();
+    test.install.replace_in_config(
+        "database = \"replica.db\"",
+        "database = \"missing/replica.db\"",
+    );
     let (code, stdout, stderr) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
         stderr.contains("missing` of the database does not exist"),
         "{stderr}"
     );
-    std::fs::write(test.install.config(), &config).expect("config");
+    assert_eq!(test.depth(), 2);
+}
 
-    // A held lock names its holder.
+#[test]
+fn a_held_lock_names_its_holder() {
+    let test = two_queued();
     test.install.run(&["init"]);
     let lock =
         beskedhent::pull::lock::FeedLock::acquire(&test.install.db_path(), "status").expect("lock");
@@ -906,10 +694,13 @@ fn operator_mistakes_get_the_right_exit_code_and_hint() {
         "{stdout}"
     );
     drop(lock);
+    assert_eq!(test.depth(), 2);
+}
 
-    // A mistyped dueslag: `check` fails, and `sync` says which key to fix.
-    let wrong = config.replace(&test.queue, "00000000-0000-4000-8000-000000000bad");
-    std::fs::write(test.install.config(), &wrong).expect("config");
+#[test]
+fn a_mistyped_dueslag_fails_check_and_sync_says_which_key_to_fix() {
+    let test = two_queued();
+    test.mistype_the_dueslag();
     let (code, stdout, _) = outcome(&test.install.run(&["check"]));
     assert_eq!(code, 1, "{stdout}");
     assert!(
@@ -922,16 +713,15 @@ fn operator_mistakes_get_the_right_exit_code_and_hint() {
         stdout.contains("check `dueslag` of feed `status`"),
         "{stdout}"
     );
+    assert_eq!(test.depth(), 2);
+}
 
-    // Nothing listens where the broker should be: a hint about host, port and firewall.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let amqp_url = test.broker.url();
-    let closed = config.replace(&amqp_url, &format!("amqps://localhost:{port}/"));
-    std::fs::write(test.install.config(), &closed).expect("config");
+#[test]
+fn a_broker_address_nothing_listens_on_gets_a_hint_about_host_port_and_firewall() {
+    let test = two_queued();
+    let port = closed_port();
+    test.install
+        .replace_in_config(&test.broker.url(), &format!("amqps://localhost:{port}/"));
     let (code, stdout, _) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 4, "{stdout}");
     assert!(
@@ -939,58 +729,67 @@ fn operator_mistakes_get_the_right_exit_code_and_hint() {
             && stdout.contains("nothing accepts connections there"),
         "{stdout}"
     );
-    // A host that does not resolve: no advice to retry longer.
-    let unknown = config.replace(&amqp_url, "amqps://no-such-host.invalid:5671/");
-    std::fs::write(test.install.config(), &unknown).expect("config");
+    assert_eq!(test.depth(), 2);
+}
+
+#[test]
+fn a_broker_host_that_does_not_resolve_gets_no_advice_to_retry_longer() {
+    let test = two_queued();
+    test.install
+        .replace_in_config(&test.broker.url(), "amqps://no-such-host.invalid:5671/");
     let (code, stdout, _) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 4, "{stdout}");
     assert!(stdout.contains("does not resolve"), "{stdout}");
     assert!(!stdout.contains("gave up after"), "{stdout}");
+    assert_eq!(test.depth(), 2);
+}
 
-    // The STS's server certificate is not trusted (no `sts.ca_file`): the hint names it.
+#[test]
+fn an_sts_certificate_not_trusted_gets_a_hint_naming_sts_ca_file() {
+    let test = two_queued();
+    // No `sts.ca_file`.
     let ca_line = format!(
         "ca_file = \"{}\"\n\n[amqp]",
         certs().path("ca.pem").display()
     );
-    assert!(config.contains(&ca_line));
-    let untrusted = config.replace(&ca_line, "\n[amqp]");
-    std::fs::write(test.install.config(), &untrusted).expect("config");
+    assert!(test.install.config_text().contains(&ca_line));
+    test.install.replace_in_config(&ca_line, "\n[amqp]");
     let (code, stdout, _) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 4, "{stdout}");
     assert!(
         stdout.contains("add its issuer with `sts.ca_file`"),
         "{stdout}"
     );
-    assert_eq!(test.broker.depth(&test.queue), 2);
+    assert_eq!(test.depth(), 2);
 }
 
 #[test]
-fn certificate_and_sts_mistakes_are_explained_plainly() {
+fn an_x509_version_1_certificate_is_explained_in_a_plain_sentence() {
     let test = PullTest::new(envelopes(0xeb, 1), "");
-    let config = std::fs::read_to_string(test.install.config()).expect("config");
-
-    // An X.509 version 1 certificate: a plain sentence, not a type's debug text.
-    let v1 = config
-        .replace("client.pem", "v1.pem")
-        .replace("client.key", "v1.key");
-    std::fs::write(test.install.config(), &v1).expect("config");
+    let config = test.install.config_text();
+    test.install.write_config(
+        &config
+            .replace("client.pem", "v1.pem")
+            .replace("client.key", "v1.key"),
+    );
     let (code, _, stderr) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("is an X.509 version 1 certificate; TLS needs version 3"),
         "{stderr}"
     );
+    // Not a type's debug text.
     assert!(
         !stderr.contains("Other(") && !stderr.contains("{"),
         "{stderr}"
     );
+}
 
-    // A slow STS: `check` asks once per CVR and gives up after `sts.timeout_seconds`.
-    std::fs::write(
-        test.install.config(),
-        config.replace("[amqp]", "timeout_seconds = 1\n\n[amqp]"),
-    )
-    .expect("config");
+#[test]
+fn check_asks_a_slow_sts_once_per_cvr_and_gives_up_after_its_timeout() {
+    let test = PullTest::new(envelopes(0xeb, 1), "");
+    test.install
+        .replace_in_config("[amqp]", "timeout_seconds = 1\n\n[amqp]");
     test.sts.state.lock().expect("lock").delay = Some(Duration::from_secs(5));
     let started = Instant::now();
     let (code, stdout, _) = outcome(&test.install.run(&["check"]));
@@ -1014,17 +813,12 @@ fn sync_memory_stays_flat_with_large_messages() {
     // Sixty more that are refused (not XML), just under the size limit.
     bodies.extend((0..60u8).map(|n| vec![b'<' ^ (n & 1); 1000 * 1024 + usize::from(n)]));
     let test = PullTest::new(bodies, "");
-    test.install.append_config("max_message_bytes = 1048576\n");
-    // `max_message_bytes` must come before the tables: rewrite the config with it on top.
-    let config = std::fs::read_to_string(test.install.config()).expect("config");
-    let config = config.replace("\nmax_message_bytes = 1048576\n", "\n");
-    std::fs::write(
-        test.install.config(),
-        format!("max_message_bytes = 1048576\n{config}"),
-    )
-    .expect("config");
-    let (output, peak_kib) =
-        crate::hostile::run_watched(&test.install, &["sync"], Duration::from_secs(300));
+    // `max_message_bytes` must come before the tables: on top.
+    test.install.write_config(&format!(
+        "max_message_bytes = 1048576\n{}",
+        test.install.config_text()
+    ));
+    let (output, peak_kib) = run_watched(&test.install, &["sync"], Duration::from_secs(300));
     let (code, stdout, stderr) = outcome(&output);
     eprintln!("sync of 120 messages of about 1 MiB: peak {peak_kib} KiB");
     assert_eq!(code, 3, "{stdout}{stderr}");
@@ -1036,7 +830,7 @@ fn sync_memory_stays_flat_with_large_messages() {
         peak_kib < (64 + 2) * 1024,
         "peak {peak_kib} KiB, over 64 MiB + 2 x max_message_bytes"
     );
-    assert_eq!(test.broker.depth(&test.queue), 0);
+    assert_eq!(test.depth(), 0);
 }
 
 #[test]
@@ -1052,8 +846,7 @@ fn sync_memory_stays_flat_with_messages_at_the_default_limit() {
         })
         .collect();
     let test = PullTest::new(bodies, "");
-    let (output, peak_kib) =
-        crate::hostile::run_watched(&test.install, &["sync"], Duration::from_secs(300));
+    let (output, peak_kib) = run_watched(&test.install, &["sync"], Duration::from_secs(300));
     let (code, stdout, stderr) = outcome(&output);
     eprintln!("sync of 600 messages of 64 KiB: peak {peak_kib} KiB");
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -1065,24 +858,21 @@ fn sync_memory_stays_flat_with_messages_at_the_default_limit() {
         peak_kib < 64 * 1024 + 128,
         "peak {peak_kib} KiB, over 64 MiB + 2 x max_message_bytes"
     );
-    assert_eq!(test.broker.depth(&test.queue), 0);
+    assert_eq!(test.depth(), 0);
+}
+
+/// `count` letters that failed an hour ago, as queue bodies.
+fn failed_letter_bodies(prefix: u32, count: u64) -> Vec<Vec<u8>> {
+    (1..=count)
+        .map(|n| failed_letter_envelope(prefix, n).into_bytes())
+        .collect()
 }
 
 #[test]
 fn sync_tells_about_failed_letters_and_a_feed_that_keeps_failing() {
-    use crate::notify::{ago, sent, write_script};
-    use crate::sample::{Status, status_envelope_with};
+    let test = PullTest::new(failed_letter_bodies(0xf1, 1), "");
     let letter = test_uuid(0xf1, 1);
-    let failed = status_envelope_with(
-        &test_uuid(0xf2, 1),
-        &letter,
-        &Status {
-            at: &ago(1),
-            ..Status::FAILED
-        },
-    );
-    let test = PullTest::new(vec![failed.into_bytes()], "");
-    let script = write_script(&test.install);
+    let script = write_notify_script(&test.install, NOTIFY_SCRIPT);
     test.install.append_config(&format!(
         "\n[notify]\ncommand = [\"{}\"]\nfailing_runs = 2\noverdue_days = 0\n",
         script.display()
@@ -1096,9 +886,8 @@ fn sync_tells_about_failed_letters_and_a_feed_that_keeps_failing() {
     assert_eq!(sent(&test.install), [format!("letter_failed:{letter}")]);
 
     // A mistyped dueslag: the second failed run in a row is told, once per streak.
-    let config = std::fs::read_to_string(test.install.config()).expect("config");
-    let wrong = config.replace(&test.queue, "00000000-0000-4000-8000-000000000bad");
-    std::fs::write(test.install.config(), &wrong).expect("config");
+    let config = test.mistype_the_dueslag();
+    let wrong = test.install.config_text();
     for _ in 0..3 {
         let (code, stdout, _) = outcome(&test.install.run(&["sync"]));
         assert_eq!(code, 4, "{stdout}");
@@ -1106,16 +895,7 @@ fn sync_tells_about_failed_letters_and_a_feed_that_keeps_failing() {
     let keys = sent(&test.install);
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys[1].starts_with("feed_failing:status:"), "{keys:?}");
-    let log = std::fs::read_to_string(test.install.path("sent.log")).expect("log");
-    let payload: serde_json::Value = serde_json::from_str(
-        log.lines()
-            .nth(1)
-            .expect("line")
-            .splitn(3, '\t')
-            .nth(2)
-            .expect("payload"),
-    )
-    .expect("json");
+    let payload = sent_payload(&test.install, "feed_failing:status:");
     assert_eq!(payload["feed"], "status");
     assert_eq!(payload["runs"], 2);
     assert!(
@@ -1126,7 +906,7 @@ fn sync_tells_about_failed_letters_and_a_feed_that_keeps_failing() {
         "{payload}"
     );
     // Fixed: the streak ends; a new streak is a new event.
-    std::fs::write(test.install.config(), &config).expect("config");
+    test.install.write_config(&config);
     assert_eq!(outcome(&test.install.run(&["sync"])).0, 0);
     assert_eq!(
         value::<i64>(
@@ -1135,7 +915,7 @@ fn sync_tells_about_failed_letters_and_a_feed_that_keeps_failing() {
         ),
         0
     );
-    std::fs::write(test.install.config(), &wrong).expect("config");
+    test.install.write_config(&wrong);
     for _ in 0..2 {
         outcome(&test.install.run(&["sync"]));
     }
@@ -1146,51 +926,24 @@ fn sync_tells_about_failed_letters_and_a_feed_that_keeps_failing() {
 /// exits at once, rather than when `timeout_seconds` or systemd's patience runs out.
 #[test]
 fn sigterm_during_a_notification_round_stops_the_daemon_promptly() {
-    use crate::notify::{ago, write_script};
-    use crate::sample::{Status, status_envelope_with};
-    let failed: Vec<Vec<u8>> = (1..=3)
-        .map(|n| {
-            status_envelope_with(
-                &test_uuid(0x2f2, n),
-                &test_uuid(0x2f1, n),
-                &Status {
-                    at: &ago(1),
-                    ..Status::FAILED
-                },
-            )
-            .into_bytes()
-        })
-        .collect();
-    let test = PullTest::new(failed, "");
-    let script = write_script(&test.install);
-    std::fs::write(test.install.path("hang"), b"").expect("flag");
-    test.install.append_config(&format!(
+    let test = PullTest::new(failed_letter_bodies(0x2f1, 3), "");
+    let install = &test.install;
+    let script = write_notify_script(install, NOTIFY_SCRIPT);
+    std::fs::write(install.path("hang"), b"").expect("flag");
+    install.append_config(&format!(
         "\n[notify]\ncommand = [\"{}\"]\noverdue_days = 0\ntimeout_seconds = 3600\n[schedule]\ncron = \"* * * * * *\"\n",
         script.display()
     ));
     for command in ["daemon", "sync"] {
-        let _ = std::fs::remove_file(test.install.path("hang.pid"));
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(test.install.config())
-            .arg(command)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let started = Instant::now();
-        while !test.install.path("hang.pid").exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the command never ran"
-            );
+        let _ = std::fs::remove_file(install.path("hang.pid"));
+        let mut child = install.spawn(&[command]);
+        wait_for("the command to run", Duration::from_secs(60), || {
             assert!(child.try_wait().expect("wait").is_none(), "{command} ended");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let script_pid = std::fs::read_to_string(test.install.path("hang.pid")).expect("pid");
+            install.path("hang.pid").exists()
+        });
+        let script_pid = std::fs::read_to_string(install.path("hang.pid")).expect("pid");
         let stopped = Instant::now();
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        signal(&child, libc::SIGTERM);
         let output = child.wait_with_output().expect("ends");
         let (code, stdout, stderr) = outcome(&output);
         assert!(
@@ -1204,37 +957,37 @@ fn sigterm_during_a_notification_round_stops_the_daemon_promptly() {
             format!("{stdout}{stderr}").contains("round stopped early (signal)"),
             "{command}: {stdout}{stderr}"
         );
-        let alive = std::path::Path::new("/proc").join(script_pid.trim());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while alive.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(!alive.exists(), "{command}: the notify command still runs");
+        assert!(
+            ends_soon(&script_pid),
+            "{command}: the notify command still runs"
+        );
     }
     // Nothing was marked sent; the one cut off each time is due again at once.
     assert_eq!(
         rows(
-            &test.install.db(),
+            &install.db(),
             "SELECT attempts, sent_at IS NULL FROM notification ORDER BY id"
         ),
         ["2|1", "0|1", "0|1"]
     );
 }
 
+/// A copy of the client's key in the installation, named by its config instead of the
+/// original; its path.
+fn own_copy_of_the_key(test: &PullTest) -> std::path::PathBuf {
+    let key = test.install.path("client.key");
+    std::fs::copy(certs().path("client.key"), &key).expect("copy key");
+    test.install.replace_in_config(
+        &certs().path("client.key").display().to_string(),
+        &key.display().to_string(),
+    );
+    key
+}
+
 #[test]
 fn a_private_key_others_can_read_is_refused() {
     let test = PullTest::new(envelopes(0xf1, 1), "");
-    let key = test.install.path("client.key");
-    std::fs::copy(certs().path("client.key"), &key).expect("copy key");
-    let config = std::fs::read_to_string(test.install.config()).expect("config");
-    std::fs::write(
-        test.install.config(),
-        config.replace(
-            &certs().path("client.key").display().to_string(),
-            &key.display().to_string(),
-        ),
-    )
-    .expect("config");
+    let key = own_copy_of_the_key(&test);
     for (mode, refused) in [(0o644, true), (0o640, false), (0o600, false), (0o604, true)] {
         std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(mode))
             .expect("chmod");
@@ -1259,12 +1012,11 @@ fn a_private_key_others_can_read_is_refused() {
         .expect("chmod");
     let (code, _, stderr) = outcome(&test.install.run(&["sync"]));
     assert_eq!(code, 1, "{stderr}");
-    assert_eq!(test.broker.depth(&test.queue), 1);
+    assert_eq!(test.depth(), 1);
 }
 
 #[test]
 fn the_sts_client_follows_no_redirect_and_reads_no_endless_answer() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let test = PullTest::new(envelopes(0xf2, 1), "");
     // Elsewhere: another STS, which must never see the request (it carries the certificate).
     let elsewhere = FakeSts::start(Duration::from_secs(3600));
@@ -1289,7 +1041,7 @@ fn the_sts_client_follows_no_redirect_and_reads_no_endless_answer() {
     let (code, stdout, _) = outcome(&test.install.run(&["check"]));
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("more than 1024 KiB"), "{stdout}");
-    assert_eq!(test.broker.depth(&test.queue), 1);
+    assert_eq!(test.depth(), 1);
 }
 
 #[test]
@@ -1298,13 +1050,10 @@ fn trace_logging_never_shows_what_the_broker_sent() {
     let letter = "brev-2512489996";
     let body = status_envelope(&test_uuid(0xf3, 1), letter, 1).into_bytes();
     let test = PullTest::new(vec![body], "");
-    let output = Command::new(BIN)
-        .arg("--config")
-        .arg(test.install.config())
-        .arg("sync")
-        .env("BESKEDHENT_LOG", "trace,lapin=trace,amq_protocol=trace")
-        .output()
-        .expect("sync");
+    let output = test.install.run_with_env(
+        &["sync"],
+        &[("BESKEDHENT_LOG", "trace,lapin=trace,amq_protocol=trace")],
+    );
     let (code, stdout, stderr) = outcome(&output);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("feed status: 1 new"), "{stdout}");
@@ -1325,18 +1074,8 @@ fn trace_logging_never_shows_what_the_broker_sent() {
 #[test]
 fn a_private_key_of_another_user_or_group_is_refused() {
     let test = PullTest::new(envelopes(0xf4, 1), "");
-    let other = crate::local_users::LocalUser::create();
-    let key = test.install.path("client.key");
-    std::fs::copy(certs().path("client.key"), &key).expect("copy key");
-    let config = std::fs::read_to_string(test.install.config()).expect("config");
-    std::fs::write(
-        test.install.config(),
-        config.replace(
-            &certs().path("client.key").display().to_string(),
-            &key.display().to_string(),
-        ),
-    )
-    .expect("config");
+    let other = LocalUser::create();
+    let key = own_copy_of_the_key(&test);
     // Root's key, readable by a group root does not run as.
     std::os::unix::fs::chown(&key, Some(0), Some(other.gid)).expect("chown");
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o640))
