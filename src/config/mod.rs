@@ -18,8 +18,8 @@ use crate::decode::message::Decoder;
 use crate::decode::payload::registration::{Channel, RegistrationType};
 
 pub use sections::{
-    AmqpConfig, EventRules, FeedConfig, Fetch, MetricsConfig, MonitorConfig, NotifyConfig,
-    PullConfig, RetentionConfig, ScheduleConfig, StsConfig, SyncConfig,
+    AmqpConfig, DEFAULT_OVERDUE_DAYS, EventRules, FeedConfig, Fetch, MetricsConfig, MonitorConfig,
+    NotifyConfig, PullConfig, RetentionConfig, ScheduleConfig, StsConfig, SyncConfig,
 };
 use sections::{RawTypes, default_pkcs12_password_env};
 use validate::*;

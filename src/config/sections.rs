@@ -170,8 +170,11 @@ impl NotifyConfig {
 }
 
 pub(super) fn default_overdue_days() -> u32 {
-    5
+    DEFAULT_OVERDUE_DAYS
 }
+
+/// `[notify] overdue_days` when not set.
+pub const DEFAULT_OVERDUE_DAYS: u32 = 5;
 
 pub(super) fn default_failing_runs() -> u32 {
     3
