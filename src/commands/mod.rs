@@ -71,6 +71,8 @@ fn dispatch(command: Command, config: Config) -> Result<u8> {
             limit,
             csv,
             json,
+            wide,
+            utc,
         } => {
             let filter = LetterFilter {
                 failed,
@@ -85,7 +87,7 @@ fn dispatch(command: Command, config: Config) -> Result<u8> {
                 (_, true) => Format::Json,
                 _ => Format::Table,
             };
-            letters::run(&config, &filter, format)
+            letters::run(&config, &filter, format, letters::Table { wide, utc })
         }
         Command::Show { id } => show::run(&config, &id),
         Command::Notify { dry_run } => notify::run(&config, dry_run),
