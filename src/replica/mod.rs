@@ -346,6 +346,17 @@ impl Store {
         Ok(store)
     }
 
+    /// The database's size in bytes (its pages).
+    pub fn size(&self) -> u64 {
+        self.conn
+            .query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map_or(0, i64::unsigned_abs)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
