@@ -364,7 +364,7 @@ impl Store {
         pruned.rejected += resolved;
         // Also when nothing went this time: an earlier run may have left deleted pages to a
         // checkpoint that a reader held up. Briefly: `sync` runs this after every pass.
-        pruned.wal_truncated = truncate_wal(&self.conn, std::time::Duration::from_secs(2))?;
+        pruned.wal_truncated = truncate_wal(&mut self.conn, std::time::Duration::from_secs(2))?;
         Ok(pruned)
     }
 
@@ -450,7 +450,7 @@ impl Store {
             })?;
         }
         forgotten.texts = self.mask_texts(party)?;
-        forgotten.wal_truncated = truncate_wal(&self.conn, std::time::Duration::from_secs(5))?;
+        forgotten.wal_truncated = truncate_wal(&mut self.conn, std::time::Duration::from_secs(5))?;
         Ok(forgotten)
     }
 
@@ -864,12 +864,13 @@ fn delete_refused_under(tx: &rusqlite::Transaction<'_>, ids: &[String]) -> Resul
 
 /// Checkpoints the WAL into the database and truncates it, waiting at most `patience` for
 /// readers to finish; false if one kept it from completing.
-fn truncate_wal(conn: &Connection, patience: std::time::Duration) -> Result<bool> {
+fn truncate_wal(conn: &mut Connection, patience: std::time::Duration) -> Result<bool> {
     conn.busy_timeout(patience)?;
     let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
         row.get::<_, i64>(0)
     });
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    let path = std::path::PathBuf::from(conn.path().unwrap_or_default());
+    super::busy::wait_for_writers(conn, &path)?;
     Ok(busy? == 0)
 }
 
