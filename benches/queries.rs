@@ -293,7 +293,9 @@ fn operations(scratch: &Path, path: &Path, party: &str) {
         text.lines().count()
     );
     let copy = scratch.join("backup.db");
-    let done = store.backup_to(&copy).expect("backup");
+    let done = store
+        .backup_to(&copy, &beskedhent::progress::Counter::none())
+        .expect("backup");
     println!(
         "| `backup` | {} | {:.0} MiB, {:.0} MiB/s, integrity check included |",
         format_duration(done.elapsed),
@@ -320,7 +322,11 @@ fn operations(scratch: &Path, path: &Path, party: &str) {
     let mut pruned = None;
     let busy = with_writer(path, || {
         let mut store = Store::open(path, None).expect("open");
-        pruned = Some(store.prune(&retention).expect("prune"));
+        pruned = Some(
+            store
+                .prune(&retention, &beskedhent::progress::Counter::none())
+                .expect("prune"),
+        );
     });
     let pruned = pruned.expect("pruned");
     println!(
@@ -336,7 +342,11 @@ fn operations(scratch: &Path, path: &Path, party: &str) {
     let mut forgotten = None;
     let busy = with_writer(path, || {
         let mut store = Store::open(path, None).expect("open");
-        forgotten = Some(store.forget(&party).expect("forget"));
+        forgotten = Some(
+            store
+                .forget(&party, &beskedhent::progress::Counter::none())
+                .expect("forget"),
+        );
     });
     let forgotten = forgotten.expect("forgotten");
     println!(

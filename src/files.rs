@@ -154,6 +154,52 @@ pub fn is_claimed_file_name(database: &[u8], name: &[u8]) -> bool {
         || (rest.len() > b"-.lock".len() && rest.starts_with(b"-") && rest.ends_with(b".lock"))
 }
 
+/// The runs at work on `database`, from its lock files (`<database>-<source>.lock` beside its
+/// real file): each source whose lock is held, with the pid it wrote.
+pub fn runs_holding(database: &Path) -> Vec<(String, Option<u32>)> {
+    use std::os::fd::AsRawFd;
+    let real = real_path(database);
+    let (Some(dir), Some(name)) = (real.parent(), real.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}-", name.to_string_lossy());
+    let mut runs = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(source) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".lock"))
+        else {
+            continue;
+        };
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(entry.path())
+        else {
+            continue;
+        };
+        // SAFETY: flock(2) on a descriptor we hold; a shared lock that is refused means another
+        // process holds the exclusive one, and one that is granted is let go at once.
+        let held = unsafe {
+            if libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) == 0 {
+                libc::flock(file.as_raw_fd(), libc::LOCK_UN);
+                false
+            } else {
+                true
+            }
+        };
+        if held {
+            let pid = std::io::read_to_string(&file)
+                .ok()
+                .and_then(|text| text.trim().parse().ok());
+            runs.push((source.to_owned(), pid));
+        }
+    }
+    runs.sort();
+    runs
+}
+
 fn not_regular(file_type: &std::fs::FileType) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidInput,

@@ -13,7 +13,7 @@
 //! - [`config`]: the configuration file and the environment, validated;
 //! - [`decode`]: bytes to typed messages, no I/O;
 //! - leaves any layer may use: [`env`] (the environment), [`time`], [`exit`], [`files`],
-//!   [`owner`], [`mask`], [`logging`].
+//!   [`owner`], [`mask`], [`logging`], [`progress`].
 
 pub mod commands;
 pub mod config;
@@ -25,6 +25,7 @@ pub mod logging;
 pub mod mask;
 pub mod ops;
 pub mod owner;
+pub mod progress;
 pub mod pull;
 pub mod replica;
 pub mod time;

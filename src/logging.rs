@@ -159,10 +159,11 @@ pub fn safe_json_line(text: &str) -> String {
         use serde_json::Value;
         match value {
             Value::String(text) => {
-                let safe = match mask::cap(&mask::mask_cpr(text), MAX_JSON_VALUE_BYTES) {
-                    std::borrow::Cow::Borrowed(value) => value.to_owned(),
-                    std::borrow::Cow::Owned(cut) => mask::mask_cpr_in(&cut),
-                };
+                let safe =
+                    match mask::cap(&mask::mask_cpr_among_letters(text), MAX_JSON_VALUE_BYTES) {
+                        std::borrow::Cow::Borrowed(value) => value.to_owned(),
+                        std::borrow::Cow::Owned(cut) => mask::mask_cpr_in(&cut),
+                    };
                 *text = safe;
             }
             Value::Number(number) => {

@@ -85,6 +85,18 @@ pub fn now_utc() -> String {
     format_utc(Utc::now())
 }
 
+/// A stored timestamp as Danish local time for people (`2026-03-01 11:00:00`), the operator's
+/// clock; the text as it is when it is not a stored timestamp.
+pub fn local_display(stored: &str) -> String {
+    match parse_stored(stored) {
+        Some(instant) => instant
+            .with_timezone(&Copenhagen)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        None => stored.to_owned(),
+    }
+}
+
 /// A timestamp as the replica stores it (RFC 3339, `2026-03-01T10:00:00.000Z`), or None.
 pub fn parse_stored(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)

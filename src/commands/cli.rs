@@ -106,12 +106,18 @@ pub enum Command {
         /// At most this many letters, newest first (0 for all).
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(..=i64::MAX as u64))]
         limit: u64,
-        /// Print CSV (RFC 4180) instead of a table.
+        /// Print CSV (RFC 4180, every column, times in UTC) instead of a table.
         #[arg(long, conflicts_with = "json")]
         csv: bool,
-        /// Print a JSON array instead of a table.
+        /// Print a JSON array (every column, times in UTC) instead of a table.
         #[arg(long)]
         json: bool,
+        /// Show every column in the table, not only the letter, its event, when and the error.
+        #[arg(long, conflicts_with_all = ["csv", "json"])]
+        wide: bool,
+        /// Show times in the table in UTC rather than Danish local time.
+        #[arg(long, conflicts_with_all = ["csv", "json"])]
+        utc: bool,
     },
     /// Show a letter's whole history (by message_uuid) or one message decoded, envelope and
     /// payload (by besked_id). Prints personal data unmasked: for authorised users.

@@ -87,7 +87,9 @@ fn erase(config: &Config, parties: &[crate::replica::Party]) -> Result<u8> {
     let mut store = Store::open_required(&config.database, None)?;
     let mut all_truncated = true;
     for party in parties {
-        let done = store.forget(party)?;
+        let progress = crate::progress::Progress::start("forget", "envelopes");
+        let done = store.forget(party, &progress.counter())?;
+        drop(progress);
         all_truncated &= done.wal_truncated;
         crate::sayln!("{}", forgotten_line(config, party, &done));
     }

@@ -25,7 +25,15 @@ pub fn run(config: &Config, paths: &[PathBuf], source: &str) -> Result<u8> {
         }
         Err(error) => return Err(error.into()),
     };
-    let summary = crate::pull::import::import(&mut store, &config.decoder(), paths, source)?;
+    let progress = crate::progress::Progress::start("import", "files");
+    let summary = crate::pull::import::import(
+        &mut store,
+        &config.decoder(),
+        paths,
+        source,
+        &progress.counter(),
+    )?;
+    drop(progress);
     drop(store);
     crate::sayln!("{}", summary.line());
     let stop = crate::ops::notify::stop_on_signals();

@@ -5,19 +5,84 @@
 use anyhow::{Result, bail};
 use chrono::Datelike as _;
 
-use crate::commands::rows::{Format, render};
+use rusqlite::types::Value;
+
+use crate::commands::rows::{Format, render, render_fitted};
 use crate::config::Config;
 use crate::exit;
 use crate::mask::escape_controls;
 use crate::replica::Store;
 use crate::replica::queries::{LETTER_COLUMNS, LetterFilter};
 
-pub fn run(config: &Config, filter: &LetterFilter, format: Format) -> Result<u8> {
+/// How the table looks: every column or the four that fit a terminal, local time or UTC.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Table {
+    pub wide: bool,
+    pub utc: bool,
+}
+
+/// The columns of the default table: the letter, its current event, when, and the error.
+const NARROW: &[&str] = &["message_uuid", "event", "occurred_at", "fejl_tekst"];
+
+/// The columns that hold times.
+const TIMES: &[&str] = &["occurred_at", "first_seen_at", "final_at"];
+
+pub fn run(config: &Config, filter: &LetterFilter, format: Format, table: Table) -> Result<u8> {
     let store = Store::open_existing(&config.database)?;
     store.require_current()?;
     let rows = store.letters(filter)?;
-    crate::say_data!("{}", render(LETTER_COLUMNS, &rows, format));
+    if format != Format::Table {
+        crate::say_data!("{}", render(LETTER_COLUMNS, &rows, format));
+        return Ok(exit::OK);
+    }
+    let columns: Vec<&str> = if table.wide {
+        LETTER_COLUMNS.to_vec()
+    } else {
+        NARROW.to_vec()
+    };
+    let picked: Vec<usize> = columns
+        .iter()
+        .map(|name| {
+            LETTER_COLUMNS
+                .iter()
+                .position(|column| column == name)
+                .expect("a letter column")
+        })
+        .collect();
+    let rows: Vec<Vec<Value>> = rows
+        .into_iter()
+        .map(|row| {
+            picked
+                .iter()
+                .map(|&index| match &row[index] {
+                    Value::Text(time) if !table.utc && TIMES.contains(&LETTER_COLUMNS[index]) => {
+                        Value::Text(crate::time::local_display(time))
+                    }
+                    value => value.clone(),
+                })
+                .collect()
+        })
+        .collect();
+    let text = if table.wide {
+        render(&columns, &rows, Format::Table)
+    } else {
+        render_fitted(&columns, &rows, terminal_width())
+    };
+    crate::say_data!("{text}");
     Ok(exit::OK)
+}
+
+/// The width of the terminal standard output writes to; 120 when it is not a terminal.
+fn terminal_width() -> usize {
+    // SAFETY: an all-zero winsize is a valid value for TIOCGWINSZ to fill; the ioctl only
+    // writes into it.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let known = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    if known && size.ws_col >= 40 {
+        usize::from(size.ws_col)
+    } else {
+        120
+    }
 }
 
 /// Reads a `--since`/`--until` value: a date (`2026-03-01`, the start of that day in UTC, or

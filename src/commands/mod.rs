@@ -39,7 +39,20 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
     let config = Config::load(&path)?;
     say_which_configuration(&path, origin);
-    dispatch(cli.command, config).map_err(|error| {
+    let result = dispatch(cli.command, config).or_else(|error| {
+        // Another writer kept the replica locked for longer than a run waits: said as a held
+        // lock is.
+        if crate::replica::is_busy(&error) {
+            crate::logging::print_error(&format!(
+                "{error:#}; another writer kept the replica locked for {} min: run this again once it has finished",
+                crate::replica::PATIENCE.as_secs() / 60
+            ));
+            Ok(crate::exit::LOCKED)
+        } else {
+            Err(error)
+        }
+    });
+    result.map_err(|error| {
         // Where the operator may not have meant that file, say which one it was.
         if origin == ConfigOrigin::WorkingDirectory {
             error.context(format!(
@@ -71,6 +84,8 @@ fn dispatch(command: Command, config: Config) -> Result<u8> {
             limit,
             csv,
             json,
+            wide,
+            utc,
         } => {
             let filter = LetterFilter {
                 failed,
@@ -85,7 +100,7 @@ fn dispatch(command: Command, config: Config) -> Result<u8> {
                 (_, true) => Format::Json,
                 _ => Format::Table,
             };
-            letters::run(&config, &filter, format)
+            letters::run(&config, &filter, format, letters::Table { wide, utc })
         }
         Command::Show { id } => show::run(&config, &id),
         Command::Notify { dry_run } => notify::run(&config, dry_run),

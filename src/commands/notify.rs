@@ -10,15 +10,15 @@ use crate::exit;
 use crate::replica::Store;
 
 pub fn run(config: &Config, dry_run: bool) -> Result<u8> {
+    if dry_run {
+        return dry(config, config.notify.as_ref());
+    }
     let Some(settings) = &config.notify else {
         anyhow::bail!(
-            "`{}` has no [notify] section; add `command` or `webhook` (see docs/configuration.md)",
+            "`{}` has no [notify] section; add `command` or `webhook` (see docs/configuration.md), or see what would be sent with `beskedhent notify --dry-run`",
             config.path.display()
         );
     };
-    if dry_run {
-        return dry(config, settings);
-    }
     let mut store = Store::open_required(&config.database, config.event_rules())?;
     let stop = crate::ops::notify::stop_on_signals();
     let done = crate::ops::notify::deliver(&mut store, settings, &stop)?;
@@ -33,11 +33,15 @@ pub fn run(config: &Config, dry_run: bool) -> Result<u8> {
 }
 
 /// `--dry-run`: read-only, nothing recorded, nothing sent. Printed for operators, like the
-/// log: CPR numbers masked.
-fn dry(config: &Config, settings: &NotifyConfig) -> Result<u8> {
+/// log: CPR numbers masked. Without `[notify]`, what the defaults would record: nothing can be
+/// sent yet, and events are recorded from the moment a destination is configured.
+fn dry(config: &Config, settings: Option<&NotifyConfig>) -> Result<u8> {
     let store = Store::open_existing(&config.database)?;
     store.require_current()?;
-    let overdue = store.unrecorded_overdue(settings.overdue_days)?;
+    let overdue_days = settings.map_or(crate::config::DEFAULT_OVERDUE_DAYS, |settings| {
+        settings.overdue_days
+    });
+    let overdue = store.unrecorded_overdue(overdue_days)?;
     let pending = store.unsent_notifications(u32::MAX)?;
     let rows: Vec<Vec<Value>> = pending
         .iter()
@@ -67,5 +71,11 @@ fn dry(config: &Config, settings: &NotifyConfig) -> Result<u8> {
         "{} pending; {overdue} overdue letters not recorded yet (the next delivery records them); nothing sent or changed (--dry-run)",
         pending.len()
     );
+    if settings.is_none() {
+        crate::sayln!(
+            "no [notify] section in `{}`: nothing can be sent yet. With a destination (`command` or `webhook`) and the default rules, the first delivery would record the {overdue} letters without a final status after {overdue_days} days; failed letters, failing feeds and refused messages are recorded from then on (see docs/operations.md#notifications)",
+            config.path.display()
+        );
+    }
     Ok(exit::OK)
 }

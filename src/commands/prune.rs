@@ -14,7 +14,9 @@ pub fn run(config: &Config) -> Result<u8> {
         );
     }
     let mut store = Store::open_required(&config.database, None)?;
-    let pruned = store.prune(&config.retention)?;
+    let progress = crate::progress::Progress::start("prune", "rows");
+    let pruned = store.prune(&config.retention, &progress.counter())?;
+    drop(progress);
     crate::sayln!("{}", pruned.line());
     Ok(exit::OK)
 }

@@ -10,7 +10,13 @@ use crate::replica::Store;
 pub fn run(config: &Config) -> Result<u8> {
     let mut store = Store::open_required(&config.database, None)?;
     let decoder = config.decoder();
-    let done = store.reprocess(&|raw: &[u8]| decoder.decode(raw), config.max_message_bytes)?;
+    let progress = crate::progress::Progress::start("reprocess", "rows");
+    let done = store.reprocess(
+        &|raw: &[u8]| decoder.decode(raw),
+        config.max_message_bytes,
+        &progress.counter(),
+    )?;
+    drop(progress);
     crate::sayln!(
         "reprocessed: {} refused messages taken in, {} already stored, {} still refused; {} messages derived anew, {} not derivable (rows kept)",
         done.taken_in,

@@ -97,6 +97,49 @@ pub fn render(columns: &[&str], rows: &[Vec<Value>], format: Format) -> String {
     }
 }
 
+/// Rows as an aligned table that fits `width` columns: every column but the last as wide as
+/// its widest value (at most 40), the last cut to what is left (at least 10), with a marker.
+pub fn render_fitted(columns: &[&str], rows: &[Vec<Value>], width: usize) -> String {
+    const WIDEST: usize = 40;
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|value| escape_controls(&plain(value)).into_owned())
+                .collect()
+        })
+        .collect();
+    let last = columns.len().saturating_sub(1);
+    let mut widths: Vec<usize> = (0..columns.len())
+        .map(|index| {
+            cells
+                .iter()
+                .map(|row| row[index].chars().count())
+                .chain([columns[index].len()])
+                .max()
+                .unwrap_or(0)
+                .min(WIDEST)
+        })
+        .collect();
+    let used: usize = widths[..last].iter().sum::<usize>() + 2 * last;
+    widths[last] = width.saturating_sub(used).max(10);
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, &width)| format!("{:<width$}", shorten(cell, width)))
+            .collect();
+        out.push_str(text.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&columns.iter().map(|c| c.to_string()).collect::<Vec<_>>());
+    for row in &cells {
+        line(row);
+    }
+    out
+}
+
 pub fn plain(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
@@ -195,5 +238,27 @@ mod tests {
             !table.contains('\u{9b}') && !table.contains('\u{202e}'),
             "{table}"
         );
+    }
+
+    #[test]
+    fn a_fitted_table_is_no_wider_than_the_terminal() {
+        let rows = vec![vec![
+            Value::Text("5f0c5d3e-6a1b-4c2d-9e8f-0a1b2c3d4e5f".into()),
+            Value::Text("Fejlet".into()),
+            Value::Text("2026-03-01 11:00:00".into()),
+            Value::Text("x".repeat(500)),
+        ]];
+        let columns = ["message_uuid", "event", "occurred_at", "fejl_tekst"];
+        for width in [80, 120, 200] {
+            let table = render_fitted(&columns, &rows, width);
+            for line in table.lines() {
+                assert!(line.chars().count() <= width, "{width}: {line}");
+            }
+            assert!(
+                table.contains("5f0c5d3e-6a1b-4c2d-9e8f-0a1b2c3d4e5f"),
+                "{table}"
+            );
+            assert!(table.contains('…'), "{table}");
+        }
     }
 }

@@ -86,7 +86,9 @@ pub fn after_run(
     if prune {
         say(
             "retention",
-            store.prune(&config.retention).map(|pruned| pruned.line()),
+            store
+                .prune(&config.retention, &crate::progress::Counter::none())
+                .map(|pruned| pruned.line()),
         );
     }
     if let Some(metrics) = metrics {

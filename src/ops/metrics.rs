@@ -194,7 +194,7 @@ fn feed_families(out: &mut Families, health: &[SourceHealth]) {
 
 /// A label value escaped for the text format (and masked: the file is readable by all).
 fn label_value(text: &str) -> String {
-    let text = crate::mask::mask_cpr(text);
+    let text = crate::mask::mask_cpr_among_letters(text);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -24,6 +24,7 @@ use anyhow::Result;
 
 use crate::decode::envelope;
 use crate::decode::message::{self, Decoder, Rejection};
+use crate::progress::Counter;
 use crate::pull::walk::{CHUNK, Found, OwnFiles, Walk, report_own, report_unreadable};
 use crate::replica::{Counts, Incoming, Outcome, Raw, RunEnd, RunStatus, Store};
 use crate::time;
@@ -86,11 +87,12 @@ pub fn import(
     decoder: &Decoder,
     paths: &[PathBuf],
     source: &str,
+    progress: &Counter,
 ) -> Result<ImportSummary> {
     let started = Instant::now();
     store.tune_for_import(decoder.max_message_bytes)?;
     let run_id = store.begin_run(source, "import", &time::now_utc())?;
-    let result = run(store, decoder, paths, source);
+    let result = run(store, decoder, paths, source, progress);
     let (status, error, counts) = match &result {
         // Paths it could not read or had to skip: the run did not do all it was asked.
         Ok(summary) if summary.unreadable + summary.skipped > 0 => (
@@ -143,8 +145,14 @@ fn run(
     decoder: &Decoder,
     paths: &[PathBuf],
     source: &str,
+    progress: &Counter,
 ) -> Result<ImportSummary> {
     let own_ids = OwnFiles::identities(store.path());
+    if progress.is_shown() {
+        // How many there are, counted on a thread of its own while the import runs.
+        let (paths, progress) = (paths.to_vec(), progress.clone());
+        std::thread::spawn(move || progress.set_total(count_files(&paths)));
+    }
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, MAX_READERS));
     std::thread::scope(|scope| {
         let mut inputs = Vec::with_capacity(readers);
@@ -170,6 +178,7 @@ fn run(
 
         let mut writer = Writer {
             store,
+            progress,
             decoder,
             source,
             batch: Vec::with_capacity(BATCH_SIZE + CHUNK),
@@ -211,6 +220,7 @@ fn run(
 /// The writing end: keeps the batch, reads large files itself, writes in batches.
 struct Writer<'a> {
     store: &'a mut Store,
+    progress: &'a Counter,
     decoder: &'a Decoder,
     source: &'a str,
     batch: Vec<Incoming>,
@@ -273,6 +283,7 @@ impl Writer<'_> {
                 .write_batch(self.source, &time::now_utc(), &self.batch)?;
         report_rejections(&self.batch, &outcomes);
         self.summary.files += self.batch.len() as u64;
+        self.progress.add(self.batch.len() as u64);
         self.summary.counts.add(counts);
         self.batch.clear();
         self.batch_bytes = 0;
@@ -438,4 +449,31 @@ fn read_large(decoder: &Decoder, found: &Found) -> std::io::Result<Option<Incomi
         },
         origin,
     }))
+}
+
+/// How many files (names not starting with a dot) are under `paths`, for progress: directories
+/// walked by their entries' types alone, without following links.
+fn count_files(paths: &[PathBuf]) -> u64 {
+    let mut count = 0;
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        match std::fs::metadata(path) {
+            Ok(metadata) if metadata.is_dir() => dirs.push(path.clone()),
+            Ok(_) => count += 1,
+            Err(_) => {}
+        }
+    }
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_name().as_encoded_bytes().starts_with(b".") {
+                continue;
+            }
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => dirs.push(entry.path()),
+                Ok(_) => count += 1,
+                Err(_) => {}
+            }
+        }
+    }
+    count
 }

@@ -12,6 +12,7 @@ use rusqlite::Connection;
 use rusqlite::backup::{Backup, StepResult};
 
 use super::{SCHEMA_VERSION, Store};
+use crate::progress::Counter;
 
 /// Set to skip the copy taken before a schema migration (e.g. when there is no room for it
 /// and a backup was made another way).
@@ -29,7 +30,7 @@ impl Store {
     /// Copies the database to `dest` (which must not exist), mode 0600, as one self-contained
     /// file (no WAL), and checks the copy with `integrity_check` before it is put in place:
     /// until then it lives under a temporary name beside `dest`.
-    pub fn backup_to(&self, dest: &Path) -> Result<BackedUp> {
+    pub fn backup_to(&self, dest: &Path, progress: &Counter) -> Result<BackedUp> {
         let started = Instant::now();
         let dir = self.check_destination(dest)?;
         let work = WorkDirectory::new(dest)
@@ -39,6 +40,9 @@ impl Store {
         let cleanup = work.remove_on_signal();
         let result = work.create().and_then(|()| {
             let partial = work.copy();
+            let _watch = progress
+                .is_shown()
+                .then(|| Watch::size_of(&partial, self.size(), progress.clone()));
             self.copy_checked(&partial)?;
             put_in_place(&partial, dest, &dir)
         });
@@ -187,11 +191,11 @@ impl Store {
             std::process::id()
         ));
         let done = if first.exists() {
-            self.backup_to(&other)
+            self.backup_to(&other, &Counter::none())
         } else {
-            self.backup_to(&first).or_else(|error| {
+            self.backup_to(&first, &Counter::none()).or_else(|error| {
                 if first.exists() {
-                    self.backup_to(&other)
+                    self.backup_to(&other, &Counter::none())
                 } else {
                     Err(error)
                 }
@@ -208,6 +212,41 @@ impl Store {
             "migrating schema {version} to {SCHEMA_VERSION}; the replica as it was is kept in the backup (delete it once this version has run well)"
         );
         Ok(())
+    }
+}
+
+/// A thread that counts the bytes of a file being written as progress, until dropped.
+struct Watch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    fn size_of(path: &Path, total: u64, progress: Counter) -> Watch {
+        progress.set_total(total);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (path, stopped) = (path.to_path_buf(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(metadata) = std::fs::metadata(&path) {
+                    progress.set_done(metadata.len());
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Watch {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -28,6 +28,9 @@ pub struct SourceHealth {
     pub rejected: i64,
 }
 
+/// The outcomes a letter can have: its current status's, or `pending` before a final one.
+pub const OUTCOMES: [&str; 4] = ["delivered", "failed", "pending", "recalled"];
+
 impl Store {
     /// Every source's health, by source. Needs schema 4.
     pub fn source_health(&self) -> Result<Vec<SourceHealth>> {
@@ -83,7 +86,25 @@ impl Store {
             "SELECT coalesce(outcome, 'pending'), count(*) FROM letter GROUP BY 1 ORDER BY 1",
         )?;
         let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let found: Vec<(String, i64)> = rows.collect::<rusqlite::Result<_>>()?;
+        // Every outcome there is, with 0 when no letter has it: a series that vanishes while
+        // it is zero breaks alerts and graphs.
+        let mut all: Vec<(String, i64)> = OUTCOMES
+            .iter()
+            .map(|outcome| {
+                let count = found
+                    .iter()
+                    .find(|(name, _)| name == outcome)
+                    .map_or(0, |(_, count)| *count);
+                (outcome.to_string(), count)
+            })
+            .collect();
+        all.extend(
+            found
+                .into_iter()
+                .filter(|(name, _)| !OUTCOMES.contains(&name.as_str())),
+        );
+        Ok(all)
     }
 }
 
@@ -111,6 +132,20 @@ mod tests {
                 .rejected_since("2026-11-27T10:00:00.000Z")
                 .expect("count"),
             1
+        );
+    }
+
+    #[test]
+    fn every_outcome_is_counted_also_when_no_letter_has_it() {
+        let store = Store::open_in_memory().expect("store");
+        assert_eq!(
+            store.letters_by_outcome().expect("outcomes"),
+            [
+                ("delivered".to_string(), 0),
+                ("failed".to_string(), 0),
+                ("pending".to_string(), 0),
+                ("recalled".to_string(), 0)
+            ]
         );
     }
 }

@@ -28,6 +28,7 @@ macro_rules! copy_of_stored {
 }
 
 mod backup;
+mod busy;
 mod health;
 mod outbox;
 pub mod queries;
@@ -39,6 +40,7 @@ mod search;
 mod write;
 
 pub use backup::{BackedUp, SKIP_UPGRADE_BACKUP_ENV, copies_beside};
+pub use busy::{PATIENCE, is_busy};
 pub use health::SourceHealth;
 pub use outbox::{NotificationCounts, Pending};
 pub use reprocess::Reprocessed;
@@ -301,12 +303,12 @@ impl Store {
         // replica's owner could not open.
         crate::owner::check_replica(path)?;
         refuse_foreign(path)?;
-        let conn = Connection::open_with_flags(
+        let mut conn = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|error| name_database(error.into(), path))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        busy::wait_for_writers(&mut conn, path)?;
         let store = Store {
             events: None,
             conn,
@@ -346,12 +348,23 @@ impl Store {
         Ok(store)
     }
 
+    /// The database's size in bytes (its pages).
+    pub fn size(&self) -> u64 {
+        self.conn
+            .query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map_or(0, i64::unsigned_abs)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn configure(&self) -> rusqlite::Result<()> {
-        self.conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    fn configure(&mut self) -> rusqlite::Result<()> {
+        busy::wait_for_writers(&mut self.conn, &self.path)?;
         // Envelopes are 3-4 KB: large pages hold several, so B-trees stay shallow and a batch
         // touches fewer pages. Only takes effect when the database is created.
         self.conn.pragma_update(None, "page_size", PAGE_SIZE)?;

@@ -8,6 +8,7 @@ use super::Store;
 use super::schema::REBUILD_LETTERS;
 use super::write::{Inserted, insert_message, read_blob, replace_detail, reused_id};
 use crate::decode::message::{Message, Rejection};
+use crate::progress::Counter;
 
 /// What `reprocess` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,8 +37,18 @@ impl Store {
         &mut self,
         decode: Decode<'_>,
         max_message_bytes: usize,
+        progress: &Counter,
     ) -> Result<Reprocessed> {
         self.write(|tx, _| {
+            if progress.is_shown() {
+                let total: i64 = tx.query_row(
+                    "SELECT (SELECT count(*) FROM rejected WHERE resolved_seq IS NULL)
+                          + (SELECT count(*) FROM message WHERE envelope_pruned_at IS NULL)",
+                    [],
+                    |row| row.get(0),
+                )?;
+                progress.set_total(total.unsigned_abs());
+            }
             let mut summary = Reprocessed::default();
             let mut after = 0i64;
             while let Some(ids) = refused_after(tx, after)? {
@@ -52,6 +63,7 @@ impl Store {
                         size,
                         &mut summary,
                     )?;
+                    progress.add(1);
                 }
             }
             let mut after = 0i64;
@@ -59,6 +71,7 @@ impl Store {
                 after = seqs.last().map_or(after, |(seq, _)| *seq);
                 for (seq, kind) in seqs {
                     rederive(tx, decode, seq, &kind, &mut summary)?;
+                    progress.add(1);
                 }
             }
             // The statuses may have changed in any way: derive the letters from them anew.

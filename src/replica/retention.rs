@@ -12,6 +12,7 @@ use sha2::Digest as _;
 
 use super::Store;
 use crate::config::RetentionConfig;
+use crate::progress::Counter;
 
 /// Rows per write transaction.
 const BATCH: usize = 500;
@@ -305,11 +306,15 @@ fn delete_final_letters(
 
 impl Store {
     /// Applies `[retention]`: each kind of data older than its limit is deleted or dropped.
-    pub fn prune(&mut self, retention: &RetentionConfig) -> Result<Pruned> {
-        self.named(|store| store.prune_in_batches(retention))
+    pub fn prune(&mut self, retention: &RetentionConfig, progress: &Counter) -> Result<Pruned> {
+        self.named(|store| store.prune_in_batches(retention, progress))
     }
 
-    fn prune_in_batches(&mut self, retention: &RetentionConfig) -> Result<Pruned> {
+    fn prune_in_batches(
+        &mut self,
+        retention: &RetentionConfig,
+        progress: &Counter,
+    ) -> Result<Pruned> {
         let now = chrono::Utc::now();
         let cutoff = |days: u32| {
             (days > 0)
@@ -321,20 +326,20 @@ impl Store {
         let mut resolved = 0;
         let conn = &mut self.conn;
         if let Some(before) = cutoff(retention.envelope_days) {
-            pruned.envelopes = batches(conn, |tx| {
+            pruned.envelopes = batches(conn, progress, |tx| {
                 let seqs = select_ids(tx, OLD_ENVELOPES, &before)?;
                 drop_envelopes(tx, &seqs, &stamp, &mut resolved)
             })?;
         }
         if let Some(before) = cutoff(retention.status_days) {
             let mut statuses = 0;
-            pruned.letters = batches(conn, |tx| {
+            pruned.letters = batches(conn, progress, |tx| {
                 delete_final_letters(tx, &before, &mut statuses, &mut resolved)
             })?;
             pruned.statuses = statuses;
         }
         if let Some(before) = cutoff(retention.registration_history_days) {
-            pruned.registrations = batches(conn, |tx| {
+            pruned.registrations = batches(conn, progress, |tx| {
                 let seqs = select_ids(tx, SUPERSEDED_REGISTRATIONS, &before)?;
                 let mut deleted_ids = Vec::new();
                 for &seq in &seqs {
@@ -345,13 +350,13 @@ impl Store {
             })?;
         }
         if let Some(before) = cutoff(retention.rejected_days) {
-            pruned.rejected += batches(conn, |tx| {
+            pruned.rejected += batches(conn, progress, |tx| {
                 let ids = select_ids(tx, OLD_REFUSALS, &before)?;
                 delete_ids(tx, "DELETE FROM rejected WHERE id = ?1", &ids)
             })?;
         }
         if let Some(before) = cutoff(retention.run_days) {
-            pruned.runs = batches(conn, |tx| {
+            pruned.runs = batches(conn, progress, |tx| {
                 let ids = select_ids(tx, OLD_RUNS, &before)?;
                 delete_ids(tx, "DELETE FROM run WHERE id = ?1", &ids)
             })?;
@@ -359,18 +364,18 @@ impl Store {
         pruned.rejected += resolved;
         // Also when nothing went this time: an earlier run may have left deleted pages to a
         // checkpoint that a reader held up. Briefly: `sync` runs this after every pass.
-        pruned.wal_truncated = truncate_wal(&self.conn, std::time::Duration::from_secs(2))?;
+        pruned.wal_truncated = truncate_wal(&mut self.conn, std::time::Duration::from_secs(2))?;
         Ok(pruned)
     }
 
     /// Erases one CPR or CVR number from the replica: its registrations (and their messages'
     /// envelopes), every envelope, refused message and notification that names it, and the
     /// number in run errors, origins and the free text of statuses.
-    pub fn forget(&mut self, party: &Party) -> Result<Forgotten> {
-        self.named(|store| store.forget_in_batches(party))
+    pub fn forget(&mut self, party: &Party, progress: &Counter) -> Result<Forgotten> {
+        self.named(|store| store.forget_in_batches(party, progress))
     }
 
-    fn forget_in_batches(&mut self, party: &Party) -> Result<Forgotten> {
+    fn forget_in_batches(&mut self, party: &Party, progress: &Counter) -> Result<Forgotten> {
         let stamp = crate::time::now_utc();
         let mut forgotten = Forgotten::default();
         // Which rows name the party: found first, outside any write transaction (a scan of
@@ -379,11 +384,20 @@ impl Store {
         {
             // Every envelope is read once, one at a time, in the table's order (not through
             // the partial index on age, which would visit rows out of order).
+            if progress.is_shown() {
+                let kept: i64 = self.conn.query_row(
+                    "SELECT count(*) FROM message WHERE envelope_pruned_at IS NULL",
+                    [],
+                    |row| row.get(0),
+                )?;
+                progress.set_total(kept.unsigned_abs());
+            }
             let mut statement = self.conn.prepare(
                 "SELECT seq, envelope FROM message NOT INDEXED WHERE envelope_pruned_at IS NULL",
             )?;
             let mut rows = statement.query([])?;
             while let Some(row) = rows.next()? {
+                progress.add(1);
                 let bytes = row.get_ref(1)?.as_blob().unwrap_or_default();
                 if party.named_in(bytes, false) {
                     envelopes.push(row.get::<_, i64>(0)?);
@@ -436,7 +450,7 @@ impl Store {
             })?;
         }
         forgotten.texts = self.mask_texts(party)?;
-        forgotten.wal_truncated = truncate_wal(&self.conn, std::time::Duration::from_secs(5))?;
+        forgotten.wal_truncated = truncate_wal(&mut self.conn, std::time::Duration::from_secs(5))?;
         Ok(forgotten)
     }
 
@@ -651,6 +665,7 @@ fn text_columns(conn: &Connection) -> Result<Vec<(String, Vec<String>)>> {
 /// Runs `step` in its own transaction until it reports 0 rows; returns the sum.
 fn batches(
     conn: &mut Connection,
+    progress: &Counter,
     mut step: impl FnMut(&rusqlite::Transaction<'_>) -> Result<u64>,
 ) -> Result<u64> {
     let mut total = 0;
@@ -660,6 +675,7 @@ fn batches(
             return Ok(total);
         }
         total += done;
+        progress.add(done);
     }
 }
 
@@ -848,12 +864,13 @@ fn delete_refused_under(tx: &rusqlite::Transaction<'_>, ids: &[String]) -> Resul
 
 /// Checkpoints the WAL into the database and truncates it, waiting at most `patience` for
 /// readers to finish; false if one kept it from completing.
-fn truncate_wal(conn: &Connection, patience: std::time::Duration) -> Result<bool> {
+fn truncate_wal(conn: &mut Connection, patience: std::time::Duration) -> Result<bool> {
     conn.busy_timeout(patience)?;
     let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
         row.get::<_, i64>(0)
     });
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    let path = std::path::PathBuf::from(conn.path().unwrap_or_default());
+    super::busy::wait_for_writers(conn, &path)?;
     Ok(busy? == 0)
 }
 

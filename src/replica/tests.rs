@@ -340,12 +340,16 @@ fn reprocess_counts_a_copy_it_took_in_on_the_way_once_and_is_idempotent() {
         registrations: Vec::new(),
     };
     let decode = |raw: &[u8]| decoder.decode(raw);
-    let first = store.reprocess(&decode, 1 << 20).unwrap();
+    let first = store
+        .reprocess(&decode, 1 << 20, &crate::progress::Counter::none())
+        .unwrap();
     assert_eq!(
         (first.taken_in, first.already_stored, first.still_rejected),
         (1, 1, 1)
     );
-    let again = store.reprocess(&decode, 1 << 20).unwrap();
+    let again = store
+        .reprocess(&decode, 1 << 20, &crate::progress::Counter::none())
+        .unwrap();
     assert_eq!(
         (again.taken_in, again.already_stored, again.still_rejected),
         (0, 0, 1)
