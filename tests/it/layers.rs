@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["decode"],
     &[
-        "env", "time", "exit", "files", "owner", "mask", "logging", "sample",
+        "env", "time", "exit", "files", "owner", "mask", "logging", "progress", "sample",
     ],
 ];
 
