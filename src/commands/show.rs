@@ -23,7 +23,7 @@ pub fn run(config: &Config, id: &str) -> Result<u8> {
         None => {
             crate::logging::print_error(&format!(
                 "no letter (message_uuid) or message (besked_id) `{}` in {}",
-                crate::mask::cap(&crate::mask::mask_cpr_among_letters(id), 100),
+                crate::mask::cap(id, 100),
                 config.database.display()
             ));
             Ok(exit::ERROR)

@@ -135,7 +135,7 @@ impl Passes {
         );
         notify_systemd(&format!(
             "STATUS=last pass {now}: FAILED ({}); {streak} failing passes in a row",
-            crate::logging::safe_line(&failed.join(", "))
+            failed.join(", ")
         ));
         if self.limit > 0 && streak >= self.limit {
             tracing::error!(
@@ -154,6 +154,9 @@ pub fn notify_systemd(state: &str) {
     let Some(socket) = crate::env::notify_socket() else {
         return;
     };
+    // What systemd shows is output like any other: each line masked and escaped.
+    let state: Vec<String> = state.split('\n').map(crate::logging::safe_line).collect();
+    let state = state.join("\n");
     let sent = (|| -> std::io::Result<()> {
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::net::{SocketAddr, UnixDatagram};
