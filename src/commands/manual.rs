@@ -107,6 +107,7 @@ const PAGES: &[Page] = &[
         command: "sync",
         description: &[
             "Pulls every [[feed]] once, concurrently, until its queue is empty or a limit is reached; then sends the notifications that are due, applies [retention] and writes the metrics file. A delivery is acknowledged only after the transaction holding it has committed and reached the disk.",
+            "The package runs it every five minutes as the user beskedhent through beskedhent-sync.timer (systemctl enable --now beskedhent-sync.timer); journalctl -u beskedhent-sync.service shows what the runs said. Exit codes 3, 5 and 130 count as success for that unit.",
         ],
         exit: &[
             ("3", "Some messages were refused (kept in rejected)."),
