@@ -1,4 +1,4 @@
--- The beskedhent replica, schema version 6: every table, view, index and column.
+-- The beskedhent replica, schema version 7: every table, view, index and column.
 --
 -- Every table, view and column below is a public interface: people's sqlite3 queries and
 -- reports depend on them. A new replica is created from this file; an older one is brought to
@@ -28,6 +28,9 @@ CREATE TABLE message (
 -- Envelopes not dropped yet, by age: what retention looks at.
 CREATE INDEX message_envelope_age ON message (created_at, received_at)
     WHERE envelope_pruned_at IS NULL;
+-- Messages of no known kind, by beskedtype: what monitoring looks at to say that a beskedtype
+-- is configured nowhere.
+CREATE INDEX message_other_by_beskedtype ON message (beskedtype) WHERE kind = 'other';
 
 -- Everything refused, with its exact bytes (or, above 256 MiB, their first MiB) and a reason
 -- a person understands. The same bytes received again are counted as a duplicate, not stored

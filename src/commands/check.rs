@@ -59,6 +59,13 @@ pub async fn check(config: &Config) -> bool {
             Err(error) => findings.fail(format!("{error:#}")),
         }
     }
+    // What the replica received that no [types.*] names.
+    if config.database.exists()
+        && let Ok(Some(line)) = crate::replica::Store::open_existing(&config.database)
+            .and_then(|store| crate::ops::monitor::other_types_line(&store))
+    {
+        findings.warn(line);
+    }
     let prepared = config.pull().and_then(|pull| {
         let credentials = Credentials::load(&pull.sts)?;
         Ok((pull, credentials))

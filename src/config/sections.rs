@@ -41,6 +41,10 @@ pub struct MonitorConfig {
     /// CRITICAL when it expires within this many days.
     #[serde(default = "default_certificate_critical")]
     pub certificate_critical_days: u64,
+    /// WARNING when the replica holds messages of a beskedtype no `[types.*]` names (kept as
+    /// `other`): registrations whose identifiers are not configured, say.
+    #[serde(default = "default_true")]
+    pub other_types_warning: bool,
 }
 
 impl Default for MonitorConfig {

@@ -218,6 +218,9 @@ fn check_replica(
     if monitor.overdue_days > 0 {
         check_overdue(monitor, store, now, findings)?;
     }
+    if monitor.other_types_warning {
+        check_other_types(store, findings)?;
+    }
     let counts = store.notification_counts()?;
     findings.perf("notifications_pending", counts.pending, (0, 0));
     if counts.failing > 0 {
@@ -268,6 +271,34 @@ fn check_feeds(
         );
     }
     Ok(())
+}
+
+/// Messages of a beskedtype no `[types.*]` names: a warning that says how to take them in.
+fn check_other_types(store: &Store, findings: &mut Findings) -> Result<()> {
+    if let Some(line) = other_types_line(store)? {
+        findings.add(State::Warning, line);
+    }
+    Ok(())
+}
+
+/// What `check` and `status --check` say of the messages kept as `other`, if there are any.
+pub fn other_types_line(store: &Store) -> Result<Option<String>> {
+    let types = store.other_beskedtypes()?;
+    if types.is_empty() {
+        return Ok(None);
+    }
+    let total: i64 = types.iter().map(|(_, count)| count).sum();
+    let named: Vec<String> = types
+        .iter()
+        .take(3)
+        .map(|(beskedtype, count)| format!("{beskedtype} ({count})"))
+        .collect();
+    Ok(Some(format!(
+        "{} kept as `other`: no [types.*] names beskedtype {}{}; if they are registrations, set [types.digitalpost_registration] or [types.nemsms_registration] and run `beskedhent reprocess` (or [monitor] other_types_warning = false)",
+        plural(total.unsigned_abs(), "message", "messages"),
+        named.join(", "),
+        if types.len() > 3 { ", ..." } else { "" }
+    )))
 }
 
 /// Letters without a final status `overdue_days` after their latest status.

@@ -80,6 +80,17 @@ impl Store {
         )?)
     }
 
+    /// The beskedtypes of the messages kept as `other` (no `[types.*]` names them), with how
+    /// many there are, most first.
+    pub fn other_beskedtypes(&self) -> Result<Vec<(String, i64)>> {
+        let mut statement = self.conn.prepare(
+            "SELECT coalesce(beskedtype, '(none)'), count(*) FROM message WHERE kind = 'other'
+             GROUP BY beskedtype ORDER BY 2 DESC, 1",
+        )?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Letters by the outcome of their current status (`pending` for no final status yet).
     pub fn letters_by_outcome(&self) -> Result<Vec<(String, i64)>> {
         let mut statement = self.conn.prepare(

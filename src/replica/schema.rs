@@ -17,6 +17,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_4,
     MIGRATION_5,
     MIGRATION_6,
+    MIGRATION_7,
 ];
 
 /// Version 2: how much of a refused message `rejected.raw` holds (and `raw` moved to the end
@@ -159,6 +160,12 @@ WHERE rejected.resolved_seq IS NULL AND rejected.besked_id IS NOT NULL
     AND m.besked_id = rejected.besked_id AND m.envelope_pruned_at IS NULL
     AND rejected.raw_size > 0 AND rejected.raw_size <= length(m.envelope)
     AND rejected.raw = substr(m.envelope, 1, length(rejected.raw));
+";
+
+/// Version 7: the messages of no known kind, by beskedtype (a partial index: only they are in
+/// it), so that monitoring can say cheaply that a beskedtype is configured nowhere.
+pub(super) const MIGRATION_7: &str = "
+CREATE INDEX IF NOT EXISTS message_other_by_beskedtype ON message (beskedtype) WHERE kind = 'other';
 ";
 
 /// Fills `letter` from `print_status` (after the migration that adds it, and after `reprocess`

@@ -381,7 +381,10 @@ fn a_v1_replica_is_migrated_with_upper_case_ids_folded() {
     assert_eq!(value::<i64>(&kept, "PRAGMA user_version"), 1);
     assert_eq!(value::<i64>(&kept, "SELECT count(*) FROM message"), 1);
     let db = install.db();
-    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 6);
+    assert_eq!(
+        value::<i64>(&db, "PRAGMA user_version"),
+        beskedhent::replica::SCHEMA_VERSION as i64
+    );
     assert_eq!(
         rows(&db, "SELECT besked_id FROM message"),
         ["8a1b2c3d-0000-4000-8000-00000000abcd"]
@@ -524,7 +527,10 @@ fn a_v1_replica_gets_its_letters_under_the_old_rule() {
     let (code, stdout, stderr) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0, "{stdout}{stderr}");
     let db = install.db();
-    assert_eq!(value::<i64>(&db, "PRAGMA user_version"), 6);
+    assert_eq!(
+        value::<i64>(&db, "PRAGMA user_version"),
+        beskedhent::replica::SCHEMA_VERSION as i64
+    );
     assert_eq!(
         rows(
             &db,

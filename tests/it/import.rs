@@ -449,7 +449,10 @@ fn init_creates_a_private_database_and_is_idempotent() {
     let (code, stdout, _) = outcome(&install.run(&["init"]));
     assert_eq!(code, 0);
     assert!(stdout.starts_with("up to date: database"), "{stdout}");
-    assert_eq!(value::<i64>(&install.db(), "PRAGMA user_version"), 6);
+    assert_eq!(
+        value::<i64>(&install.db(), "PRAGMA user_version"),
+        beskedhent::replica::SCHEMA_VERSION as i64
+    );
 }
 
 #[test]
@@ -468,8 +471,10 @@ fn status_reports_sources_and_totals() {
     assert_eq!(code, 0);
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
-        lines[0]
-            .contains("(schema 6): 20 messages, 13 print statuses, 6 registrations, 27 rejected"),
+        lines[0].contains(&format!(
+            "(schema {}): 20 messages, 13 print statuses, 6 registrations, 27 rejected",
+            beskedhent::replica::SCHEMA_VERSION
+        )),
         "{stdout}"
     );
     assert_eq!(

@@ -123,9 +123,10 @@ fn build() -> Built {
 }
 
 impl Built {
-    /// The packaged configuration's text.
-    fn conffile(&self) -> String {
-        std::fs::read_to_string(self.root.join("etc/beskedhent/config.toml")).expect("config")
+    /// The packaged configuration template's text.
+    fn template(&self) -> String {
+        std::fs::read_to_string(self.root.join("usr/share/beskedhent/config.toml"))
+            .expect("template")
     }
 }
 
@@ -186,7 +187,7 @@ fn every_entry_is_roots_with_its_mode_and_an_installation_has_every_path_it_need
     }
     let mut expected = vec![
         "./usr/bin/beskedhent".to_string(),
-        "./etc/beskedhent/config.toml".to_string(),
+        "./usr/share/beskedhent/config.toml".to_string(),
         "./usr/share/man/man1/beskedhent.1.gz".to_string(),
         "./usr/share/man/man1/beskedhent-sync.1.gz".to_string(),
         "./usr/share/bash-completion/completions/beskedhent".to_string(),
@@ -213,10 +214,11 @@ fn every_entry_is_roots_with_its_mode_and_an_installation_has_every_path_it_need
 }
 
 #[test]
-fn the_control_area_holds_the_conffile_and_the_maintainer_scripts_as_written() {
+fn the_control_area_holds_no_conffile_and_the_maintainer_scripts_as_written() {
     let built = built();
-    let conffiles = std::fs::read_to_string(built.control.join("conffiles")).expect("conffiles");
-    assert_eq!(conffiles, "/etc/beskedhent/config.toml\n");
+    // The configuration is made by postinst and then the operator's: no upgrade asks about it.
+    assert!(!built.control.join("conffiles").exists());
+    assert!(!built.root.join("etc/beskedhent/config.toml").exists());
     // Executable, identical to packaging/debian/, and valid shell.
     for script in ["postinst", "prerm", "postrm"] {
         let path = built.control.join(script);
@@ -269,13 +271,23 @@ fn the_packaged_manual_page_is_a_manual_page() {
 }
 
 #[test]
-fn the_conffile_points_at_var_lib_beskedhent_and_parses() {
+fn the_template_points_at_var_lib_beskedhent_parses_and_switches_on_no_example_identifiers() {
     let built = built();
-    let text = built.conffile();
+    let text = built.template();
     assert!(
-        text.starts_with("# The packaged configuration of beskedhent"),
+        text.starts_with("# The configuration of beskedhent"),
         "{text}"
     );
+    // The example envelopes' registration identifiers are there commented out, never on.
+    assert!(
+        !text.lines().any(|line| line.starts_with("[types.")),
+        "{text}"
+    );
+    assert!(
+        text.contains("# [types.digitalpost_registration]"),
+        "{text}"
+    );
+    assert!(text.contains("Beskedfordeler administration"), "{text}");
     let database_lines: Vec<&str> = text
         .lines()
         .filter(|line| line.starts_with("database"))
@@ -287,7 +299,7 @@ fn the_conffile_points_at_var_lib_beskedhent_and_parses() {
     // `status` gets as far as the missing database.
     let status = Command::new(built.root.join("usr/bin/beskedhent"))
         .arg("--config")
-        .arg(built.root.join("etc/beskedhent/config.toml"))
+        .arg(built.root.join("usr/share/beskedhent/config.toml"))
         .arg("status")
         .env("BESKEDHENT_LOG", "warn")
         .output()
@@ -309,7 +321,7 @@ fn the_shipped_examples_import_cleanly_under_the_shipped_configuration() {
     let replica = built.work.join("replica.db");
     std::fs::write(
         built.work.join("config.toml"),
-        built.conffile().replace(
+        built.template().replace(
             "database = \"/var/lib/beskedhent/replica.db\"",
             &format!("database = \"{}\"", replica.display()),
         ),
@@ -432,19 +444,15 @@ impl Sandbox {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
                 .expect("chmod stub");
         }
-        // What dpkg has unpacked by the time postinst runs, and a running systemd.
+        // What dpkg has unpacked by the time postinst runs (the configuration's template), and
+        // a running systemd.
         let root = sandbox.root();
-        std::fs::create_dir_all(root.join("etc/beskedhent")).expect("mkdir");
+        std::fs::create_dir_all(root.join("usr/share/beskedhent")).expect("mkdir");
         std::fs::write(
-            root.join("etc/beskedhent/config.toml"),
+            root.join("usr/share/beskedhent/config.toml"),
             "database = \"x\"\n",
         )
-        .expect("write config");
-        std::fs::set_permissions(
-            root.join("etc/beskedhent/config.toml"),
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .expect("chmod");
+        .expect("write template");
         std::fs::create_dir_all(root.join("run/systemd/system")).expect("mkdir");
         std::fs::write(sandbox.log(), "").expect("write log");
         sandbox
@@ -514,6 +522,7 @@ fn a_first_install_makes_the_user_and_the_state_directory_and_starts_nothing() {
         "getent passwd beskedhent".to_string(),
         "adduser --system --group --home /var/lib/beskedhent --no-create-home --shell /usr/sbin/nologin --quiet beskedhent".to_string(),
         format!("chown beskedhent:beskedhent {root_text}/var/lib/beskedhent"),
+        format!("chown beskedhent:beskedhent {root_text}/var/lib/beskedhent-metrics"),
         format!("chown root:beskedhent {root_text}/etc/beskedhent"),
         format!("chown root:beskedhent {root_text}/etc/beskedhent/config.toml"),
         "systemctl daemon-reload".to_string(),
@@ -522,6 +531,15 @@ fn a_first_install_makes_the_user_and_the_state_directory_and_starts_nothing() {
     assert_eq!(mode(&sandbox.state()), 0o700);
     assert_eq!(mode(&sandbox.etc()), 0o750);
     assert_eq!(mode(&sandbox.etc().join("config.toml")), 0o640);
+    assert_eq!(
+        mode(&sandbox.root().join("var/lib/beskedhent-metrics")),
+        0o755
+    );
+    // Made from the template.
+    assert_eq!(
+        std::fs::read_to_string(sandbox.etc().join("config.toml")).expect("config"),
+        "database = \"x\"\n"
+    );
     for step in [
         "/etc/beskedhent/config.toml",
         "sudo -u beskedhent beskedhent --config /etc/beskedhent/config.toml check",
@@ -543,12 +561,22 @@ fn an_upgrade_keeps_the_operators_mode_and_restarts_only_a_running_daemon_quietl
     let expected = [
         "getent passwd beskedhent".to_string(),
         format!("chown beskedhent:beskedhent {root_text}/var/lib/beskedhent"),
-        format!("chown root:beskedhent {root_text}/etc/beskedhent"),
+        format!("chown beskedhent:beskedhent {root_text}/var/lib/beskedhent-metrics"),
         "systemctl daemon-reload".to_string(),
         "systemctl try-restart beskedhent.service".to_string(),
     ];
+    // The operator's configuration stays as it is, whatever the template says now.
+    std::fs::write(
+        sandbox.root().join("usr/share/beskedhent/config.toml"),
+        "database = \"new\"\n",
+    )
+    .expect("new template");
     assert_eq!(log.lines().collect::<Vec<_>>(), expected, "{log}");
     assert_eq!(mode(&config), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&config).expect("config"),
+        "database = \"x\"\n"
+    );
     assert!(output.stdout.is_empty(), "{output:?}");
 }
 
@@ -620,4 +648,145 @@ fn arguments_dpkg_may_pass_that_need_nothing_done_do_nothing() {
         let (_, log) = sandbox.run(script, args);
         assert_eq!(log, "", "{script} {args:?}");
     }
+}
+
+/// The package installed on this machine for a test, purged again (with its user and state)
+/// when dropped.
+struct Installed;
+
+impl Installed {
+    /// Installs `deb` as an operator would, unattended: `apt-get install` with no terminal.
+    fn apt_install(deb: &Path) -> Output {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .arg(deb)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run apt-get")
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = Command::new("dpkg")
+            .args(["--purge", "beskedhent"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(std::process::Stdio::null())
+            .output();
+        let _ = std::fs::remove_dir_all("/var/lib/beskedhent");
+        let _ = Command::new("userdel").arg("beskedhent").output();
+        let _ = Command::new("groupdel").arg("beskedhent").output();
+    }
+}
+
+/// The built package again, as the next version with a template that differs (a new key
+/// explained), as a later release would be.
+fn next_version(built: &Built) -> PathBuf {
+    let tree = built.work.join("next");
+    let _ = std::fs::remove_dir_all(&tree);
+    run_ok(
+        Command::new("dpkg-deb")
+            .arg("-R")
+            .arg(&built.deb)
+            .arg(&tree),
+    );
+    let control = tree.join("DEBIAN/control");
+    let text = std::fs::read_to_string(&control).expect("control");
+    let version = deb_version();
+    std::fs::write(
+        &control,
+        text.replace(
+            &format!("Version: {version}\n"),
+            &format!("Version: {version}+next1\n"),
+        ),
+    )
+    .expect("control");
+    let template = tree.join("usr/share/beskedhent/config.toml");
+    let mut text = std::fs::read_to_string(&template).expect("template");
+    text.push_str("\n# A key of the next release, explained here.\n");
+    std::fs::write(&template, text).expect("template");
+    let sums = run_ok(
+        Command::new("md5sum")
+            .arg("usr/share/beskedhent/config.toml")
+            .current_dir(&tree),
+    );
+    let md5sums = tree.join("DEBIAN/md5sums");
+    let lines: Vec<String> = std::fs::read_to_string(&md5sums)
+        .expect("md5sums")
+        .lines()
+        .map(|line| {
+            if line.ends_with(" usr/share/beskedhent/config.toml") {
+                sums.trim().to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&md5sums, lines.join("\n") + "\n").expect("md5sums");
+    let deb = built
+        .work
+        .join(format!("beskedhent_{version}+next1_{}.deb", built.arch));
+    run_ok(
+        Command::new("dpkg-deb")
+            .args(["-Zgzip", "-z0", "--root-owner-group", "-b"])
+            .arg(&tree)
+            .arg(&deb),
+    );
+    deb
+}
+
+#[test]
+fn an_unattended_upgrade_never_asks_and_keeps_the_operators_configuration() {
+    // SAFETY: geteuid(2) cannot fail.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "installing the package needs root (CI runs as root)"
+    );
+    require("apt-get", "apt");
+    let built = built();
+    let next = next_version(built);
+    let installed = Installed;
+    let output = Installed::apt_install(&built.deb);
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 0, "first install:\n{stdout}{stderr}");
+    let config = Path::new("/etc/beskedhent/config.toml");
+    assert_eq!(mode(config), 0o640);
+    assert!(Path::new("/var/lib/beskedhent-metrics").is_dir());
+    // The operator's edits, as every operator makes them.
+    let mut text = std::fs::read_to_string(config).expect("config");
+    text = text.replace(
+        "# [metrics]\n# textfile = \"/var/lib/beskedhent-metrics/beskedhent.prom\"",
+        "[metrics]\ntextfile = \"/var/lib/beskedhent-metrics/beskedhent.prom\"",
+    );
+    text = text.replace("# max_message_bytes = 65536", "max_message_bytes = 70000");
+    assert!(text.contains("\nmax_message_bytes = 70000"), "{text}");
+    std::fs::write(config, &text).expect("edit");
+    assert!(
+        text.contains("\n[metrics]\n"),
+        "the template names the metrics file"
+    );
+    // The next version, unattended: no question, exit 0, the edits in force.
+    let output = Installed::apt_install(&next);
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 0, "upgrade:\n{stdout}{stderr}");
+    assert!(!stderr.contains("conffile"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(config).expect("config"), text);
+    assert!(
+        std::fs::read_to_string("/usr/share/beskedhent/config.toml")
+            .expect("template")
+            .contains("A key of the next release")
+    );
+    let status = Command::new("runuser")
+        .args(["-u", "beskedhent", "--", "/usr/bin/beskedhent", "--config"])
+        .arg(config)
+        .args(["init"])
+        .current_dir("/")
+        .output()
+        .expect("init");
+    let (code, stdout, stderr) = outcome(&status);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    drop(installed);
+    assert!(!config.exists(), "purged");
 }
