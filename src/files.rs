@@ -155,7 +155,7 @@ pub fn is_claimed_file_name(database: &[u8], name: &[u8]) -> bool {
 }
 
 /// The runs at work on `database`, from its lock files (`<database>-<source>.lock` beside its
-/// real file): each source whose lock is held, with the pid it wrote.
+/// real file): each source whose lock another process holds, with the pid it wrote.
 pub fn runs_holding(database: &Path) -> Vec<(String, Option<u32>)> {
     use std::os::fd::AsRawFd;
     let real = real_path(database);
@@ -189,10 +189,11 @@ pub fn runs_holding(database: &Path) -> Vec<(String, Option<u32>)> {
                 true
             }
         };
-        if held {
-            let pid = std::io::read_to_string(&file)
-                .ok()
-                .and_then(|text| text.trim().parse().ok());
+        let pid: Option<u32> = std::io::read_to_string(&file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok());
+        // This process's own lock is not another run.
+        if held && pid != Some(std::process::id()) {
             runs.push((source.to_owned(), pid));
         }
     }

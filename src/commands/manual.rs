@@ -42,7 +42,10 @@ const PAGES: &[Page] = &[
                 "4",
                 "sync: a feed failed. daemon: too many failing passes in a row.",
             ),
-            ("5", "Another run holds a feed's or source's lock."),
+            (
+                "5",
+                "Another run holds a feed's or source's lock, or another writer kept the replica locked for longer than wait_for_replica_seconds (10 min).",
+            ),
             (
                 "130",
                 "Stopped by SIGINT or SIGTERM after committing what it had received.",
@@ -115,7 +118,10 @@ const PAGES: &[Page] = &[
                 "4",
                 "A feed failed: the STS, the broker, the queue, or the retries ran out. What was committed is acknowledged; nothing else is.",
             ),
-            ("5", "A feed was skipped: another run holds its lock."),
+            (
+                "5",
+                "A feed was skipped: another run holds its lock, or another writer kept the replica locked for longer than wait_for_replica_seconds.",
+            ),
             (
                 "130",
                 "Stopped by SIGINT or SIGTERM after committing and acknowledging what it had received.",

@@ -38,14 +38,15 @@ pub fn run(cli: Cli) -> Result<u8> {
         return Ok(status::plugin(&path));
     }
     let config = Config::load(&path)?;
+    crate::replica::set_patience(config.wait_for_replica);
     say_which_configuration(&path, origin);
     let result = dispatch(cli.command, config).or_else(|error| {
         // Another writer kept the replica locked for longer than a run waits: said as a held
         // lock is.
         if crate::replica::is_busy(&error) {
             crate::logging::print_error(&format!(
-                "{error:#}; another writer kept the replica locked for {} min: run this again once it has finished",
-                crate::replica::PATIENCE.as_secs() / 60
+                "{error:#}; another writer kept the replica locked for {} (`wait_for_replica_seconds`): run this again once it has finished",
+                crate::replica::describe_wait(crate::replica::patience())
             ));
             Ok(crate::exit::LOCKED)
         } else {

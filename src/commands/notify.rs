@@ -59,22 +59,34 @@ fn dry(config: &Config, settings: Option<&NotifyConfig>) -> Result<u8> {
             ]
         })
         .collect();
-    crate::say!(
-        "{}",
-        render(
-            &["id", "key", "event", "created_at", "attempts", "last_error"],
-            &rows,
-            Format::Table
-        )
-    );
+    if !rows.is_empty() {
+        crate::say!(
+            "{}",
+            render(
+                &["id", "key", "event", "created_at", "attempts", "last_error"],
+                &rows,
+                Format::Table
+            )
+        );
+    }
+    let overdue_letters = if overdue == 1 {
+        "1 overdue letter".to_owned()
+    } else {
+        format!("{overdue} overdue letters")
+    };
     crate::sayln!(
-        "{} pending; {overdue} overdue letters not recorded yet (the next delivery records them); nothing sent or changed (--dry-run)",
+        "{} pending; {overdue_letters} not recorded yet (the next delivery records them); nothing sent or changed (--dry-run)",
         pending.len()
     );
     if settings.is_none() {
         crate::sayln!(
-            "no [notify] section in `{}`: nothing can be sent yet. With a destination (`command` or `webhook`) and the default rules, the first delivery would record the {overdue} letters without a final status after {overdue_days} days; failed letters, failing feeds and refused messages are recorded from then on (see docs/operations.md#notifications)",
-            config.path.display()
+            "no [notify] section in `{}`: nothing can be sent yet. With a destination (`command` or `webhook`) and the default rules, the first delivery would record {} without a final status after {overdue_days} days; failed letters, failing feeds and refused messages are recorded from then on (see docs/operations.md#notifications)",
+            config.path.display(),
+            if overdue == 1 {
+                "the 1 letter".to_owned()
+            } else {
+                format!("the {overdue} letters")
+            }
         );
     }
     Ok(exit::OK)

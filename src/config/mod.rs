@@ -29,6 +29,12 @@ pub use validate::{check_source_name, pkcs12_password};
 /// nor a `config.toml` in the working directory names another.
 pub const SYSTEM_CONFIG: &str = "/etc/beskedhent/config.toml";
 
+/// Default for `wait_for_replica_seconds`: 10 minutes.
+const DEFAULT_WAIT_FOR_REPLICA_SECONDS: u64 = 600;
+
+/// Largest allowed `wait_for_replica_seconds`: a day.
+const MAX_WAIT_FOR_REPLICA_SECONDS: u64 = 86_400;
+
 /// Default for `max_message_bytes`: 64 KiB (real envelopes are 3-7 KB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
@@ -43,6 +49,7 @@ pub const MAX_MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 struct RawConfig {
     database: PathBuf,
     max_message_bytes: Option<usize>,
+    wait_for_replica_seconds: Option<u64>,
     #[serde(default)]
     types: RawTypes,
     sts: Option<StsConfig>,
@@ -123,6 +130,8 @@ pub struct Config {
     /// The replica, absolute or relative to the working directory.
     pub database: PathBuf,
     pub max_message_bytes: usize,
+    /// How long a write waits for another writer before the command gives up (exit 5).
+    pub wait_for_replica: std::time::Duration,
     pub registrations: Vec<RegistrationType>,
     sts: Option<StsConfig>,
     amqp: Option<AmqpConfig>,
@@ -198,6 +207,14 @@ impl Config {
                 "`max_message_bytes` must be between 1 and {MAX_MAX_MESSAGE_BYTES} (32 MiB), got {max_message_bytes}"
             );
         }
+        let wait_for_replica = raw
+            .wait_for_replica_seconds
+            .unwrap_or(DEFAULT_WAIT_FOR_REPLICA_SECONDS);
+        if !(1..=MAX_WAIT_FOR_REPLICA_SECONDS).contains(&wait_for_replica) {
+            bail!(
+                "`wait_for_replica_seconds` must be between 1 and {MAX_WAIT_FOR_REPLICA_SECONDS} (a day), got {wait_for_replica}"
+            );
+        }
         if raw.database.as_os_str().is_empty() {
             bail!(
                 "`database` is empty; give the path of the replica, e.g. database = \"replica.db\""
@@ -255,6 +272,7 @@ impl Config {
             path: path.to_path_buf(),
             database: base.join(raw.database),
             max_message_bytes,
+            wait_for_replica: std::time::Duration::from_secs(wait_for_replica),
             registrations,
             sts,
             amqp,

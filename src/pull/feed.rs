@@ -197,11 +197,7 @@ impl<'a> FeedRun<'a> {
             }
             Err(error) => return Err(FeedEnd::Failed(Box::new(error).into())),
         };
-        let replica = |cause: anyhow::Error| {
-            FeedEnd::Failed(FeedError::Replica {
-                cause: cause.into(),
-            })
-        };
+        let replica = |cause: anyhow::Error| FeedEnd::Failed(FeedError::replica(cause));
         let store = Store::open(&puller.database, puller.events).map_err(replica)?;
         store
             .tune_for_pull(puller.max_message_bytes)
@@ -672,11 +668,9 @@ impl FeedRun<'_> {
         session: Option<&Session>,
         synced: Synced,
     ) -> Result<(), SessionEnd> {
-        synced.result.map_err(|cause| {
-            SessionEnd::Fatal(FeedError::Commit {
-                cause: cause.into(),
-            })
-        })?;
+        synced
+            .result
+            .map_err(|cause| SessionEnd::Fatal(FeedError::commit(cause)))?;
         if let Some(session) = session {
             session
                 .ack_through(synced.last_tag)
@@ -698,11 +692,9 @@ impl FeedRun<'_> {
         session: Option<&Session>,
         committed: Committed,
     ) -> Result<(), SessionEnd> {
-        let (outcomes, counts, items) = committed.result.map_err(|cause| {
-            SessionEnd::Fatal(FeedError::Commit {
-                cause: cause.into(),
-            })
-        })?;
+        let (outcomes, counts, items) = committed
+            .result
+            .map_err(|cause| SessionEnd::Fatal(FeedError::commit(cause)))?;
         for (item, outcome) in items.iter().zip(&outcomes) {
             if let Some((besked_id, reason)) = item.refusal(outcome) {
                 tracing::warn!(

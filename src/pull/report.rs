@@ -46,13 +46,47 @@ pub struct RunReport {
     pub signalled: bool,
 }
 
+impl FeedError {
+    /// A batch that could not be committed: [`FeedError::Busy`] when another writer held the
+    /// replica all the while.
+    pub fn commit(cause: anyhow::Error) -> FeedError {
+        if crate::replica::is_busy(&cause) {
+            FeedError::Busy {
+                cause: cause.into(),
+            }
+        } else {
+            FeedError::Commit {
+                cause: cause.into(),
+            }
+        }
+    }
+
+    /// The replica could not be opened or the run recorded: [`FeedError::Busy`] when another
+    /// writer held it all the while.
+    pub fn replica(cause: anyhow::Error) -> FeedError {
+        if crate::replica::is_busy(&cause) {
+            FeedError::Busy {
+                cause: cause.into(),
+            }
+        } else {
+            FeedError::Replica {
+                cause: cause.into(),
+            }
+        }
+    }
+}
+
 impl RunReport {
-    /// The process exit code: the worst thing that happened.
+    /// The process exit code: the worst thing that happened. A feed left because another
+    /// writer held the replica counts as one another run holds (5), not as a failure.
     pub fn exit_code(&self) -> u8 {
         let any = |test: fn(&FeedReport) -> bool| self.feeds.iter().any(test);
-        if any(|f| matches!(f.end, FeedEnd::Failed(_))) {
+        fn waited(end: &FeedEnd) -> bool {
+            matches!(end, FeedEnd::Failed(FeedError::Busy { .. }))
+        }
+        if any(|f| matches!(f.end, FeedEnd::Failed(_)) && !waited(&f.end)) {
             exit::FEED_FAILED
-        } else if any(|f| matches!(f.end, FeedEnd::Locked(_))) {
+        } else if any(|f| matches!(f.end, FeedEnd::Locked(_)) || waited(&f.end)) {
             exit::LOCKED
         } else if self.signalled || any(|f| matches!(f.end, FeedEnd::Interrupted)) {
             exit::INTERRUPTED
@@ -74,6 +108,7 @@ impl RunReport {
                 FeedEnd::Limit => "stopped at the configured limit".to_string(),
                 FeedEnd::Interrupted => "interrupted".to_string(),
                 FeedEnd::Locked(why) => format!("skipped: {why}"),
+                FeedEnd::Failed(why @ FeedError::Busy { .. }) => format!("gave up: {why}"),
                 FeedEnd::Failed(why) => format!("FAILED: {why}"),
             };
             let reconnects = match feed.reconnects {
@@ -140,6 +175,16 @@ pub enum FeedError {
         #[source]
         cause: Cause,
     },
+    /// Another writer kept the replica locked for longer than a run waits (a commit, opening
+    /// or recording the run): nothing unsaved was acknowledged.
+    #[error(
+        "{}; another writer kept the replica locked for longer than `wait_for_replica_seconds`, so this run leaves the feed to the next one",
+        crate::pull::sts::error_chain(.cause.as_ref())
+    )]
+    Busy {
+        #[source]
+        cause: Cause,
+    },
     /// The feed's lock file could not be used.
     #[error(transparent)]
     Lock(#[from] Box<LockError>),
@@ -153,4 +198,62 @@ pub enum FeedError {
     /// A task of the run ended without saying how.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn busy() -> anyhow::Error {
+        anyhow::Error::new(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("database is locked".into()),
+        ))
+        .context("committing a batch")
+    }
+
+    fn report(ends: Vec<FeedEnd>) -> RunReport {
+        RunReport {
+            feeds: ends
+                .into_iter()
+                .enumerate()
+                .map(|(n, end)| FeedReport {
+                    name: format!("feed{n}"),
+                    counts: Counts::default(),
+                    end,
+                    reconnects: 0,
+                    elapsed: Duration::ZERO,
+                })
+                .collect(),
+            elapsed: Duration::ZERO,
+            after: Vec::new(),
+            signalled: false,
+        }
+    }
+
+    #[test]
+    fn a_feed_kept_waiting_by_another_writer_is_exit_5_and_a_real_failure_still_4() {
+        let waited = FeedError::commit(busy());
+        assert!(matches!(waited, FeedError::Busy { .. }), "{waited:?}");
+        assert!(
+            matches!(
+                FeedError::replica(anyhow::anyhow!("disk I/O error")),
+                FeedError::Replica { .. }
+            ),
+            "not busy"
+        );
+        let only_waited = report(vec![FeedEnd::Drained, FeedEnd::Failed(waited)]);
+        assert_eq!(only_waited.exit_code(), exit::LOCKED);
+        let line = &only_waited.lines()[1];
+        assert!(
+            line.contains("; gave up: committing a batch: database is locked")
+                && line.ends_with("; another writer kept the replica locked for longer than `wait_for_replica_seconds`, so this run leaves the feed to the next one"),
+            "{line}"
+        );
+        let also_failed = report(vec![
+            FeedEnd::Failed(FeedError::replica(busy())),
+            FeedEnd::Failed(FeedError::commit(anyhow::anyhow!("disk full"))),
+        ]);
+        assert_eq!(also_failed.exit_code(), exit::FEED_FAILED);
+    }
 }

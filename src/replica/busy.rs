@@ -1,16 +1,39 @@
 //! Waiting for another writer. SQLite lets one connection write at a time; a run that finds the
 //! replica's write lock taken (another `import` streaming a large file, a `sqlite3` session in
 //! a transaction) waits for it, says after a second that it waits and on whom, says so again
-//! every half minute, and gives up after [`PATIENCE`]: the command then ends with exit code 5,
-//! as it does when another run holds its source's lock.
+//! every half minute, and gives up after `wait_for_replica_seconds` (10 min unless configured):
+//! the command then ends with exit code 5, as it does when another run holds its source's lock.
 
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The longest a write waits for another writer before giving up.
+/// The longest a write waits for another writer before giving up, unless configured.
 pub const PATIENCE: Duration = Duration::from_secs(10 * 60);
+
+/// The longest this process waits, in seconds: [`PATIENCE`] or the configured time.
+static PATIENCE_SECONDS: AtomicU64 = AtomicU64::new(PATIENCE.as_secs());
+
+/// Makes this process wait at most `patience` for another writer.
+pub fn set_patience(patience: Duration) {
+    PATIENCE_SECONDS.store(patience.as_secs().max(1), Ordering::Relaxed);
+}
+
+/// The longest this process waits for another writer.
+pub fn patience() -> Duration {
+    Duration::from_secs(PATIENCE_SECONDS.load(Ordering::Relaxed))
+}
+
+/// A wait as people read it: `45 s`, `10 min`, `1 min 30 s`.
+pub fn describe_wait(wait: Duration) -> String {
+    match (wait.as_secs() / 60, wait.as_secs() % 60) {
+        (0, seconds) => format!("{seconds} s"),
+        (minutes, 0) => format!("{minutes} min"),
+        (minutes, seconds) => format!("{minutes} min {seconds} s"),
+    }
+}
 
 /// After how long a wait is said, and how often again.
 const SAY_AFTER: Duration = Duration::from_secs(1);
@@ -44,20 +67,21 @@ fn on_busy(attempt: i32) -> bool {
         _ => (now, None),
     };
     let waited = now - since;
-    if waited >= PATIENCE {
+    let patience = patience();
+    if waited >= patience {
         WAITING.set(None);
         tracing::error!(
-            "gave up waiting for the replica after {} min: {}",
-            PATIENCE.as_secs() / 60,
+            "gave up waiting for the replica after {}: {}",
+            describe_wait(patience),
             holders()
         );
         return false;
     }
     let said = if waited >= SAY_AFTER && said.is_none_or(|at| now - at >= SAY_AGAIN) {
         tracing::warn!(
-            "waiting for the replica ({} s so far, at most {} min): {}",
+            "waiting for the replica ({} s so far, at most {}): {}",
             waited.as_secs(),
-            PATIENCE.as_secs() / 60,
+            describe_wait(patience),
             holders()
         );
         Some(now)

@@ -40,7 +40,7 @@ mod search;
 mod write;
 
 pub use backup::{BackedUp, SKIP_UPGRADE_BACKUP_ENV, copies_beside};
-pub use busy::{PATIENCE, is_busy};
+pub use busy::{PATIENCE, describe_wait, is_busy, patience, set_patience};
 pub use health::SourceHealth;
 pub use outbox::{NotificationCounts, Pending};
 pub use reprocess::Reprocessed;

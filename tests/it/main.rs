@@ -21,4 +21,5 @@ mod retention;
 #[path = "../support/sample.rs"]
 mod sample;
 mod schema;
+mod seams;
 mod support;

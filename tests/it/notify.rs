@@ -852,7 +852,7 @@ fn a_dry_run_changes_nothing_and_masks_cpr_numbers() {
     );
     assert!(stdout.contains("letter_failed:brev-020270****"), "{stdout}");
     assert!(
-        stdout.contains("2 pending; 1 overdue letters not recorded yet"),
+        stdout.contains("2 pending; 1 overdue letter not recorded yet"),
         "{stdout}"
     );
     assert!(stdout.contains("nothing sent or changed"), "{stdout}");
