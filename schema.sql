@@ -1,4 +1,4 @@
--- The beskedhent replica, schema version 7: every table, view, index and column.
+-- The beskedhent replica, schema version 8: every table, view, index and column.
 --
 -- Every table, view and column below is a public interface: people's sqlite3 queries and
 -- reports depend on them. A new replica is created from this file; an older one is brought to
@@ -78,9 +78,12 @@ CREATE TABLE print_status (
     afsender_system_id  TEXT,
     correlation_id      TEXT,
     producer            TEXT,                          -- Digital Post | Strålfors | Edora | KMD Charlie Tango
-    producer_uuid       TEXT
+    producer_uuid       TEXT,
+    letter_id           INTEGER REFERENCES letter (id) -- the letter of message_uuid: find a letter's statuses by it
 );
-CREATE INDEX print_status_by_letter ON print_status (message_uuid);
+-- A letter's statuses: by the letter's number, which grows as letters are first seen, so that
+-- a new status lands at the end of this index rather than on a random page of it.
+CREATE INDEX print_status_by_letter_id ON print_status (letter_id);
 CREATE INDEX print_status_by_time ON print_status (occurred_at);
 
 -- Postal events of physical letters (ForsendelseHaendelseSamling).
@@ -97,7 +100,7 @@ CREATE INDEX print_status_postal_event_by_seq ON print_status_postal_event (seq)
 -- transaction that stores each status: the newest by occurred_at (then by arrival), except that
 -- a final status is never replaced by a non-final one, whenever that arrived or happened.
 CREATE TABLE letter (
-    message_uuid    TEXT NOT NULL PRIMARY KEY,
+    message_uuid    TEXT NOT NULL UNIQUE,
     seq             INTEGER NOT NULL,                  -- print_status.seq of the current status
     event           TEXT,
     outcome         TEXT,                              -- failed | delivered | recalled, when final
@@ -110,7 +113,8 @@ CREATE TABLE letter (
     fejl_kode       TEXT,
     fejl_tekst      TEXT,
     afsendelse_id   TEXT,
-    transmission_id TEXT
+    transmission_id TEXT,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT   -- the letter's number, in the order letters were first seen
 );
 CREATE INDEX letter_by_time ON letter (occurred_at, outcome);
 CREATE INDEX letter_pending_by_time ON letter (occurred_at) WHERE final = 0;
@@ -126,7 +130,7 @@ SELECT l.seq AS seq, p.besked_id AS besked_id, l.message_uuid AS message_uuid,
     p.forsendelse_id AS forsendelse_id, p.forsendelse_type_id AS forsendelse_type_id,
     p.bruger_navn AS bruger_navn, p.enhed_tekst AS enhed_tekst,
     p.afsender_system_id AS afsender_system_id, p.correlation_id AS correlation_id,
-    p.producer AS producer, p.producer_uuid AS producer_uuid
+    p.producer AS producer, p.producer_uuid AS producer_uuid, l.id AS letter_id
 FROM letter AS l JOIN print_status AS p ON p.seq = l.seq;
 
 -- One row per registration change (DigitalPostTilmelding, NemSMSTilmelding).

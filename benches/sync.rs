@@ -7,8 +7,9 @@
 //! same with batching turned off (`batch_size = 1`: one commit and one acknowledgement per
 //! message), on N/5 messages. Reports rates and peak memory (from `wait4`). BENCH_SYNC adds
 //! `[sync]` keys (separated by `;`); BENCH_MAX_MESSAGE_BYTES sets `max_message_bytes`.
-//! BENCH_MESSAGE_BYTES pads every envelope (with a comment) to that size, to measure memory
-//! with messages as large as `max_message_bytes` allows.
+//! BENCH_MESSAGE_BYTES makes every envelope a failed status whose error text fills it to about
+//! that size (decoding keeps the text besides the bytes), to measure memory with messages as
+//! large as `max_message_bytes` allows.
 //! BENCH_SYNC_REPLICA names a replica (say, the queries benchmark's) to sync into a copy of,
 //! against the rate into an empty one.
 //! BENCH_BASELINE_BIN names another build of `beskedhent` (say, of the previous release) to run
@@ -30,7 +31,7 @@ use std::time::Duration;
 
 #[path = "../tests/support/sample.rs"]
 mod sample;
-use sample::{UuidGenerator, padded, status_envelope};
+use sample::{UuidGenerator, failed_with_error_text, status_envelope};
 
 fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -220,10 +221,11 @@ fn measure_from(
     broker.fill(
         &queue,
         (0..count).map(|n| {
-            padded(
-                status_envelope(&ids.next_uuid(), &ids.next_uuid(), (n % 60) as u32),
-                size,
-            )
+            if size > 0 {
+                failed_with_error_text(&ids.next_uuid(), &ids.next_uuid(), size)
+            } else {
+                status_envelope(&ids.next_uuid(), &ids.next_uuid(), (n % 60) as u32).into_bytes()
+            }
         }),
     );
     let dir = broker::scratch_dir("bench");

@@ -146,7 +146,8 @@ fn line(what: &str, unit: &str, done: u64, total: u64, elapsed: Duration) -> Str
     };
     line.push_str(&format!(", {rate:.0}/s"));
     if total > done && rate > 0.0 {
-        let left = ((total - done) as f64 / rate) as u64;
+        // Rounded up: never "0 s left" while work is left.
+        let left = ((total - done) as f64 / rate).ceil() as u64;
         line.push_str(&format!(", {} left", duration(left)));
     } else {
         line.push_str(&format!(", {} so far", duration(elapsed.as_secs())));
@@ -178,6 +179,10 @@ mod tests {
             "prune: 500 rows, 4/s, 2 min 5 s so far"
         );
         assert_eq!(duration(7500), "2 h 5 min");
+        assert_eq!(
+            line("import", "files", 999, 1000, Duration::from_secs(10)),
+            "import: 999 of 1000 files (99 %), 100/s, 1 s left"
+        );
     }
 
     #[test]

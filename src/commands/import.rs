@@ -12,6 +12,8 @@ use crate::pull::lock::{FeedLock, LockError};
 use crate::replica::Store;
 
 pub fn run(config: &Config, paths: &[PathBuf], source: &str) -> Result<u8> {
+    // The summary's time is the command's, waiting for another writer included.
+    let started = std::time::Instant::now();
     let mut store = Store::open(&config.database, config.event_rules())?;
     // One run of a source at a time, as `sync` does for a feed: two would record each other's
     // counts and take each other for killed.
@@ -26,7 +28,7 @@ pub fn run(config: &Config, paths: &[PathBuf], source: &str) -> Result<u8> {
         Err(error) => return Err(error.into()),
     };
     let progress = crate::progress::Progress::start("import", "files");
-    let summary = crate::pull::import::import(
+    let mut summary = crate::pull::import::import(
         &mut store,
         &config.decoder(),
         paths,
@@ -35,6 +37,7 @@ pub fn run(config: &Config, paths: &[PathBuf], source: &str) -> Result<u8> {
     )?;
     drop(progress);
     drop(store);
+    summary.elapsed = started.elapsed();
     crate::sayln!("{}", summary.line());
     let stop = crate::ops::notify::stop_on_signals();
     let after = after_run(config, Parts::IMPORT, certificate_expiry(config), &stop);

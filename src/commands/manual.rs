@@ -310,6 +310,8 @@ pub fn write_page(command: clap::Command, name: &str, out: &mut dyn Write) -> st
         .iter()
         .find(|page| page.command == name)
         .unwrap_or(&PAGES[0]);
+    // Every page's footer names the version, a command's page too.
+    let command = command.version(env!("CARGO_PKG_VERSION"));
     let man = clap_mangen::Man::new(command.clone());
     man.render_title(out)?;
     man.render_name_section(out)?;

@@ -350,7 +350,7 @@ pub(super) fn default_connect_timeout() -> u64 {
 }
 
 pub(super) fn default_batch_size() -> usize {
-    500
+    1000
 }
 
 pub(super) fn default_flush_interval() -> u64 {

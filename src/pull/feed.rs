@@ -31,11 +31,15 @@ use crate::replica::{Counts, Incoming, Raw, RunEnd, RunStatus, Store};
 use crate::time;
 
 /// Most bytes of deliveries held unacknowledged (received, not yet committed) per feed, for
-/// messages of the largest allowed size; the effective prefetch follows from it.
-pub const HELD_BYTES: usize = 16 * 1024 * 1024;
+/// messages of the largest allowed size; the effective prefetch follows from it: 2,000 (the
+/// default) at the default `max_message_bytes` of 64 KiB. With real envelopes (3-8 KB) the
+/// window holds a tenth of it.
+pub const HELD_BYTES: usize = 128 * 1024 * 1024;
 
-/// A batch is committed once the deliveries it holds reach this many bytes.
-pub const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// A batch is committed once the deliveries it holds reach this many bytes. What a message's
+/// decoding keeps besides its bytes is at most as large again, so the two batches decoded at a
+/// time (one being committed, one filling) add at most 4 × this to the window's bytes.
+pub const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// Everything a run needs, shared by the feed tasks.
 pub struct Puller {
@@ -785,9 +789,10 @@ mod tests {
 
     #[test]
     fn prefetch_is_bounded_by_bytes() {
-        assert_eq!(effective_prefetch(2000, 64 * 1024), 256);
-        assert_eq!(effective_prefetch(2000, 1024 * 1024), 16);
-        assert_eq!(effective_prefetch(2000, 64 * 1024 * 1024), 1);
+        assert_eq!(effective_prefetch(2000, 64 * 1024), 2000);
+        assert_eq!(effective_prefetch(2000, 96 * 1024), 1365);
+        assert_eq!(effective_prefetch(2000, 1024 * 1024), 128);
+        assert_eq!(effective_prefetch(2000, 32 * 1024 * 1024), 4);
         assert_eq!(effective_prefetch(10, 4096), 10);
         assert_eq!(effective_prefetch(2000, 1), 2000);
     }

@@ -67,8 +67,12 @@ impl ImportSummary {
             0.0
         };
         let mut line = format!(
-            "imported {} files: {} new, {} duplicates, {} rejected",
-            self.files, self.counts.new, self.counts.duplicates, self.counts.rejected
+            "imported {} {}: {} new, {} duplicates, {} rejected",
+            self.files,
+            if self.files == 1 { "file" } else { "files" },
+            self.counts.new,
+            self.counts.duplicates,
+            self.counts.rejected
         );
         if self.unreadable > 0 {
             line.push_str(&format!(", {} unreadable", self.unreadable));

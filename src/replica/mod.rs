@@ -59,12 +59,11 @@ const IMPORT_CACHE_KIB: u32 = 24 * 1024;
 /// The same when messages may be up to 1 MiB.
 const IMPORT_LARGE_CACHE_KIB: u32 = 16 * 1024;
 /// Page cache of a feed's writer in `sync`, in KiB, when `max_message_bytes` is at most
-/// [`PULL_CACHE_AT_BYTES`]; smaller in proportion above it (never under [`CACHE_KIB`]), since
-/// the unacknowledged window of large messages takes more memory besides: at the default
-/// limit of 64 KiB it is 4 MiB, which keeps a window full of the largest messages a few MiB
-/// within the bound.
+/// [`PULL_CACHE_AT_BYTES`] (the default); smaller in proportion above it (never under
+/// [`CACHE_KIB`]), since the unacknowledged window of large messages takes more memory besides.
+/// It holds the pages of the indexes that every batch touches.
 const PULL_CACHE_KIB: u32 = 8 * 1024;
-const PULL_CACHE_AT_BYTES: u64 = 32 * 1024;
+const PULL_CACHE_AT_BYTES: u64 = 64 * 1024;
 /// WAL bytes after which a commit checkpoints: 32 MiB.
 const CHECKPOINT_BYTES: i64 = 32 * 1024 * 1024;
 /// The same for a feed's writer in `sync`: 256 MiB. Every batch dirties randomly placed

@@ -127,7 +127,9 @@ impl Store {
     pub fn letter_history(&self, message_uuid: &str) -> Result<Vec<Vec<Value>>> {
         all_rows(
             &mut self.conn.prepare(&format!(
-                "SELECT {} FROM print_status WHERE message_uuid = ?1 ORDER BY occurred_at, seq",
+                "SELECT {} FROM print_status
+                 WHERE letter_id = (SELECT id FROM letter WHERE message_uuid = ?1)
+                 ORDER BY occurred_at, seq",
                 HISTORY_COLUMNS.join(", ")
             ))?,
             [message_uuid],

@@ -276,24 +276,26 @@ fn delete_final_letters(
     statuses: &mut u64,
     resolved: &mut u64,
 ) -> Result<u64> {
-    let letters: Vec<String> = tx
+    let letters: Vec<(i64, String)> = tx
         .prepare_cached(
-            "SELECT message_uuid FROM letter WHERE occurred_at < ?1 AND final = 1 LIMIT ?2",
+            "SELECT id, message_uuid FROM letter WHERE occurred_at < ?1 AND final = 1 LIMIT ?2",
         )?
-        .query_map(params![before, BATCH as i64], |row| row.get(0))?
+        .query_map(params![before, BATCH as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut deleted_ids = Vec::new();
-    for uuid in &letters {
+    for (id, uuid) in &letters {
         let seqs: Vec<i64> = tx
-            .prepare_cached("SELECT seq FROM print_status WHERE message_uuid = ?1")?
-            .query_map([uuid], |row| row.get(0))?
+            .prepare_cached("SELECT seq FROM print_status WHERE letter_id = ?1")?
+            .query_map([id], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         *statuses += seqs.len() as u64;
         for seq in seqs {
             *resolved += delete_message(tx, seq, &mut deleted_ids)?;
         }
-        tx.prepare_cached("DELETE FROM letter WHERE message_uuid = ?1")?
-            .execute([uuid])?;
+        tx.prepare_cached("DELETE FROM letter WHERE id = ?1")?
+            .execute([id])?;
         tx.prepare_cached("DELETE FROM notification WHERE key IN (?1, ?2)")?
             .execute(params![
                 format!("letter_failed:{uuid}"),

@@ -18,6 +18,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_5,
     MIGRATION_6,
     MIGRATION_7,
+    MIGRATION_8,
 ];
 
 /// Version 2: how much of a refused message `rejected.raw` holds (and `raw` moved to the end
@@ -168,10 +169,65 @@ pub(super) const MIGRATION_7: &str = "
 CREATE INDEX IF NOT EXISTS message_other_by_beskedtype ON message (beskedtype) WHERE kind = 'other';
 ";
 
-/// Fills `letter` from `print_status` (after the migration that adds it, and after `reprocess`
-/// re-derived the statuses): per `message_uuid` the latest status under the rule of
-/// `print_status_latest`, the earliest `occurred_at`, and the count.
-pub(super) const REBUILD_LETTERS: &str = "
+/// Version 8: each letter gets a number (`letter.id`, in the order letters were first seen,
+/// kept by `VACUUM`), and each status the number of its letter (`print_status.letter_id`).
+/// A letter's statuses are found by it, so the index of statuses by the random `message_uuid`
+/// goes: a new status now lands at the end of an index, not on a random page of it. `letter`
+/// is rebuilt for its new key (its rows keep their order); `print_status_latest` is made again
+/// over it, unchanged.
+pub(super) const MIGRATION_8: &str = "
+DROP VIEW print_status_latest;
+CREATE TABLE letter_v8 (
+    message_uuid    TEXT NOT NULL UNIQUE,
+    seq             INTEGER NOT NULL,
+    event           TEXT,
+    outcome         TEXT,
+    final           INTEGER NOT NULL,
+    kanal           TEXT,
+    occurred_at     TEXT,
+    first_seen_at   TEXT,
+    final_at        TEXT,
+    statuses        INTEGER NOT NULL,
+    fejl_kode       TEXT,
+    fejl_tekst      TEXT,
+    afsendelse_id   TEXT,
+    transmission_id TEXT,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT
+);
+INSERT INTO letter_v8 (message_uuid, seq, event, outcome, final, kanal, occurred_at,
+        first_seen_at, final_at, statuses, fejl_kode, fejl_tekst, afsendelse_id,
+        transmission_id, id)
+    SELECT message_uuid, seq, event, outcome, final, kanal, occurred_at, first_seen_at,
+        final_at, statuses, fejl_kode, fejl_tekst, afsendelse_id, transmission_id, rowid
+    FROM letter ORDER BY rowid;
+DROP TABLE letter;
+ALTER TABLE letter_v8 RENAME TO letter;
+CREATE INDEX letter_by_time ON letter (occurred_at, outcome);
+CREATE INDEX letter_pending_by_time ON letter (occurred_at) WHERE final = 0;
+CREATE INDEX letter_pending_by_first_seen ON letter (first_seen_at) WHERE final = 0;
+CREATE VIEW print_status_latest AS
+SELECT l.seq AS seq, p.besked_id AS besked_id, l.message_uuid AS message_uuid,
+    l.transmission_id AS transmission_id, p.message_id AS message_id, l.kanal AS kanal,
+    p.status AS status, l.event AS event, p.event_uuid AS event_uuid, l.final AS final,
+    l.outcome AS outcome, l.occurred_at AS occurred_at, l.fejl_kode AS fejl_kode,
+    l.fejl_tekst AS fejl_tekst, l.afsendelse_id AS afsendelse_id,
+    p.forsendelse_id AS forsendelse_id, p.forsendelse_type_id AS forsendelse_type_id,
+    p.bruger_navn AS bruger_navn, p.enhed_tekst AS enhed_tekst,
+    p.afsender_system_id AS afsender_system_id, p.correlation_id AS correlation_id,
+    p.producer AS producer, p.producer_uuid AS producer_uuid, l.id AS letter_id
+FROM letter AS l JOIN print_status AS p ON p.seq = l.seq;
+ALTER TABLE print_status ADD COLUMN letter_id INTEGER REFERENCES letter (id);
+UPDATE print_status SET letter_id = l.id FROM letter AS l
+    WHERE l.message_uuid = print_status.message_uuid;
+DROP INDEX print_status_by_letter;
+CREATE INDEX print_status_by_letter_id ON print_status (letter_id);
+";
+
+/// Fills `letter` from `print_status` after migration 3 added it: per `message_uuid` the latest
+/// status under the rule of `print_status_latest`, the earliest `occurred_at`, and the count.
+/// The schema of version 3 (with the index of statuses by `message_uuid`); see
+/// [`REBUILD_LETTERS`] for the current one.
+pub(super) const REBUILD_LETTERS_V3: &str = "
 DELETE FROM letter;
 INSERT INTO letter (message_uuid, seq, event, outcome, final, kanal, occurred_at, first_seen_at,
         final_at, statuses, fejl_kode, fejl_tekst, afsendelse_id, transmission_id)
@@ -183,6 +239,41 @@ FROM (SELECT message_uuid, count(*) AS statuses, min(occurred_at) AS first_seen_
            ORDER BY q.final DESC, q.occurred_at DESC, q.seq DESC LIMIT 1) AS latest
       FROM print_status AS g WHERE message_uuid IS NOT NULL GROUP BY message_uuid) AS a
 JOIN print_status AS p ON p.seq = a.latest;
+";
+
+/// Brings `letter` and `print_status.letter_id` up to date with `print_status` (after
+/// `reprocess` re-derived the statuses): per `message_uuid` the latest status under the rule of
+/// `print_status_latest`, the earliest `occurred_at`, and the count. A letter that remains
+/// keeps its number; a letter no status names any more goes, after its statuses let go of it.
+pub(super) const REBUILD_LETTERS: &str = "
+DROP TABLE IF EXISTS temp.letter_rebuilt;
+CREATE TEMP TABLE letter_rebuilt AS
+SELECT message_uuid, seq, event, outcome, final, kanal, occurred_at, first_seen_at,
+    CASE WHEN final THEN occurred_at END AS final_at, statuses, fejl_kode, fejl_tekst,
+    afsendelse_id, transmission_id
+FROM (SELECT p.message_uuid, p.seq, p.event, p.outcome, p.final, p.kanal, p.occurred_at,
+          p.fejl_kode, p.fejl_tekst, p.afsendelse_id, p.transmission_id,
+          row_number() OVER (PARTITION BY p.message_uuid
+              ORDER BY p.final DESC, p.occurred_at DESC, p.seq DESC) AS rank,
+          count(*) OVER (PARTITION BY p.message_uuid) AS statuses,
+          min(p.occurred_at) OVER (PARTITION BY p.message_uuid) AS first_seen_at
+      FROM print_status AS p WHERE p.message_uuid IS NOT NULL)
+WHERE rank = 1;
+INSERT INTO letter (message_uuid, seq, event, outcome, final, kanal, occurred_at, first_seen_at,
+        final_at, statuses, fejl_kode, fejl_tekst, afsendelse_id, transmission_id)
+    SELECT * FROM temp.letter_rebuilt WHERE true
+    ON CONFLICT (message_uuid) DO UPDATE SET seq = excluded.seq, event = excluded.event,
+        outcome = excluded.outcome, final = excluded.final, kanal = excluded.kanal,
+        occurred_at = excluded.occurred_at, first_seen_at = excluded.first_seen_at,
+        final_at = excluded.final_at, statuses = excluded.statuses,
+        fejl_kode = excluded.fejl_kode, fejl_tekst = excluded.fejl_tekst,
+        afsendelse_id = excluded.afsendelse_id, transmission_id = excluded.transmission_id;
+UPDATE print_status SET letter_id = (SELECT l.id FROM letter AS l
+        WHERE l.message_uuid = print_status.message_uuid)
+    WHERE letter_id IS NOT (SELECT l.id FROM letter AS l
+        WHERE l.message_uuid = print_status.message_uuid);
+DELETE FROM letter WHERE message_uuid NOT IN (SELECT message_uuid FROM temp.letter_rebuilt);
+DROP TABLE temp.letter_rebuilt;
 ";
 
 /// The current schema, for a new replica.
@@ -221,7 +312,7 @@ impl Store {
                 .with_context(|| format!("failed to apply schema migration {}", index + 1))?;
             if index + 1 == 3 {
                 // The statuses stored before `letter` existed.
-                tx.execute_batch(REBUILD_LETTERS)
+                tx.execute_batch(REBUILD_LETTERS_V3)
                     .context("failed to fill `letter` (schema migration 3)")?;
             }
         }

@@ -245,10 +245,12 @@ pub(super) fn insert_message(
     }
     let seq = tx.last_insert_rowid();
     take_in_refused_copies(tx, &message.besked_id)?;
-    insert_detail(tx, seq, message)?;
-    if let Detail::PostStatus(status) = &message.detail {
-        note_letter(tx, seq, status)?;
-    }
+    // The letter first: its number goes into the status's row.
+    let letter_id = match &message.detail {
+        Detail::PostStatus(status) => note_letter(tx, seq, status)?,
+        _ => None,
+    };
+    insert_detail(tx, seq, message, letter_id)?;
     Ok(Inserted::New(seq))
 }
 
@@ -303,21 +305,27 @@ fn take_in_refused_copies(tx: &Transaction<'_>, besked_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Brings the letter of a newly stored status up to date: the status becomes the letter's
-/// current one if it sorts first under the rule of `print_status_latest` (final before
-/// non-final, then the newest `occurred_at`, then the latest arrival); the count and the
-/// earliest `occurred_at` always take it in. Must agree with [`REBUILD_LETTERS`].
+/// Brings the letter of a newly stored status (seq `seq`, not stored yet) up to date: the
+/// status becomes the letter's current one if it sorts first under the rule of
+/// `print_status_latest` (final before non-final, then the newest `occurred_at`, then the latest
+/// arrival); the count and the earliest `occurred_at` always take it in. A new letter gets the
+/// next number. The letter's number (`letter.id`), for the status's row; none without a
+/// `message_uuid`. Must agree with [`REBUILD_LETTERS`].
+///
+/// [`REBUILD_LETTERS`]: super::schema::REBUILD_LETTERS
 pub(super) fn note_letter(
     tx: &rusqlite::Transaction<'_>,
     seq: i64,
     status: &PostStatus,
-) -> Result<()> {
+) -> Result<Option<i64>> {
     let Some(uuid) = &status.message_uuid else {
-        return Ok(());
+        return Ok(None);
     };
-    let current: Option<(i64, bool, Option<String>)> = tx
-        .prepare_cached("SELECT seq, final, occurred_at FROM letter WHERE message_uuid = ?1")?
-        .query_row([uuid], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+    let current: Option<(i64, i64, bool, Option<String>)> = tx
+        .prepare_cached("SELECT id, seq, final, occurred_at FROM letter WHERE message_uuid = ?1")?
+        .query_row([uuid], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
         .optional()?;
     let final_at = status
         .is_final
@@ -338,7 +346,7 @@ pub(super) fn note_letter(
         status.afsendelse_id,
         status.transmission_id,
     ];
-    let Some((current_seq, current_final, current_at)) = current else {
+    let Some((id, current_seq, current_final, current_at)) = current else {
         tx.prepare_cached(
             "INSERT INTO letter (message_uuid, seq, event, outcome, final, kanal, occurred_at,
                  first_seen_at, final_at, statuses, fejl_kode, fejl_tekst, afsendelse_id,
@@ -346,7 +354,7 @@ pub(super) fn note_letter(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, 1, ?9, ?10, ?11, ?12)",
         )?
         .execute(current_fields)?;
-        return Ok(());
+        return Ok(Some(tx.last_insert_rowid()));
     };
     // Text times compare as SQLite compares them (bytewise), and a missing time sorts first,
     // as NULL does.
@@ -359,19 +367,33 @@ pub(super) fn note_letter(
                  afsendelse_id = ?11, transmission_id = ?12, statuses = statuses + 1,
                  first_seen_at = CASE WHEN ?7 < first_seen_at OR first_seen_at IS NULL
                      THEN coalesce(?7, first_seen_at) ELSE first_seen_at END
-             WHERE message_uuid = ?1",
+             WHERE id = ?13",
         )?
-        .execute(current_fields)?;
+        .execute(params![
+            uuid,
+            seq,
+            status.event,
+            status.outcome,
+            status.is_final,
+            status.kanal,
+            status.occurred_at,
+            final_at,
+            status.fejl_kode,
+            status.fejl_tekst,
+            status.afsendelse_id,
+            status.transmission_id,
+            id
+        ])?;
     } else {
         tx.prepare_cached(
             "UPDATE letter SET statuses = statuses + 1,
                  first_seen_at = CASE WHEN ?2 < first_seen_at OR first_seen_at IS NULL
                      THEN coalesce(?2, first_seen_at) ELSE first_seen_at END
-             WHERE message_uuid = ?1",
+             WHERE id = ?1",
         )?
-        .execute(params![uuid, status.occurred_at])?;
+        .execute(params![id, status.occurred_at])?;
     }
-    Ok(())
+    Ok(Some(id))
 }
 
 /// True when two envelopes are the same bytes, apart from a byte-order mark and white space
@@ -430,7 +452,9 @@ pub(super) fn replace_detail(
         tx.prepare_cached(&format!("DELETE FROM {table} WHERE seq = ?1"))?
             .execute([seq])?;
     }
-    insert_detail(tx, seq, message)?;
+    // The letters are made again from the statuses afterwards (`REBUILD_LETTERS`), which sets
+    // the status's letter.
+    insert_detail(tx, seq, message, None)?;
     Ok(snapshot(tx)? != before)
 }
 
@@ -460,10 +484,12 @@ pub(super) fn read_envelope(tx: &rusqlite::Transaction<'_>, seq: i64) -> Result<
     read_blob(tx, "message", "envelope", seq).map(Some)
 }
 
+/// Inserts a message's derived rows; `letter_id` is a status's letter (`letter.id`).
 pub(super) fn insert_detail(
     tx: &rusqlite::Transaction<'_>,
     seq: i64,
     message: &Message,
+    letter_id: Option<i64>,
 ) -> Result<()> {
     match &message.detail {
         Detail::None => {}
@@ -473,9 +499,9 @@ pub(super) fn insert_detail(
                      message_id, kanal, status, event, event_uuid, final, outcome, occurred_at,
                      fejl_kode, fejl_tekst, afsendelse_id, forsendelse_id, forsendelse_type_id,
                      bruger_navn, enhed_tekst, afsender_system_id, correlation_id, producer,
-                     producer_uuid)
+                     producer_uuid, letter_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+                     ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
             )?
             .execute(params![
                 seq,
@@ -501,6 +527,7 @@ pub(super) fn insert_detail(
                 status.correlation_id,
                 status.producer,
                 status.producer_uuid,
+                letter_id,
             ])?;
             for event in &status.postal_events {
                 tx.prepare_cached(

@@ -559,6 +559,29 @@ fn a_v1_replica_gets_its_letters_under_the_old_rule() {
         )
     };
     assert_eq!(columns("print_status_latest"), columns("print_status"));
+    // Every status with a letter names it by its number; the one without has none.
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT p.message_uuid, p.letter_id = l.id FROM print_status AS p
+             LEFT JOIN letter AS l ON l.message_uuid = p.message_uuid ORDER BY p.seq"
+        ),
+        [
+            "letter-a|1",
+            "letter-a|1",
+            "letter-b|1",
+            "letter-b|1",
+            "letter-c|1",
+            "letter-c|1",
+            "letter-d|1",
+            "letter-d|1",
+            "-|-"
+        ]
+    );
+    assert_eq!(
+        value::<i64>(&db, "SELECT count(DISTINCT letter_id) FROM print_status"),
+        4
+    );
 }
 
 #[test]

@@ -591,7 +591,7 @@ fn unreadable_and_missing_paths_are_reported() {
     let (code, stdout, stderr) = outcome(&install.run(&["import", input.to_str().expect("utf-8")]));
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
-        stdout.starts_with("imported 1 files: 1 new, 0 duplicates, 0 rejected, 1 unreadable"),
+        stdout.starts_with("imported 1 file: 1 new, 0 duplicates, 0 rejected, 1 unreadable"),
         "{stdout}"
     );
     assert!(

@@ -33,6 +33,27 @@ pub fn padded(envelope: String, size: usize) -> Vec<u8> {
         .into_bytes()
 }
 
+/// A failed status whose error text makes the envelope about `size` bytes (a little under):
+/// the largest message of that size for decoding to keep, since the text is derived into its
+/// row besides the bytes. Its envelope when `size` is too small for any text.
+pub fn failed_with_error_text(besked_id: &str, letter: &str, size: usize) -> Vec<u8> {
+    let with = |text: &str| {
+        status_envelope_with(
+            besked_id,
+            letter,
+            &Status {
+                fejl: Some(("20", text)),
+                ..Status::FAILED
+            },
+        )
+    };
+    let base = with("").len();
+    // The payload is base64: 4 bytes of envelope per 3 of text.
+    let room = size.saturating_sub(base + 16) / 4 * 3;
+    let text: String = "Fejl i forsendelsen. ".chars().cycle().take(room).collect();
+    with(&text).into_bytes()
+}
+
 /// A realistic PKO_PostStatus envelope (about 3.3 KB) with the given ids.
 pub fn status_envelope(besked_id: &str, letter: &str, minute: u32) -> String {
     status_envelope_with(
