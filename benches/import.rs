@@ -10,9 +10,7 @@
 //! - with BENCH_BASELINE_BIN naming another build of `beskedhent` (say, the previous release),
 //!   the same import with that build into another fresh database.
 
-use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
 
 #[path = "../tests/support/sample.rs"]
 mod sample;
@@ -49,7 +47,7 @@ fn main() {
     // Each phase starts with the disk quiet, so one phase's writeback does not slow the next.
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };
-    let baseline = baseline(&input, &besked_ids, &dir.path().join("baseline.db"));
+    let baseline = common::bare_insert(&input, &besked_ids, &dir.path().join("baseline.db"), 500);
     println!(
         "baseline   (read + bare insert, no parsing): {:>8.0} envelopes/s  ({:.2} s)",
         count as f64 / baseline,
@@ -120,33 +118,4 @@ fn main() {
             100.0 * previous.seconds / run.seconds
         );
     }
-}
-
-/// Reads every file and inserts its bytes under its BeskedId, 500 per transaction, in WAL mode.
-fn baseline(input: &Path, besked_ids: &[String], db_path: &Path) -> f64 {
-    let started = Instant::now();
-    let mut db = rusqlite::Connection::open(db_path).expect("open");
-    db.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
-        .expect("wal");
-    db.pragma_update(None, "synchronous", "NORMAL")
-        .expect("sync");
-    db.execute_batch(
-        "CREATE TABLE m (seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, body BLOB NOT NULL)",
-    )
-    .expect("schema");
-    for (chunk_index, chunk) in besked_ids.chunks(500).enumerate() {
-        let tx = db.transaction().expect("begin");
-        {
-            let mut insert = tx
-                .prepare_cached("INSERT INTO m (id, body) VALUES (?1, ?2)")
-                .expect("prepare");
-            for (offset, id) in chunk.iter().enumerate() {
-                let n = chunk_index * 500 + offset;
-                let body = std::fs::read(input.join(format!("{n:07}.xml"))).expect("read");
-                insert.execute(rusqlite::params![id, body]).expect("insert");
-            }
-        }
-        tx.commit().expect("commit");
-    }
-    started.elapsed().as_secs_f64()
 }

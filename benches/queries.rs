@@ -1,15 +1,13 @@
-//! Query and write-scaling benchmark: `cargo bench --bench queries` (BENCH_N sets the number of
-//! status messages, default 1000000; BENCH_IMPORT_N the size of the import sets, default 100000).
+//! Query benchmark: `cargo bench --bench queries` (BENCH_N sets the number of status messages,
+//! default 1000000). How writing scales with the replica's size is the `scale` benchmark's.
 //!
 //! Builds a replica through the real write path (envelopes generated, decoded and committed in
 //! batches as `import` does): about 3 statuses per letter, sent over a year, arriving roughly
 //! in time order with the statuses of neighbouring letters interleaved; 5 % of letters fail,
 //! 3 % never get a final status; plus registrations of 10,000 parties. Then, in the same run:
-//! - `beskedhent import` of new envelopes into an empty replica and into the full one (rate and
-//!   peak RSS of the child process);
-//! - the cookbook's per-letter questions, through `letter`, through `print_status_latest`, and
-//!   through the view as it was before `letter` existed (a correlated subquery), on a warm
-//!   page cache. Each is run several times; the median is reported;
+//! - the cookbook's per-letter questions, through `letter` and through `print_status_latest`,
+//!   and a letter's history by its number and (unindexed) by `message_uuid`, on a warm page
+//!   cache. Each is run several times; the median is reported;
 //! - operations at this size: `status --check`, the metrics file, `backup`, and `prune` and
 //!   `forget` while another thread commits small batches as `sync` does (how long its commits
 //!   take meanwhile); BENCH_SKIP_OPERATIONS=1 leaves them out and the replica as built, in
@@ -24,13 +22,12 @@ mod sample;
 use beskedhent::replica::{Durability, Incoming, Raw, Store};
 use sample::{Status, UuidGenerator, status_envelope_with};
 
-mod common;
+#[path = "common/traffic.rs"]
+mod traffic;
+use traffic::{Traffic, YEAR_START, format_time};
 
-/// The view as it was in schema 1 and 2, for comparison.
-const OLD_VIEW: &str = "CREATE TEMP VIEW old_latest AS SELECT p.* FROM print_status AS p
-    WHERE p.message_uuid IS NOT NULL AND p.seq = (
-        SELECT q.seq FROM print_status AS q WHERE q.message_uuid = p.message_uuid
-        ORDER BY q.final DESC, q.occurred_at DESC, q.seq DESC LIMIT 1)";
+#[allow(dead_code)]
+mod common;
 
 const TYPES: &str = "database = \"replica.db\"
 [types.digitalpost_registration]
@@ -39,12 +36,8 @@ registered = [\"0f0e7a1c-1111-4a2b-9c3d-4e5f6a7b8c9d\"]
 deregistered = [\"0f0e7a1c-2222-4a2b-9c3d-4e5f6a7b8c9d\"]
 ";
 
-/// Start of the generated year.
-const YEAR_START: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
-
 fn main() {
     let count: usize = env_number("BENCH_N", 1_000_000);
-    let import_count: usize = env_number("BENCH_IMPORT_N", 100_000);
     let scratch = std::env::current_dir()
         .expect("cwd")
         .join("target")
@@ -57,44 +50,6 @@ fn main() {
         beskedhent::config::Config::parse(TYPES, Path::new("config.toml")).expect("config");
     let decoder = config.decoder();
     let mut generator = Traffic::new(count);
-
-    // Two sets of new envelopes as files, for `import` into an empty and into a full replica.
-    let empty_set = scratch.join("set-empty");
-    let full_set = scratch.join("set-full");
-    for dir in [&empty_set, &full_set] {
-        std::fs::create_dir(dir).expect("mkdir");
-        let mut ids = UuidGenerator::new(dir.as_os_str().len() as u64 ^ 0xfeed);
-        for n in 0..import_count {
-            let at = format_time(YEAR_START + 366 * 86_400 + n as i64);
-            let envelope = status_envelope_with(
-                &ids.next_uuid(),
-                &ids.next_uuid(),
-                &Status {
-                    at: &at,
-                    ..Status::SENT
-                },
-            );
-            std::fs::write(dir.join(format!("{n:07}.xml")), envelope).expect("write");
-        }
-    }
-    std::fs::write(
-        scratch.join("empty.toml"),
-        format!(
-            "database = \"{}\"\n{}",
-            scratch.join("empty.db").display(),
-            TYPES.lines().skip(1).collect::<Vec<_>>().join("\n")
-        ),
-    )
-    .expect("config");
-    std::fs::write(
-        scratch.join("full.toml"),
-        format!(
-            "database = \"{}\"\n{}",
-            scratch.join("replica.db").display(),
-            TYPES.lines().skip(1).collect::<Vec<_>>().join("\n")
-        ),
-    )
-    .expect("config");
 
     // The replica, through the real write path.
     let path = scratch.join("replica.db");
@@ -148,22 +103,10 @@ fn main() {
     let bytes = std::fs::metadata(&path).expect("db").len();
     println!("replica file: {:.0} MiB", bytes as f64 / 1048576.0);
 
-    // Import: empty replica, then the full one.
-    // SAFETY: sync(2) takes no arguments and cannot fail.
-    unsafe { libc::sync() };
-    let empty = import(&scratch.join("empty.toml"), &empty_set, import_count);
-    unsafe { libc::sync() };
-    let full = import(&scratch.join("full.toml"), &full_set, import_count);
-    println!(
-        "import into the full replica runs at {:.0}% of its rate into an empty one",
-        100.0 * full / empty
-    );
-
     // Queries, on a read-only connection as a person with sqlite3 would use.
     let db =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open");
-    db.execute_batch(OLD_VIEW).expect("old view");
     let letter = generator.some_letter.clone();
     let day = format_time(YEAR_START + 200 * 86_400)[..10].to_owned();
     let next_day = format_time(YEAR_START + 201 * 86_400)[..10].to_owned();
@@ -187,7 +130,6 @@ fn main() {
     for (through, view) in [
         ("letter", "letter"),
         ("print_status_latest", "print_status_latest"),
-        ("old view", "old_latest"),
     ] {
         query(
             "one letter's latest status",
@@ -197,12 +139,30 @@ fn main() {
             25,
         );
     }
+    // The cookbook's history of a letter, by its number (schema 8), and as asked before it: by
+    // `message_uuid`, which no index answers any more.
+    query(
+        "one letter's whole history",
+        "print_status by letter_id",
+        "SELECT occurred_at, event, producer, fejl_kode FROM print_status
+         WHERE letter_id = (SELECT id FROM letter WHERE message_uuid = ?1)
+         ORDER BY occurred_at, seq",
+        &[&letter],
+        25,
+    );
+    query(
+        "one letter's whole history",
+        "print_status by message_uuid (no index)",
+        "SELECT occurred_at, event, producer, fejl_kode FROM print_status
+         WHERE message_uuid = ?1 ORDER BY occurred_at, seq",
+        &[&letter],
+        1,
+    );
     let failed = "SELECT message_uuid, occurred_at, fejl_kode, fejl_tekst FROM {}
         WHERE outcome = 'failed' AND occurred_at >= ?1 AND occurred_at < ?2";
     for (through, view, runs) in [
         ("letter", "letter", 25),
         ("print_status_latest", "print_status_latest", 25),
-        ("old view", "old_latest", 3),
     ] {
         query(
             "failed letters on one day",
@@ -217,7 +177,6 @@ fn main() {
     for (through, view, runs) in [
         ("letter", "letter", 10),
         ("print_status_latest", "print_status_latest", 10),
-        ("old view", "old_latest", 1),
     ] {
         query(
             "outcome counts, latest status in 30 days",
@@ -232,7 +191,6 @@ fn main() {
     for (through, view, runs) in [
         ("letter", "letter", 10),
         ("print_status_latest", "print_status_latest", 10),
-        ("old view", "old_latest", 1),
     ] {
         query(
             "overdue letters (non-final, latest older than 14 days)",
@@ -441,29 +399,6 @@ fn value(db: &rusqlite::Connection, sql: &str) -> i64 {
     db.query_row(sql, [], |row| row.get(0)).expect(sql)
 }
 
-/// `beskedhent import DIR` as a child process; returns envelopes per second.
-fn import(config: &Path, input: &Path, count: usize) -> f64 {
-    let run = common::run_measured(
-        Command::new(env!("CARGO_BIN_EXE_beskedhent"))
-            .arg("--config")
-            .arg(config)
-            .arg("import")
-            .arg(input)
-            .env("BESKEDHENT_LOG", "warn"),
-    );
-    assert_eq!(run.exit_code, 0, "import failed");
-    let rate = count as f64 / run.seconds;
-    println!(
-        "import {count} into {}: {rate:.0} envelopes/s ({:.2} s), peak RSS {:.1} MiB, CPU {:.2} s user + {:.2} s system",
-        config.file_stem().unwrap_or_default().to_string_lossy(),
-        run.seconds,
-        run.peak_rss_mib,
-        run.user_seconds,
-        run.system_seconds
-    );
-    rate
-}
-
 /// Runs a query `runs` times (reading every row); the median time and the row count.
 fn time_query(
     db: &rusqlite::Connection,
@@ -501,118 +436,4 @@ fn format_duration(duration: Duration) -> String {
     } else {
         format!("{:.1} s", ms / 1000.0)
     }
-}
-
-fn format_time(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .expect("time")
-        .format("%Y-%m-%dT%H:%M:%S.000Z")
-        .to_string()
-}
-
-/// A year of a municipality's traffic, in arrival order.
-struct Traffic {
-    ids: UuidGenerator,
-    letters: Vec<String>,
-    /// The next step: letter `step` is sent.
-    step: usize,
-    total_letters: usize,
-    pending: std::collections::VecDeque<String>,
-    statuses: usize,
-    registrations: usize,
-    some_letter: String,
-    some_party: String,
-}
-
-impl Traffic {
-    fn new(statuses: usize) -> Traffic {
-        Traffic {
-            ids: UuidGenerator::new(0x1e77e5),
-            letters: Vec::new(),
-            step: 0,
-            total_letters: statuses / 3,
-            pending: std::collections::VecDeque::new(),
-            statuses: 0,
-            registrations: 0,
-            some_letter: String::new(),
-            some_party: String::new(),
-        }
-    }
-
-    /// The next envelope, or None when the year is over. Each step sends letter k's first
-    /// status, letter k-1's second and letter k-2's final one, and now and then a registration.
-    fn next(&mut self) -> Option<String> {
-        if let Some(envelope) = self.pending.pop_front() {
-            return Some(envelope);
-        }
-        let k = self.step;
-        if k >= self.total_letters + 2 {
-            return None;
-        }
-        self.step += 1;
-        let span = 365 * 86_400 / self.total_letters.max(1) as i64;
-        let sent_at = |k: usize| YEAR_START + k as i64 * span;
-        if k < self.total_letters {
-            let letter = self.ids.next_uuid();
-            if k == self.total_letters / 2 {
-                self.some_letter = letter.clone();
-            }
-            self.letters.push(letter);
-            self.push(k, sent_at(k), Status::SENT);
-        }
-        if k >= 1 && k - 1 < self.total_letters {
-            self.push(k - 1, sent_at(k - 1) + 60, Status::RECEIVED);
-        }
-        if k >= 2 && k - 2 < self.total_letters {
-            let n = k - 2;
-            let hash = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58; // 0..63
-            let status = match hash {
-                0..=2 => Status::FAILED,
-                3 => Status::SENT, // never final (stalled), about 3 %
-                4..=9 => Status::POSTED,
-                _ => Status::DELIVERED,
-            };
-            self.push(n, sent_at(n) + 3600 + (hash as i64) * 1800, status);
-        }
-        if k.is_multiple_of(100) {
-            let party = format!("{:010}", 101_010_000 + (k / 100) % 10_000);
-            if self.some_party.is_empty() {
-                self.some_party = party.clone();
-            }
-            let at = sent_at(k);
-            self.pending.push_back(registration(
-                &self.ids.next_uuid(),
-                &party,
-                &format_time(at),
-                (k / 100) % 3 != 2,
-            ));
-            self.registrations += 1;
-        }
-        self.pending.pop_front()
-    }
-
-    fn push(&mut self, letter: usize, at: i64, status: Status<'static>) {
-        let at = format_time(at);
-        let besked_id = self.ids.next_uuid();
-        let envelope = status_envelope_with(
-            &besked_id,
-            &self.letters[letter],
-            &Status { at: &at, ..status },
-        );
-        self.statuses += 1;
-        self.pending.push_back(envelope);
-    }
-}
-
-/// A DigitalPostTilmelding envelope (the test identifiers of config.toml).
-fn registration(besked_id: &str, cpr: &str, at: &str, registered: bool) -> String {
-    let handling = if registered {
-        "0f0e7a1c-1111-4a2b-9c3d-4e5f6a7b8c9d"
-    } else {
-        "0f0e7a1c-2222-4a2b-9c3d-4e5f6a7b8c9d"
-    };
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<Haendelsesbesked xmlns="urn:oio:besked:kuvert:1.0" xmlns:oio="urn:oio:sagdok:3.0.0"><BeskedId><oio:UUIDIdentifikator>{besked_id}</oio:UUIDIdentifikator></BeskedId><BeskedVersion>1.0</BeskedVersion><Beskedkuvert><Filtreringsdata><Beskedtype><oio:UUIDIdentifikator>5b1e4a32-7d0c-4a58-9b0e-1c2f3a4b5c6d</oio:UUIDIdentifikator></Beskedtype><ObjektRegistrering><Registreringstidspunkt><oio:TidsstempelDatoTid>{at}</oio:TidsstempelDatoTid></Registreringstidspunkt><ObjektId><oio:URNIdentifikator>urn:oio:cpr-nr:{cpr}</oio:URNIdentifikator></ObjektId><ObjektHandling><oio:UUIDIdentifikator>{handling}</oio:UUIDIdentifikator></ObjektHandling></ObjektRegistrering></Filtreringsdata><Leveranceinformation><Dannelsestidspunkt><oio:TidsstempelDatoTid>{at}</oio:TidsstempelDatoTid></Dannelsestidspunkt></Leveranceinformation></Beskedkuvert></Haendelsesbesked>"#
-    )
 }

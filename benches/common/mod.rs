@@ -1,4 +1,5 @@
-//! What both benchmarks need: running a command while measuring it, and naming the machine.
+//! What the benchmarks share: running a command while measuring it, naming the machine, and the
+//! least an import does (the baseline of `import`).
 
 use std::process::Command;
 use std::time::Instant;
@@ -70,4 +71,41 @@ pub fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cpu}, {cores} cores")
+}
+
+/// The least an import does: reads each file `NNNNNNN.xml` of `dir` (numbered from 0, one per
+/// id) and inserts its bytes under its BeskedId, `per_transaction` at a time, into a new WAL
+/// database (`synchronous = NORMAL`, as `import`). Seconds taken.
+#[allow(dead_code)]
+pub fn bare_insert(
+    dir: &std::path::Path,
+    besked_ids: &[String],
+    database: &std::path::Path,
+    per_transaction: usize,
+) -> f64 {
+    let started = Instant::now();
+    let mut db = rusqlite::Connection::open(database).expect("open");
+    db.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
+        .expect("wal");
+    db.pragma_update(None, "synchronous", "NORMAL")
+        .expect("synchronous");
+    db.execute_batch(
+        "CREATE TABLE m (seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, body BLOB NOT NULL)",
+    )
+    .expect("schema");
+    for (chunk_index, chunk) in besked_ids.chunks(per_transaction).enumerate() {
+        let tx = db.transaction().expect("begin");
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO m (id, body) VALUES (?1, ?2)")
+                .expect("prepare");
+            for (offset, id) in chunk.iter().enumerate() {
+                let n = chunk_index * per_transaction + offset;
+                let body = std::fs::read(dir.join(format!("{n:07}.xml"))).expect("read");
+                insert.execute(rusqlite::params![id, body]).expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    started.elapsed().as_secs_f64()
 }

@@ -35,6 +35,17 @@ const DEFAULT_WAIT_FOR_REPLICA_SECONDS: u64 = 600;
 /// Largest allowed `wait_for_replica_seconds`: a day.
 const MAX_WAIT_FOR_REPLICA_SECONDS: u64 = 86_400;
 
+/// `wait_for_replica_seconds`, checked, or its default.
+fn wait_for_replica(seconds: Option<u64>) -> Result<std::time::Duration> {
+    let seconds = seconds.unwrap_or(DEFAULT_WAIT_FOR_REPLICA_SECONDS);
+    if !(1..=MAX_WAIT_FOR_REPLICA_SECONDS).contains(&seconds) {
+        bail!(
+            "`wait_for_replica_seconds` must be between 1 and {MAX_WAIT_FOR_REPLICA_SECONDS} (a day), got {seconds}"
+        );
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
 /// Default for `max_message_bytes`: 64 KiB (real envelopes are 3-7 KB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
@@ -207,14 +218,7 @@ impl Config {
                 "`max_message_bytes` must be between 1 and {MAX_MAX_MESSAGE_BYTES} (32 MiB), got {max_message_bytes}"
             );
         }
-        let wait_for_replica = raw
-            .wait_for_replica_seconds
-            .unwrap_or(DEFAULT_WAIT_FOR_REPLICA_SECONDS);
-        if !(1..=MAX_WAIT_FOR_REPLICA_SECONDS).contains(&wait_for_replica) {
-            bail!(
-                "`wait_for_replica_seconds` must be between 1 and {MAX_WAIT_FOR_REPLICA_SECONDS} (a day), got {wait_for_replica}"
-            );
-        }
+        let wait_for_replica = wait_for_replica(raw.wait_for_replica_seconds)?;
         if raw.database.as_os_str().is_empty() {
             bail!(
                 "`database` is empty; give the path of the replica, e.g. database = \"replica.db\""
@@ -272,7 +276,7 @@ impl Config {
             path: path.to_path_buf(),
             database: base.join(raw.database),
             max_message_bytes,
-            wait_for_replica: std::time::Duration::from_secs(wait_for_replica),
+            wait_for_replica,
             registrations,
             sts,
             amqp,

@@ -100,6 +100,14 @@ fn errors_name_the_key() {
             "`max_message_bytes` must be between 1 and 33554432",
         ),
         (
+            "database = \"r.db\"\nwait_for_replica_seconds = 0",
+            "`wait_for_replica_seconds` must be between 1 and 86400 (a day), got 0",
+        ),
+        (
+            "database = \"r.db\"\nwait_for_replica_seconds = 86401",
+            "`wait_for_replica_seconds` must be between 1 and 86400 (a day), got 86401",
+        ),
+        (
             "database = \"r.db\"\nmax_message_bytes = 33554433",
             "`max_message_bytes` must be between 1 and 33554432",
         ),

@@ -332,19 +332,19 @@ pub(super) fn note_letter(
         .then_some(status.occurred_at.as_deref())
         .flatten();
     // The status as the letter's current one: ?1 to ?12 of both statements below.
-    let current_fields = params![
-        uuid,
-        seq,
-        status.event,
-        status.outcome,
-        status.is_final,
-        status.kanal,
-        status.occurred_at,
-        final_at,
-        status.fejl_kode,
-        status.fejl_tekst,
-        status.afsendelse_id,
-        status.transmission_id,
+    let mut fields: Vec<&dyn rusqlite::ToSql> = vec![
+        &uuid,
+        &seq,
+        &status.event,
+        &status.outcome,
+        &status.is_final,
+        &status.kanal,
+        &status.occurred_at,
+        &final_at,
+        &status.fejl_kode,
+        &status.fejl_tekst,
+        &status.afsendelse_id,
+        &status.transmission_id,
     ];
     let Some((id, current_seq, current_final, current_at)) = current else {
         tx.prepare_cached(
@@ -353,7 +353,7 @@ pub(super) fn note_letter(
                  transmission_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, 1, ?9, ?10, ?11, ?12)",
         )?
-        .execute(current_fields)?;
+        .execute(&*fields)?;
         return Ok(Some(tx.last_insert_rowid()));
     };
     // Text times compare as SQLite compares them (bytewise), and a missing time sorts first,
@@ -369,21 +369,10 @@ pub(super) fn note_letter(
                      THEN coalesce(?7, first_seen_at) ELSE first_seen_at END
              WHERE id = ?13",
         )?
-        .execute(params![
-            uuid,
-            seq,
-            status.event,
-            status.outcome,
-            status.is_final,
-            status.kanal,
-            status.occurred_at,
-            final_at,
-            status.fejl_kode,
-            status.fejl_tekst,
-            status.afsendelse_id,
-            status.transmission_id,
-            id
-        ])?;
+        .execute(&*{
+            fields.push(&id);
+            fields
+        })?;
     } else {
         tx.prepare_cached(
             "UPDATE letter SET statuses = statuses + 1,
