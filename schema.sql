@@ -1,4 +1,4 @@
--- The beskedhent replica, schema version 8: every table, view, index and column.
+-- The beskedhent replica, schema version 9: every table, view, index and column.
 --
 -- Every table, view and column below is a public interface: people's sqlite3 queries and
 -- reports depend on them. A new replica is created from this file; an older one is brought to
@@ -207,3 +207,42 @@ CREATE TABLE notification (
     last_error      TEXT
 );
 CREATE INDEX notification_unsent ON notification (id) WHERE sent_at IS NULL AND suppressed = 0;
+
+-- The change feed (`beskedhent export`): one row per letter, status or registration, at the
+-- `seq` of its latest change, in the transaction that made it; a deletion leaves a tombstone
+-- naming the thing by its keys only.
+CREATE TABLE change (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,      -- only grows: follow with WHERE seq > ?
+    kind       TEXT NOT NULL,                          -- letter | status | registration | message
+    id         INTEGER NOT NULL,                       -- letter.id, or the message's seq
+    key        TEXT,                                   -- letter: message_uuid; the others: besked_id
+    deleted_at TEXT                                    -- set when the thing was deleted (a tombstone)
+);
+CREATE UNIQUE INDEX change_by_thing ON change (kind, id);
+CREATE INDEX change_tombstones ON change (deleted_at) WHERE deleted_at IS NOT NULL;
+
+-- Where tombstones were deleted up to (`[retention] deletions_days`): a reader behind it has
+-- missed deletions.
+CREATE TABLE change_pruned (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    through_seq INTEGER NOT NULL
+);
+
+-- The positions `export --cursor NAME` keeps.
+CREATE TABLE export_cursor (
+    name       TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,                          -- letter | status | registration
+    seq        INTEGER NOT NULL,                       -- the last change.seq written out
+    updated_at TEXT NOT NULL
+);
+
+-- How far the PostgreSQL mirror ([mirror]) got, as this replica last saw it; PostgreSQL keeps
+-- the positions it goes by in its own mirror_state, in the transaction that copies.
+CREATE TABLE mirror_state (
+    installation TEXT PRIMARY KEY,
+    change_seq   INTEGER NOT NULL,                     -- the last change.seq copied
+    message_seq  INTEGER NOT NULL,                     -- the last message.seq copied
+    mirrored_at  TEXT,                                 -- when the mirror last caught up
+    attempted_at TEXT NOT NULL,                        -- when it last tried
+    error        TEXT                                  -- why the last try failed; NULL after a success
+);

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../tests/support/sample.rs"]
 mod sample;
-use beskedhent::replica::{Durability, Incoming, Raw, Store};
+use beskedhent::replica::{Incoming, Raw, Store};
 use sample::{Status, UuidGenerator, status_envelope_with};
 
 #[path = "common/traffic.rs"]
@@ -53,51 +53,15 @@ fn main() {
 
     // The replica, through the real write path.
     let path = scratch.join("replica.db");
-    let mut store = Store::open(&path, None).expect("open");
-    store
-        .set_durability(Durability::Normal)
-        .expect("durability");
-    let started = Instant::now();
-    let mut window = Instant::now();
-    let mut first_rate = 0.0;
-    let mut last_rate = 0.0;
-    let mut written = 0usize;
-    let mut batch = Vec::with_capacity(1000);
-    while let Some(raw) = generator.next() {
-        batch.push(Incoming {
-            origin: String::new(),
-            decoded: decoder.decode(raw.as_bytes()),
-            raw: Raw::Bytes(raw.into_bytes()),
-        });
-        if batch.len() == 1000 {
-            store
-                .write_batch("bench", "2027-01-01T00:00:00.000Z", &batch)
-                .expect("write");
-            batch.clear();
-            written += 1000;
-            if written.is_multiple_of(100_000) {
-                let rate = 100_000.0 / window.elapsed().as_secs_f64();
-                if written == 100_000 {
-                    first_rate = rate;
-                }
-                last_rate = rate;
-                window = Instant::now();
-            }
-        }
-    }
-    if !batch.is_empty() {
-        store
-            .write_batch("bench", "2027-01-01T00:00:00.000Z", &batch)
-            .expect("write");
-    }
+    let built = traffic::build_replica(&path, &decoder, &mut generator);
+    let (first_rate, last_rate) = (built.first_rate, built.last_rate);
+    let store = built.store;
     let messages: i64 = value(store.connection(), "SELECT count(*) FROM message");
     let letters: i64 = value(store.connection(), "SELECT count(*) FROM letter");
     println!(
         "built: {messages} messages ({} statuses, {letters} letters, {} registrations) in {:.0} s; \
          in-process write rate {first_rate:.0}/s over the first 100,000, {last_rate:.0}/s over the last",
-        generator.statuses,
-        generator.registrations,
-        started.elapsed().as_secs_f64()
+        generator.statuses, generator.registrations, built.seconds
     );
     drop(store);
     let bytes = std::fs::metadata(&path).expect("db").len();
@@ -215,6 +179,41 @@ fn main() {
         3,
     );
     drop(db);
+
+    // The change feed: everything from the start, streamed to nowhere.
+    std::fs::write(
+        scratch.join("feed.toml"),
+        format!("database = \"{}\"\n", path.display()),
+    )
+    .expect("config");
+    for feed in ["letters", "statuses"] {
+        let run = common::run_measured(
+            Command::new(env!("CARGO_BIN_EXE_beskedhent"))
+                .arg("--config")
+                .arg(scratch.join("feed.toml"))
+                .args(["export", feed])
+                .env("BESKEDHENT_LOG", "warn")
+                .stdout(std::process::Stdio::null()),
+        );
+        assert_eq!(run.exit_code, 0, "export failed");
+        let objects: i64 = value(
+            &rusqlite::Connection::open(&path).expect("open"),
+            &format!(
+                "SELECT count(*) FROM change WHERE kind = '{}'",
+                if feed == "letters" {
+                    "letter"
+                } else {
+                    "status"
+                }
+            ),
+        );
+        println!(
+            "export {feed}: {objects} objects in {:.2} s ({:.0} objects/s), peak RSS {:.1} MiB",
+            run.seconds,
+            objects as f64 / run.seconds,
+            run.peak_rss_mib
+        );
+    }
 
     // BENCH_SKIP_OPERATIONS keeps the replica as built (say, for the sync benchmark's
     // BENCH_SYNC_REPLICA).

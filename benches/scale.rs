@@ -22,6 +22,7 @@
 mod common;
 #[path = "common/pull.rs"]
 mod pull;
+#[allow(dead_code)]
 #[path = "common/traffic.rs"]
 mod traffic;
 

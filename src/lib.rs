@@ -23,6 +23,7 @@ pub mod exit;
 pub mod files;
 pub mod logging;
 pub mod mask;
+pub mod mirror;
 pub mod ops;
 pub mod owner;
 pub mod progress;

@@ -124,3 +124,65 @@ fn registration(besked_id: &str, cpr: &str, at: &str, registered: bool) -> Strin
 <Haendelsesbesked xmlns="urn:oio:besked:kuvert:1.0" xmlns:oio="urn:oio:sagdok:3.0.0"><BeskedId><oio:UUIDIdentifikator>{besked_id}</oio:UUIDIdentifikator></BeskedId><BeskedVersion>1.0</BeskedVersion><Beskedkuvert><Filtreringsdata><Beskedtype><oio:UUIDIdentifikator>5b1e4a32-7d0c-4a58-9b0e-1c2f3a4b5c6d</oio:UUIDIdentifikator></Beskedtype><ObjektRegistrering><Registreringstidspunkt><oio:TidsstempelDatoTid>{at}</oio:TidsstempelDatoTid></Registreringstidspunkt><ObjektId><oio:URNIdentifikator>urn:oio:cpr-nr:{cpr}</oio:URNIdentifikator></ObjektId><ObjektHandling><oio:UUIDIdentifikator>{handling}</oio:UUIDIdentifikator></ObjektHandling></ObjektRegistrering></Filtreringsdata><Leveranceinformation><Dannelsestidspunkt><oio:TidsstempelDatoTid>{at}</oio:TidsstempelDatoTid></Dannelsestidspunkt></Leveranceinformation></Beskedkuvert></Haendelsesbesked>"#
     )
 }
+
+/// A replica built from `traffic` through the real write path (decoded and committed in
+/// batches of 1,000, as `import` does), with its write rate over the first and the last
+/// 100,000 messages.
+pub struct Built {
+    pub store: beskedhent::replica::Store,
+    pub seconds: f64,
+    pub first_rate: f64,
+    pub last_rate: f64,
+}
+
+/// Builds the replica `path` from all of `traffic`.
+pub fn build_replica(
+    path: &std::path::Path,
+    decoder: &beskedhent::decode::message::Decoder,
+    traffic: &mut Traffic,
+) -> Built {
+    use beskedhent::replica::{Durability, Incoming, Raw, Store};
+    let mut store = Store::open(path, None).expect("open");
+    store
+        .set_durability(Durability::Normal)
+        .expect("durability");
+    let started = std::time::Instant::now();
+    let mut window = std::time::Instant::now();
+    let (mut first_rate, mut last_rate) = (0.0, 0.0);
+    let mut written = 0usize;
+    let mut batch = Vec::with_capacity(1000);
+    let flush = |batch: &mut Vec<Incoming>, store: &mut Store| {
+        store
+            .write_batch("bench", "2027-01-01T00:00:00.000Z", batch)
+            .expect("write");
+        batch.clear();
+    };
+    while let Some(raw) = traffic.next() {
+        batch.push(Incoming {
+            origin: String::new(),
+            decoded: decoder.decode(raw.as_bytes()),
+            raw: Raw::Bytes(raw.into_bytes()),
+        });
+        if batch.len() == 1000 {
+            flush(&mut batch, &mut store);
+            written += 1000;
+            if written.is_multiple_of(100_000) {
+                let rate = 100_000.0 / window.elapsed().as_secs_f64();
+                if written == 100_000 {
+                    first_rate = rate;
+                }
+                last_rate = rate;
+                window = std::time::Instant::now();
+            }
+        }
+    }
+    if !batch.is_empty() {
+        flush(&mut batch, &mut store);
+    }
+    Built {
+        store,
+        seconds: started.elapsed().as_secs_f64(),
+        first_rate,
+        last_rate,
+    }
+}

@@ -157,6 +157,39 @@ pub enum Command {
     },
     /// Delete what [retention] says is too old, in small batches; print what went.
     Prune,
+    /// Write the changes to letters, statuses or registrations after a position, in order, as
+    /// JSON Lines (or CSV): each with its seq, for a downstream system to follow. Deletions
+    /// (prune, forget) are changes too. Prints personal data unmasked: for authorised systems.
+    #[command(
+        after_help = "With --cursor NAME the position is kept in the replica and moved only once everything was written (and, with --output, the file synced and renamed into place): a consumer that fails reads the same changes again, never skips one."
+    )]
+    Export {
+        /// The feed: letters (each changed letter once, in its latest state), statuses (every
+        /// status row) or registrations.
+        #[arg(value_name = "FEED", value_parser = ["letters", "statuses", "registrations"])]
+        feed: String,
+        /// Start after this seq (0: from the beginning).
+        #[arg(long, value_name = "SEQ", conflicts_with = "cursor", value_parser = clap::value_parser!(i64).range(0..))]
+        after: Option<i64>,
+        /// Start where the cursor NAME stands, and move it to the last change written.
+        #[arg(long, value_name = "NAME", value_parser = cursor_name)]
+        cursor: Option<String>,
+        /// At most this many changes (0: all).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(..=i64::MAX as u64))]
+        limit: u64,
+        /// Write CSV (RFC 4180, a header line) instead of JSON Lines.
+        #[arg(long)]
+        csv: bool,
+        /// Write to FILE (created private, renamed into place when complete) instead of
+        /// standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Copy what changed into the PostgreSQL mirror now ([mirror]).
+    ///
+    /// Every import, sync and daemon pass does this after its run; `mirror` catches up by
+    /// hand, e.g. after PostgreSQL was away. Each batch is one PostgreSQL transaction.
+    Mirror,
     /// Erase CPR or CVR numbers everywhere the replica holds them (data-protection requests).
     ///
     /// Registrations, envelopes and refused messages naming them, notifications. The numbers
@@ -327,6 +360,20 @@ fn source_name(value: &str) -> Result<String, String> {
 }
 
 /// `--since`, in its stored form (see [`crate::commands::letters::parse_bound`]).
+/// A cursor's name: 1 to 64 letters, digits, `-`, `_` or `.`.
+fn cursor_name(name: &str) -> Result<String, String> {
+    let fits = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if fits {
+        Ok(name.to_owned())
+    } else {
+        Err("a cursor name is 1 to 64 letters, digits, '-', '_' or '.'".to_owned())
+    }
+}
+
 fn since_bound(value: &str) -> Result<String, String> {
     crate::commands::letters::parse_bound(value, false).map_err(|error| error.to_string())
 }

@@ -236,6 +236,42 @@ const PAGES: &[Page] = &[
         )],
     },
     Page {
+        command: "export",
+        description: &[
+            "Writes the change feed of letters, statuses or registrations after a position, in seq order, one JSON object a line (or CSV with a header). Every object has its seq, its kind, op (upsert: the thing as it is now; delete: it was deleted, named by its keys only), the schema version of the feed and the thing's id. A letter changed several times since the position appears once, in its latest state.",
+            "With --cursor NAME the position is read from the replica and moved to the last seq written only after the output was completely written: flushed to standard output, or, with --output FILE, synced to a private file renamed into place. A consumer that stops half way reads the same changes again; none is ever skipped. The fields are described in docs/export.md and docs/export.schema.json.",
+        ],
+        exit: &[(
+            "1",
+            "The output could not be written or was closed early (the cursor did not move), or the position is older than the deletions the replica still tells of ([retention] deletions_days): read everything again from 0.",
+        )],
+        examples: &[
+            (
+                "Everything about letters so far:",
+                "beskedhent export letters > letters.jsonl",
+            ),
+            (
+                "Follow the statuses in pages of 10,000, keeping the position in the replica:",
+                "beskedhent export statuses --cursor esdh --limit 10000 --output /srv/esdh/statuses.jsonl",
+            ),
+        ],
+    },
+    Page {
+        command: "mirror",
+        description: &[
+            "Copies what changed in the replica since the last copy into the PostgreSQL database [mirror] names: letters, statuses and their postal events, registrations and the messages' metadata (and their envelopes with envelopes = true), each row marked with the installation it comes from. Deletions by prune, forget and reprocess are applied too. import, sync and every daemon pass do this after their run; mirror catches up by hand.",
+            "Each batch is one PostgreSQL transaction that also moves the mirror's position, kept in PostgreSQL's mirror_state: a copy cut short leaves nothing half done, and the next one starts where the last committed batch ended. The replica stays the source of truth: a PostgreSQL that is away never stops pulling, and status --check warns when the mirror falls behind by more than lag_warning_minutes. See docs/mirror.md.",
+        ],
+        exit: &[(
+            "1",
+            "No [mirror] section, or PostgreSQL could not be reached or refused (the reason is printed; what was committed stays, the next run goes on from there).",
+        )],
+        examples: &[(
+            "Catch up after PostgreSQL was away:",
+            "sudo -u beskedhent beskedhent --config /etc/beskedhent/config.toml mirror",
+        )],
+    },
+    Page {
         command: "forget",
         description: &[
             "Erases CPR or CVR numbers everywhere the replica holds them, for data-protection requests: registrations, envelopes and refused messages naming them, notifications, and the number in every text. The numbers are read from standard input (or --from FILE), one a line, so that they never show in ps, shell history or sudo's log. Every number is checked before anything is erased. The copies of the replica beside it that forget cannot reach are named.",

@@ -6,11 +6,13 @@ pub mod backup;
 pub mod check;
 pub mod cli;
 pub mod daemon;
+pub mod export;
 pub mod forget;
 pub mod import;
 pub mod init;
 pub mod letters;
 mod manual;
+pub mod mirror;
 pub mod notify;
 pub mod prune;
 pub mod reprocess;
@@ -108,6 +110,25 @@ fn dispatch(command: Command, config: Config) -> Result<u8> {
         Command::Status { json, .. } => status::run(&config, json),
         Command::Backup { path } => backup::run(&config, &path),
         Command::Prune => prune::run(&config),
+        Command::Mirror => mirror::run(&config),
+        Command::Export {
+            feed,
+            after,
+            cursor,
+            limit,
+            csv,
+            output,
+        } => export::run(
+            &config,
+            &export::Options {
+                kind: export::kind_named(&feed)?,
+                after,
+                cursor,
+                limit,
+                csv,
+                output,
+            },
+        ),
         Command::Forget { party, from } => forget::run(&config, party, from),
         Command::GenerateAssets { .. } => unreachable!("handled before the configuration"),
     }

@@ -34,16 +34,8 @@ pub fn render(columns: &[&str], rows: &[Vec<Value>], format: Format) -> String {
                 })
                 .collect();
             let text = serde_json::to_string_pretty(&array).expect("JSON of plain values");
-            // Characters that could steer a terminal (C1 controls, line separators,
-            // bidirectional overrides) as `\u` escapes: the same JSON value, safe to view.
             let mut safe = String::with_capacity(text.len() + 1);
-            for c in text.chars() {
-                if crate::mask::is_control(c) && !c.is_ascii() {
-                    safe.push_str(&format!("\\u{:04x}", u32::from(c)));
-                } else {
-                    safe.push(c);
-                }
-            }
+            push_safe_json(&mut safe, &text);
             safe.push('\n');
             safe
         }
@@ -160,8 +152,20 @@ fn json(value: &Value) -> Json {
     }
 }
 
+/// Appends JSON text with the characters that could steer a terminal (C1 controls, line
+/// separators, bidirectional overrides) as `\u` escapes: the same JSON value, safe to view.
+pub fn push_safe_json(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if crate::mask::is_control(c) && !c.is_ascii() {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+}
+
 /// A CSV field (RFC 4180): quoted when it holds a comma, quote or line break.
-fn csv(field: &str) -> String {
+pub fn csv(field: &str) -> String {
     if field.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {

@@ -4,6 +4,7 @@
 //! for the sections it needs. Relative paths are relative to the configuration file.
 
 pub mod cron;
+pub mod postgres;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -18,10 +19,11 @@ use crate::decode::message::Decoder;
 use crate::decode::payload::registration::{Channel, RegistrationType};
 
 pub use sections::{
-    AmqpConfig, DEFAULT_OVERDUE_DAYS, EventRules, FeedConfig, Fetch, MetricsConfig, MonitorConfig,
-    NotifyConfig, PullConfig, RetentionConfig, ScheduleConfig, StsConfig, SyncConfig,
+    AmqpConfig, DEFAULT_OVERDUE_DAYS, EventRules, FeedConfig, Fetch, MetricsConfig, MirrorConfig,
+    MonitorConfig, NotifyConfig, PullConfig, RetentionConfig, ScheduleConfig, StsConfig,
+    SyncConfig,
 };
-use sections::{RawTypes, default_pkcs12_password_env};
+use sections::{RawMirror, RawTypes, default_pkcs12_password_env};
 use validate::*;
 pub use validate::{check_source_name, pkcs12_password};
 
@@ -76,6 +78,7 @@ struct RawConfig {
     metrics: Option<MetricsConfig>,
     #[serde(default)]
     retention: RetentionConfig,
+    mirror: Option<RawMirror>,
 }
 
 /// A TOML error said by its place (line and column) and its message, never by quoting the
@@ -157,6 +160,27 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// `[retention]`, nothing deleted when absent.
     pub retention: RetentionConfig,
+    /// `[mirror]`, no mirror when absent.
+    pub mirror: Option<MirrorConfig>,
+}
+
+/// `[notify]` with the environment variables holding secrets that its command must not see:
+/// the PKCS#12 password, the webhook header's value, the mirror's password.
+fn with_secrets(
+    mut notify: NotifyConfig,
+    sts: Option<&StsConfig>,
+    mirror: Option<&MirrorConfig>,
+) -> NotifyConfig {
+    notify.secret_env = [
+        Some(default_pkcs12_password_env()),
+        sts.map(|sts| sts.pkcs12_password_env.clone()),
+        notify.header_value_env.clone(),
+        mirror.map(|mirror| mirror.password_env.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    notify
 }
 
 impl Config {
@@ -243,25 +267,20 @@ impl Config {
         let sts = raw.sts.map(|sts| validate_sts(sts, base)).transpose()?;
         let amqp = raw.amqp.map(|amqp| validate_amqp(amqp, base)).transpose()?;
         let feeds = validate_feeds(raw.feed)?;
+        let mirror = raw
+            .mirror
+            .map(|mirror| validate_mirror(mirror, base, sts.as_ref()))
+            .transpose()?;
         validate_sync(&raw.sync)?;
         if let Some(schedule) = &raw.schedule {
             crate::config::cron::validate(&schedule.cron)
                 .map_err(|error| anyhow::anyhow!("`schedule.cron`: {error}"))?;
         }
-        let mut notify = raw
+        let notify = raw
             .notify
             .map(|notify| validate_notify(notify, base))
-            .transpose()?;
-        if let Some(notify) = &mut notify {
-            notify.secret_env = [
-                Some(default_pkcs12_password_env()),
-                sts.as_ref().map(|sts| sts.pkcs12_password_env.clone()),
-                notify.header_value_env.clone(),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-        }
+            .transpose()?
+            .map(|notify| with_secrets(notify, sts.as_ref(), mirror.as_ref()));
         validate_monitor(&raw.monitor)?;
         validate_retention(&raw.retention)?;
         let metrics = raw
@@ -269,6 +288,7 @@ impl Config {
             .map(|metrics| validate_metrics(metrics, base, &base.join(&raw.database)))
             .transpose()?;
         Ok(Config {
+            mirror,
             notify,
             monitor: raw.monitor,
             metrics,

@@ -89,6 +89,74 @@ pub struct MetricsConfig {
     pub textfile: PathBuf,
 }
 
+/// `[mirror]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMirror {
+    pub postgresql: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub installation: Option<String>,
+    pub schema: Option<String>,
+    #[serde(default)]
+    pub envelopes: bool,
+    pub lag_warning_minutes: Option<u64>,
+    pub batch: Option<u32>,
+    pub timeout_seconds: Option<u64>,
+}
+
+/// `[mirror]`: a copy of the public tables in PostgreSQL, kept up to date after every run.
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    /// Where: `postgresql`, parsed.
+    pub target: super::postgres::Target,
+    /// A file holding the password (its first line), readable by its owner only.
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the password (default `PGPASSWORD`), read when set.
+    pub password_env: String,
+    /// The name every row is marked with, so that several installations share one database.
+    pub installation: String,
+    /// The PostgreSQL schema of the tables.
+    pub schema: String,
+    /// Whether to copy the envelopes' bytes too.
+    pub envelopes: bool,
+    /// `status --check` warns when the mirror is this many minutes behind.
+    pub lag_warning_minutes: u64,
+    /// Changes (and new messages) per PostgreSQL transaction.
+    pub batch: u32,
+    /// Seconds to wait for PostgreSQL to connect or answer.
+    pub timeout_seconds: u64,
+}
+
+impl MirrorConfig {
+    /// The password, from `password_file` or `password_env`; none when neither holds one.
+    pub fn password(&self) -> anyhow::Result<Option<String>> {
+        use std::os::unix::fs::MetadataExt as _;
+        if let Some(path) = &self.password_file {
+            let (bytes, metadata) = crate::files::read_small_file(path).map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot read `mirror.password_file` `{}`: {error}",
+                    path.display()
+                )
+            })?;
+            if metadata.mode() & 0o077 != 0 {
+                anyhow::bail!(
+                    "`mirror.password_file` `{}` can be read by other users (mode {}); `chmod 600` it",
+                    path.display(),
+                    crate::owner::mode(&metadata)
+                );
+            }
+            let text = String::from_utf8(bytes).map_err(|_| {
+                anyhow::anyhow!("`mirror.password_file` `{}` is not text", path.display())
+            })?;
+            return Ok(Some(text.lines().next().unwrap_or("").to_owned()));
+        }
+        Ok(crate::env::secret(&self.password_env)
+            .ok()
+            .filter(|password| !password.is_empty()))
+    }
+}
+
 /// `[retention]`: how long personal data is kept. Nothing is deleted unless a key is set
 /// (0 or absent: kept for ever).
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -109,6 +177,9 @@ pub struct RetentionConfig {
     /// Delete run history older than this.
     #[serde(default)]
     pub run_days: u32,
+    /// Delete the change feed's tombstones (deletions told to `export`) older than this.
+    #[serde(default)]
+    pub deletions_days: u32,
 }
 
 impl RetentionConfig {

@@ -448,3 +448,71 @@ pub(super) fn registration_type(channel: Channel, raw: RawType) -> Result<Regist
         deregistered,
     })
 }
+
+/// `[mirror]`, checked: the connection string parsed, the names and numbers in range. The
+/// installation defaults to `[sts] cvr`.
+pub(super) fn validate_mirror(
+    raw: RawMirror,
+    base: &Path,
+    sts: Option<&StsConfig>,
+) -> Result<MirrorConfig> {
+    let target = super::postgres::parse(&raw.postgresql, base)?;
+    let installation = match raw.installation.or_else(|| sts.map(|sts| sts.cvr.clone())) {
+        Some(name) => name,
+        None => bail!(
+            "`mirror.installation` is not set and there is no [sts] cvr to take it from; name this installation, e.g. installation = \"29189846\""
+        ),
+    };
+    let plain = |text: &str, extra: &[char]| {
+        text.chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+    };
+    if installation.is_empty() || installation.len() > 64 || !plain(&installation, &['-', '_', '.'])
+    {
+        bail!(
+            "`mirror.installation` must be 1 to 64 letters, digits, `-`, `_` or `.`, got `{}`",
+            crate::mask::mask_cpr_among_letters(&installation.chars().take(80).collect::<String>())
+        );
+    }
+    let schema = raw.schema.unwrap_or_else(|| "beskedhent".to_owned());
+    if schema.is_empty()
+        || schema.len() > 63
+        || !plain(&schema, &['_'])
+        || schema.starts_with(|c: char| c.is_ascii_digit())
+        || schema.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        bail!(
+            "`mirror.schema` must be a plain PostgreSQL name (lower-case letters, digits and `_`, not starting with a digit), got `{}`",
+            schema.chars().take(80).collect::<String>()
+        );
+    }
+    let batch = raw.batch.unwrap_or(5_000);
+    if !(1..=100_000).contains(&batch) {
+        bail!("`mirror.batch` must be between 1 and 100000, got {batch}");
+    }
+    let timeout_seconds = raw.timeout_seconds.unwrap_or(30);
+    if !(1..=3_600).contains(&timeout_seconds) {
+        bail!("`mirror.timeout_seconds` must be between 1 and 3600, got {timeout_seconds}");
+    }
+    let lag_warning_minutes = raw.lag_warning_minutes.unwrap_or(60);
+    if lag_warning_minutes > 525_600 {
+        bail!(
+            "`mirror.lag_warning_minutes` must be between 0 (warn whenever anything is not copied) and 525600 (a year), got {lag_warning_minutes}"
+        );
+    }
+    let password_env = raw.password_env.unwrap_or_else(|| "PGPASSWORD".to_owned());
+    if password_env.is_empty() || !plain(&password_env, &['_']) {
+        bail!("`mirror.password_env` must name an environment variable, got `{password_env}`");
+    }
+    Ok(MirrorConfig {
+        target,
+        password_file: raw.password_file.map(|path| base.join(path)),
+        password_env,
+        installation,
+        schema,
+        envelopes: raw.envelopes,
+        lag_warning_minutes,
+        batch,
+        timeout_seconds,
+    })
+}

@@ -20,6 +20,8 @@ pub struct Parts {
     pub prune: bool,
     /// `[metrics]`: write the text file.
     pub metrics: bool,
+    /// `[mirror]`: copy what changed into PostgreSQL.
+    pub mirror: bool,
 }
 
 impl Parts {
@@ -28,12 +30,14 @@ impl Parts {
         notify: true,
         prune: true,
         metrics: true,
+        mirror: true,
     };
     /// After `import`.
     pub const IMPORT: Parts = Parts {
         notify: true,
         prune: false,
         metrics: true,
+        mirror: true,
     };
 }
 
@@ -56,8 +60,9 @@ pub fn after_run(
     let notify = config.notify.as_ref().filter(|_| parts.notify && !stopping);
     let prune = parts.prune && config.retention.is_set() && !stopping;
     let metrics = config.metrics.as_ref().filter(|_| parts.metrics);
+    let mirror = config.mirror.as_ref().filter(|_| parts.mirror && !stopping);
     let mut done = AfterRun::default();
-    if notify.is_none() && !prune && metrics.is_none() {
+    if notify.is_none() && !prune && metrics.is_none() && mirror.is_none() {
         done.interrupted = stopping;
         return done;
     }
@@ -89,6 +94,14 @@ pub fn after_run(
             store
                 .prune(&config.retention, &crate::progress::Counter::none())
                 .map(|pruned| pruned.line()),
+        );
+    }
+    // After pruning, so that what it deleted goes too; a PostgreSQL that is away only
+    // delays the mirror: the next run catches up.
+    if let Some(settings) = mirror {
+        say(
+            "mirror",
+            crate::mirror::run(&mut store, settings, stop).map(|done| done.line(settings)),
         );
     }
     if let Some(metrics) = metrics {

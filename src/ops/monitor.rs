@@ -188,6 +188,66 @@ fn minutes_text(minutes: i64) -> String {
     }
 }
 
+/// The PostgreSQL mirror: a warning when what it has not copied yet waits longer than
+/// `lag_warning_minutes` (since the oldest message not copied was received, or since the last
+/// copy that caught up), with the last failure's reason.
+fn check_mirror(
+    mirror: &crate::config::MirrorConfig,
+    store: &Store,
+    now: DateTime<Utc>,
+    findings: &mut Findings,
+) -> Result<()> {
+    if store.schema_version()? < 9 {
+        findings.add(
+            State::Warning,
+            "the mirror needs replica schema 9: run `beskedhent init` to migrate".to_owned(),
+        );
+        return Ok(());
+    }
+    let state = store.mirror_state(&mirror.installation)?;
+    let backlog = store.mirror_backlog(state.change_seq, state.message_seq)?;
+    if backlog.changes + backlog.messages == 0 {
+        findings.add(State::Ok, "the PostgreSQL mirror is up to date".to_owned());
+        findings.perf_ranges("mirror_lag_seconds", 0, (String::new(), String::new()));
+        return Ok(());
+    }
+    let since = backlog
+        .oldest_received_at
+        .iter()
+        .chain(&state.mirrored_at)
+        .filter_map(|text| crate::time::parse_stored(text))
+        .min();
+    let lag = since.map_or(0, |since| (now - since).num_seconds().max(0));
+    let limit = mirror.lag_warning_minutes as i64 * 60;
+    findings.perf_ranges(
+        "mirror_lag_seconds",
+        lag,
+        (limit.to_string(), String::new()),
+    );
+    if since.is_some() && limit > 0 && lag <= limit {
+        findings.add(
+            State::Ok,
+            format!("the PostgreSQL mirror is {} min behind", lag / 60),
+        );
+        return Ok(());
+    }
+    let failure = state
+        .error
+        .as_deref()
+        .map(|error| format!("; the last try failed: {}", crate::mask::cap(error, 300)))
+        .unwrap_or_default();
+    findings.add(
+        State::Warning,
+        format!(
+            "the PostgreSQL mirror is {} min behind ({} changes and {} messages not copied{failure}); see `beskedhent mirror`",
+            lag / 60,
+            backlog.changes,
+            backlog.messages
+        ),
+    );
+    Ok(())
+}
+
 fn check_replica(
     config: &Config,
     store: &Store,
@@ -220,6 +280,9 @@ fn check_replica(
     }
     if monitor.other_types_warning {
         check_other_types(store, findings)?;
+    }
+    if let Some(mirror) = &config.mirror {
+        check_mirror(mirror, store, now, findings)?;
     }
     let counts = store.notification_counts()?;
     findings.perf("notifications_pending", counts.pending, (0, 0));

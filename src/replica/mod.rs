@@ -29,7 +29,9 @@ macro_rules! copy_of_stored {
 
 mod backup;
 mod busy;
+pub mod changes;
 mod health;
+pub mod mirror;
 mod outbox;
 pub mod queries;
 mod reprocess;

@@ -198,6 +198,7 @@ fn rederive(
             if kind != new_kind {
                 tx.prepare_cached("UPDATE message SET kind = ?2 WHERE seq = ?1")?
                     .execute(params![seq, new_kind])?;
+                super::changes::changed_in_place(tx, super::changes::Kind::Message, seq)?;
             }
             if changed || kind != new_kind {
                 summary.rederived += 1;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use sha2::Digest as _;
 
 use super::Store;
+use super::changes::{self, Kind};
 use crate::config::RetentionConfig;
 use crate::progress::Counter;
 
@@ -29,6 +30,8 @@ pub struct Pruned {
     pub registrations: u64,
     pub rejected: u64,
     pub runs: u64,
+    /// Tombstones of the change feed deleted.
+    pub tombstones: u64,
     /// Whether the WAL could be truncated (false: a reader held it; the next checkpoint will).
     pub wal_truncated: bool,
 }
@@ -37,13 +40,14 @@ impl Pruned {
     /// One line for the operator.
     pub fn line(&self) -> String {
         format!(
-            "pruned: {} envelopes dropped, {} letters deleted ({} statuses), {} superseded registrations, {} refused messages, {} runs{}",
+            "pruned: {} envelopes dropped, {} letters deleted ({} statuses), {} superseded registrations, {} refused messages, {} runs, {} tombstones{}",
             self.envelopes,
             self.letters,
             self.statuses,
             self.registrations,
             self.rejected,
             self.runs,
+            self.tombstones,
             if self.wal_truncated {
                 ""
             } else {
@@ -285,6 +289,7 @@ fn delete_final_letters(
         })?
         .collect::<rusqlite::Result<_>>()?;
     let mut deleted_ids = Vec::new();
+    let now = crate::time::now_utc();
     for (id, uuid) in &letters {
         let seqs: Vec<i64> = tx
             .prepare_cached("SELECT seq FROM print_status WHERE letter_id = ?1")?
@@ -294,6 +299,7 @@ fn delete_final_letters(
         for seq in seqs {
             *resolved += delete_message(tx, seq, &mut deleted_ids)?;
         }
+        changes::deleting(tx, Kind::Letter, *id, &now)?;
         tx.prepare_cached("DELETE FROM letter WHERE id = ?1")?
             .execute([id])?;
         tx.prepare_cached("DELETE FROM notification WHERE key IN (?1, ?2)")?
@@ -363,6 +369,9 @@ impl Store {
                 delete_ids(tx, "DELETE FROM run WHERE id = ?1", &ids)
             })?;
         }
+        if let Some(before) = cutoff(retention.deletions_days) {
+            pruned.tombstones = write(conn, |tx| changes::prune_tombstones(tx, &before))?;
+        }
         pruned.rejected += resolved;
         // Also when nothing went this time: an earlier run may have left deleted pages to a
         // checkpoint that a reader held up. Briefly: `sync` runs this after every pass.
@@ -424,8 +433,7 @@ impl Store {
             let mut rows = statement.query([])?;
             let mut found = Vec::new();
             while let Some(row) = rows.next()? {
-                let named = any_text(row, 1..=2, |text| party.named_in(text, false));
-                if named {
+                if any_text(row, 1..=2, |text| party.named_in(text, false)) {
                     found.push(row.get(0)?);
                 }
             }
@@ -433,6 +441,9 @@ impl Store {
         };
         for chunk in registrations.chunks(BATCH) {
             forgotten.registrations += write(&mut self.conn, |tx| {
+                for &seq in chunk {
+                    changes::deleting(tx, Kind::Registration, seq, &stamp)?;
+                }
                 delete_ids(tx, "DELETE FROM registration WHERE seq = ?1", chunk)
             })?;
         }
@@ -616,6 +627,11 @@ fn mask_row(
         })?;
         changed = true;
     }
+    // A letter, status or registration changed in place is a change of the feed (after its
+    // texts, so that its tombstone-to-be or row carries the masked key).
+    if let (true, Some(kind)) = (changed, Kind::of_table(table)) {
+        changes::changed_in_place(tx, kind, rowid)?;
+    }
     Ok(changed)
 }
 
@@ -745,7 +761,11 @@ fn drop_envelopes(
             .or_default()
             .push(folded_fingerprint(&envelope));
         largest = largest.max(envelope.len());
-        dropped += statement.execute(params![seq, stamp, fingerprint])? as u64;
+        let changed = statement.execute(params![seq, stamp, fingerprint])?;
+        if changed > 0 {
+            changes::changed(tx, Kind::Message, seq, &id)?;
+        }
+        dropped += changed as u64;
     }
     if by_id.is_empty() {
         return Ok(dropped);
@@ -836,6 +856,10 @@ fn delete_message(
     {
         deleted_ids.push(id);
     }
+    let now = crate::time::now_utc();
+    changes::deleting(tx, Kind::Status, seq, &now)?;
+    changes::deleting(tx, Kind::Registration, seq, &now)?;
+    changes::deleting(tx, Kind::Message, seq, &now)?;
     for sql in [
         "DELETE FROM print_status_postal_event WHERE seq = ?1",
         "DELETE FROM print_status WHERE seq = ?1",

@@ -19,6 +19,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_6,
     MIGRATION_7,
     MIGRATION_8,
+    MIGRATION_9,
 ];
 
 /// Version 2: how much of a refused message `rejected.raw` holds (and `raw` moved to the end
@@ -223,6 +224,53 @@ DROP INDEX print_status_by_letter;
 CREATE INDEX print_status_by_letter_id ON print_status (letter_id);
 ";
 
+/// Version 9: the change feed. `change`, one row per letter, status and registration at the
+/// `seq` of its latest change (filled for those stored already, in the order they were
+/// stored), tombstones for deletions; `change_pruned`; `export_cursor`.
+pub(super) const MIGRATION_9: &str = "
+CREATE TABLE change (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,      -- only grows: follow with WHERE seq > ?
+    kind       TEXT NOT NULL,                          -- letter | status | registration | message
+    id         INTEGER NOT NULL,                       -- letter.id, or the message's seq
+    key        TEXT,                                   -- letter: message_uuid; the others: besked_id
+    deleted_at TEXT                                    -- set when the thing was deleted (a tombstone)
+);
+CREATE UNIQUE INDEX change_by_thing ON change (kind, id);
+CREATE INDEX change_tombstones ON change (deleted_at) WHERE deleted_at IS NOT NULL;
+
+-- Where tombstones were deleted up to (`[retention] deletions_days`): a reader behind it has
+-- missed deletions.
+CREATE TABLE change_pruned (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    through_seq INTEGER NOT NULL
+);
+
+-- The positions `export --cursor NAME` keeps.
+CREATE TABLE export_cursor (
+    name       TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,                          -- letter | status | registration
+    seq        INTEGER NOT NULL,                       -- the last change.seq written out
+    updated_at TEXT NOT NULL
+);
+
+-- How far the PostgreSQL mirror ([mirror]) got, as this replica last saw it; PostgreSQL keeps
+-- the positions it goes by in its own mirror_state, in the transaction that copies.
+CREATE TABLE mirror_state (
+    installation TEXT PRIMARY KEY,
+    change_seq   INTEGER NOT NULL,                     -- the last change.seq copied
+    message_seq  INTEGER NOT NULL,                     -- the last message.seq copied
+    mirrored_at  TEXT,                                 -- when the mirror last caught up
+    attempted_at TEXT NOT NULL,                        -- when it last tried
+    error        TEXT                                  -- why the last try failed; NULL after a success
+);
+INSERT INTO change (kind, id, key)
+    SELECT kind, id, key FROM (
+        SELECT 'status' AS kind, seq AS id, besked_id AS key, seq AS at FROM print_status
+        UNION ALL SELECT 'registration', seq, besked_id, seq FROM registration
+        UNION ALL SELECT 'letter', id, message_uuid, seq FROM letter)
+    ORDER BY at, kind DESC;
+";
+
 /// Fills `letter` from `print_status` after migration 3 added it: per `message_uuid` the latest
 /// status under the rule of `print_status_latest`, the earliest `occurred_at`, and the count.
 /// The schema of version 3 (with the index of statuses by `message_uuid`); see
@@ -245,6 +293,7 @@ JOIN print_status AS p ON p.seq = a.latest;
 /// `reprocess` re-derived the statuses): per `message_uuid` the latest status under the rule of
 /// `print_status_latest`, the earliest `occurred_at`, and the count. A letter that remains
 /// keeps its number; a letter no status names any more goes, after its statuses let go of it.
+/// Every letter that changed, came or went is a change of the feed.
 pub(super) const REBUILD_LETTERS: &str = "
 DROP TABLE IF EXISTS temp.letter_rebuilt;
 CREATE TEMP TABLE letter_rebuilt AS
@@ -259,6 +308,15 @@ FROM (SELECT p.message_uuid, p.seq, p.event, p.outcome, p.final, p.kanal, p.occu
           min(p.occurred_at) OVER (PARTITION BY p.message_uuid) AS first_seen_at
       FROM print_status AS p WHERE p.message_uuid IS NOT NULL)
 WHERE rank = 1;
+INSERT OR REPLACE INTO change (kind, id, key)
+    SELECT 'letter', l.id, l.message_uuid FROM letter AS l
+    JOIN temp.letter_rebuilt AS r ON r.message_uuid = l.message_uuid
+    WHERE l.seq IS NOT r.seq OR l.event IS NOT r.event OR l.outcome IS NOT r.outcome
+        OR l.final IS NOT r.final OR l.kanal IS NOT r.kanal OR l.occurred_at IS NOT r.occurred_at
+        OR l.first_seen_at IS NOT r.first_seen_at OR l.final_at IS NOT r.final_at
+        OR l.statuses IS NOT r.statuses OR l.fejl_kode IS NOT r.fejl_kode
+        OR l.fejl_tekst IS NOT r.fejl_tekst OR l.afsendelse_id IS NOT r.afsendelse_id
+        OR l.transmission_id IS NOT r.transmission_id;
 INSERT INTO letter (message_uuid, seq, event, outcome, final, kanal, occurred_at, first_seen_at,
         final_at, statuses, fejl_kode, fejl_tekst, afsendelse_id, transmission_id)
     SELECT * FROM temp.letter_rebuilt WHERE true
@@ -272,6 +330,10 @@ UPDATE print_status SET letter_id = (SELECT l.id FROM letter AS l
         WHERE l.message_uuid = print_status.message_uuid)
     WHERE letter_id IS NOT (SELECT l.id FROM letter AS l
         WHERE l.message_uuid = print_status.message_uuid);
+INSERT OR IGNORE INTO change (kind, id, key) SELECT 'letter', id, message_uuid FROM letter;
+INSERT OR REPLACE INTO change (kind, id, key, deleted_at)
+    SELECT 'letter', id, message_uuid, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM letter
+    WHERE message_uuid NOT IN (SELECT message_uuid FROM temp.letter_rebuilt);
 DELETE FROM letter WHERE message_uuid NOT IN (SELECT message_uuid FROM temp.letter_rebuilt);
 DROP TABLE temp.letter_rebuilt;
 ";

@@ -13,6 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::Store;
+use super::changes::{self, Kind};
 use super::outbox::record_event;
 use crate::config::EventRules;
 use crate::decode::message::{Detail, Message, Rejection};
@@ -251,6 +252,19 @@ pub(super) fn insert_message(
         _ => None,
     };
     insert_detail(tx, seq, message, letter_id)?;
+    // The feed: the new status or registration, and the letter it changed.
+    match &message.detail {
+        Detail::PostStatus(status) => match (letter_id, &status.message_uuid) {
+            (Some(letter), Some(uuid)) => {
+                changes::status_and_letter(tx, seq, &message.besked_id, letter, uuid)?;
+            }
+            _ => changes::changed(tx, Kind::Status, seq, &message.besked_id)?,
+        },
+        Detail::Registration(_) => {
+            changes::changed(tx, Kind::Registration, seq, &message.besked_id)?;
+        }
+        Detail::None => {}
+    }
     Ok(Inserted::New(seq))
 }
 
@@ -436,7 +450,18 @@ pub(super) fn replace_detail(
             )?
             .query_row([seq], |row| row.get(0))?)
     };
+    // Which of a status and a registration the message is derived into.
+    let derived = |tx: &rusqlite::Transaction<'_>| -> Result<[(Kind, bool); 2]> {
+        let (status, registration) = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM print_status WHERE seq = ?1),
+                     EXISTS (SELECT 1 FROM registration WHERE seq = ?1)",
+            )?
+            .query_row([seq], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok([(Kind::Status, status), (Kind::Registration, registration)])
+    };
     let before = snapshot(tx)?;
+    let had = derived(tx)?;
     for table in ["print_status_postal_event", "print_status", "registration"] {
         tx.prepare_cached(&format!("DELETE FROM {table} WHERE seq = ?1"))?
             .execute([seq])?;
@@ -444,7 +469,18 @@ pub(super) fn replace_detail(
     // The letters are made again from the statuses afterwards (`REBUILD_LETTERS`), which sets
     // the status's letter.
     insert_detail(tx, seq, message, None)?;
-    Ok(snapshot(tx)? != before)
+    let changed = snapshot(tx)? != before;
+    if changed {
+        let now = crate::time::now_utc();
+        for ((kind, was), (_, is)) in had.into_iter().zip(derived(tx)?) {
+            if is {
+                changes::changed(tx, kind, seq, &message.besked_id)?;
+            } else if was {
+                changes::deleted(tx, kind, seq, &message.besked_id, &now)?;
+            }
+        }
+    }
+    Ok(changed)
 }
 
 /// Reads one blob without holding anything else in memory.

@@ -582,6 +582,23 @@ fn a_v1_replica_gets_its_letters_under_the_old_rule() {
         value::<i64>(&db, "SELECT count(DISTINCT letter_id) FROM print_status"),
         4
     );
+    // The change feed starts with everything there was: each status, then its letter.
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT kind, count(*) FROM change GROUP BY kind ORDER BY kind"
+        ),
+        ["letter|4", "status|9"]
+    );
+    assert_eq!(
+        value::<i64>(
+            &db,
+            "SELECT count(*) FROM change AS c JOIN letter AS l ON l.id = c.id
+             WHERE c.kind = 'letter' AND c.seq > (SELECT max(s.seq) FROM change AS s
+                 WHERE s.kind = 'status' AND s.id = l.seq)"
+        ),
+        4
+    );
 }
 
 #[test]

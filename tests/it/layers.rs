@@ -8,7 +8,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["commands"],
     &["ops"],
-    &["pull"],
+    &["pull", "mirror"],
     &["replica"],
     &["config"],
     &["decode"],

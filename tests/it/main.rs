@@ -5,6 +5,7 @@
 //! first two as well).
 
 mod broker;
+mod export;
 mod fake_sts;
 mod fake_webhook;
 mod forget;
@@ -12,10 +13,12 @@ mod hostile;
 mod import;
 mod layers;
 mod local_users;
+mod mirror;
 mod mistakes;
 mod notify;
 mod ops;
 mod package;
+mod postgres;
 mod pull;
 mod retention;
 #[path = "../support/sample.rs"]

@@ -1,0 +1,324 @@
+//! `export letters|statuses|registrations`: the change feed after a position, in `seq` order,
+//! as JSON Lines or CSV, to standard output or atomically to a file; with `--cursor NAME` the
+//! position is kept in the replica and moved only once everything was written and flushed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use rusqlite::types::Value;
+use serde_json::Value as Json;
+
+use crate::commands::rows::{csv, plain, push_safe_json};
+use crate::config::Config;
+use crate::exit;
+use crate::replica::Store;
+use crate::replica::changes::{Change, Kind, Position, columns};
+
+/// The version of the objects `export` writes (`schema` in each): raised when a field changes
+/// meaning or goes; fields may be added without it.
+pub const FEED_SCHEMA: u32 = 1;
+
+/// What to export and how.
+pub struct Options {
+    pub kind: Kind,
+    pub after: Option<i64>,
+    pub cursor: Option<String>,
+    pub limit: u64,
+    pub csv: bool,
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(config: &Config, options: &Options) -> Result<u8> {
+    let mut store = Store::open_required(&config.database, None)?;
+    let kind = options.kind;
+    let after = match (&options.cursor, options.after) {
+        (Some(name), _) => store.export_cursor(name, kind)?,
+        (None, after) => after.unwrap_or(0),
+    };
+    if let Position::Missed(through) = store.feed_position(after)? {
+        crate::logging::print_error(&format!(
+            "position {after} is older than the deletions the replica still tells of: tombstones up to seq {through} were deleted ([retention] deletions_days), so some deletions would be missed; replace your copy with everything from position 0 (--after 0{})",
+            options
+                .cursor
+                .as_ref()
+                .map(|name| format!(", then --cursor {name} with --after of the last seq read"))
+                .unwrap_or_default()
+        ));
+        return Ok(exit::ERROR);
+    }
+    let mut sink = Sink::open(options.output.as_deref())?;
+    let names = field_names(kind);
+    if options.csv {
+        sink.line(
+            &names
+                .iter()
+                .map(|name| csv(name))
+                .collect::<Vec<_>>()
+                .join(","),
+        )?;
+    }
+    let mut last = None;
+    let written = store
+        .changes(kind, after, options.limit, |change| {
+            let line = if options.csv {
+                csv_line(kind, change)
+            } else {
+                json_line(kind, change)
+            };
+            sink.line(&line)?;
+            last = Some(change.seq);
+            Ok(())
+        })
+        .and_then(|count| sink.finish().map(|()| count));
+    let count = match written {
+        Ok(count) => count,
+        Err(error) if is_closed_pipe(&error) => {
+            // A reader that stopped early (`| head`): nothing more to say, but a cursor stays
+            // where it was, since not everything was read.
+            if let Some(name) = &options.cursor {
+                crate::logging::print_error(&format!(
+                    "the output was closed before the end; cursor `{name}` stays at {after}"
+                ));
+                return Ok(exit::ERROR);
+            }
+            return Ok(exit::OK);
+        }
+        Err(error) => return Err(error),
+    };
+    let through = last.unwrap_or(after);
+    if let (Some(name), Some(last)) = (&options.cursor, last) {
+        store.set_export_cursor(name, kind, last, &crate::time::now_utc())?;
+    }
+    tracing::info!(
+        "exported {count} {} change(s) after position {after}, through {through}{}",
+        kind.as_str(),
+        options
+            .cursor
+            .as_ref()
+            .map(|name| format!("; cursor `{name}` at {through}"))
+            .unwrap_or_default()
+    );
+    Ok(exit::OK)
+}
+
+/// The fields of an exported object of `kind`, in order (the CSV header).
+pub fn field_names(kind: Kind) -> Vec<String> {
+    let mut names: Vec<String> = ["seq", "kind", "op", "schema", "id"]
+        .iter()
+        .map(|name| name.to_string())
+        .collect();
+    names.extend(columns(kind).iter().map(|column| exported_name(column)));
+    names.push("deleted_at".into());
+    names
+}
+
+/// A column's name in the feed: a letter's current status is `status_seq`, since `seq` is the
+/// change's position.
+fn exported_name(column: &str) -> String {
+    match column {
+        "seq" => "status_seq".into(),
+        other => other.into(),
+    }
+}
+
+/// A value in the feed: the flags as booleans, the rest as stored.
+fn exported_value(column: &str, value: &Value) -> Json {
+    match (column, value) {
+        ("final" | "registered", Value::Integer(flag)) => Json::Bool(*flag != 0),
+        (_, Value::Null) => Json::Null,
+        (_, Value::Integer(n)) => Json::from(*n),
+        (_, Value::Real(x)) => Json::from(*x),
+        (_, Value::Text(text)) => Json::from(text.as_str()),
+        (_, Value::Blob(bytes)) => Json::from(format!("<{} bytes>", bytes.len())),
+    }
+}
+
+/// The key column of a thing of `kind` (what a tombstone names it by, besides its number).
+fn key_column(kind: Kind) -> &'static str {
+    columns(kind)[0]
+}
+
+fn json_line(kind: Kind, change: &Change) -> String {
+    let op = if change.deleted_at.is_some() {
+        "delete"
+    } else {
+        "upsert"
+    };
+    // The fields in the documented order (a JSON object's order carries no meaning, but a
+    // person reading the feed finds `seq` first).
+    let mut fields: Vec<(String, Json)> = vec![
+        ("seq".into(), Json::from(change.seq)),
+        ("kind".into(), Json::from(kind.as_str())),
+        ("op".into(), Json::from(op)),
+        ("schema".into(), Json::from(FEED_SCHEMA)),
+        ("id".into(), Json::from(change.id)),
+    ];
+    match &change.deleted_at {
+        Some(at) => {
+            fields.push((key_column(kind).into(), Json::from(change.key.as_str())));
+            fields.push(("deleted_at".into(), Json::from(at.as_str())));
+        }
+        None => fields.extend(
+            columns(kind)
+                .iter()
+                .zip(&change.values)
+                .map(|(column, value)| (exported_name(column), exported_value(column, value))),
+        ),
+    }
+    let mut line = String::with_capacity(512);
+    line.push('{');
+    for (index, (name, value)) in fields.iter().enumerate() {
+        if index > 0 {
+            line.push(',');
+        }
+        let name = Json::from(name.as_str()).to_string();
+        push_safe_json(&mut line, &name);
+        line.push(':');
+        push_safe_json(&mut line, &value.to_string());
+    }
+    line.push('}');
+    line
+}
+
+fn csv_line(kind: Kind, change: &Change) -> String {
+    let op = if change.deleted_at.is_some() {
+        "delete"
+    } else {
+        "upsert"
+    };
+    let mut fields = vec![
+        change.seq.to_string(),
+        kind.as_str().to_string(),
+        op.to_string(),
+        FEED_SCHEMA.to_string(),
+        change.id.to_string(),
+    ];
+    match &change.deleted_at {
+        Some(at) => {
+            fields.push(change.key.clone());
+            fields.extend((1..columns(kind).len()).map(|_| String::new()));
+            fields.push(at.clone());
+        }
+        None => {
+            fields.extend(
+                columns(kind)
+                    .iter()
+                    .zip(&change.values)
+                    .map(|(column, value)| match (*column, value) {
+                        ("final" | "registered", Value::Integer(flag)) => (*flag != 0).to_string(),
+                        _ => plain(value),
+                    }),
+            );
+            fields.push(String::new());
+        }
+    }
+    fields
+        .iter()
+        .map(|field| csv(field))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Whether an error is the reader of standard output having gone.
+fn is_closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Where the lines go: standard output, or a file written beside its final name and renamed
+/// over it once complete and synced, so a reader never sees half of it.
+enum Sink {
+    Stdout(std::io::BufWriter<std::io::Stdout>),
+    File(FileSink),
+}
+
+/// A file being written under a temporary name; removed if never finished.
+struct FileSink {
+    writer: Option<std::io::BufWriter<std::fs::File>>,
+    temporary: PathBuf,
+    path: PathBuf,
+}
+
+impl Sink {
+    fn open(output: Option<&Path>) -> Result<Sink> {
+        let Some(path) = output else {
+            return Ok(Sink::Stdout(std::io::BufWriter::with_capacity(
+                64 * 1024,
+                std::io::stdout(),
+            )));
+        };
+        let (file, temporary) = crate::files::create_beside(path, 0o600)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        Ok(Sink::File(FileSink {
+            writer: Some(std::io::BufWriter::with_capacity(64 * 1024, file)),
+            temporary,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    fn line(&mut self, line: &str) -> Result<()> {
+        let writer: &mut dyn Write = match self {
+            Sink::Stdout(writer) => writer,
+            Sink::File(FileSink {
+                writer: Some(writer),
+                ..
+            }) => writer,
+            Sink::File(_) => bail!("the export file is closed already"),
+        };
+        writer.write_all(line.as_bytes())?;
+        writer.write_all(b"\n")?;
+        Ok(())
+    }
+
+    /// Flushes standard output, or syncs the file and renames it into place.
+    fn finish(&mut self) -> Result<()> {
+        match self {
+            Sink::Stdout(writer) => writer.flush().context("cannot write the output"),
+            Sink::File(sink) => {
+                let path = sink.path.clone();
+                let named = |error: std::io::Error| {
+                    anyhow::Error::new(error).context(format!("cannot write `{}`", path.display()))
+                };
+                let writer = sink
+                    .writer
+                    .take()
+                    .context("the export file is closed already")?;
+                let file = writer
+                    .into_inner()
+                    .map_err(|error| named(error.into_error()))?;
+                file.sync_all().map_err(named)?;
+                std::fs::rename(&sink.temporary, &sink.path).with_context(|| {
+                    format!(
+                        "cannot move the export into place as `{}`",
+                        sink.path.display()
+                    )
+                })?;
+                sink.temporary = PathBuf::new();
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        // Not finished (an error on the way): no half-written file is left behind.
+        if !self.temporary.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+/// Parses the feed named on the command line.
+pub fn kind_named(name: &str) -> Result<Kind> {
+    match name {
+        "letters" => Ok(Kind::Letter),
+        "statuses" => Ok(Kind::Status),
+        "registrations" => Ok(Kind::Registration),
+        other => bail!("no feed `{other}`: letters, statuses or registrations"),
+    }
+}

@@ -1,0 +1,67 @@
+//! Connecting to the mirror's PostgreSQL, and its errors in words an operator can act on.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::config::postgres::Target;
+
+/// Connects to `target` with `password`, waiting at most `timeout` for the connection and for
+/// a stalled peer.
+pub fn connect(
+    target: &Target,
+    timeout: Duration,
+    password: Option<String>,
+) -> Result<postgres::Client> {
+    let mut config = target.settings().clone();
+    if let Some(password) = password {
+        config.password(password);
+    }
+    config.connect_timeout(timeout);
+    config.tcp_user_timeout(timeout);
+    config.keepalives(true);
+    let connected = match target.tls() {
+        Some(tls) => config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
+            (**tls).clone(),
+        )),
+        None => config.connect(postgres::NoTls),
+    };
+    connected.map_err(|error| {
+        anyhow::anyhow!(
+            "cannot connect to PostgreSQL at {}: {}",
+            target.shown,
+            describe(&error)
+        )
+    })
+}
+
+/// A PostgreSQL error with its causes, and what to do where that is clear.
+pub fn describe(error: &postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = cause.source();
+    }
+    if let Some(db) = error.as_db_error() {
+        let hint = match db.code().code() {
+            "28P01" | "28000" => {
+                "; check the user and the password (mirror.password_file or mirror.password_env) and pg_hba.conf"
+            }
+            "3D000" => "; create the database, or name another in mirror.postgresql",
+            "42501" => {
+                "; the user needs CREATE on the database (for the mirror's schema) or to own that schema"
+            }
+            _ => "",
+        };
+        text.push_str(hint);
+    } else if text.contains("certificate") || text.contains("UnknownIssuer") {
+        text.push_str(
+            "; the server's certificate is not trusted for this host name: give its CA with sslrootcert=FILE in mirror.postgresql",
+        );
+    }
+    crate::mask::mask_cpr(&text).into_owned()
+}

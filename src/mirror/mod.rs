@@ -1,0 +1,433 @@
+//! The PostgreSQL mirror (`[mirror]`): after every run, and with `beskedhent mirror`, the
+//! replica's public tables are copied into PostgreSQL by the change feed, a batch of changes
+//! and new messages at a time. Each batch is one PostgreSQL transaction that applies the
+//! changes (upserts by key, deletions) and moves the mirror's position, kept in PostgreSQL's
+//! `mirror_state` beside the rows: a step cut short leaves nothing, the next one starts where
+//! the last committed one ended, and a batch applied twice changes nothing. The replica stays
+//! the source of truth; a PostgreSQL that is away delays the mirror, never pulling.
+
+pub mod connect;
+pub mod tables;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use postgres::types::ToSql;
+use rusqlite::types::Value;
+
+use crate::config::MirrorConfig;
+use crate::replica::Store;
+use crate::replica::changes::{Kind, Position};
+use crate::replica::mirror::{Batch, Rows};
+use tables::{Table, Ty};
+
+/// What one mirror run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mirrored {
+    pub changes_and_messages: u64,
+    pub batches: u64,
+    /// Whether it started again from nothing, having missed deletions.
+    pub restarted: bool,
+    /// Whether a stop request ended it before it caught up.
+    pub interrupted: bool,
+    pub seconds: f64,
+}
+
+impl Mirrored {
+    /// One line for the run's report.
+    pub fn line(&self, config: &MirrorConfig) -> String {
+        let copied = match self.changes_and_messages {
+            0 => "nothing new".to_owned(),
+            1 => "1 change copied".to_owned(),
+            n => format!("{n} changes copied"),
+        };
+        format!(
+            "mirror: {copied} to PostgreSQL {} as installation `{}` in {:.1} s{}{}",
+            config.target.shown,
+            config.installation,
+            self.seconds,
+            if self.restarted {
+                " (copied afresh: it had missed deletions)"
+            } else {
+                ""
+            },
+            if self.interrupted {
+                "; stopped before it caught up, the next run goes on"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// Copies what changed since the last run into PostgreSQL, batch by batch, until caught up or
+/// `stop` says so. Records the outcome in the replica's `mirror_state` (for `status --check`).
+pub fn run(store: &mut Store, config: &MirrorConfig, stop: &dyn Fn() -> bool) -> Result<Mirrored> {
+    let result = copy(store, config, stop);
+    let now = crate::time::now_utc();
+    match &result {
+        Ok(_) => {}
+        Err(error) => {
+            let text = crate::mask::mask_cpr(&format!("{error:#}")).into_owned();
+            if let Err(also) = store.set_mirror_state(&config.installation, None, &now, Some(&text))
+            {
+                tracing::warn!("could not record the mirror's failure in the replica: {also:#}");
+            }
+        }
+    }
+    result
+}
+
+fn copy(store: &mut Store, config: &MirrorConfig, stop: &dyn Fn() -> bool) -> Result<Mirrored> {
+    let started = Instant::now();
+    let timeout = Duration::from_secs(config.timeout_seconds);
+    let mut client = connect::connect(&config.target, timeout, config.password()?)?;
+    let schema = &config.schema;
+    prepare(&mut client, schema, &config.target.shown)?;
+    let mut done = Mirrored::default();
+    loop {
+        if stop() {
+            done.interrupted = true;
+            break;
+        }
+        let step = step(&mut client, store, config)?;
+        done.changes_and_messages += step.count;
+        done.batches += 1;
+        done.restarted |= step.restarted;
+        if !step.more {
+            break;
+        }
+    }
+    done.seconds = started.elapsed().as_secs_f64();
+    Ok(done)
+}
+
+/// Creates the tables where missing (once at a time: several installations may start
+/// together) and refuses tables written by a newer beskedhent.
+fn prepare(client: &mut postgres::Client, schema: &str, shown: &str) -> Result<()> {
+    let mut tx = client.transaction().map_err(|e| pg_error(e, shown))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('beskedhent mirror schema'))",
+        &[],
+    )
+    .map_err(|e| pg_error(e, shown))?;
+    tx.batch_execute(&tables::create_all(schema))
+        .map_err(|e| pg_error(e, shown))
+        .with_context(|| format!("cannot create the mirror's tables in schema `{schema}`"))?;
+    let newest: Option<i32> = tx
+        .query_one(
+            &format!("SELECT max(schema_version) FROM {schema}.mirror_state"),
+            &[],
+        )
+        .map_err(|e| pg_error(e, shown))?
+        .get(0);
+    if let Some(newest) = newest.filter(|version| *version > tables::SCHEMA_VERSION) {
+        bail!(
+            "the mirror's tables in schema `{schema}` at {shown} are of version {newest}, written by a newer beskedhent (this one writes version {}); upgrade beskedhent",
+            tables::SCHEMA_VERSION
+        );
+    }
+    tx.commit().map_err(|e| pg_error(e, shown))?;
+    Ok(())
+}
+
+fn pg_error(error: postgres::Error, shown: &str) -> anyhow::Error {
+    anyhow::anyhow!("PostgreSQL at {shown}: {}", connect::describe(&error))
+}
+
+struct Step {
+    count: u64,
+    more: bool,
+    restarted: bool,
+}
+
+/// One batch in one PostgreSQL transaction.
+fn step(client: &mut postgres::Client, store: &mut Store, config: &MirrorConfig) -> Result<Step> {
+    let shown = &config.target.shown;
+    let schema = &config.schema;
+    let installation = &config.installation;
+    let pg = |error| pg_error(error, shown);
+    let mut tx = client.transaction().map_err(pg)?;
+    // One step of an installation at a time (a timer's run and a `mirror` by hand).
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('beskedhent mirror ' || $1))",
+        &[installation],
+    )
+    .map_err(pg)?;
+    let position = tx
+        .query_opt(
+            &format!(
+                "SELECT change_seq, message_seq FROM {schema}.mirror_state WHERE installation = $1"
+            ),
+            &[installation],
+        )
+        .map_err(pg)?
+        .map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1)));
+    let (mut change_seq, mut message_seq) = position.unwrap_or((0, 0));
+    let mut restarted = false;
+    if let Position::Missed(through) = store.mirror_position(change_seq)? {
+        tracing::warn!(
+            "the mirror of installation `{installation}` is at change {change_seq}, older than deletions forgotten through {through} ([retention] deletions_days): copying everything afresh"
+        );
+        for table in tables::ALL_TABLES {
+            tx.execute(
+                &format!("DELETE FROM {schema}.{table} WHERE installation = $1"),
+                &[installation],
+            )
+            .map_err(pg)?;
+        }
+        (change_seq, message_seq) = (0, 0);
+        restarted = true;
+    }
+    let batch = store.mirror_batch(change_seq, message_seq, config.batch, config.envelopes)?;
+    apply(&mut tx, schema, installation, &batch).map_err(pg)?;
+    tx.execute(
+        &format!(
+            "INSERT INTO {schema}.mirror_state
+                 (installation, change_seq, message_seq, mirrored_at, schema_version)
+             VALUES ($1, $2, $3, now(), $4)
+             ON CONFLICT (installation) DO UPDATE SET change_seq = excluded.change_seq,
+                 message_seq = excluded.message_seq, mirrored_at = excluded.mirrored_at,
+                 schema_version = excluded.schema_version"
+        ),
+        &[
+            installation,
+            &batch.change_seq,
+            &batch.message_seq,
+            &tables::SCHEMA_VERSION,
+        ],
+    )
+    .map_err(pg)?;
+    tx.commit().map_err(pg)?;
+    let now = crate::time::now_utc();
+    store.set_mirror_state(
+        installation,
+        Some((batch.change_seq, batch.message_seq)),
+        &now,
+        None,
+    )?;
+    Ok(Step {
+        count: batch.count,
+        more: batch.more,
+        restarted,
+    })
+}
+
+/// Applies one batch: deletions first (a thing is in a batch once, deleted or as it is now),
+/// then the current rows.
+fn apply(
+    tx: &mut postgres::Transaction<'_>,
+    schema: &str,
+    installation: &str,
+    batch: &Batch,
+) -> Result<(), postgres::Error> {
+    delete(tx, schema, installation, &batch.deleted)?;
+    for (kind, rows) in [
+        (Kind::Message, &batch.messages),
+        (Kind::Letter, &batch.letters),
+        (Kind::Status, &batch.statuses),
+        (Kind::Registration, &batch.registrations),
+    ] {
+        upsert(tx, schema, installation, &Table::of(kind), rows)?;
+    }
+    // A status's postal events are replaced as a whole.
+    let seqs: Vec<i64> = batch
+        .statuses
+        .rows
+        .iter()
+        .filter_map(|row| integer(&row[0]))
+        .collect();
+    if !seqs.is_empty() {
+        tx.execute(
+            &format!(
+                "DELETE FROM {schema}.print_status_postal_event
+                 WHERE installation = $1 AND seq = ANY($2)"
+            ),
+            &[&installation, &seqs],
+        )?;
+        let events = Table::postal_event();
+        insert(
+            tx,
+            schema,
+            installation,
+            &events,
+            &batch.postal_events,
+            false,
+        )?;
+    }
+    Ok(())
+}
+
+/// Deletes the things `deleted` names (a status with its postal events).
+fn delete(
+    tx: &mut postgres::Transaction<'_>,
+    schema: &str,
+    installation: &str,
+    deleted: &[(Kind, i64)],
+) -> Result<(), postgres::Error> {
+    for kind in [
+        Kind::Letter,
+        Kind::Status,
+        Kind::Registration,
+        Kind::Message,
+    ] {
+        let ids: Vec<i64> = deleted
+            .iter()
+            .filter(|(deleted, _)| *deleted == kind)
+            .map(|(_, id)| *id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let table = Table::of(kind);
+        let mut names = vec![table.name];
+        if kind == Kind::Status {
+            names.push("print_status_postal_event");
+        }
+        for name in names {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {schema}.{name} WHERE installation = $1 AND {} = ANY($2)",
+                    table.key
+                ),
+                &[&installation, &ids],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn upsert(
+    tx: &mut postgres::Transaction<'_>,
+    schema: &str,
+    installation: &str,
+    table: &Table,
+    rows: &Rows,
+) -> Result<(), postgres::Error> {
+    insert(tx, schema, installation, table, rows, true)
+}
+
+/// Inserts `rows` into `table` in one statement (an array per column), replacing the rows of
+/// the same key when `replace`.
+fn insert(
+    tx: &mut postgres::Transaction<'_>,
+    schema: &str,
+    installation: &str,
+    table: &Table,
+    rows: &Rows,
+    replace: bool,
+) -> Result<(), postgres::Error> {
+    if rows.rows.is_empty() {
+        return Ok(());
+    }
+    let typed = table.typed();
+    let names: Vec<&str> = typed.iter().map(|(name, _)| *name).collect();
+    let mut parameters: Vec<Box<dyn ToSql + Sync>> = vec![Box::new(installation.to_owned())];
+    let mut selected = Vec::new();
+    let mut arrays = Vec::new();
+    for (index, (name, ty)) in typed.iter().enumerate() {
+        let column = rows.rows.iter().map(|row| &row[index]);
+        let number = index + 2;
+        let (array, cast) = match ty {
+            Ty::Int => (format!("${number}::bigint[]"), ""),
+            Ty::Bool => (format!("${number}::boolean[]"), ""),
+            Ty::Bytes => (format!("${number}::bytea[]"), ""),
+            Ty::Text => (format!("${number}::text[]"), ""),
+            Ty::Time => (format!("${number}::text[]"), "::timestamptz"),
+        };
+        parameters.push(column_values(*ty, column, table.name, name));
+        arrays.push(array);
+        selected.push(format!("u.{name}{cast}"));
+    }
+    let mut sql = format!(
+        "INSERT INTO {schema}.{} (installation, {}) SELECT $1, {} FROM unnest({}) AS u({})",
+        table.name,
+        names.join(", "),
+        selected.join(", "),
+        arrays.join(", "),
+        names.join(", ")
+    );
+    if replace {
+        let updates: Vec<String> = names[1..]
+            .iter()
+            .map(|name| format!("{name} = excluded.{name}"))
+            .collect();
+        sql += &format!(
+            " ON CONFLICT (installation, {}) DO UPDATE SET {}",
+            table.key,
+            updates.join(", ")
+        );
+    }
+    let references: Vec<&(dyn ToSql + Sync)> = parameters.iter().map(|p| p.as_ref()).collect();
+    tx.execute(&sql, &references)?;
+    Ok(())
+}
+
+fn integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Integer(number) => Some(*number),
+        Value::Real(number) => Some(*number as i64),
+        Value::Text(text) => text.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Text as PostgreSQL can hold it (no NUL).
+fn text(value: &Value) -> Option<String> {
+    let text = match value {
+        Value::Null => return None,
+        Value::Integer(number) => number.to_string(),
+        Value::Real(number) => number.to_string(),
+        Value::Text(text) => text.clone(),
+        Value::Blob(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+    };
+    Some(if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text
+    })
+}
+
+/// One column's values as the array PostgreSQL gets. A time the replica holds that is not a
+/// timestamp (none is written so) goes as NULL, with a warning, rather than stop the mirror.
+fn column_values<'a>(
+    ty: Ty,
+    values: impl Iterator<Item = &'a Value>,
+    table: &str,
+    column: &str,
+) -> Box<dyn ToSql + Sync> {
+    match ty {
+        Ty::Int => Box::new(values.map(integer).collect::<Vec<_>>()),
+        Ty::Bool => Box::new(
+            values
+                .map(|value| integer(value).map(|number| number != 0))
+                .collect::<Vec<_>>(),
+        ),
+        Ty::Bytes => Box::new(
+            values
+                .map(|value| match value {
+                    Value::Blob(bytes) => Some(bytes.clone()),
+                    Value::Text(text) => Some(text.clone().into_bytes()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Ty::Text => Box::new(values.map(text).collect::<Vec<_>>()),
+        Ty::Time => Box::new(
+            values
+                .map(|value| {
+                    let text = text(value)?;
+                    if chrono::DateTime::parse_from_rfc3339(&text).is_ok() {
+                        Some(text)
+                    } else {
+                        tracing::warn!(
+                            "{table}.{column} holds `{}`, not a timestamp: mirrored as NULL",
+                            crate::mask::mask_cpr(&text.chars().take(40).collect::<String>())
+                        );
+                        None
+                    }
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
