@@ -246,3 +246,29 @@ CREATE TABLE mirror_state (
     attempted_at TEXT NOT NULL,                        -- when it last tried
     error        TEXT                                  -- why the last try failed; NULL after a success
 );
+
+-- PostForespoerg's answers (`beskedhent lookup`): whether a party was registered for a channel
+-- when asked. A technical failure is never stored.
+CREATE TABLE registration_lookup (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    party          TEXT NOT NULL,                      -- 10-digit CPR or 8-digit CVR
+    party_type     TEXT NOT NULL,                      -- cpr | cvr
+    channel        TEXT NOT NULL,                      -- digitalpost | nemsms
+    registered     INTEGER NOT NULL,                   -- 1 registered, 0 not
+    asked_at       TEXT NOT NULL,                      -- when the answer came
+    transaction_id TEXT NOT NULL                       -- X-TransaktionsId sent
+);
+CREATE INDEX registration_lookup_by_party ON registration_lookup (party, channel, asked_at);
+CREATE INDEX registration_lookup_by_time ON registration_lookup (asked_at);
+
+-- The best-known state per party and channel: the newer of the latest registration change of
+-- the feed and the latest answer of PostForespoerg, and which one it is (`source`).
+CREATE VIEW registration_known AS
+SELECT party, party_type, channel, registered, max(known_at) AS known_at, source
+FROM (
+    SELECT party, party_type, channel, registered, changed_at AS known_at, 'feed' AS source
+    FROM registration_current
+    UNION ALL
+    SELECT party, party_type, channel, registered, asked_at, 'lookup'
+    FROM registration_lookup)
+GROUP BY party, channel;

@@ -98,6 +98,13 @@ pub async fn check(config: &Config) -> bool {
             broker(&mut findings, &pull, &credentials, token, feed).await;
         }
     }
+    if config.lookup.is_some() {
+        match super::lookup::check_line(config).await {
+            Ok(line) => findings.ok(line),
+            Err((true, line)) => findings.fail(line),
+            Err((false, line)) => findings.warn(line),
+        }
+    }
     !findings.failed
 }
 

@@ -190,6 +190,15 @@ pub enum Command {
     /// Every import, sync and daemon pass does this after its run; `mirror` catches up by
     /// hand, e.g. after PostgreSQL was away. Each batch is one PostgreSQL transaction.
     Mirror,
+    /// Ask PostForespoerg whether parties are registered for Digital Post and NemSMS ([lookup]).
+    ///
+    /// One line per party and channel: registered, not registered, or why there is no answer
+    /// (a failure is never taken for an answer). Every answer is kept in registration_lookup;
+    /// an answer younger than --max-age is shown again instead of asked for.
+    #[command(
+        after_help = "With --verify-feed, the parties whose registration changed last in the feed are asked about, and the answers compared with registration_current: exit 0 when they agree, 1 when any disagrees (most disagreeing: the registered and deregistered identifiers of [types.*] are probably swapped), 4 when nothing could be compared."
+    )]
+    Lookup(LookupArgs),
     /// Erase CPR or CVR numbers everywhere the replica holds them (data-protection requests).
     ///
     /// Registrations, envelopes and refused messages naming them, notifications. The numbers
@@ -361,6 +370,53 @@ fn source_name(value: &str) -> Result<String, String> {
 
 /// `--since`, in its stored form (see [`crate::commands::letters::parse_bound`]).
 /// A cursor's name: 1 to 64 letters, digits, `-`, `_` or `.`.
+/// The arguments of `lookup`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LookupArgs {
+    /// CPR (10 digits, or DDMMYY-SSSS) or CVR (8 digits) numbers.
+    #[arg(value_name = "PARTY", conflicts_with_all = ["from", "verify_feed"])]
+    pub parties: Vec<String>,
+    /// Read the numbers from this file, one a line (blank lines and # comments skipped).
+    #[arg(long, value_name = "FILE", conflicts_with = "verify_feed")]
+    pub from: Option<PathBuf>,
+    /// One JSON object a line.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// CSV with a header line.
+    #[arg(long)]
+    pub csv: bool,
+    /// Show an answer given within this long (e.g. 1d, 12h, 30m; 0: always ask) instead of
+    /// asking again: a bulk lookup that stopped resumes where it was.
+    #[arg(long, value_name = "AGE", default_value = "1d", value_parser = age)]
+    pub max_age: chrono::Duration,
+    /// Check the registration feed against PostForespoerg's answers.
+    #[arg(long)]
+    pub verify_feed: bool,
+    /// How many parties --verify-feed asks about.
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "verify_feed", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub sample: u32,
+}
+
+/// `--max-age`: a number of days (`d`), hours (`h`) or minutes (`m`); `0` for none.
+fn age(text: &str) -> Result<chrono::Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(chrono::Duration::zero());
+    }
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let number: i64 = number
+        .parse()
+        .ok()
+        .filter(|n| (0..=100_000).contains(n))
+        .ok_or_else(|| "an age is a number and d, h or m, e.g. 1d, 12h, 30m, or 0".to_owned())?;
+    match unit {
+        "d" => Ok(chrono::Duration::days(number)),
+        "h" => Ok(chrono::Duration::hours(number)),
+        "m" => Ok(chrono::Duration::minutes(number)),
+        _ => Err("an age is a number and d, h or m, e.g. 1d, 12h, 30m, or 0".to_owned()),
+    }
+}
+
 fn cursor_name(name: &str) -> Result<String, String> {
     let fits = !name.is_empty()
         && name.len() <= 64

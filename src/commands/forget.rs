@@ -115,8 +115,12 @@ fn forgotten_line(
     party: &crate::replica::Party,
     done: &crate::replica::Forgotten,
 ) -> String {
-    let changed =
-        done.registrations + done.envelopes + done.rejected + done.notifications + done.texts;
+    let changed = done.registrations
+        + done.envelopes
+        + done.rejected
+        + done.notifications
+        + done.lookups
+        + done.texts;
     if changed == 0 {
         format!(
             "nothing in {} names {}; nothing was changed (check the number)",
@@ -125,12 +129,13 @@ fn forgotten_line(
         )
     } else {
         format!(
-            "forgot {}: {} registrations deleted, {} envelopes dropped (rows kept, envelope_pruned_at set), {} refused messages deleted, {} notifications deleted, {} texts masked",
+            "forgot {}: {} registrations deleted, {} envelopes dropped (rows kept, envelope_pruned_at set), {} refused messages deleted, {} notifications deleted, {} lookups deleted, {} texts masked",
             party.number,
             done.registrations,
             done.envelopes,
             done.rejected,
             done.notifications,
+            done.lookups,
             done.texts
         )
     }

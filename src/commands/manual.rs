@@ -257,6 +257,42 @@ const PAGES: &[Page] = &[
         ],
     },
     Page {
+        command: "lookup",
+        description: &[
+            "Asks SF1601 PostForespoerg whether each party (a CPR number of 10 digits, or DDMMYY-SSSS, or a CVR number of 8 digits; or --from FILE, one a line) is registered for Digital Post and for NemSMS, and prints one line per party and channel: registered, not registered, or FAILED and why. --json and --csv write the same as JSON Lines or CSV. Every number is checked before anything is sent.",
+            "It uses the certificate and STS of [sts]: a token for PostForespoerg's entity id, exchanged for an access token that is kept until shortly before it expires and renewed after a 401. A technical failure (a timeout, an HTTP status other than 200, an answer that is not {\"result\": true|false}, TLS) is never taken for an answer: nothing is stored for it. Every answer is kept in registration_lookup; the view registration_known gives per party and channel the newer of the feed's latest change and the latest answer. An answer younger than --max-age (default 1d) is shown again instead of asked for, so a bulk lookup that stopped resumes where it was; questions keep to [lookup] per_second.",
+            "--verify-feed asks about the --sample parties (default 20) whose registration changed last in the feed and compares the answers with registration_current. When most disagree, the registered and deregistered identifiers of [types.*] are probably swapped: swap them and run reprocess. See docs/lookup.md.",
+        ],
+        exit: &[
+            (
+                "1",
+                "--verify-feed: an answer disagrees with the feed; or no [lookup] section, or a file that cannot be read.",
+            ),
+            (
+                "2",
+                "A number is not a CPR or CVR number (nothing was asked).",
+            ),
+            (
+                "4",
+                "A question failed (the reason is printed per party and channel), or PostForespoerg refused the service agreement (401 or 403: it must name the entity id).",
+            ),
+        ],
+        examples: &[
+            (
+                "Ask about two parties:",
+                "beskedhent lookup 0101701234 12345678",
+            ),
+            (
+                "A list of 100,000 numbers, as CSV, resumable:",
+                "beskedhent lookup --from parties.txt --csv > answers.csv",
+            ),
+            (
+                "Check the registration feed's identifiers:",
+                "beskedhent lookup --verify-feed",
+            ),
+        ],
+    },
+    Page {
         command: "mirror",
         description: &[
             "Copies what changed in the replica since the last copy into the PostgreSQL database [mirror] names: letters, statuses and their postal events, registrations and the messages' metadata (and their envelopes with envelopes = true), each row marked with the installation it comes from. Deletions by prune, forget and reprocess are applied too. import, sync and every daemon pass do this after their run; mirror catches up by hand.",

@@ -11,6 +11,7 @@ pub mod forget;
 pub mod import;
 pub mod init;
 pub mod letters;
+pub mod lookup;
 mod manual;
 pub mod mirror;
 pub mod notify;
@@ -111,6 +112,7 @@ fn dispatch(command: Command, config: Config) -> Result<u8> {
         Command::Backup { path } => backup::run(&config, &path),
         Command::Prune => prune::run(&config),
         Command::Mirror => mirror::run(&config),
+        Command::Lookup(args) => lookup::run(&config, &args.into()),
         Command::Export {
             feed,
             after,

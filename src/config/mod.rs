@@ -19,9 +19,9 @@ use crate::decode::message::Decoder;
 use crate::decode::payload::registration::{Channel, RegistrationType};
 
 pub use sections::{
-    AmqpConfig, DEFAULT_OVERDUE_DAYS, EventRules, FeedConfig, Fetch, MetricsConfig, MirrorConfig,
-    MonitorConfig, NotifyConfig, PullConfig, RetentionConfig, ScheduleConfig, StsConfig,
-    SyncConfig,
+    AmqpConfig, DEFAULT_LOOKUP_ENTITY_ID, DEFAULT_OVERDUE_DAYS, EventRules, FeedConfig, Fetch,
+    LookupConfig, MetricsConfig, MirrorConfig, MonitorConfig, NotifyConfig, PullConfig,
+    RetentionConfig, ScheduleConfig, StsConfig, SyncConfig,
 };
 use sections::{RawMirror, RawTypes, default_pkcs12_password_env};
 use validate::*;
@@ -79,6 +79,7 @@ struct RawConfig {
     #[serde(default)]
     retention: RetentionConfig,
     mirror: Option<RawMirror>,
+    lookup: Option<LookupConfig>,
 }
 
 /// A TOML error said by its place (line and column) and its message, never by quoting the
@@ -162,6 +163,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// `[mirror]`, no mirror when absent.
     pub mirror: Option<MirrorConfig>,
+    /// `[lookup]`, no PostForespoerg when absent.
+    pub lookup: Option<LookupConfig>,
 }
 
 /// `[notify]` with the environment variables holding secrets that its command must not see:
@@ -271,6 +274,10 @@ impl Config {
             .mirror
             .map(|mirror| validate_mirror(mirror, base, sts.as_ref()))
             .transpose()?;
+        let lookup = raw
+            .lookup
+            .map(|lookup| validate_lookup(lookup, base, sts.as_ref()))
+            .transpose()?;
         validate_sync(&raw.sync)?;
         if let Some(schedule) = &raw.schedule {
             crate::config::cron::validate(&schedule.cron)
@@ -289,6 +296,7 @@ impl Config {
             .transpose()?;
         Ok(Config {
             mirror,
+            lookup,
             notify,
             monitor: raw.monitor,
             metrics,

@@ -89,6 +89,49 @@ pub struct MetricsConfig {
     pub textfile: PathBuf,
 }
 
+/// `[lookup]`: asking SF1601 PostForespoerg whether a party is registered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupConfig {
+    /// The service platform's base address, e.g. `https://exttest.serviceplatformen.dk`.
+    pub url: String,
+    /// The entity id the STS token is asked for.
+    #[serde(default = "default_lookup_entity_id")]
+    pub entity_id: String,
+    /// The organisation to ask as; `[sts] cvr` when not set.
+    pub cvr: Option<String>,
+    /// Questions per second, at most.
+    #[serde(default = "default_lookup_per_second")]
+    pub per_second: f64,
+    /// Seconds one question (or the token exchange) may take.
+    #[serde(default = "default_lookup_timeout")]
+    pub timeout_seconds: u64,
+    /// Further tries of a question that failed on the way (a timeout, a 5xx, a lost connection).
+    #[serde(default = "default_lookup_retries")]
+    pub retries: u32,
+    /// Extra trust roots (PEM) for the service platform's certificate.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[lookup] entity_id` when not set.
+pub const DEFAULT_LOOKUP_ENTITY_ID: &str = "http://entityid.kombit.dk/service/postforespoerg/1";
+
+pub(super) fn default_lookup_entity_id() -> String {
+    DEFAULT_LOOKUP_ENTITY_ID.to_owned()
+}
+
+pub(super) fn default_lookup_per_second() -> f64 {
+    5.0
+}
+
+pub(super) fn default_lookup_timeout() -> u64 {
+    30
+}
+
+pub(super) fn default_lookup_retries() -> u32 {
+    2
+}
+
 /// `[mirror]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,6 +223,9 @@ pub struct RetentionConfig {
     /// Delete the change feed's tombstones (deletions told to `export`) older than this.
     #[serde(default)]
     pub deletions_days: u32,
+    /// Delete PostForespoerg's answers (`registration_lookup`) older than this.
+    #[serde(default)]
+    pub lookup_days: u32,
 }
 
 impl RetentionConfig {

@@ -109,6 +109,8 @@ pub(super) fn validate_retention(retention: &RetentionConfig) -> Result<()> {
         ),
         ("retention.rejected_days", retention.rejected_days),
         ("retention.run_days", retention.run_days),
+        ("retention.deletions_days", retention.deletions_days),
+        ("retention.lookup_days", retention.lookup_days),
     ] {
         check_days(key, days)?;
     }
@@ -515,4 +517,53 @@ pub(super) fn validate_mirror(
         batch,
         timeout_seconds,
     })
+}
+
+/// `[lookup]`, checked; its `cvr` defaults to `[sts] cvr`, which it needs for the certificate.
+pub(super) fn validate_lookup(
+    mut lookup: LookupConfig,
+    base: &Path,
+    sts: Option<&StsConfig>,
+) -> Result<LookupConfig> {
+    let Some(sts) = sts else {
+        bail!(
+            "[lookup] needs [sts]: PostForespoerg is asked with the certificate and a token from the STS that `sync` uses"
+        );
+    };
+    let url = lookup.url.trim_end_matches('/').to_owned();
+    if !url.starts_with("https://") || url.len() <= "https://".len() {
+        bail!(
+            "`lookup.url` must be the service platform's https:// address, e.g. https://exttest.serviceplatformen.dk, got `{}`",
+            crate::mask::cap(&lookup.url, 200)
+        );
+    }
+    lookup.url = url;
+    if lookup.entity_id.trim().is_empty() {
+        bail!("`lookup.entity_id` is empty; the default is {DEFAULT_LOOKUP_ENTITY_ID}");
+    }
+    let cvr = lookup.cvr.clone().unwrap_or_else(|| sts.cvr.clone());
+    check_cvr("lookup.cvr", &cvr)?;
+    lookup.cvr = Some(cvr);
+    if !(lookup.per_second > 0.0 && lookup.per_second <= 100.0) {
+        bail!(
+            "`lookup.per_second` must be more than 0 and at most 100, got {}",
+            lookup.per_second
+        );
+    }
+    check_wait(
+        "lookup.timeout_seconds",
+        lookup.timeout_seconds,
+        1,
+        MAX_WAIT_SECONDS,
+    )?;
+    if lookup.retries > 10 {
+        bail!(
+            "`lookup.retries` must be at most 10, got {}",
+            lookup.retries
+        );
+    }
+    if let Some(ca_file) = &mut lookup.ca_file {
+        *ca_file = base.join(&*ca_file);
+    }
+    Ok(lookup)
 }

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod feed;
 pub mod import;
 pub mod lock;
+pub mod lookup;
 pub mod net;
 pub mod report;
 pub mod sts;

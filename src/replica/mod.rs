@@ -31,6 +31,7 @@ mod backup;
 mod busy;
 pub mod changes;
 mod health;
+pub mod lookups;
 pub mod mirror;
 mod outbox;
 pub mod queries;

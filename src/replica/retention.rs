@@ -32,6 +32,8 @@ pub struct Pruned {
     pub runs: u64,
     /// Tombstones of the change feed deleted.
     pub tombstones: u64,
+    /// PostForespoerg's answers deleted.
+    pub lookups: u64,
     /// Whether the WAL could be truncated (false: a reader held it; the next checkpoint will).
     pub wal_truncated: bool,
 }
@@ -40,7 +42,7 @@ impl Pruned {
     /// One line for the operator.
     pub fn line(&self) -> String {
         format!(
-            "pruned: {} envelopes dropped, {} letters deleted ({} statuses), {} superseded registrations, {} refused messages, {} runs, {} tombstones{}",
+            "pruned: {} envelopes dropped, {} letters deleted ({} statuses), {} superseded registrations, {} refused messages, {} runs, {} tombstones, {} lookups{}",
             self.envelopes,
             self.letters,
             self.statuses,
@@ -48,6 +50,7 @@ impl Pruned {
             self.rejected,
             self.runs,
             self.tombstones,
+            self.lookups,
             if self.wal_truncated {
                 ""
             } else {
@@ -65,6 +68,8 @@ pub struct Forgotten {
     pub envelopes: u64,
     pub rejected: u64,
     pub notifications: u64,
+    /// PostForespoerg's answers about the party.
+    pub lookups: u64,
     /// Texts in which the number was replaced by asterisks: run errors, origins, free text of
     /// statuses.
     pub texts: u64,
@@ -272,6 +277,9 @@ const OLD_RUNS: &str = "SELECT id FROM run WHERE started_at < ?1 AND status <> '
          AND id NOT IN (SELECT max(id) FROM run WHERE status = 'ok' GROUP BY source)
      LIMIT ?2";
 
+/// PostForespoerg's answers older than `?1`.
+const OLD_LOOKUPS: &str = "SELECT id FROM registration_lookup WHERE asked_at < ?1 LIMIT ?2";
+
 /// Deletes one batch of letters whose final status is older than `before`, with their
 /// statuses, messages and events; how many letters went.
 fn delete_final_letters(
@@ -372,6 +380,12 @@ impl Store {
         if let Some(before) = cutoff(retention.deletions_days) {
             pruned.tombstones = write(conn, |tx| changes::prune_tombstones(tx, &before))?;
         }
+        if let Some(before) = cutoff(retention.lookup_days) {
+            pruned.lookups = batches(conn, progress, |tx| {
+                let ids = select_ids(tx, OLD_LOOKUPS, &before)?;
+                delete_ids(tx, "DELETE FROM registration_lookup WHERE id = ?1", &ids)
+            })?;
+        }
         pruned.rejected += resolved;
         // Also when nothing went this time: an earlier run may have left deleted pages to a
         // checkpoint that a reader held up. Briefly: `sync` runs this after every pass.
@@ -426,19 +440,7 @@ impl Store {
         envelopes.sort_unstable();
         envelopes.dedup();
         let rejected = self.rejected_naming(party)?;
-        let notifications: Vec<i64> = {
-            let mut statement = self
-                .conn
-                .prepare("SELECT id, payload, last_error FROM notification")?;
-            let mut rows = statement.query([])?;
-            let mut found = Vec::new();
-            while let Some(row) = rows.next()? {
-                if any_text(row, 1..=2, |text| party.named_in(text, false)) {
-                    found.push(row.get(0)?);
-                }
-            }
-            found
-        };
+        let notifications = self.notifications_naming(party)?;
         for chunk in registrations.chunks(BATCH) {
             forgotten.registrations += write(&mut self.conn, |tx| {
                 for &seq in chunk {
@@ -462,9 +464,29 @@ impl Store {
                 delete_ids(tx, "DELETE FROM notification WHERE id = ?1", chunk)
             })?;
         }
+        forgotten.lookups = write(&mut self.conn, |tx| {
+            Ok(tx
+                .prepare_cached("DELETE FROM registration_lookup WHERE party = ?1")?
+                .execute([&party.number])? as u64)
+        })?;
         forgotten.texts = self.mask_texts(party)?;
         forgotten.wal_truncated = truncate_wal(&mut self.conn, std::time::Duration::from_secs(5))?;
         Ok(forgotten)
+    }
+
+    /// The notifications whose payload or last error names the party.
+    fn notifications_naming(&self, party: &Party) -> Result<Vec<i64>> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, payload, last_error FROM notification")?;
+        let mut rows = statement.query([])?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            if any_text(row, 1..=2, |text| party.named_in(text, false)) {
+                found.push(row.get(0)?);
+            }
+        }
+        Ok(found)
     }
 
     /// The refused messages that name the party: in their reason, origin or besked id, or in

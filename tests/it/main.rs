@@ -6,6 +6,7 @@
 
 mod broker;
 mod export;
+mod fake_postforespoerg;
 mod fake_sts;
 mod fake_webhook;
 mod forget;
@@ -13,6 +14,7 @@ mod hostile;
 mod import;
 mod layers;
 mod local_users;
+mod lookup;
 mod mirror;
 mod mistakes;
 mod notify;
