@@ -262,13 +262,24 @@ CREATE INDEX registration_lookup_by_party ON registration_lookup (party, channel
 CREATE INDEX registration_lookup_by_time ON registration_lookup (asked_at);
 
 -- The best-known state per party and channel: the newer of the latest registration change of
--- the feed and the latest answer of PostForespoerg, and which one it is (`source`).
+-- the feed and the latest answer of PostForespoerg, and which one it is (`source`). Written
+-- without grouping, so that a question about one party is answered by the indexes.
 CREATE VIEW registration_known AS
-SELECT party, party_type, channel, registered, max(known_at) AS known_at, source
-FROM (
-    SELECT party, party_type, channel, registered, changed_at AS known_at, 'feed' AS source
-    FROM registration_current
-    UNION ALL
-    SELECT party, party_type, channel, registered, asked_at, 'lookup'
-    FROM registration_lookup)
-GROUP BY party, channel;
+SELECT r.party AS party, r.party_type AS party_type, r.channel AS channel,
+    CASE WHEN l.asked_at > r.changed_at THEN l.registered ELSE r.registered END AS registered,
+    CASE WHEN l.asked_at > r.changed_at THEN l.asked_at ELSE r.changed_at END AS known_at,
+    CASE WHEN l.asked_at > r.changed_at THEN 'lookup' ELSE 'feed' END AS source
+FROM registration_current AS r
+LEFT JOIN registration_lookup AS l ON l.id = (
+    SELECT m.id FROM registration_lookup AS m
+    WHERE m.party = r.party AND m.channel = r.channel
+    ORDER BY m.asked_at DESC, m.id DESC LIMIT 1)
+UNION ALL
+SELECT l.party, l.party_type, l.channel, l.registered, l.asked_at, 'lookup'
+FROM registration_lookup AS l
+WHERE l.id = (
+        SELECT m.id FROM registration_lookup AS m
+        WHERE m.party = l.party AND m.channel = l.channel
+        ORDER BY m.asked_at DESC, m.id DESC LIMIT 1)
+    AND NOT EXISTS (
+        SELECT 1 FROM registration AS s WHERE s.party = l.party AND s.channel = l.channel);
