@@ -21,6 +21,10 @@ use crate::replica::changes::{Kind, Position};
 use crate::replica::mirror::{Batch, Rows};
 use tables::{Table, Ty};
 
+/// The most envelope bytes one batch holds (with `envelopes = true`): memory stays bounded by
+/// bytes whatever the size of the messages.
+const ENVELOPE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// What one mirror run did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mirrored {
@@ -42,9 +46,13 @@ impl Mirrored {
             n => format!("{n} changes copied"),
         };
         format!(
-            "mirror: {copied} to PostgreSQL {} as installation `{}` in {:.1} s{}{}",
+            "mirror: {copied} to PostgreSQL {} as installation `{}` in {} in {:.1} s{}{}",
             config.target.shown,
             config.installation,
+            match self.batches {
+                1 => "1 transaction".to_owned(),
+                n => format!("{n} transactions"),
+            },
             self.seconds,
             if self.restarted {
                 " (copied afresh: it had missed deletions)"
@@ -179,7 +187,8 @@ fn step(client: &mut postgres::Client, store: &mut Store, config: &MirrorConfig)
         (change_seq, message_seq) = (0, 0);
         restarted = true;
     }
-    let batch = store.mirror_batch(change_seq, message_seq, config.batch, config.envelopes)?;
+    let envelopes = config.envelopes.then_some(ENVELOPE_BYTES);
+    let batch = store.mirror_batch(change_seq, message_seq, config.batch, envelopes)?;
     apply(&mut tx, schema, installation, &batch).map_err(pg)?;
     tx.execute(
         &format!(

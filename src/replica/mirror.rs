@@ -62,13 +62,14 @@ pub struct Backlog {
 
 impl Store {
     /// Reads a batch of at most `limit` changes and `limit` new messages after the positions.
-    /// `envelopes`: read each message's envelope bytes too.
+    /// `envelopes`: read each message's envelope bytes too, at most this many bytes of them in
+    /// a batch (but at least one message's), so that memory stays bounded by bytes.
     pub fn mirror_batch(
         &mut self,
         change_after: i64,
         message_after: i64,
         limit: u32,
-        envelopes: bool,
+        envelopes: Option<u64>,
     ) -> Result<Batch> {
         let tx = self.conn.transaction()?;
         let mut batch = Batch {
@@ -77,6 +78,25 @@ impl Store {
             ..Batch::default()
         };
         let mut changed: Vec<(Kind, i64)> = Vec::new();
+        // Envelope bytes this batch reads; a message that would take it over the budget waits
+        // for the next batch (unless it is the first).
+        let mut bytes = 0u64;
+        let mut over_budget =
+            |tx: &rusqlite::Transaction<'_>, seq: i64, count: u64| -> Result<bool> {
+                let Some(budget) = envelopes else {
+                    return Ok(false);
+                };
+                let size: i64 = tx
+                .prepare_cached(
+                    "SELECT CASE WHEN envelope_pruned_at IS NULL THEN length(envelope) ELSE 0 END
+                     FROM message WHERE seq = ?1",
+                )?
+                .query_row([seq], |row| row.get(0))
+                .optional()?
+                .unwrap_or(0);
+                bytes += size.max(0) as u64;
+                Ok(count > 0 && bytes > budget)
+            };
         {
             let mut statement = tx.prepare_cached(
                 "SELECT seq, kind, id, deleted_at IS NOT NULL FROM change
@@ -88,8 +108,6 @@ impl Store {
                     batch.more = true;
                     break;
                 }
-                batch.change_seq = row.get(0)?;
-                batch.count += 1;
                 let kind = match row.get_ref(1)?.as_str()? {
                     "letter" => Kind::Letter,
                     "status" => Kind::Status,
@@ -97,7 +115,14 @@ impl Store {
                     _ => Kind::Message,
                 };
                 let id: i64 = row.get(2)?;
-                if row.get(3)? {
+                let deleted: bool = row.get(3)?;
+                if kind == Kind::Message && !deleted && over_budget(&tx, id, batch.count)? {
+                    batch.more = true;
+                    break;
+                }
+                batch.change_seq = row.get(0)?;
+                batch.count += 1;
+                if deleted {
                     batch.deleted.push((kind, id));
                 } else {
                     changed.push((kind, id));
@@ -127,6 +152,10 @@ impl Store {
                 batch.more = true;
             }
             for seq in new.into_iter().take(limit as usize) {
+                if over_budget(&tx, seq, batch.count)? {
+                    batch.more = true;
+                    break;
+                }
                 batch.message_seq = seq;
                 batch.count += 1;
                 messages.push(seq);
@@ -134,7 +163,7 @@ impl Store {
         }
         messages.sort_unstable();
         messages.dedup();
-        batch.messages = read_rows(&tx, Kind::Message, &messages, envelopes)?;
+        batch.messages = read_rows(&tx, Kind::Message, &messages, envelopes.is_some())?;
         Ok(batch)
     }
 

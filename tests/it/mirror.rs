@@ -490,3 +490,37 @@ fn a_mistyped_mirror_section_is_refused_before_anything_runs() {
         assert!(!stderr.contains(":pw@"), "{stderr}");
     }
 }
+
+#[test]
+fn envelopes_are_copied_in_batches_bounded_by_bytes() {
+    let server = shared();
+    let database = server.database();
+    let install = Install::new(&format!("max_message_bytes = 2097152\n{TYPES}"));
+    let input = install.mkdir("large");
+    for n in 0..40u64 {
+        let envelope = crate::sample::padded(
+            crate::support::status_envelope(
+                &crate::support::test_uuid(0x3f00, n),
+                &crate::support::test_uuid(0x3f01, n),
+                0,
+            ),
+            1_000_000,
+        );
+        std::fs::write(input.join(format!("{n}.xml")), envelope).unwrap();
+    }
+    run_ok(&install, &["import", input.to_str().unwrap()]);
+    install.append_config(&mirror_section(
+        server,
+        &database,
+        "kommune-e",
+        "envelopes = true",
+    ));
+    let (output, peak_kib) =
+        crate::support::run_watched(&install, &["mirror"], Duration::from_secs(120));
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // 40 MB of envelopes, at most 16 MiB of them a transaction.
+    assert!(stdout.contains("in 3 transactions"), "{stdout}");
+    assert!(peak_kib < 128 * 1024, "peak {peak_kib} KiB");
+    assert_same(&install, server, &database, "kommune-e", true);
+}
