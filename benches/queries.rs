@@ -404,11 +404,7 @@ fn bare_feed(path: &Path, feed: &str) -> (u64, f64) {
              WHERE c.kind = '{kind}' ORDER BY c.seq"
         ))
         .expect("select");
-    let names: Vec<String> = statement
-        .column_names()
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
+    let names: Vec<String> = statement.column_names().map(|n| n.to_string()).collect();
     let mut out = std::io::BufWriter::new(std::io::sink());
     let mut rows = statement.query([]).expect("rows");
     let mut count = 0;
