@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use rusqlite::types::Value;
 use serde_json::Value as Json;
 
-use crate::commands::rows::{csv, plain, push_safe_json};
+use crate::commands::rows::{csv, plain};
 use crate::config::Config;
 use crate::exit;
 use crate::replica::Store;
@@ -108,29 +108,21 @@ pub fn field_names(kind: Kind) -> Vec<String> {
         .iter()
         .map(|name| name.to_string())
         .collect();
-    names.extend(columns(kind).iter().map(|column| exported_name(column)));
+    names.extend(
+        columns(kind)
+            .iter()
+            .map(|column| exported_name(column).to_owned()),
+    );
     names.push("deleted_at".into());
     names
 }
 
 /// A column's name in the feed: a letter's current status is `status_seq`, since `seq` is the
 /// change's position.
-fn exported_name(column: &str) -> String {
+fn exported_name(column: &'static str) -> &'static str {
     match column {
-        "seq" => "status_seq".into(),
-        other => other.into(),
-    }
-}
-
-/// A value in the feed: the flags as booleans, the rest as stored.
-fn exported_value(column: &str, value: &Value) -> Json {
-    match (column, value) {
-        ("final" | "registered", Value::Integer(flag)) => Json::Bool(*flag != 0),
-        (_, Value::Null) => Json::Null,
-        (_, Value::Integer(n)) => Json::from(*n),
-        (_, Value::Real(x)) => Json::from(*x),
-        (_, Value::Text(text)) => Json::from(text.as_str()),
-        (_, Value::Blob(bytes)) => Json::from(format!("<{} bytes>", bytes.len())),
+        "seq" => "status_seq",
+        other => other,
     }
 }
 
@@ -140,45 +132,78 @@ fn key_column(kind: Kind) -> &'static str {
 }
 
 fn json_line(kind: Kind, change: &Change) -> String {
+    use std::fmt::Write as _;
     let op = if change.deleted_at.is_some() {
         "delete"
     } else {
         "upsert"
     };
     // The fields in the documented order (a JSON object's order carries no meaning, but a
-    // person reading the feed finds `seq` first).
-    let mut fields: Vec<(String, Json)> = vec![
-        ("seq".into(), Json::from(change.seq)),
-        ("kind".into(), Json::from(kind.as_str())),
-        ("op".into(), Json::from(op)),
-        ("schema".into(), Json::from(FEED_SCHEMA)),
-        ("id".into(), Json::from(change.id)),
-    ];
+    // person reading the feed finds `seq` first), written straight into the line: a million
+    // objects make no garbage.
+    let mut line = String::with_capacity(512);
+    let _ = write!(
+        line,
+        "{{\"seq\":{},\"kind\":\"{}\",\"op\":\"{op}\",\"schema\":{FEED_SCHEMA},\"id\":{}",
+        change.seq,
+        kind.as_str(),
+        change.id
+    );
+    let field = |line: &mut String, name: &str| {
+        line.push_str(",\"");
+        line.push_str(name);
+        line.push_str("\":");
+    };
     match &change.deleted_at {
         Some(at) => {
-            fields.push((key_column(kind).into(), Json::from(change.key.as_str())));
-            fields.push(("deleted_at".into(), Json::from(at.as_str())));
+            field(&mut line, key_column(kind));
+            push_json_string(&mut line, &change.key);
+            field(&mut line, "deleted_at");
+            push_json_string(&mut line, at);
         }
-        None => fields.extend(
-            columns(kind)
-                .iter()
-                .zip(&change.values)
-                .map(|(column, value)| (exported_name(column), exported_value(column, value))),
-        ),
-    }
-    let mut line = String::with_capacity(512);
-    line.push('{');
-    for (index, (name, value)) in fields.iter().enumerate() {
-        if index > 0 {
-            line.push(',');
+        None => {
+            for (column, value) in columns(kind).iter().zip(&change.values) {
+                field(&mut line, exported_name(column));
+                match (*column, value) {
+                    ("final" | "registered", Value::Integer(flag)) => {
+                        line.push_str(if *flag != 0 { "true" } else { "false" });
+                    }
+                    (_, Value::Null) => line.push_str("null"),
+                    (_, Value::Integer(n)) => {
+                        let _ = write!(line, "{n}");
+                    }
+                    (_, Value::Real(x)) => line.push_str(&Json::from(*x).to_string()),
+                    (_, Value::Text(text)) => push_json_string(&mut line, text),
+                    (_, Value::Blob(bytes)) => {
+                        push_json_string(&mut line, &format!("<{} bytes>", bytes.len()));
+                    }
+                }
+            }
         }
-        let name = Json::from(name.as_str()).to_string();
-        push_safe_json(&mut line, &name);
-        line.push(':');
-        push_safe_json(&mut line, &value.to_string());
     }
     line.push('}');
     line
+}
+
+/// `text` as a JSON string: quotes, backslashes and every control character escaped (also
+/// the C1 controls and line separators JSON itself allows raw, which some readers choke on).
+fn push_json_string(out: &mut String, text: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || crate::mask::is_control(c) => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn csv_line(kind: Kind, change: &Change) -> String {
@@ -320,5 +345,23 @@ pub fn kind_named(name: &str) -> Result<Kind> {
         "statuses" => Ok(Kind::Status),
         "registrations" => Ok(Kind::Registration),
         other => bail!("no feed `{other}`: letters, statuses or registrations"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_json_that_any_reader_takes_and_nothing_else() {
+        let nasty = "a\"b\\c\nd\u{1}e\u{85}f\u{2028}g\u{202e}hæø—😀";
+        let mut line = String::new();
+        push_json_string(&mut line, nasty);
+        let back: String = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(back, nasty);
+        for raw in ['\n', '\u{1}', '\u{85}', '\u{2028}', '\u{202e}'] {
+            assert!(!line.contains(raw), "{line}");
+        }
+        assert!(line.contains("æø—😀"));
     }
 }

@@ -72,15 +72,11 @@ impl Mirrored {
 /// `stop` says so. Records the outcome in the replica's `mirror_state` (for `status --check`).
 pub fn run(store: &mut Store, config: &MirrorConfig, stop: &dyn Fn() -> bool) -> Result<Mirrored> {
     let result = copy(store, config, stop);
-    let now = crate::time::now_utc();
-    match &result {
-        Ok(_) => {}
-        Err(error) => {
-            let text = crate::mask::mask_cpr(&format!("{error:#}")).into_owned();
-            if let Err(also) = store.set_mirror_state(&config.installation, None, &now, Some(&text))
-            {
-                tracing::warn!("could not record the mirror's failure in the replica: {also:#}");
-            }
+    if let Err(error) = &result {
+        let text = crate::mask::mask_cpr(&format!("{error:#}")).into_owned();
+        let now = crate::time::now_utc();
+        if let Err(also) = store.set_mirror_state(&config.installation, None, &now, Some(&text)) {
+            tracing::warn!("could not record the mirror's failure in the replica: {also:#}");
         }
     }
     result
