@@ -77,58 +77,11 @@ impl Store {
             message_seq: message_after,
             ..Batch::default()
         };
-        let mut changed: Vec<(Kind, i64)> = Vec::new();
-        // Envelope bytes this batch reads; a message that would take it over the budget waits
-        // for the next batch (unless it is the first).
-        let mut bytes = 0u64;
-        let mut over_budget =
-            |tx: &rusqlite::Transaction<'_>, seq: i64, count: u64| -> Result<bool> {
-                let Some(budget) = envelopes else {
-                    return Ok(false);
-                };
-                let size: i64 = tx
-                .prepare_cached(
-                    "SELECT CASE WHEN envelope_pruned_at IS NULL THEN length(envelope) ELSE 0 END
-                     FROM message WHERE seq = ?1",
-                )?
-                .query_row([seq], |row| row.get(0))
-                .optional()?
-                .unwrap_or(0);
-                bytes += size.max(0) as u64;
-                Ok(count > 0 && bytes > budget)
-            };
-        {
-            let mut statement = tx.prepare_cached(
-                "SELECT seq, kind, id, deleted_at IS NOT NULL FROM change
-                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            let mut rows = statement.query(params![change_after, limit + 1])?;
-            while let Some(row) = rows.next()? {
-                if batch.count == u64::from(limit) {
-                    batch.more = true;
-                    break;
-                }
-                let kind = match row.get_ref(1)?.as_str()? {
-                    "letter" => Kind::Letter,
-                    "status" => Kind::Status,
-                    "registration" => Kind::Registration,
-                    _ => Kind::Message,
-                };
-                let id: i64 = row.get(2)?;
-                let deleted: bool = row.get(3)?;
-                if kind == Kind::Message && !deleted && over_budget(&tx, id, batch.count)? {
-                    batch.more = true;
-                    break;
-                }
-                batch.change_seq = row.get(0)?;
-                batch.count += 1;
-                if deleted {
-                    batch.deleted.push((kind, id));
-                } else {
-                    changed.push((kind, id));
-                }
-            }
-        }
+        let mut budget = Budget {
+            limit: envelopes,
+            bytes: 0,
+        };
+        let changed = read_changes(&tx, &mut batch, &mut budget, limit)?;
         let ids = |wanted: Kind| -> Vec<i64> {
             changed
                 .iter()
@@ -142,25 +95,7 @@ impl Store {
         batch.postal_events = postal_events(&tx, &statuses)?;
         batch.registrations = read_rows(&tx, Kind::Registration, &ids(Kind::Registration), false)?;
         let mut messages = ids(Kind::Message);
-        {
-            let mut statement =
-                tx.prepare_cached("SELECT seq FROM message WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-            let new: Vec<i64> = statement
-                .query_map(params![message_after, limit + 1], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            if new.len() > limit as usize {
-                batch.more = true;
-            }
-            for seq in new.into_iter().take(limit as usize) {
-                if over_budget(&tx, seq, batch.count)? {
-                    batch.more = true;
-                    break;
-                }
-                batch.message_seq = seq;
-                batch.count += 1;
-                messages.push(seq);
-            }
-        }
+        messages.extend(read_new_messages(&tx, &mut batch, &mut budget, limit)?);
         messages.sort_unstable();
         messages.dedup();
         batch.messages = read_rows(&tx, Kind::Message, &messages, envelopes.is_some())?;
@@ -241,6 +176,101 @@ impl Store {
     pub fn mirror_position(&self, change_seq: i64) -> Result<Position> {
         self.feed_position(change_seq)
     }
+}
+
+/// The envelope bytes a batch reads: a message that would take it over the limit waits for the
+/// next batch (unless it is the batch's first thing).
+struct Budget {
+    limit: Option<u64>,
+    bytes: u64,
+}
+
+impl Budget {
+    /// Counts message `seq`'s envelope; whether it is one too many for a batch of `count`.
+    fn over(&mut self, tx: &Transaction<'_>, seq: i64, count: u64) -> Result<bool> {
+        let Some(limit) = self.limit else {
+            return Ok(false);
+        };
+        let size: i64 = tx
+            .prepare_cached(
+                "SELECT CASE WHEN envelope_pruned_at IS NULL THEN length(envelope) ELSE 0 END
+                 FROM message WHERE seq = ?1",
+            )?
+            .query_row([seq], |row| row.get(0))
+            .optional()?
+            .unwrap_or(0);
+        self.bytes += size.max(0) as u64;
+        Ok(count > 0 && self.bytes > limit)
+    }
+}
+
+/// The changes after `batch.change_seq`, at most `limit` (and the envelope budget): deletions
+/// into `batch.deleted`; the things changed returned.
+fn read_changes(
+    tx: &Transaction<'_>,
+    batch: &mut Batch,
+    budget: &mut Budget,
+    limit: u32,
+) -> Result<Vec<(Kind, i64)>> {
+    let mut changed = Vec::new();
+    let mut statement = tx.prepare_cached(
+        "SELECT seq, kind, id, deleted_at IS NOT NULL FROM change
+         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let mut rows = statement.query(params![batch.change_seq, limit + 1])?;
+    while let Some(row) = rows.next()? {
+        if batch.count == u64::from(limit) {
+            batch.more = true;
+            break;
+        }
+        let kind = match row.get_ref(1)?.as_str()? {
+            "letter" => Kind::Letter,
+            "status" => Kind::Status,
+            "registration" => Kind::Registration,
+            _ => Kind::Message,
+        };
+        let id: i64 = row.get(2)?;
+        let deleted: bool = row.get(3)?;
+        if kind == Kind::Message && !deleted && budget.over(tx, id, batch.count)? {
+            batch.more = true;
+            break;
+        }
+        batch.change_seq = row.get(0)?;
+        batch.count += 1;
+        if deleted {
+            batch.deleted.push((kind, id));
+        } else {
+            changed.push((kind, id));
+        }
+    }
+    Ok(changed)
+}
+
+/// The messages stored after `batch.message_seq`, at most `limit` (and the envelope budget).
+fn read_new_messages(
+    tx: &Transaction<'_>,
+    batch: &mut Batch,
+    budget: &mut Budget,
+    limit: u32,
+) -> Result<Vec<i64>> {
+    let new: Vec<i64> = tx
+        .prepare_cached("SELECT seq FROM message WHERE seq > ?1 ORDER BY seq LIMIT ?2")?
+        .query_map(params![batch.message_seq, limit + 1], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if new.len() > limit as usize {
+        batch.more = true;
+    }
+    let mut taken = Vec::new();
+    for seq in new.into_iter().take(limit as usize) {
+        if budget.over(tx, seq, batch.count)? {
+            batch.more = true;
+            break;
+        }
+        batch.message_seq = seq;
+        batch.count += 1;
+        taken.push(seq);
+    }
+    Ok(taken)
 }
 
 /// The rows of things `ids` of `kind`, each its number then its [`columns`] (then the envelope
