@@ -233,7 +233,8 @@ CREATE TABLE export_cursor (
     name       TEXT PRIMARY KEY,
     kind       TEXT NOT NULL,                          -- letter | status | registration
     seq        INTEGER NOT NULL,                       -- the last change.seq written out
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    pruned_seen INTEGER NOT NULL DEFAULT 0             -- change_pruned.through_seq known not to skip a deletion
 );
 
 -- How far the PostgreSQL mirror ([mirror]) got, as this replica last saw it; PostgreSQL keeps

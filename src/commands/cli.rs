@@ -168,8 +168,9 @@ pub enum Command {
         /// status row) or registrations.
         #[arg(value_name = "FEED", value_parser = ["letters", "statuses", "registrations"])]
         feed: String,
-        /// Start after this seq (0: from the beginning).
-        #[arg(long, value_name = "SEQ", conflicts_with = "cursor", value_parser = clap::value_parser!(i64).range(0..))]
+        /// Start after this seq (0: from the beginning); with --cursor, start the cursor
+        /// there.
+        #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(i64).range(0..))]
         after: Option<i64>,
         /// Start where the cursor NAME stands, and move it to the last change written.
         #[arg(long, value_name = "NAME", value_parser = cursor_name)]
@@ -423,10 +424,13 @@ fn cursor_name(name: &str) -> Result<String, String> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if fits {
+    if fits && crate::mask::mask_cpr_among_letters(name) == name {
         Ok(name.to_owned())
     } else {
-        Err("a cursor name is 1 to 64 letters, digits, '-', '_' or '.'".to_owned())
+        Err(
+            "a cursor name is 1 to 64 letters, digits, '-', '_' or '.', and not a CPR number"
+                .to_owned(),
+        )
     }
 }
 

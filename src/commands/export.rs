@@ -32,20 +32,29 @@ pub struct Options {
 pub fn run(config: &Config, options: &Options) -> Result<u8> {
     let mut store = Store::open_required(&config.database, None)?;
     let kind = options.kind;
-    let after = match (&options.cursor, options.after) {
-        (Some(name), _) => store.export_cursor(name, kind)?,
-        (None, after) => after.unwrap_or(0),
+    let through_now = store.pruned_through()?;
+    // Where to start, and how far the reader is known not to have skipped a deletion: a cursor
+    // keeps it; a reader starting at 0 skipped none.
+    let (after, seen) = match (&options.cursor, options.after) {
+        (Some(name), None) => store.export_cursor(name, kind)?,
+        (_, after) => {
+            let after = after.unwrap_or(0);
+            (after, if after == 0 { through_now } else { 0 })
+        }
     };
-    if let Position::Missed(through) = store.feed_position(after)? {
+    if let Position::Missed(through) = crate::replica::changes::position(after, seen, through_now) {
         crate::logging::print_error(&format!(
             "position {after} is older than the deletions the replica still tells of: tombstones up to seq {through} were deleted ([retention] deletions_days), so some deletions would be missed; replace your copy with everything from position 0 (--after 0{})",
             options
                 .cursor
                 .as_ref()
-                .map(|name| format!(", then --cursor {name} with --after of the last seq read"))
+                .map(|name| format!(" --cursor {name}, which starts the cursor again"))
                 .unwrap_or_default()
         ));
         return Ok(exit::ERROR);
+    }
+    if let Some(path) = &options.output {
+        check_output(path, config)?;
     }
     let mut sink = Sink::open(options.output.as_deref())?;
     let names = field_names(kind);
@@ -87,8 +96,11 @@ pub fn run(config: &Config, options: &Options) -> Result<u8> {
         Err(error) => return Err(error),
     };
     let through = last.unwrap_or(after);
-    if let (Some(name), Some(last)) = (&options.cursor, last) {
-        store.set_export_cursor(name, kind, last, &crate::time::now_utc())?;
+    if let Some(name) = &options.cursor
+        && (last.is_some() || options.after.is_some())
+    {
+        let seen = crate::replica::changes::seen_after(through, seen, through_now);
+        store.set_export_cursor(name, kind, (through, seen), &crate::time::now_utc())?;
     }
     tracing::info!(
         "exported {count} {} change(s) after position {after}, through {through}{}",
@@ -243,6 +255,44 @@ fn csv_line(kind: Kind, change: &Change) -> String {
         .map(|field| csv(field))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// `--output` is written beside its name and renamed over it: refuse a path that is not a
+/// regular file (a device, a FIFO, a symbolic link, a directory would be replaced), and the
+/// replica's own files and the configuration.
+fn check_output(path: &std::path::Path, config: &Config) -> Result<()> {
+    if let Ok(metadata) = std::fs::symlink_metadata(path) {
+        let kind = metadata.file_type();
+        if !kind.is_file() {
+            anyhow::bail!(
+                "`--output` `{}` is {}, not a regular file: export writes a new file and renames it over the name, which would replace it; name a file",
+                path.display(),
+                crate::files::kind(&kind)
+            );
+        }
+    }
+    let real = crate::files::real_path(path);
+    let database = crate::files::real_path(&config.database);
+    let own = real.parent() == database.parent()
+        && match (real.file_name(), database.file_name()) {
+            (Some(name), Some(db)) => {
+                use std::os::unix::ffi::OsStrExt as _;
+                crate::files::is_own_file_name(db.as_bytes(), name.as_bytes())
+            }
+            _ => false,
+        };
+    if own || real == crate::files::real_path(&config.path) {
+        anyhow::bail!(
+            "`--output` `{}` is {}; name another file",
+            path.display(),
+            if own {
+                "the replica or one of its own files"
+            } else {
+                "the configuration file"
+            }
+        );
+    }
+    Ok(())
 }
 
 /// Whether an error is the reader of standard output having gone.

@@ -93,6 +93,18 @@ fn erase(config: &Config, parties: &[crate::replica::Party]) -> Result<u8> {
         all_truncated &= done.wal_truncated;
         crate::sayln!("{}", forgotten_line(config, party, &done));
     }
+    // The PostgreSQL mirror is erased too, now rather than after the next run.
+    if let Some(mirror) = &config.mirror {
+        match crate::mirror::run(&mut store, &config.database, mirror, &|| false) {
+            Ok(done) => crate::sayln!("{}", done.line(mirror)),
+            Err(error) => {
+                crate::logging::print_error(&format!(
+                    "the PostgreSQL mirror still holds what was erased: {error:#}; run `beskedhent mirror` when PostgreSQL is back"
+                ));
+                return Ok(exit::ERROR);
+            }
+        }
+    }
     let copies = crate::replica::copies_beside(&config.database);
     if !copies.is_empty() {
         crate::sayln!(

@@ -128,7 +128,9 @@ fn check_parties(options: &Options) -> Result<Option<u64>> {
         }
     }
     if count == 0 && invalid.is_empty() {
-        crate::sayln!("no numbers given: give CPR or CVR numbers, or --from FILE with one a line");
+        crate::logging::print_error(
+            "no numbers given: give CPR or CVR numbers, or --from FILE with one a line",
+        );
         return Ok(None);
     }
     if invalid.is_empty() {
@@ -138,17 +140,18 @@ fn check_parties(options: &Options) -> Result<Option<u64>> {
         Some(file) => format!("{} line {line}", file.display()),
         None => format!("argument {line}"),
     };
+    // On standard error: standard output may be a CSV being written.
     for (line, error) in invalid.iter().take(SHOWN_INVALID) {
-        crate::sayln!("{}: {error:#}", place(*line));
+        crate::logging::print_error(&format!("{}: {error:#}", place(*line)));
     }
     if invalid.len() > SHOWN_INVALID {
-        crate::sayln!("... and {} more", invalid.len() - SHOWN_INVALID);
+        crate::logging::print_error(&format!("... and {} more", invalid.len() - SHOWN_INVALID));
     }
-    crate::sayln!(
+    crate::logging::print_error(&format!(
         "nothing was asked: {} of {} numbers are not CPR (10 digits) or CVR (8 digits) numbers",
         invalid.len(),
         invalid.len() as u64 + count
-    );
+    ));
     Ok(None)
 }
 
@@ -173,7 +176,8 @@ fn parties(options: &Options) -> Result<Box<dyn Iterator<Item = Numbered> + '_>>
         move |(index, line)| match line {
             Err(error) => Some((index + 1, Err(anyhow::anyhow!("cannot read it: {error}")))),
             Ok(line) if line.trim().is_empty() || line.trim_start().starts_with('#') => None,
-            Ok(line) => Some((index + 1, parse(&line))),
+            // A byte order mark (a list saved by a spreadsheet) is not part of the number.
+            Ok(line) => Some((index + 1, parse(line.trim_start_matches('\u{feff}')))),
         },
     )))
 }
@@ -190,7 +194,7 @@ fn open_list(file: &Path) -> Result<std::io::BufReader<std::fs::File>> {
     let kind = opened.metadata()?.file_type();
     if !kind.is_file() {
         bail!(
-            "`--from` `{}` is a {}, not a regular file: every number is checked before the first is asked, so the list is read twice; copy it into a file",
+            "`--from` `{}` is {}, not a regular file: every number is checked before the first is asked, so the list is read twice; copy it into a file",
             file.display(),
             crate::files::kind(&kind)
         );

@@ -14,7 +14,8 @@ pub fn run(config: &Config) -> Result<u8> {
         );
     };
     let mut store = Store::open(&config.database, config.event_rules())?;
-    let mirrored = crate::mirror::run(&mut store, mirror, &|| false)?;
+    let stop = crate::ops::notify::stop_on_signals();
+    let mirrored = crate::mirror::run(&mut store, &config.database, mirror, &stop)?;
     crate::sayln!("{}", mirrored.line(mirror));
     Ok(exit::OK)
 }

@@ -111,6 +111,11 @@ pub fn parse(text: &str, base: &std::path::Path) -> Result<Target> {
             "`mirror.postgresql` is not a libpq connection string ({error}); write it as postgresql://USER@HOST:5432/DATABASE?sslmode=verify-full"
         )
     })?;
+    if config.get_password().is_some() {
+        bail!(
+            "`mirror.postgresql` holds a password; keep it out of the configuration: put it in a file named by `mirror.password_file` (mode 0600) or in the environment variable named by `mirror.password_env`"
+        );
+    }
     if config.get_hosts().is_empty() {
         bail!(
             "`mirror.postgresql` names no host; write it as postgresql://USER@HOST:5432/DATABASE"
@@ -126,8 +131,12 @@ pub fn parse(text: &str, base: &std::path::Path) -> Result<Target> {
         "verify-full" => Some(Arc::new(client_tls(
             split.sslrootcert.map(|path| base.join(path)).as_deref(),
         )?)),
+        other @ ("require" | "prefer" | "allow" | "verify-ca") => bail!(
+            "`mirror.postgresql` asks for sslmode={other}, which would accept a server whose certificate or name is not verified; use sslmode=verify-full (the default; with sslrootcert=FILE for a private CA), or sslmode=disable for a cluster on this machine"
+        ),
         other => bail!(
-            "`mirror.postgresql` asks for sslmode={other}, which would accept a server whose certificate is not verified; use sslmode=verify-full (the default; with sslrootcert=FILE for a private CA), or sslmode=disable for a local test cluster"
+            "`mirror.postgresql` has sslmode={}, which is not a mode; use sslmode=verify-full (the default) or sslmode=disable",
+            crate::mask::mask_cpr_among_letters(&crate::mask::cap(other, 40))
         ),
     };
     config.ssl_mode(if tls.is_some() {

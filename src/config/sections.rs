@@ -192,7 +192,14 @@ impl MirrorConfig {
             let text = String::from_utf8(bytes).map_err(|_| {
                 anyhow::anyhow!("`mirror.password_file` `{}` is not text", path.display())
             })?;
-            return Ok(Some(text.lines().next().unwrap_or("").to_owned()));
+            let password = text.lines().next().unwrap_or("").to_owned();
+            if password.is_empty() {
+                anyhow::bail!(
+                    "`mirror.password_file` `{}` is empty; its first line is the password",
+                    path.display()
+                );
+            }
+            return Ok(Some(password));
         }
         Ok(crate::env::secret(&self.password_env)
             .ok()

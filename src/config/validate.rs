@@ -469,10 +469,14 @@ pub(super) fn validate_mirror(
         text.chars()
             .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
     };
-    if installation.is_empty() || installation.len() > 64 || !plain(&installation, &['-', '_', '.'])
+    let holds_cpr = |text: &str| crate::mask::mask_cpr_among_letters(text) != text;
+    if installation.is_empty()
+        || installation.len() > 64
+        || !plain(&installation, &['-', '_', '.'])
+        || holds_cpr(&installation)
     {
         bail!(
-            "`mirror.installation` must be 1 to 64 letters, digits, `-`, `_` or `.`, got `{}`",
+            "`mirror.installation` must be 1 to 64 letters, digits, `-`, `_` or `.`, and not a CPR number (it is in every row), got `{}`",
             crate::mask::mask_cpr_among_letters(&installation.chars().take(80).collect::<String>())
         );
     }
@@ -482,10 +486,13 @@ pub(super) fn validate_mirror(
         || !plain(&schema, &['_'])
         || schema.starts_with(|c: char| c.is_ascii_digit())
         || schema.bytes().any(|b| b.is_ascii_uppercase())
+        || schema == "information_schema"
+        || schema.starts_with("pg_")
+        || holds_cpr(&schema)
     {
         bail!(
-            "`mirror.schema` must be a plain PostgreSQL name (lower-case letters, digits and `_`, not starting with a digit), got `{}`",
-            schema.chars().take(80).collect::<String>()
+            "`mirror.schema` must be a plain PostgreSQL name of at most 63 characters (lower-case letters, digits and `_`, not starting with a digit, not a system schema, not a CPR number), got `{}`",
+            crate::mask::mask_cpr_among_letters(&schema.chars().take(80).collect::<String>())
         );
     }
     let batch = raw.batch.unwrap_or(5_000);
@@ -535,6 +542,13 @@ pub(super) fn validate_lookup(
         bail!(
             "`lookup.url` must be the service platform's https:// address, e.g. https://exttest.serviceplatformen.dk, got `{}`",
             crate::mask::cap(&lookup.url, 200)
+        );
+    }
+    let authority = url["https://".len()..].split('/').next().unwrap_or("");
+    if authority.contains('@') || url.contains(['?', '#']) || url["https://".len()..].contains('/')
+    {
+        bail!(
+            "`lookup.url` must be the service platform's address only, like https://exttest.serviceplatformen.dk: no user, path, query or fragment (the paths of the services are added to it)"
         );
     }
     lookup.url = url;

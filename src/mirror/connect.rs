@@ -20,6 +20,14 @@ pub fn connect(
     config.connect_timeout(timeout);
     config.tcp_user_timeout(timeout);
     config.keepalives(true);
+    // A statement that runs or waits for a lock longer than that fails, on the server's side.
+    let millis = timeout.as_millis();
+    let limits = format!("-c statement_timeout={millis} -c lock_timeout={millis}");
+    let options = match config.get_options() {
+        Some(given) if !given.trim().is_empty() => format!("{given} {limits}"),
+        _ => limits,
+    };
+    config.options(&options);
     let connected = match target.tls() {
         Some(tls) => config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
             (**tls).clone(),

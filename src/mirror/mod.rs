@@ -69,9 +69,21 @@ impl Mirrored {
 }
 
 /// Copies what changed since the last run into PostgreSQL, batch by batch, until caught up or
-/// `stop` says so. Records the outcome in the replica's `mirror_state` (for `status --check`).
-pub fn run(store: &mut Store, config: &MirrorConfig, stop: &dyn Fn() -> bool) -> Result<Mirrored> {
-    let result = copy(store, config, stop);
+/// `stop` says so. Records a failure in the replica's `mirror_state` (for `status --check`).
+///
+/// The copy runs on a thread of its own with its own connection to the replica `database`,
+/// watched from here: PostgreSQL gets `timeout_seconds` to connect and for each batch, and
+/// a server that stops answering (or a lock that is never released) ends the mirror with an
+/// error instead of holding up the run; a stop request ends it at once. A batch still in flight
+/// then is one PostgreSQL transaction: it commits whole or not at all, and the thread writes
+/// nothing more.
+pub fn run(
+    store: &mut Store,
+    database: &std::path::Path,
+    config: &MirrorConfig,
+    stop: &dyn Fn() -> bool,
+) -> Result<Mirrored> {
+    let result = watched(database, config, stop);
     if let Err(error) = &result {
         let text = crate::mask::mask_cpr(&format!("{error:#}")).into_owned();
         let now = crate::time::now_utc();
@@ -82,15 +94,86 @@ pub fn run(store: &mut Store, config: &MirrorConfig, stop: &dyn Fn() -> bool) ->
     result
 }
 
-fn copy(store: &mut Store, config: &MirrorConfig, stop: &dyn Fn() -> bool) -> Result<Mirrored> {
+/// Runs [`copy`] on its own thread, giving up when it makes no progress for the timeout.
+fn watched(
+    database: &std::path::Path,
+    config: &MirrorConfig,
+    stop: &dyn Fn() -> bool,
+) -> Result<Mirrored> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let (progress, watch) = std::sync::mpsc::channel::<Option<Result<Mirrored>>>();
+    let worker = {
+        let (database, config, abandoned) =
+            (database.to_path_buf(), config.clone(), abandoned.clone());
+        std::thread::Builder::new()
+            .name("mirror".into())
+            .spawn(move || {
+                let result = Store::open(&database, None).and_then(|mut store| {
+                    let going_on = || {
+                        let _ = progress.send(None);
+                        !abandoned.load(Ordering::SeqCst)
+                    };
+                    copy(&mut store, &config, &going_on)
+                });
+                let _ = progress.send(Some(result));
+            })?
+    };
+    let patience = Duration::from_secs(config.timeout_seconds);
+    let mut last = Instant::now();
+    let outcome = loop {
+        match watch.recv_timeout(Duration::from_millis(100)) {
+            Ok(Some(result)) => break Some(result),
+            Ok(None) => last = Instant::now(),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                break Some(Err(anyhow::anyhow!(
+                    "the mirror's thread ended without a word"
+                )));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if stop() {
+            break None;
+        }
+        if last.elapsed() > patience {
+            abandoned.store(true, Ordering::SeqCst);
+            bail!(
+                "PostgreSQL at {} did not answer within {} s (`mirror.timeout_seconds`); what was committed stays, the next run goes on",
+                config.target.shown,
+                config.timeout_seconds
+            );
+        }
+    };
+    match outcome {
+        Some(result) => {
+            let _ = worker.join();
+            result
+        }
+        None => {
+            abandoned.store(true, Ordering::SeqCst);
+            Ok(Mirrored {
+                interrupted: true,
+                ..Mirrored::default()
+            })
+        }
+    }
+}
+
+/// Copies batch by batch until caught up; `going_on` is told of each step's progress and says
+/// whether to go on.
+fn copy(store: &mut Store, config: &MirrorConfig, going_on: &dyn Fn() -> bool) -> Result<Mirrored> {
     let started = Instant::now();
     let timeout = Duration::from_secs(config.timeout_seconds);
     let mut client = connect::connect(&config.target, timeout, config.password()?)?;
     let schema = &config.schema;
+    if !going_on() {
+        bail!("stopped");
+    }
     prepare(&mut client, schema, &config.target.shown)?;
     let mut done = Mirrored::default();
     loop {
-        if stop() {
+        if !going_on() {
             done.interrupted = true;
             break;
         }
@@ -115,6 +198,9 @@ fn prepare(client: &mut postgres::Client, schema: &str, shown: &str) -> Result<(
         &[],
     )
     .map_err(|e| pg_error(e, shown))?;
+    // "already exists, skipping" on every run says nothing.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .map_err(|e| pg_error(e, shown))?;
     tx.batch_execute(&tables::create_all(schema))
         .map_err(|e| pg_error(e, shown))
         .with_context(|| format!("cannot create the mirror's tables in schema `{schema}`"))?;
@@ -158,18 +244,28 @@ fn step(client: &mut postgres::Client, store: &mut Store, config: &MirrorConfig)
         &[installation],
     )
     .map_err(pg)?;
+    let through = store.pruned_through()?;
     let position = tx
         .query_opt(
             &format!(
-                "SELECT change_seq, message_seq FROM {schema}.mirror_state WHERE installation = $1"
+                "SELECT change_seq, message_seq, pruned_seen FROM {schema}.mirror_state
+                 WHERE installation = $1"
             ),
             &[installation],
         )
         .map_err(pg)?
-        .map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1)));
-    let (mut change_seq, mut message_seq) = position.unwrap_or((0, 0));
+        .map(|row| {
+            (
+                row.get::<_, i64>(0),
+                row.get::<_, i64>(1),
+                row.get::<_, i64>(2),
+            )
+        });
+    // A mirror starting from nothing skipped no deletion.
+    let (mut change_seq, mut message_seq, mut seen) = position.unwrap_or((0, 0, through));
     let mut restarted = false;
-    if let Position::Missed(through) = store.mirror_position(change_seq)? {
+    if let Position::Missed(through) = crate::replica::changes::position(change_seq, seen, through)
+    {
         tracing::warn!(
             "the mirror of installation `{installation}` is at change {change_seq}, older than deletions forgotten through {through} ([retention] deletions_days): copying everything afresh"
         );
@@ -180,26 +276,28 @@ fn step(client: &mut postgres::Client, store: &mut Store, config: &MirrorConfig)
             )
             .map_err(pg)?;
         }
-        (change_seq, message_seq) = (0, 0);
+        (change_seq, message_seq, seen) = (0, 0, through);
         restarted = true;
     }
     let envelopes = config.envelopes.then_some(ENVELOPE_BYTES);
     let batch = store.mirror_batch(change_seq, message_seq, config.batch, envelopes)?;
     apply(&mut tx, schema, installation, &batch).map_err(pg)?;
+    let seen = crate::replica::changes::seen_after(batch.change_seq, seen, through);
     tx.execute(
         &format!(
             "INSERT INTO {schema}.mirror_state
-                 (installation, change_seq, message_seq, mirrored_at, schema_version)
-             VALUES ($1, $2, $3, now(), $4)
+                 (installation, change_seq, message_seq, mirrored_at, schema_version, pruned_seen)
+             VALUES ($1, $2, $3, now(), $4, $5)
              ON CONFLICT (installation) DO UPDATE SET change_seq = excluded.change_seq,
                  message_seq = excluded.message_seq, mirrored_at = excluded.mirrored_at,
-                 schema_version = excluded.schema_version"
+                 schema_version = excluded.schema_version, pruned_seen = excluded.pruned_seen"
         ),
         &[
             installation,
             &batch.change_seq,
             &batch.message_seq,
             &tables::SCHEMA_VERSION,
+            &seen,
         ],
     )
     .map_err(pg)?;

@@ -126,7 +126,8 @@ CREATE TABLE IF NOT EXISTS {schema}.mirror_state (
     change_seq     bigint NOT NULL,
     message_seq    bigint NOT NULL,
     mirrored_at    timestamptz NOT NULL,
-    schema_version integer NOT NULL
+    schema_version integer NOT NULL,
+    pruned_seen    bigint NOT NULL DEFAULT 0
 );
 "
     );

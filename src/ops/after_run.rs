@@ -101,7 +101,8 @@ pub fn after_run(
     if let Some(settings) = mirror {
         say(
             "mirror",
-            crate::mirror::run(&mut store, settings, stop).map(|done| done.line(settings)),
+            crate::mirror::run(&mut store, &config.database, settings, stop)
+                .map(|done| done.line(settings)),
         );
     }
     if let Some(metrics) = metrics {

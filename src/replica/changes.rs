@@ -233,21 +233,36 @@ pub enum Position {
     Missed(i64),
 }
 
+/// Where a reader at `after` stands, who knew that no deletion was skipped while tombstones
+/// were deleted through `seen`, now that they are deleted through `through`. A reader that
+/// started from 0 after tombstones were deleted missed nothing: the things were gone before it
+/// read; one whose position fell behind tombstones deleted since did.
+pub fn position(after: i64, seen: i64, through: i64) -> Position {
+    if through > seen && after < through {
+        Position::Missed(through)
+    } else {
+        Position::Current
+    }
+}
+
+/// What a reader knows after reading through `last`: deletions through `through` cannot have
+/// been skipped once its position is past them.
+pub fn seen_after(last: i64, seen: i64, through: i64) -> i64 {
+    if last >= through { through } else { seen }
+}
+
 impl Store {
-    /// Whether a reader at `after` can go on (see [`Position`]).
-    pub fn feed_position(&self, after: i64) -> Result<Position> {
-        let pruned: Option<i64> = self
+    /// How far tombstones were deleted: the newest `seq` of a deleted tombstone (0: none).
+    pub fn pruned_through(&self) -> Result<i64> {
+        Ok(self
             .conn
             .query_row(
                 "SELECT through_seq FROM change_pruned WHERE id = 1",
                 [],
                 |row| row.get(0),
             )
-            .optional()?;
-        Ok(match pruned {
-            Some(through) if after > 0 && after < through => Position::Missed(through),
-            _ => Position::Current,
-        })
+            .optional()?
+            .unwrap_or(0))
     }
 
     /// Calls `each` with the changes of `kind` after `after`, in `seq` order, at most `limit`
@@ -295,34 +310,42 @@ impl Store {
         Ok(count)
     }
 
-    /// The position kept under `name` for `kind` (0 when there is none yet).
-    pub fn export_cursor(&self, name: &str, kind: Kind) -> Result<i64> {
-        let kept: Option<(String, i64)> = self
+    /// The position kept under `name` for `kind`, and how far it knew tombstones deleted
+    /// without a deletion skipped (a new cursor: at 0, knowing all).
+    pub fn export_cursor(&self, name: &str, kind: Kind) -> Result<(i64, i64)> {
+        let kept: Option<(String, i64, i64)> = self
             .conn
             .query_row(
-                "SELECT kind, seq FROM export_cursor WHERE name = ?1",
+                "SELECT kind, seq, pruned_seen FROM export_cursor WHERE name = ?1",
                 [name],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .optional()?;
         match kept {
-            Some((other, _)) if other != kind.as_str() => bail!(
+            Some((other, _, _)) if other != kind.as_str() => bail!(
                 "cursor `{name}` follows {other}, not {}; give each feed a cursor of its own",
                 kind.as_str()
             ),
-            Some((_, seq)) => Ok(seq),
-            None => Ok(0),
+            Some((_, seq, seen)) => Ok((seq, seen)),
+            None => Ok((0, self.pruned_through()?)),
         }
     }
 
-    /// Moves cursor `name` (of `kind`) to `seq`, at `now`.
-    pub fn set_export_cursor(&mut self, name: &str, kind: Kind, seq: i64, now: &str) -> Result<()> {
+    /// Moves cursor `name` (of `kind`) to `seq`, knowing deletions through `seen`, at `now`.
+    pub fn set_export_cursor(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        (seq, seen): (i64, i64),
+        now: &str,
+    ) -> Result<()> {
         self.write(|tx, _| {
             tx.execute(
-                "INSERT INTO export_cursor (name, kind, seq, updated_at) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO export_cursor (name, kind, seq, updated_at, pruned_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (name) DO UPDATE SET seq = excluded.seq,
-                     updated_at = excluded.updated_at",
-                params![name, kind.as_str(), seq, now],
+                     updated_at = excluded.updated_at, pruned_seen = excluded.pruned_seen",
+                params![name, kind.as_str(), seq, now, seen],
             )?;
             Ok(())
         })

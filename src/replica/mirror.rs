@@ -7,7 +7,7 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Store;
-use super::changes::{Kind, Position, columns};
+use super::changes::{Kind, columns};
 
 /// The rows of one table read for the mirror: the columns of [`columns`] of its kind,
 /// preceded by the thing's number (`letter.id`, or the message's `seq`).
@@ -170,11 +170,6 @@ impl Store {
             messages,
             oldest_received_at: oldest,
         })
-    }
-
-    /// Whether a mirror at `change_seq` missed deletions (see [`Position`]).
-    pub fn mirror_position(&self, change_seq: i64) -> Result<Position> {
-        self.feed_position(change_seq)
     }
 }
 

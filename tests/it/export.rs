@@ -419,3 +419,123 @@ fn the_example_consumer_journalises_each_delivered_letter_once() {
     assert!(lines.contains(&test_uuid(0xe4, 1)), "{lines}");
     assert!(!Path::new(&page).exists());
 }
+
+#[test]
+fn a_reader_that_starts_after_tombstones_were_deleted_pages_through_without_a_false_alarm() {
+    let install = Install::new("\n[retention]\nstatus_days = 30\ndeletions_days = 10\n");
+    for n in 0..6u64 {
+        status(
+            &install,
+            &test_uuid(0xe4, n),
+            n,
+            if n < 2 {
+                "2026-01-01T10:00:00.000Z"
+            } else {
+                "2099-01-01T10:00:00.000Z"
+            },
+            if n < 2 {
+                Status::DELIVERED
+            } else {
+                Status::SENT
+            },
+        );
+    }
+    assert_eq!(outcome(&install.run(&["prune"])).0, 0);
+    install
+        .db()
+        .execute_batch("UPDATE change SET deleted_at = '2026-01-02T00:00:00.000Z' WHERE deleted_at IS NOT NULL")
+        .expect("age them");
+    assert_eq!(outcome(&install.run(&["prune"])).0, 0);
+    // A new cursor pages through in pages of one: no page is refused.
+    let mut pages = 0;
+    loop {
+        let page = export(&install, "letters", &["--cursor", "fresh", "--limit", "1"]);
+        if page.is_empty() {
+            break;
+        }
+        pages += 1;
+        assert!(pages < 10);
+    }
+    assert_eq!(pages, 4);
+    // A cursor that falls behind tombstones deleted since is told, and started again as said.
+    let (code, _, _) =
+        outcome(&install.run(&["export", "letters", "--cursor", "late", "--limit", "1"]));
+    assert_eq!(code, 0);
+    status(
+        &install,
+        &test_uuid(0xe5, 1),
+        90,
+        "2026-01-01T10:00:00.000Z",
+        Status::DELIVERED,
+    );
+    assert_eq!(outcome(&install.run(&["prune"])).0, 0);
+    install
+        .db()
+        .execute_batch("UPDATE change SET deleted_at = '2026-01-02T00:00:00.000Z' WHERE deleted_at IS NOT NULL")
+        .expect("age them");
+    assert_eq!(outcome(&install.run(&["prune"])).0, 0);
+    let (code, _, stderr) = outcome(&install.run(&["export", "letters", "--cursor", "late"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--after 0 --cursor late"), "{stderr}");
+    let again = export(&install, "letters", &["--after", "0", "--cursor", "late"]);
+    assert_eq!(again.len(), 4, "{again:?}");
+    assert!(export(&install, "letters", &["--cursor", "late"]).is_empty());
+}
+
+#[test]
+fn output_never_replaces_what_is_not_a_file_of_its_own() {
+    let install = Install::new("");
+    status(
+        &install,
+        &test_uuid(0xe6, 1),
+        1,
+        "2026-03-01T10:00:00.000Z",
+        Status::SENT,
+    );
+    let fifo = install.path("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let link = install.path("link");
+    std::os::unix::fs::symlink(install.path("elsewhere"), &link).unwrap();
+    for (target, expected) in [
+        (fifo.clone(), "is a FIFO"),
+        (link.clone(), "is a symbolic link"),
+        (
+            install.path("replica.db"),
+            "the replica or one of its own files",
+        ),
+        (
+            install.path("replica.db-wal"),
+            "the replica or one of its own files",
+        ),
+        (install.config(), "the configuration file"),
+    ] {
+        let (code, _, stderr) =
+            outcome(&install.run(&["export", "letters", "--output", target.to_str().unwrap()]));
+        assert_eq!(code, 1, "{target:?}: {stderr}");
+        assert!(stderr.contains(expected), "{target:?}: {stderr}");
+    }
+    use std::os::unix::fs::FileTypeExt as _;
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        export(&install, "letters", &[]).len(),
+        1,
+        "the replica is whole"
+    );
+}

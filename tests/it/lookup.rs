@@ -214,22 +214,26 @@ fn a_refusing_service_agreement_is_named_and_stops_the_rest() {
 #[test]
 fn numbers_are_checked_before_anything_is_sent() {
     let test = LookupTest::new("per_second = 50");
-    let (code, stdout, stderr) = test.lookup(&[A, "01017012345", "abc2512489996"]);
+    let (code, stdout, stderr) = test.lookup(&["--csv", A, "01017012345", "abc2512489996"]);
     assert_eq!(code, 2, "{stdout}{stderr}");
+    // On standard error, where a CSV on standard output is not spoiled.
+    assert!(stdout.is_empty(), "{stdout}");
     assert!(
-        stdout.contains("argument 2") && stdout.contains("argument 3"),
-        "{stdout}"
+        stderr.contains("argument 2") && stderr.contains("argument 3"),
+        "{stderr}"
     );
-    assert!(!stdout.contains("2512489996"), "masked: {stdout}");
-    assert!(stdout.contains("nothing was asked"), "{stdout}");
+    assert!(!stderr.contains("2512489996"), "masked: {stderr}");
+    assert!(stderr.contains("nothing was asked"), "{stderr}");
     assert_eq!(test.service.exchanges(), 0);
     assert!(test.service.questions().is_empty());
-    // The same for a file, naming its lines; a FIFO is refused.
+    // The same for a file, naming its lines; a byte order mark (a list saved by a
+    // spreadsheet) is no part of the first number; a FIFO is refused.
     let list = test.install.path("parties.txt");
-    std::fs::write(&list, format!("# numbers\n{A}\n\n12345\n")).unwrap();
-    let (code, stdout, _) = test.lookup(&["--from", list.to_str().unwrap()]);
+    std::fs::write(&list, format!("\u{feff}{B}\n# numbers\n{A}\n\n12345\n")).unwrap();
+    let (code, _, stderr) = test.lookup(&["--from", list.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(stdout.contains("parties.txt line 4"), "{stdout}");
+    assert!(stderr.contains("parties.txt line 5"), "{stderr}");
+    assert!(!stderr.contains("line 1"), "{stderr}");
     let fifo = test.install.path("fifo");
     assert!(
         std::process::Command::new("mkfifo")

@@ -482,6 +482,22 @@ fn a_mistyped_mirror_section_is_refused_before_anything_runs() {
             "postgresql = \"postgresql://u@db/x\"\ninstallation = \"a\"\nbatch = 0",
             "mirror.batch",
         ),
+        (
+            "postgresql = \"postgresql://u@db/x\"\ninstallation = \"0101701234\"",
+            "not a CPR number",
+        ),
+        (
+            "postgresql = \"host=db user=u password = 'p w'\"\ninstallation = \"a\"",
+            "password_file",
+        ),
+        (
+            "postgresql = \"postgresql://u@db/x?pass%77ord=pw\"\ninstallation = \"a\"",
+            "password_file",
+        ),
+        (
+            "postgresql = \"postgresql://u@db/x?sslmode=bogus\"\ninstallation = \"a\"",
+            "not a mode",
+        ),
     ] {
         install.write_config(&format!("database = \"replica.db\"\n[mirror]\n{section}\n"));
         let (code, stdout, stderr) = outcome(&install.run(&["status"]));
@@ -523,4 +539,71 @@ fn envelopes_are_copied_in_batches_bounded_by_bytes() {
     assert!(stdout.contains("in 3 transactions"), "{stdout}");
     assert!(peak_kib < 128 * 1024, "peak {peak_kib} KiB");
     assert_same(&install, server, &database, "kommune-e", true);
+}
+
+#[test]
+fn a_first_mirror_after_tombstones_were_deleted_copies_in_batches_without_starting_over() {
+    let server = shared();
+    let database = server.database();
+    let install = Install::new(&format!(
+        "{TYPES}\n[retention]\nstatus_days = 30\ndeletions_days = 10\n"
+    ));
+    run_ok(&install, &["import", examples().to_str().unwrap()]);
+    let more = install.path("more");
+    write_envelopes(&more, 0x3f20, 200);
+    run_ok(&install, &["import", more.to_str().unwrap()]);
+    run_ok(&install, &["prune"]);
+    install
+        .db()
+        .execute_batch("UPDATE change SET deleted_at = '2026-01-02T00:00:00.000Z' WHERE deleted_at IS NOT NULL")
+        .unwrap();
+    let said = run_ok(&install, &["prune"]);
+    assert!(!said.contains(", 0 tombstones"), "{said}");
+    install.append_config(&mirror_section(
+        server,
+        &database,
+        "kommune-r",
+        "batch = 25",
+    ));
+    let (output, _) = crate::support::run_watched(&install, &["mirror"], Duration::from_secs(120));
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        !format!("{stdout}{stderr}").contains("afresh"),
+        "{stdout}{stderr}"
+    );
+    assert_same(&install, server, &database, "kommune-r", false);
+}
+
+#[test]
+fn a_postgresql_that_stops_answering_never_holds_up_a_run() {
+    // Accepts connections and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    let install = Install::new(&format!(
+        "{TYPES}\n[mirror]\npostgresql = \"postgresql://u@127.0.0.1:{port}/x?sslmode=disable\"\ninstallation = \"kommune-s\"\ntimeout_seconds = 2\n"
+    ));
+    let started = Instant::now();
+    let (code, stdout, stderr) = outcome(&install.import(&examples()));
+    assert_eq!(
+        code, 0,
+        "importing does not wait for the mirror: {stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("mirror: FAILED") && stdout.contains("did not answer within 2 s"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = outcome(&install.run(&["mirror"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("did not answer within 2 s"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let stored: i64 = crate::support::value(&install.db(), "SELECT count(*) FROM message");
+    assert_eq!(stored, 9);
 }
