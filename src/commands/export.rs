@@ -33,26 +33,9 @@ pub fn run(config: &Config, options: &Options) -> Result<u8> {
     let mut store = Store::open_required(&config.database, None)?;
     let kind = options.kind;
     let through_now = store.pruned_through()?;
-    // Where to start, and how far the reader is known not to have skipped a deletion: a cursor
-    // keeps it; a reader starting at 0 skipped none.
-    let (after, seen) = match (&options.cursor, options.after) {
-        (Some(name), None) => store.export_cursor(name, kind)?,
-        (_, after) => {
-            let after = after.unwrap_or(0);
-            (after, if after == 0 { through_now } else { 0 })
-        }
-    };
-    if let Position::Missed(through) = crate::replica::changes::position(after, seen, through_now) {
-        crate::logging::print_error(&format!(
-            "position {after} is older than the deletions the replica still tells of: tombstones up to seq {through} were deleted ([retention] deletions_days), so some deletions would be missed; replace your copy with everything from position 0 (--after 0{})",
-            options
-                .cursor
-                .as_ref()
-                .map(|name| format!(" --cursor {name}, which starts the cursor again"))
-                .unwrap_or_default()
-        ));
+    let Some((after, seen)) = start(&store, options, through_now)? else {
         return Ok(exit::ERROR);
-    }
+    };
     if let Some(path) = &options.output {
         check_output(path, config)?;
     }
@@ -255,6 +238,31 @@ fn csv_line(kind: Kind, change: &Change) -> String {
         .map(|field| csv(field))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Where to start, and how far the reader is known not to have skipped a deletion (a cursor
+/// keeps it; a reader starting at 0 skipped none); None, having said why, when the position
+/// is older than the deletions still told of.
+fn start(store: &Store, options: &Options, through_now: i64) -> Result<Option<(i64, i64)>> {
+    let (after, seen) = match (&options.cursor, options.after) {
+        (Some(name), None) => store.export_cursor(name, options.kind)?,
+        (_, after) => {
+            let after = after.unwrap_or(0);
+            (after, if after == 0 { through_now } else { 0 })
+        }
+    };
+    if let Position::Missed(through) = crate::replica::changes::position(after, seen, through_now) {
+        crate::logging::print_error(&format!(
+            "position {after} is older than the deletions the replica still tells of: tombstones up to seq {through} were deleted ([retention] deletions_days), so some deletions would be missed; replace your copy with everything from position 0 (--after 0{})",
+            options
+                .cursor
+                .as_ref()
+                .map(|name| format!(" --cursor {name}, which starts the cursor again"))
+                .unwrap_or_default()
+        ));
+        return Ok(None);
+    }
+    Ok(Some((after, seen)))
 }
 
 /// `--output` is written beside its name and renamed over it: refuse a path that is not a

@@ -299,7 +299,7 @@ impl Asker<'_> {
                         channel.as_str()
                     );
                     self.show(party, channel, Err(&failure), "");
-                    if let Failure::NotAllowed(_) = failure {
+                    if failure.stops() {
                         self.tally.stopped = true;
                         return Ok(false);
                     }
@@ -458,7 +458,7 @@ pub async fn verify(
                 }
             }
             Err(failure) => {
-                let stop = matches!(failure, Failure::NotAllowed(_));
+                let stop = failure.stops();
                 verified.failures.push(
                     crate::mask::mask_cpr(&format!(
                         "{} on {}: {failure}",

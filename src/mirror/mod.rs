@@ -269,13 +269,7 @@ fn step(client: &mut postgres::Client, store: &mut Store, config: &MirrorConfig)
         tracing::warn!(
             "the mirror of installation `{installation}` is at change {change_seq}, older than deletions forgotten through {through} ([retention] deletions_days): copying everything afresh"
         );
-        for table in tables::ALL_TABLES {
-            tx.execute(
-                &format!("DELETE FROM {schema}.{table} WHERE installation = $1"),
-                &[installation],
-            )
-            .map_err(pg)?;
-        }
+        forget_installation(&mut tx, schema, installation).map_err(pg)?;
         (change_seq, message_seq, seen) = (0, 0, through);
         restarted = true;
     }
@@ -314,6 +308,21 @@ fn step(client: &mut postgres::Client, store: &mut Store, config: &MirrorConfig)
         more: batch.more,
         restarted,
     })
+}
+
+/// Deletes every row of `installation`, to copy everything afresh.
+fn forget_installation(
+    tx: &mut postgres::Transaction<'_>,
+    schema: &str,
+    installation: &str,
+) -> Result<(), postgres::Error> {
+    for table in tables::ALL_TABLES {
+        tx.execute(
+            &format!("DELETE FROM {schema}.{table} WHERE installation = $1"),
+            &[&installation],
+        )?;
+    }
+    Ok(())
 }
 
 /// Applies one batch: deletions first (a thing is in a batch once, deleted or as it is now),

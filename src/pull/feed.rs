@@ -39,7 +39,7 @@ pub const HELD_BYTES: usize = 128 * 1024 * 1024;
 /// A batch is committed once the deliveries it holds reach this many bytes. What a message's
 /// decoding keeps besides its bytes is at most as large again, so the two batches decoded at a
 /// time (one being committed, one filling) add at most 4 × this to the window's bytes.
-pub const BATCH_BYTES: usize = 8 * 1024 * 1024;
+pub const BATCH_BYTES: usize = 6 * 1024 * 1024;
 
 /// Everything a run needs, shared by the feed tasks.
 pub struct Puller {

@@ -106,14 +106,26 @@ pub enum Failure {
     /// 401 or 403 after a fresh token: the service agreement does not name the entity id. Every
     /// further question would fail the same way.
     NotAllowed(String),
-    /// Anything else: a timeout, another status, a body that is not an answer, TLS, the STS.
+    /// No access token: the STS or the access token service failed or refused. Every further
+    /// question would fail the same way.
+    NoToken(String),
+    /// Anything else: a timeout, another status, a body that is not an answer, TLS.
     Failed(String),
+}
+
+impl Failure {
+    /// Whether every further question would fail the same way, so the rest is not asked.
+    pub fn stops(&self) -> bool {
+        matches!(self, Failure::NotAllowed(_) | Failure::NoToken(_))
+    }
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::NotAllowed(text) | Failure::Failed(text) => f.write_str(text),
+            Failure::NotAllowed(text) | Failure::NoToken(text) | Failure::Failed(text) => {
+                f.write_str(text)
+            }
         }
     }
 }
@@ -186,6 +198,12 @@ impl LookupClient {
                         self.cvr, self.entity_id
                     )));
                 }
+                Err(Asking::NoToken(reason, true)) if tries < self.retries => {
+                    tries += 1;
+                    tracing::debug!("{reason}; trying again ({tries} of {})", self.retries);
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(tries))).await;
+                }
+                Err(Asking::NoToken(reason, _)) => return Err(Failure::NoToken(reason)),
                 Err(Asking::Transient(reason)) if tries < self.retries => {
                     tries += 1;
                     tracing::debug!("{reason}; asking again ({tries} of {})", self.retries);
@@ -200,7 +218,11 @@ impl LookupClient {
     }
 
     async fn ask_once(&self, party: &Party, channel: Channel) -> Result<Answer, Asking> {
-        let token = self.access_token().await?;
+        let token = self.access_token().await.map_err(|error| match error {
+            Asking::Transient(reason) => Asking::NoToken(reason, true),
+            Asking::Final(reason) => Asking::NoToken(reason, false),
+            other => other,
+        })?;
         let transaction_id = new_transaction_id();
         let url = format!(
             "{}/service/PostForespoerg_1/{}?{}",
@@ -309,6 +331,8 @@ impl LookupClient {
 /// How one try ended, before retries.
 enum Asking {
     Unauthorized(u16),
+    /// No access token to ask with; whether trying again may help.
+    NoToken(String, bool),
     Transient(String),
     Final(String),
 }

@@ -18,7 +18,7 @@ const COMPANY: &str = "12345678";
 
 struct LookupTest {
     service: FakePostForespoerg,
-    _sts: FakeSts,
+    sts: FakeSts,
     install: Install,
 }
 
@@ -50,7 +50,7 @@ ca_file = "{ca}"
         ));
         LookupTest {
             service,
-            _sts: sts,
+            sts,
             install,
         }
     }
@@ -429,4 +429,20 @@ fn answers_older_than_lookup_days_are_pruned() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains(", 1 lookups"), "{stdout}");
     assert_eq!(test.rows(), 2);
+}
+
+#[test]
+fn without_a_token_the_rest_is_not_asked() {
+    let test = LookupTest::new("per_second = 50\nretries = 1");
+    test.sts.state.lock().unwrap().refuse = Some((500, "down for maintenance".into()));
+    let (code, stdout, stderr) = test.lookup(&[A, B, COMPANY]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert_eq!(stdout.matches("FAILED").count(), 1, "{stdout}");
+    assert!(stdout.contains("no token from the STS"), "{stdout}");
+    assert!(
+        stdout.contains("stopped: the rest was not asked"),
+        "{stdout}"
+    );
+    assert!(test.service.questions().is_empty());
+    assert_eq!(test.rows(), 0);
 }
