@@ -182,6 +182,15 @@ impl MirrorConfig {
                     path.display()
                 )
             })?;
+            let me = crate::owner::euid();
+            if metadata.uid() != me && metadata.uid() != 0 {
+                anyhow::bail!(
+                    "`mirror.password_file` `{}` belongs to user {}, not to {} or root; `chown` it",
+                    path.display(),
+                    crate::owner::user_name(metadata.uid()),
+                    crate::owner::user_name(me)
+                );
+            }
             if metadata.mode() & 0o077 != 0 {
                 anyhow::bail!(
                     "`mirror.password_file` `{}` can be read by other users (mode {}); `chmod 600` it",

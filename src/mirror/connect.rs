@@ -66,6 +66,10 @@ pub fn describe(error: &postgres::Error) -> String {
             _ => "",
         };
         text.push_str(hint);
+    } else if text.contains("does not support TLS") {
+        text.push_str(
+            "; for a cluster on this machine (a Unix socket, 127.0.0.1) add sslmode=disable to mirror.postgresql, else turn on ssl in the server",
+        );
     } else if text.contains("certificate") || text.contains("UnknownIssuer") {
         text.push_str(
             "; the server's certificate is not trusted for this host name: give its CA with sslrootcert=FILE in mirror.postgresql",

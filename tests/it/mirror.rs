@@ -607,3 +607,22 @@ fn a_postgresql_that_stops_answering_never_holds_up_a_run() {
     let stored: i64 = crate::support::value(&install.db(), "SELECT count(*) FROM message");
     assert_eq!(stored, 9);
 }
+
+#[test]
+fn a_password_file_that_another_user_owns_is_refused() {
+    let stranger = crate::support::LocalUser::create();
+    let install = Install::new(
+        "[mirror]\npostgresql = \"postgresql://u@127.0.0.1:1/x?sslmode=disable\"\ninstallation = \"a\"\npassword_file = \"pw\"\ntimeout_seconds = 2\n",
+    );
+    let file = install.path("pw");
+    std::fs::write(&file, "stolen-or-planted\n").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    stranger.own(&file);
+    let (code, stdout, stderr) = outcome(&install.run(&["mirror"]));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("belongs to user {}", stranger.name)),
+        "{stderr}"
+    );
+    assert!(!format!("{stdout}{stderr}").contains("stolen-or-planted"));
+}
