@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
@@ -150,24 +150,18 @@ impl LookupClient {
     /// A client for `lookup` with the certificate of `sts`.
     pub fn new(lookup: &LookupConfig, sts: &StsConfig) -> Result<LookupClient> {
         let credentials = Credentials::load(sts)?;
-        let identity_pem = format!("{}{}", credentials.key_pem(), credentials.chain_pem());
-        let identity = reqwest::Identity::from_pem(identity_pem.as_bytes())
-            .context("the certificate and key cannot be used for TLS")?;
-        let mut builder = reqwest::Client::builder()
-            .identity(identity)
-            .https_only(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(lookup.timeout_seconds))
-            .user_agent(concat!("beskedhent/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca_file) = &lookup.ca_file {
-            for certificate in crate::pull::net::trust_roots(ca_file, "lookup.ca_file")? {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
+        let http = crate::pull::net::mutual_tls_client(
+            &credentials,
+            Duration::from_secs(lookup.timeout_seconds),
+            lookup
+                .ca_file
+                .as_deref()
+                .map(|path| (path, "lookup.ca_file")),
+        )?;
         let mut for_lookup = sts.clone();
         for_lookup.entity_id = lookup.entity_id.clone();
         Ok(LookupClient {
-            http: builder.build().context("cannot set up the HTTPS client")?,
+            http,
             base: lookup.url.clone(),
             cvr: lookup.cvr.clone().unwrap_or_else(|| sts.cvr.clone()),
             entity_id: lookup.entity_id.clone(),

@@ -103,6 +103,33 @@ pub fn host_port(url: &str) -> Option<(String, u16)> {
     }
 }
 
+/// An HTTPS client that presents the function certificate (mutual TLS), goes only to the
+/// address it is given (no redirects: a request carries the certificate's proof of
+/// possession), waits at most `timeout` per request, and trusts the CAs in `ca_file` (named by
+/// the configuration key `key`) besides the system's.
+pub fn mutual_tls_client(
+    credentials: &crate::pull::credentials::Credentials,
+    timeout: std::time::Duration,
+    ca_file: Option<(&std::path::Path, &str)>,
+) -> anyhow::Result<reqwest::Client> {
+    use anyhow::Context as _;
+    let identity_pem = format!("{}{}", credentials.key_pem(), credentials.chain_pem());
+    let identity = reqwest::Identity::from_pem(identity_pem.as_bytes())
+        .context("the certificate and key cannot be used for TLS")?;
+    let mut builder = reqwest::Client::builder()
+        .identity(identity)
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .user_agent(concat!("beskedhent/", env!("CARGO_PKG_VERSION")));
+    if let Some((path, key)) = ca_file {
+        for certificate in trust_roots(path, key)? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().context("cannot set up the HTTPS client")
+}
+
 /// The trust roots in the PEM file `path`, which the configuration names under `key`: at
 /// least one, each a certificate that can anchor a chain. Any other content is an error that
 /// names the key and the file, before any connection is tried.

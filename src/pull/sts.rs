@@ -124,26 +124,13 @@ pub struct TokenClient {
 
 impl TokenClient {
     pub fn new(sts: &StsConfig, credentials: &Credentials) -> anyhow::Result<TokenClient> {
-        use anyhow::Context;
-        let identity_pem = format!("{}{}", credentials.key_pem(), credentials.chain_pem());
-        let identity = reqwest::Identity::from_pem(identity_pem.as_bytes())
-            .context("the certificate and key cannot be used for TLS")?;
-        let mut builder = reqwest::Client::builder()
-            .identity(identity)
-            .https_only(true)
-            // The request carries the certificate's proof of possession: it goes to the
-            // configured address only, never to wherever an answer points.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(sts.timeout_seconds))
-            .user_agent(concat!("beskedhent/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca_file) = &sts.ca_file {
-            let roots = crate::pull::net::trust_roots(ca_file, "sts.ca_file")?;
-            for certificate in roots {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
+        let http = crate::pull::net::mutual_tls_client(
+            credentials,
+            Duration::from_secs(sts.timeout_seconds),
+            sts.ca_file.as_deref().map(|path| (path, "sts.ca_file")),
+        )?;
         Ok(TokenClient {
-            http: builder.build().context("cannot set up the HTTPS client")?,
+            http,
             url: sts.url.clone(),
             entity_id: sts.entity_id.clone(),
             use_key: credentials.leaf_base64(),

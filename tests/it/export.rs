@@ -28,6 +28,16 @@ fn last_seq(objects: &[Json], after: i64) -> i64 {
         .map_or(after, |object| object["seq"].as_i64().expect("seq"))
 }
 
+/// Makes every tombstone old enough for `deletions_days` to delete.
+fn age_tombstones(install: &Install) {
+    install
+        .db()
+        .execute_batch(
+            "UPDATE change SET deleted_at = '2026-01-02T00:00:00.000Z' WHERE deleted_at IS NOT NULL",
+        )
+        .expect("age the tombstones");
+}
+
 /// A status of letter `letter` (BeskedId from `n`) at `at`, imported.
 fn status(install: &Install, letter: &str, n: u64, at: &str, kind: Status<'_>) {
     let dir = install.path(&format!("in-{n}"));
@@ -283,10 +293,7 @@ fn tombstones_are_kept_as_configured_and_a_reader_behind_them_is_told() {
             .1
             .contains(", 0 tombstones")
     );
-    install
-        .db()
-        .execute_batch("UPDATE change SET deleted_at = '2026-01-02T00:00:00.000Z'")
-        .expect("age them");
+    age_tombstones(&install);
     let (_, stdout, _) = outcome(&install.run(&["prune"]));
     // Two letters, their two statuses and their two messages.
     assert!(stdout.contains(", 6 tombstones"), "{stdout}");
@@ -441,10 +448,7 @@ fn a_reader_that_starts_after_tombstones_were_deleted_pages_through_without_a_fa
         );
     }
     assert_eq!(outcome(&install.run(&["prune"])).0, 0);
-    install
-        .db()
-        .execute_batch("UPDATE change SET deleted_at = '2026-01-02T00:00:00.000Z' WHERE deleted_at IS NOT NULL")
-        .expect("age them");
+    age_tombstones(&install);
     assert_eq!(outcome(&install.run(&["prune"])).0, 0);
     // A new cursor pages through in pages of one: no page is refused.
     let mut pages = 0;
@@ -469,10 +473,7 @@ fn a_reader_that_starts_after_tombstones_were_deleted_pages_through_without_a_fa
         Status::DELIVERED,
     );
     assert_eq!(outcome(&install.run(&["prune"])).0, 0);
-    install
-        .db()
-        .execute_batch("UPDATE change SET deleted_at = '2026-01-02T00:00:00.000Z' WHERE deleted_at IS NOT NULL")
-        .expect("age them");
+    age_tombstones(&install);
     assert_eq!(outcome(&install.run(&["prune"])).0, 0);
     let (code, _, stderr) = outcome(&install.run(&["export", "letters", "--cursor", "late"]));
     assert_eq!(code, 1, "{stderr}");
