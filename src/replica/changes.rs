@@ -63,7 +63,11 @@ pub(super) fn changed(tx: &Transaction<'_>, kind: Kind, id: i64, key: &str) -> R
 }
 
 /// Records a new status (`seq`, `besked_id`) and the letter it changed (`letter`,
-/// `message_uuid`), the letter after it, in one statement: the write path's every status.
+/// `message_uuid`), the letter after it: the write path's every status. Two statements of one
+/// row each, not one of two rows: a statement that writes several rows and may fail half-way
+/// keeps a statement journal, a copy of every page it touches, which SQLite spills to a
+/// temporary file and writes for every status of the transaction once one statement outgrew
+/// 64 KiB (about 32 KiB of file writes per status, a third of an import's time).
 pub(super) fn status_and_letter(
     tx: &Transaction<'_>,
     seq: i64,
@@ -71,22 +75,24 @@ pub(super) fn status_and_letter(
     letter: i64,
     message_uuid: &str,
 ) -> Result<()> {
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO change (kind, id, key)
-         VALUES ('status', ?1, ?2), ('letter', ?3, ?4)",
-    )?
-    .execute(params![seq, besked_id, letter, message_uuid])?;
-    Ok(())
+    changed(tx, Kind::Status, seq, besked_id)?;
+    changed(tx, Kind::Letter, letter, message_uuid)
+}
+
+/// The key of thing `id` of `kind`, read from its row; none when there is no such row.
+fn key_of(tx: &Transaction<'_>, kind: Kind, id: i64) -> Result<Option<String>> {
+    let (table, key) = kind.table();
+    Ok(tx
+        .prepare_cached(&format!("SELECT {key} FROM {table} WHERE rowid = ?1"))?
+        .query_row([id], |row| row.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
 }
 
 /// Records that thing `id` of `kind` changed, reading its key from its row (after a change
 /// made in place, as `forget` masks a text).
 pub(super) fn changed_in_place(tx: &Transaction<'_>, kind: Kind, id: i64) -> Result<()> {
-    let (table, key) = kind.table();
-    let key: Option<String> = tx
-        .prepare_cached(&format!("SELECT {key} FROM {table} WHERE rowid = ?1"))?
-        .query_row([id], |row| row.get(0))
-        .optional()?;
+    let key = key_of(tx, kind, id)?;
     if let Some(key) = key {
         changed(tx, kind, id, &key)?;
     }
@@ -94,14 +100,14 @@ pub(super) fn changed_in_place(tx: &Transaction<'_>, kind: Kind, id: i64) -> Res
 }
 
 /// Records that thing `id` of `kind` is about to be deleted, at `at`: a tombstone with its key,
-/// read from its row (nothing when there is no such row). Call before deleting the row.
+/// read from its row (nothing when there is no such row). Call before deleting the row. The
+/// key is read first and written by a statement of one row, for the reason given at
+/// [`status_and_letter`].
 pub(super) fn deleting(tx: &Transaction<'_>, kind: Kind, id: i64, at: &str) -> Result<()> {
-    let (table, key) = kind.table();
-    tx.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO change (kind, id, key, deleted_at)
-         SELECT ?1, ?2, {key}, ?3 FROM {table} WHERE rowid = ?2"
-    ))?
-    .execute(params![kind.as_str(), id, at])?;
+    let key = key_of(tx, kind, id)?;
+    if let Some(key) = key {
+        deleted(tx, kind, id, &key, at)?;
+    }
     Ok(())
 }
 

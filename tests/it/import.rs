@@ -1097,3 +1097,57 @@ fn generated_envelopes_decode_as_delivered_statuses() {
         envelope.into_bytes()
     );
 }
+
+#[test]
+fn the_write_path_keeps_no_statement_journal_in_a_file() {
+    // A statement that writes several rows, and may fail half-way, keeps a copy of every page
+    // it touches; SQLite spills it to an unnamed temporary file in SQLITE_TMPDIR, kept open to
+    // the end of the transaction, and then writes every such statement there. The write path
+    // writes one row per statement, so importing statuses about letters in random order (each
+    // a new letter, the change feed's row of each replaced) opens no file there.
+    let install = Install::new("");
+    let input = install.path("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    let mut ids = crate::sample::UuidGenerator::new(0x7e57);
+    for n in 0..3000u32 {
+        let envelope = status_envelope(&ids.next_uuid(), &ids.next_uuid(), n % 60);
+        std::fs::write(input.join(format!("{n:05}.xml")), envelope).expect("write");
+    }
+    let temporary = install.path("sqlite-tmp");
+    std::fs::create_dir(&temporary).expect("mkdir");
+    let mut child = install
+        .command(["import", input.to_str().expect("utf-8")])
+        .env("BESKEDHENT_LOG", "warn")
+        .env("SQLITE_TMPDIR", &temporary)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let descriptors = format!("/proc/{}/fd", child.id());
+    let mut opened = None;
+    while child.try_wait().expect("wait").is_none() {
+        for entry in std::fs::read_dir(&descriptors)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(target) = std::fs::read_link(entry.path())
+                && target.starts_with(&temporary)
+            {
+                opened = Some(target);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let (code, stdout, stderr) = outcome(&child.wait_with_output().expect("output"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("imported 3000 files: 3000 new"),
+        "{stdout}"
+    );
+    assert_eq!(
+        value::<i64>(&install.db(), "SELECT count(*) FROM change"),
+        6000,
+        "a status's change and its letter's"
+    );
+    assert_eq!(opened, None, "a temporary file was open during the import");
+}
