@@ -199,7 +199,7 @@ const PAGES: &[Page] = &[
     Page {
         command: "status",
         description: &[
-            "Shows each source's position, counts, last run and last successful run, and the replica's totals; --json for scripts. With --check it is a Nagios/Icinga plugin: one line OK, WARNING, CRITICAL or UNKNOWN with performance data, thresholds from [monitor].",
+            "Shows each source's position, counts, last run and last successful run, and the replica's totals, then the change feed's newest seq with each export cursor and PostgreSQL mirror that follows it: its position, how many changes it has not read, and why a mirror's last try failed; --json for scripts. With --check it is a Nagios/Icinga plugin: one line OK, WARNING, CRITICAL or UNKNOWN with performance data, thresholds from [monitor].",
         ],
         exit: &[(
             "0-3",

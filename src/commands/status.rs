@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::exit;
 use crate::ops::monitor;
-use crate::replica::{CursorRow, NotificationCounts, SourceHealth, Store, TableCounts};
+use crate::replica::{CursorRow, Followers, NotificationCounts, SourceHealth, Store, TableCounts};
 
 pub fn run(config: &Config, json: bool) -> Result<u8> {
     let store = Store::open_existing(&config.database)?;
@@ -52,6 +52,8 @@ pub struct Report {
     pub notifications: Option<NotificationCounts>,
     /// Per source, the newest run and the newest successful one (schema 4 on).
     pub health: Option<Vec<SourceHealth>>,
+    /// The change feed's position, its export cursors and mirrors (schema 9 on).
+    pub feed: Option<Followers>,
 }
 
 /// Sums over all sources.
@@ -88,6 +90,11 @@ pub fn report(store: &Store) -> Result<Report> {
         letters: store.letter_count(),
         notifications: store.notification_counts().ok(),
         health,
+        feed: if store.schema_version()? >= 9 {
+            Some(store.followers()?)
+        } else {
+            None
+        },
     })
 }
 
@@ -118,13 +125,16 @@ impl Report {
         }
         if self.sources.is_empty() {
             out.push_str("no sources yet: run `beskedhent import PATH` or `beskedhent sync`\n");
-            return out;
+        } else {
+            out.push_str(&aligned(&HEADER, &self.rows()));
         }
-        out.push_str(&aligned(&HEADER, &self.rows()));
         for row in &self.sources {
             if let Some(error) = &row.run_error {
                 let _ = writeln!(out, "{}: last run failed: {error}", row.source);
             }
+        }
+        if let Some(feed) = &self.feed {
+            out.push_str(&followers_text(feed));
         }
         out
     }
@@ -209,6 +219,54 @@ fn aligned(header: &[&str; 8], rows: &[[String; 8]]) -> String {
         line(&row.each_ref().map(String::as_str));
     }
     out
+}
+
+/// The change feed's position and who follows it, a line each.
+fn followers_text(feed: &Followers) -> String {
+    let mut out = String::new();
+    if feed.through_seq == 0 && feed.cursors.is_empty() && feed.mirrors.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "change feed through seq {}", feed.through_seq);
+    for cursor in &feed.cursors {
+        let _ = writeln!(
+            out,
+            "  export cursor `{}` ({}): at {}, {} behind, moved {}",
+            cursor.name,
+            match cursor.kind.as_str() {
+                "status" => "statuses",
+                "letter" => "letters",
+                _ => "registrations",
+            },
+            cursor.seq,
+            changes(cursor.behind),
+            cursor.updated_at
+        );
+    }
+    for mirror in &feed.mirrors {
+        let caught_up = mirror.mirrored_at.as_deref().unwrap_or("never");
+        let _ = write!(
+            out,
+            "  mirror `{}`: at {}, {} behind, last caught up {caught_up}",
+            mirror.installation,
+            mirror.change_seq,
+            changes(mirror.behind)
+        );
+        if let Some(error) = &mirror.error {
+            let _ = write!(out, "; last try {} failed: {error}", mirror.attempted_at);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// "1 change", "2 changes".
+fn changes(count: i64) -> String {
+    if count == 1 {
+        "1 change".into()
+    } else {
+        format!("{count} changes")
+    }
 }
 
 fn last_run(row: &CursorRow) -> String {

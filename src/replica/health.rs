@@ -160,3 +160,87 @@ mod tests {
         );
     }
 }
+
+/// Who follows the change feed: its newest position, the cursors of `export --cursor` and the
+/// PostgreSQL mirrors, each with how many changes it has not read yet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Followers {
+    /// The newest `change.seq` (0: no change yet).
+    pub through_seq: i64,
+    pub cursors: Vec<FeedCursor>,
+    pub mirrors: Vec<MirrorFollower>,
+}
+
+/// A cursor of `export --cursor NAME`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeedCursor {
+    pub name: String,
+    /// `letter`, `status` or `registration`.
+    pub kind: String,
+    pub seq: i64,
+    /// Changes of its kind after its position.
+    pub behind: i64,
+    pub updated_at: String,
+}
+
+/// A PostgreSQL mirror as this replica last saw it (`mirror_state`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MirrorFollower {
+    pub installation: String,
+    pub change_seq: i64,
+    /// Changes after its position.
+    pub behind: i64,
+    pub mirrored_at: Option<String>,
+    pub attempted_at: String,
+    /// Why its last step failed; None after a success.
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// The feed's followers. Needs schema 9.
+    pub fn followers(&self) -> Result<Followers> {
+        let through_seq =
+            self.conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM change", [], |row| {
+                    row.get(0)
+                })?;
+        let mut cursors = self.conn.prepare(
+            "SELECT name, kind, seq, updated_at,
+                 (SELECT count(*) FROM change AS c WHERE c.seq > e.seq AND c.kind = e.kind)
+             FROM export_cursor AS e ORDER BY name",
+        )?;
+        let cursors = cursors
+            .query_map([], |row| {
+                Ok(FeedCursor {
+                    name: row.get(0)?,
+                    kind: row.get(1)?,
+                    seq: row.get(2)?,
+                    updated_at: row.get(3)?,
+                    behind: row.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut mirrors = self.conn.prepare(
+            "SELECT installation, change_seq, mirrored_at, attempted_at, error,
+                 (SELECT count(*) FROM change AS c WHERE c.seq > m.change_seq)
+             FROM mirror_state AS m ORDER BY installation",
+        )?;
+        let mirrors = mirrors
+            .query_map([], |row| {
+                Ok(MirrorFollower {
+                    installation: row.get(0)?,
+                    change_seq: row.get(1)?,
+                    mirrored_at: row.get(2)?,
+                    attempted_at: row.get(3)?,
+                    error: row.get(4)?,
+                    behind: row.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Followers {
+            through_seq,
+            cursors,
+            mirrors,
+        })
+    }
+}

@@ -44,7 +44,7 @@ mod write;
 
 pub use backup::{BackedUp, SKIP_UPGRADE_BACKUP_ENV, copies_beside};
 pub use busy::{PATIENCE, describe_wait, is_busy, patience, set_patience};
-pub use health::SourceHealth;
+pub use health::{FeedCursor, Followers, MirrorFollower, SourceHealth};
 pub use outbox::{NotificationCounts, Pending};
 pub use reprocess::Reprocessed;
 pub use retention::{Forgotten, Party, Pruned};

@@ -540,3 +540,56 @@ fn output_never_replaces_what_is_not_a_file_of_its_own() {
         "the replica is whole"
     );
 }
+
+#[test]
+fn status_shows_each_cursor_and_how_far_behind_it_is() {
+    let install = Install::new("");
+    let letter = test_uuid(0xe9, 1);
+    status(
+        &install,
+        &letter,
+        1,
+        "2026-03-01T10:00:00.000Z",
+        Status::SENT,
+    );
+    let (code, stdout, _) = outcome(&install.run(&["status"]));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("change feed through seq 2\n"), "{stdout}");
+    assert!(!stdout.contains("export cursor"), "{stdout}");
+    export(&install, "statuses", &["--cursor", "journal"]);
+    export(&install, "letters", &["--cursor", "esdh"]);
+    // Two more statuses: two status changes, and the letter's change moved twice.
+    status(
+        &install,
+        &letter,
+        2,
+        "2026-03-01T11:00:00.000Z",
+        Status::RECEIVED,
+    );
+    status(
+        &install,
+        &letter,
+        3,
+        "2026-03-01T12:00:00.000Z",
+        Status::DELIVERED,
+    );
+    let (code, stdout, _) = outcome(&install.run(&["status"]));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("change feed through seq 6\n"), "{stdout}");
+    assert!(
+        stdout.contains("  export cursor `esdh` (letters): at 2, 1 change behind, moved 20"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  export cursor `journal` (statuses): at 1, 2 changes behind, moved 20"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = outcome(&install.run(&["status", "--json"]));
+    assert_eq!(code, 0);
+    let report: Json = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(report["feed"]["through_seq"], 6);
+    assert_eq!(report["feed"]["cursors"][1]["name"], "journal");
+    assert_eq!(report["feed"]["cursors"][1]["kind"], "status");
+    assert_eq!(report["feed"]["cursors"][1]["behind"], 2);
+    assert_eq!(report["feed"]["mirrors"], Json::Array(Vec::new()));
+}

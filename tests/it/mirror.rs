@@ -344,6 +344,13 @@ fn pulling_goes_on_while_postgresql_is_away_and_the_mirror_catches_up() {
         "{stdout}"
     );
     assert!(stdout.contains("the last try failed"), "{stdout}");
+    let (_, stdout, _) = outcome(&test.install.run(&["status"]));
+    assert!(
+        stdout.contains(
+            "  mirror `kommune-p`: at 0, 400 changes behind, last caught up never; last try 20"
+        ),
+        "{stdout}"
+    );
 
     server.restart();
     test.broker.fill(&test.queue, envelopes(0x3d00, 50));
@@ -352,6 +359,12 @@ fn pulling_goes_on_while_postgresql_is_away_and_the_mirror_catches_up() {
     assert_same(&test.install, &server, &database, "kommune-p", false);
     let (_, stdout, _) = outcome(&test.install.run(&["status", "--check"]));
     assert!(!stdout.contains("not copied"), "{stdout}");
+    let (_, stdout, _) = outcome(&test.install.run(&["status"]));
+    assert!(
+        stdout.contains("  mirror `kommune-p`: at 500, 0 changes behind, last caught up 20"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("failed"), "{stdout}");
 }
 
 #[test]
