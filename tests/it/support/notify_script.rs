@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use super::Install;
 
 /// A notify command: appends `KEY<TAB>EVENT<TAB>payload` to `sent.log`; fails while `fail`
-/// exists; while `hang` exists, records its pid in `hang.pid` and sleeps after logging.
+/// exists; while `hang` exists, records its pid in `hang.pid` and sleeps after logging. The
+/// pid file appears whole (written beside it, then renamed), so a test that sees it can read it.
 pub const NOTIFY_SCRIPT: &str = r#"#!/bin/sh
 dir=$(dirname "$0")
 payload=$(cat)
 if [ -e "$dir/fail" ]; then echo "refused for 0101701234" >&2; exit 1; fi
 printf '%s\t%s\t%s\n' "$BESKEDHENT_KEY" "$BESKEDHENT_EVENT" "$payload" >> "$dir/sent.log"
-if [ -e "$dir/hang" ]; then echo $$ > "$dir/hang.pid"; sleep 60; fi
+if [ -e "$dir/hang" ]; then echo $$ > "$dir/hang.pid.$$"; mv "$dir/hang.pid.$$" "$dir/hang.pid"; sleep 60; fi
 exit 0
 "#;
 
