@@ -251,18 +251,30 @@ fn start(store: &Store, options: &Options, through_now: i64) -> Result<Option<(i
             (after, if after == 0 { through_now } else { 0 })
         }
     };
+    let issued = store.change_issued()?;
+    if after > issued {
+        crate::logging::print_error(&format!(
+            "position {after} is past the newest change of this replica ({issued}): it was not given out here. If the replica was restored from an older backup, the changes after {issued} are given out again under new positions; replace your copy with everything from position 0 ({})",
+            start_again(options)
+        ));
+        return Ok(None);
+    }
     if let Position::Missed(through) = crate::replica::changes::position(after, seen, through_now) {
         crate::logging::print_error(&format!(
-            "position {after} is older than the deletions the replica still tells of: tombstones up to seq {through} were deleted ([retention] deletions_days), so some deletions would be missed; replace your copy with everything from position 0 (--after 0{})",
-            options
-                .cursor
-                .as_ref()
-                .map(|name| format!(" --cursor {name}, which starts the cursor again"))
-                .unwrap_or_default()
+            "position {after} is older than the deletions the replica still tells of: tombstones up to seq {through} were deleted ([retention] deletions_days), so some deletions would be missed; replace your copy with everything from position 0 ({})",
+            start_again(options)
         ));
         return Ok(None);
     }
     Ok(Some((after, seen)))
+}
+
+/// How to read everything again: `--after 0`, with the cursor if there is one.
+fn start_again(options: &Options) -> String {
+    match &options.cursor {
+        Some(name) => format!("--after 0 --cursor {name}, which starts the cursor again"),
+        None => "--after 0".into(),
+    }
 }
 
 /// `--output` is written beside its name and renamed over it: refuse a path that is not a

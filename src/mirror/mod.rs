@@ -30,8 +30,8 @@ const ENVELOPE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct Mirrored {
     pub changes_and_messages: u64,
     pub batches: u64,
-    /// Whether it started again from nothing, having missed deletions.
-    pub restarted: bool,
+    /// Why it started again from nothing, if it did.
+    pub restarted: Option<&'static str>,
     /// Whether a stop request ended it before it caught up.
     pub interrupted: bool,
     pub seconds: f64,
@@ -54,11 +54,9 @@ impl Mirrored {
                 n => format!("{n} transactions"),
             },
             self.seconds,
-            if self.restarted {
-                " (copied afresh: it had missed deletions)"
-            } else {
-                ""
-            },
+            self.restarted
+                .map(|why| format!(" (copied afresh: {why})"))
+                .unwrap_or_default(),
             if self.interrupted {
                 "; stopped before it caught up, the next run goes on"
             } else {
@@ -180,7 +178,7 @@ fn copy(store: &mut Store, config: &MirrorConfig, going_on: &dyn Fn() -> bool) -
         let step = step(&mut client, store, config)?;
         done.changes_and_messages += step.count;
         done.batches += 1;
-        done.restarted |= step.restarted;
+        done.restarted = done.restarted.or(step.restarted);
         if !step.more {
             break;
         }
@@ -228,7 +226,7 @@ fn pg_error(error: postgres::Error, shown: &str) -> anyhow::Error {
 struct Step {
     count: u64,
     more: bool,
-    restarted: bool,
+    restarted: Option<&'static str>,
 }
 
 /// One batch in one PostgreSQL transaction.
@@ -263,16 +261,18 @@ fn step(client: &mut postgres::Client, store: &mut Store, config: &MirrorConfig)
         });
     // A mirror starting from nothing skipped no deletion.
     let (mut change_seq, mut message_seq, mut seen) = position.unwrap_or((0, 0, through));
-    let mut restarted = false;
-    if let Position::Missed(through) = crate::replica::changes::position(change_seq, seen, through)
-    {
-        tracing::warn!(
-            "the mirror of installation `{installation}` is at change {change_seq}, older than deletions forgotten through {through} ([retention] deletions_days): copying everything afresh"
-        );
+    let afresh = afresh_because(
+        store,
+        installation,
+        (change_seq, message_seq, seen),
+        through,
+    )?;
+    if let Some((why, _)) = &afresh {
+        tracing::warn!("{why}: copying everything afresh");
         forget_installation(&mut tx, schema, installation).map_err(pg)?;
         (change_seq, message_seq, seen) = (0, 0, through);
-        restarted = true;
     }
+    let restarted = afresh.map(|(_, short)| short);
     let envelopes = config.envelopes.then_some(ENVELOPE_BYTES);
     let batch = store.mirror_batch(change_seq, message_seq, config.batch, envelopes)?;
     apply(&mut tx, schema, installation, &batch).map_err(pg)?;
@@ -308,6 +308,37 @@ fn step(client: &mut postgres::Client, store: &mut Store, config: &MirrorConfig)
         more: batch.more,
         restarted,
     })
+}
+
+/// Why the mirror of `installation`, at these positions in PostgreSQL, must copy everything
+/// afresh, if it must: it fell behind deletions forgotten through `through`, or it is past
+/// what this replica gave out (a replica restored from an older backup gives out the positions
+/// after it again, for other changes). The reason for the log, and in short for the run's line.
+fn afresh_because(
+    store: &Store,
+    installation: &str,
+    (change_seq, message_seq, seen): (i64, i64, i64),
+    through: i64,
+) -> Result<Option<(String, &'static str)>> {
+    if let Position::Missed(through) = crate::replica::changes::position(change_seq, seen, through)
+    {
+        return Ok(Some((
+            format!(
+                "the mirror of installation `{installation}` is at change {change_seq}, older than deletions forgotten through {through} ([retention] deletions_days)"
+            ),
+            "it had missed deletions",
+        )));
+    }
+    let (changes, messages) = (store.change_issued()?, store.message_issued()?);
+    if change_seq > changes || message_seq > messages {
+        return Ok(Some((
+            format!(
+                "the mirror of installation `{installation}` is at change {change_seq} and message {message_seq}, past the newest this replica gave out ({changes} and {messages}): the replica was restored from an older backup, or another replica mirrors under the same installation name (give each its own)"
+            ),
+            "it was past what this replica gave out",
+        )));
+    }
+    Ok(None)
 }
 
 /// Deletes every row of `installation`, to copy everything afresh.

@@ -593,3 +593,66 @@ fn status_shows_each_cursor_and_how_far_behind_it_is() {
     assert_eq!(report["feed"]["cursors"][1]["behind"], 2);
     assert_eq!(report["feed"]["mirrors"], Json::Array(Vec::new()));
 }
+
+/// Puts the replica back as `backup` left it, as an operator restoring a backup would.
+fn restore(install: &Install, backup: &Path) {
+    for companion in ["replica.db-wal", "replica.db-shm"] {
+        let _ = std::fs::remove_file(install.path(companion));
+    }
+    std::fs::copy(backup, install.db_path()).expect("restore");
+}
+
+#[test]
+fn a_position_past_the_newest_change_is_refused_as_after_a_restored_backup() {
+    let install = Install::new("");
+    let letter = test_uuid(0xea, 1);
+    status(
+        &install,
+        &letter,
+        1,
+        "2026-03-01T10:00:00.000Z",
+        Status::SENT,
+    );
+    let backup = install.path("backup.db");
+    let (code, _, stderr) = outcome(&install.run(&["backup", backup.to_str().expect("utf-8")]));
+    assert_eq!(code, 0, "{stderr}");
+    status(
+        &install,
+        &letter,
+        2,
+        "2026-03-01T11:00:00.000Z",
+        Status::RECEIVED,
+    );
+    status(
+        &install,
+        &letter,
+        3,
+        "2026-03-01T12:00:00.000Z",
+        Status::DELIVERED,
+    );
+    let read = export(&install, "statuses", &[]);
+    assert_eq!(last_seq(&read, 0), 5);
+
+    // The replica as it was at the backup: it gives positions 3 and on out again, for other
+    // changes, which a reader at 5 would never see.
+    restore(&install, &backup);
+    let (code, stdout, stderr) = outcome(&install.run(&["export", "statuses", "--after", "5"]));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("position 5 is past the newest change of this replica (2)")
+            && stderr.contains("(--after 0)"),
+        "{stderr}"
+    );
+    status(
+        &install,
+        &test_uuid(0xea, 2),
+        4,
+        "2026-03-02T10:00:00.000Z",
+        Status::SENT,
+    );
+    let (code, _, stderr) = outcome(&install.run(&["export", "statuses", "--after", "5"]));
+    assert_eq!(code, 1, "5 is still past the newest change, 4: {stderr}");
+    assert!(export(&install, "statuses", &["--after", "4"]).is_empty());
+    assert_eq!(export(&install, "statuses", &["--after", "0"]).len(), 2);
+}

@@ -639,3 +639,41 @@ fn a_password_file_that_another_user_owns_is_refused() {
     );
     assert!(!format!("{stdout}{stderr}").contains("stolen-or-planted"));
 }
+
+#[test]
+fn a_replica_restored_from_an_older_backup_is_copied_afresh() {
+    // The restored replica gives out the positions after its backup again, for other changes:
+    // a mirror that went on from its own position would skip them and keep what the replica
+    // no longer has.
+    let server = shared();
+    let database = server.database();
+    let install = Install::new(&format!(
+        "{TYPES}{}",
+        mirror_section(server, &database, "kommune-r", "")
+    ));
+    run_ok(&install, &["import", examples().to_str().unwrap()]);
+    let backup = install.path("backup.db");
+    run_ok(&install, &["backup", backup.to_str().unwrap()]);
+    let lost = install.path("lost");
+    write_envelopes(&lost, 0x3f00, 40);
+    run_ok(&install, &["import", lost.to_str().unwrap()]);
+    assert_same(&install, server, &database, "kommune-r", false);
+
+    for companion in ["replica.db-wal", "replica.db-shm"] {
+        let _ = std::fs::remove_file(install.path(companion));
+    }
+    std::fs::copy(&backup, install.db_path()).expect("restore");
+    let other = install.path("other");
+    write_envelopes(&other, 0x3f80, 10);
+    let said = run_ok(&install, &["import", other.to_str().unwrap()]);
+    assert!(
+        said.contains("(copied afresh: it was past what this replica gave out)"),
+        "{said}"
+    );
+    assert_same(&install, server, &database, "kommune-r", false);
+    let said = run_ok(&install, &["mirror"]);
+    assert!(
+        said.contains("nothing new") && !said.contains("afresh"),
+        "{said}"
+    );
+}
