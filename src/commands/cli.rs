@@ -138,7 +138,7 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
-    /// Show each source's position, counts, last run and last successful run.
+    /// Show each source's position, counts, last run and last successful run, and who follows the change feed.
     Status {
         /// Print JSON instead of a table.
         #[arg(long, conflicts_with = "check")]
