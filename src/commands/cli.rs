@@ -289,8 +289,10 @@ fn usage_error(text: &str) -> String {
         }
     }
     // An argument is quoted as given: a CPR number in it is masked even where letters touch
-    // it (`--source a0101701234`), which the masking of logs leaves alone; and a number parsed
-    // from it is quoted without its leading zeros (`101701234 is not in 0..=36500`).
+    // it (`--source a0101701234`), which the masking of logs leaves alone, as `010170****`;
+    // and a number parsed from it may be quoted without its leading zeros (`101701234 is not
+    // in 0..=36500`), which the masking cannot recognise, so what is left of it goes too.
+    let mut text = crate::mask::mask_cpr_among_letters(&text).into_owned();
     for arg in std::env::args_os().skip(1) {
         let arg = arg.to_string_lossy();
         if !crate::mask::holds_cpr_number(&arg) {
@@ -303,7 +305,6 @@ fn usage_error(text: &str) -> String {
             }
         }
     }
-    let text = crate::mask::mask_cpr_among_letters(&text);
     text.lines()
         .map(crate::logging::safe_line)
         .collect::<Vec<_>>()

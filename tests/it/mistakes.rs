@@ -93,6 +93,21 @@ fn a_usage_mistake_is_said_masked_and_cannot_start_a_line_of_its_own() {
             "{stderr}"
         );
     }
+    // Masked as everywhere else: the date kept, the rest starred.
+    for (args, quoted) in [
+        (
+            &["export", "statuses", "--cursor", "0101701234"][..],
+            "'010170****'",
+        ),
+        (
+            &["export", "statuses", "--cursor", "a0101701234"],
+            "'a010170****'",
+        ),
+    ] {
+        let (code, _, stderr) = outcome(&install.run(args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(quoted), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
