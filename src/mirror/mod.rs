@@ -28,7 +28,9 @@ const ENVELOPE_BYTES: u64 = 16 * 1024 * 1024;
 /// What one mirror run did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mirrored {
-    pub changes_and_messages: u64,
+    /// Changes copied (`change` rows), and messages stored since the last run.
+    pub changes: u64,
+    pub new_messages: u64,
     pub batches: u64,
     /// Why it started again from nothing, if it did.
     pub restarted: Option<&'static str>,
@@ -40,10 +42,21 @@ pub struct Mirrored {
 impl Mirrored {
     /// One line for the run's report.
     pub fn line(&self, config: &MirrorConfig) -> String {
-        let copied = match self.changes_and_messages {
-            0 => "nothing new".to_owned(),
-            1 => "1 change copied".to_owned(),
-            n => format!("{n} changes copied"),
+        let plural = |n: u64, one: &str, many: &str| {
+            if n == 1 {
+                format!("1 {one}")
+            } else {
+                format!("{n} {many}")
+            }
+        };
+        let copied = match (self.changes, self.new_messages) {
+            (0, 0) => "nothing new".to_owned(),
+            (changes, 0) => format!("{} copied", plural(changes, "change", "changes")),
+            (changes, messages) => format!(
+                "{} and {} copied",
+                plural(changes, "change", "changes"),
+                plural(messages, "new message", "new messages")
+            ),
         };
         format!(
             "mirror: {copied} to PostgreSQL {} as installation `{}` in {} in {:.1} s{}{}",
@@ -83,7 +96,8 @@ pub fn run(
 ) -> Result<Mirrored> {
     let result = watched(database, config, stop);
     if let Err(error) = &result {
-        let text = crate::mask::mask_cpr(&format!("{error:#}")).into_owned();
+        // Masked as a log line is (a number joined to letters too, as in a role name).
+        let text = crate::logging::safe_line(&format!("{error:#}"));
         let now = crate::time::now_utc();
         if let Err(also) = store.set_mirror_state(&config.installation, None, &now, Some(&text)) {
             tracing::warn!("could not record the mirror's failure in the replica: {also:#}");
@@ -176,7 +190,8 @@ fn copy(store: &mut Store, config: &MirrorConfig, going_on: &dyn Fn() -> bool) -
             break;
         }
         let step = step(&mut client, store, config)?;
-        done.changes_and_messages += step.count;
+        done.changes += step.changes;
+        done.new_messages += step.new_messages;
         done.batches += 1;
         done.restarted = done.restarted.or(step.restarted);
         if !step.more {
@@ -224,7 +239,8 @@ fn pg_error(error: postgres::Error, shown: &str) -> anyhow::Error {
 }
 
 struct Step {
-    count: u64,
+    changes: u64,
+    new_messages: u64,
     more: bool,
     restarted: Option<&'static str>,
 }
@@ -304,7 +320,8 @@ fn step(client: &mut postgres::Client, store: &mut Store, config: &MirrorConfig)
         None,
     )?;
     Ok(Step {
-        count: batch.count,
+        changes: batch.count - batch.new_messages,
+        new_messages: batch.new_messages,
         more: batch.more,
         restarted,
     })

@@ -36,6 +36,8 @@ pub struct Batch {
     pub more: bool,
     /// Changes and messages this batch holds.
     pub count: u64,
+    /// Of them, the messages stored since the last batch.
+    pub new_messages: u64,
 }
 
 /// The columns of a postal event, after its status's `seq`.
@@ -263,6 +265,7 @@ fn read_new_messages(
         }
         batch.message_seq = seq;
         batch.count += 1;
+        batch.new_messages += 1;
         taken.push(seq);
     }
     Ok(taken)

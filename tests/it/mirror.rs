@@ -175,7 +175,7 @@ fn every_row_and_column_of_the_replica_is_in_postgresql_after_each_import() {
     ));
     let said = run_ok(&install, &["import", examples().to_str().unwrap()]);
     assert!(
-        said.contains("mirror: ") && said.contains("changes copied"),
+        said.contains("mirror: ") && said.contains(" changes and 9 new messages copied"),
         "{said}"
     );
     let first = assert_same(&install, server, &database, "kommune-a", true);
@@ -355,7 +355,10 @@ fn pulling_goes_on_while_postgresql_is_away_and_the_mirror_catches_up() {
     server.restart();
     test.broker.fill(&test.queue, envelopes(0x3d00, 50));
     let said = run_ok(&test.install, &["sync"]);
-    assert!(said.contains("changes copied"), "{said}");
+    assert!(
+        said.contains("mirror: 500 changes and 250 new messages copied"),
+        "{said}"
+    );
     assert_same(&test.install, &server, &database, "kommune-p", false);
     let (_, stdout, _) = outcome(&test.install.run(&["status", "--check"]));
     assert!(!stdout.contains("not copied"), "{stdout}");
@@ -675,5 +678,27 @@ fn a_replica_restored_from_an_older_backup_is_copied_afresh() {
     assert!(
         said.contains("nothing new") && !said.contains("afresh"),
         "{said}"
+    );
+}
+
+#[test]
+fn a_failure_is_kept_in_the_replica_masked_as_a_log_line_is() {
+    // PostgreSQL's error quotes the role, which here holds a CPR number joined to a letter.
+    let server = shared();
+    let database = server.database();
+    let url = server.url(&database).replace("postgres@", "u0101701234@");
+    let install = Install::new(&format!(
+        "\n[mirror]\npostgresql = \"{url}\"\ninstallation = \"kommune-m\"\n"
+    ));
+    let (code, stdout, stderr) = outcome(&install.run(&["mirror"]));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let error: String = crate::support::value(
+        &install.db(),
+        "SELECT error FROM mirror_state WHERE installation = 'kommune-m'",
+    );
+    assert!(error.contains("u010170****"), "{error}");
+    assert!(
+        !format!("{stdout}{stderr}{error}").contains("1234"),
+        "{error}"
     );
 }
