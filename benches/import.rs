@@ -8,7 +8,8 @@
 //! - beskedhent: `beskedhent import DIR` into a fresh database, as a child process, with its
 //!   wall time and peak resident memory (from `wait4`);
 //! - with BENCH_BASELINE_BIN naming another build of `beskedhent` (say, the previous release),
-//!   the same import with that build into another fresh database.
+//!   the same import with that build into another fresh database;
+//! - the baseline again, last, to show how far the disk's speed drifted meanwhile.
 
 use std::process::Command;
 
