@@ -63,8 +63,9 @@ fn pairs<A: rusqlite::types::FromSql, B: rusqlite::types::FromSql>(
         .unwrap()
 }
 
-#[test]
-fn letters_kept_one_status_at_a_time_equal_letters_derived_at_once() {
+/// 300 statuses about 12 letters, written in 20 batches: out of order, final before non-final,
+/// equal times.
+fn shuffled_statuses() -> Store {
     use crate::sample::Status;
     let kinds = [
         Status::SENT,
@@ -83,7 +84,6 @@ fn letters_kept_one_status_at_a_time_equal_letters_derived_at_once() {
     let mut ids = crate::sample::UuidGenerator::new(7);
     let letters_uuids: Vec<String> = (0..12).map(|_| ids.next_uuid()).collect();
     let mut store = Store::open_in_memory().unwrap();
-    // Out of order, final before non-final, equal times, several batches.
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = |n: usize| {
         state ^= state << 13;
@@ -105,6 +105,25 @@ fn letters_kept_one_status_at_a_time_equal_letters_derived_at_once() {
             .write_batch("test", "2026-03-06T00:00:00.000Z", &batch)
             .unwrap();
     }
+    store
+}
+
+/// How many statuses name their letter by its number and UUID alike.
+fn linked(store: &Store) -> i64 {
+    store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM print_status AS p JOIN letter AS l
+             ON l.id = p.letter_id AND l.message_uuid = p.message_uuid",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn letters_kept_one_status_at_a_time_equal_letters_derived_at_once() {
+    let store = shuffled_statuses();
     let kept = letters(&store);
     assert_eq!(kept.len(), 12);
     let by_letter: Vec<(String, i64)> = pairs(
@@ -114,17 +133,6 @@ fn letters_kept_one_status_at_a_time_equal_letters_derived_at_once() {
     assert_eq!(by_letter, latest_by_old_rule(&store));
     // Each status names its letter by the letter's number, given in the order letters were
     // first seen.
-    let linked = |store: &Store| -> i64 {
-        store
-            .conn
-            .query_row(
-                "SELECT count(*) FROM print_status AS p JOIN letter AS l
-                 ON l.id = p.letter_id AND l.message_uuid = p.message_uuid",
-                [],
-                |row| row.get(0),
-            )
-            .unwrap()
-    };
     assert_eq!(linked(&store), 300);
     let first_seen: Vec<(String, i64)> = pairs(
         &store,
